@@ -1,0 +1,189 @@
+"""JSON Lines I/O that survives pre-emption: lazy reads, resumable appends, atomic files.
+
+A labeling job may be killed at any instant. The writer appends one batch per
+``write`` call and fsyncs it; on reopen it cuts a torn last line and reports the ids
+already written, so a rerun skips them. An exclusive lock stops two processes from
+interleaving lines in one file.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .records import to_json
+
+
+class OutputLockedError(RuntimeError):
+    """Another process is writing the same output file."""
+
+
+class OutputNotWritableError(RuntimeError):
+    """The output cannot be written (read-only directory, full disk...)."""
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any] | Exception]]:
+    """Yield ``(line_number, object)`` lazily; a broken line yields its exception instead.
+
+    Callers decide whether a bad line is fatal (a config) or a recorded skip (a manifest).
+    Blank lines are ignored. Line numbers start at 1.
+    """
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield n, ValueError(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno})")
+                continue
+            if not isinstance(obj, dict):
+                yield n, ValueError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
+                continue
+            yield n, obj
+
+
+def read_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """Yield the objects of a file written by this toolkit; a broken line is an error."""
+    for _, obj in iter_jsonl(path):
+        if isinstance(obj, Exception):
+            raise obj
+        yield obj
+
+
+def _describe_os_error(path: Path, e: OSError) -> str:
+    if e.errno == errno.ENOSPC:
+        return f"no space left on the device holding {path}; free space and rerun (finished lines are kept)"
+    if e.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+        return f"cannot write {path}: {e.strerror}; choose a writable --out (finished lines are kept)"
+    return f"cannot write {path}: {e}"
+
+
+class ResumableJsonlWriter:
+    """Append records to a JSON Lines file that a rerun can resume.
+
+    Use as a context manager. ``done_ids`` holds the ids already in the file when it
+    was opened (after any torn last line was cut). Each ``write`` appends one batch in a
+    single write and fsyncs, so a kill loses at most the batch in flight.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, id_key: str = "id"):
+        self.path = Path(path)
+        self.id_key = id_key
+        self.done_ids: set[str] = set()
+        self._file = None
+        self._lock = None
+
+    def __enter__(self) -> ResumableJsonlWriter:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = open(self.path.with_name(self.path.name + ".lock"), "a+")
+        except OSError as e:
+            raise OutputNotWritableError(_describe_os_error(self.path, e)) from e
+        try:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise OutputLockedError(
+                f"{self.path} is being written by another process (lock {self._lock.name}); "
+                "wait for it, or give this job another --out"
+            ) from None
+        self._repair_and_scan()
+        try:
+            self._file = open(self.path, "a", encoding="utf-8")
+        except OSError as e:
+            self.close()
+            raise OutputNotWritableError(_describe_os_error(self.path, e)) from e
+        return self
+
+    def _repair_and_scan(self) -> None:
+        if not self.path.exists():
+            return
+        good_end = 0
+        with open(self.path, "rb") as f:
+            for raw in f:
+                if not raw.endswith(b"\n"):
+                    break  # torn by a kill mid-write: the batch it belonged to is redone
+                try:
+                    obj = json.loads(raw)
+                except ValueError:
+                    break
+                self.done_ids.add(str(obj[self.id_key]))
+                good_end += len(raw)
+        if good_end < self.path.stat().st_size:
+            with open(self.path, "r+b") as f:
+                f.truncate(good_end)
+
+    def write(self, records: Iterable[Any]) -> int:
+        """Append records (dataclasses or dicts) as one durable batch; returns the count."""
+        lines = []
+        for r in records:
+            lines.append((json.dumps(r, ensure_ascii=False) if isinstance(r, dict) else to_json(r)) + "\n")
+        if not lines:
+            return 0
+        try:
+            self._file.write("".join(lines))
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as e:
+            raise OutputNotWritableError(_describe_os_error(self.path, e)) from e
+        return len(lines)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._lock is not None:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a whole file under a temporary name, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:
+    """Write records as a JSON Lines file atomically; returns the count.
+
+    Streams into the temporary file, so memory stays flat for long manifests.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    n = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for r in records:
+                f.write((json.dumps(r, ensure_ascii=False) if isinstance(r, dict) else to_json(r)) + "\n")
+                n += 1
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return n

@@ -1,0 +1,128 @@
+"""One registry of text normalisers, shared by correction and WER.
+
+A WER is only meaningful with the normaliser that produced it, and a correction
+rule that compares texts must see them the way the scorer will. So every stage
+looks normalisers up here by name, and reports carry that name.
+
+Whisper's normalisers are imported lazily: ``import asr_distill.normalise`` stays
+cheap, and a normaliser that is never used never loads its spelling tables.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import cache
+
+Normaliser = Callable[[str], str]
+
+NORMALISERS: dict[str, Normaliser] = {}
+
+# format_insensitive, step 1: an all-caps token of letters and digits, 2-10 characters,
+# with at least one letter ("GMEF", "CQQF7"); Whisper writes spelled letters that way.
+# Longer tokens are more likely real acronyms or shouting than spelling.
+MIN_SPELLED_LEN = 2
+MAX_SPELLED_LEN = 10
+_SPELLED_TOKEN = re.compile(
+    rf"(?<![\w'])(?=[A-Z0-9]*[A-Z])[A-Z0-9]{{{MIN_SPELLED_LEN},{MAX_SPELLED_LEN}}}(?![\w'])"
+)
+# Step 3: every digit becomes its own token, so "122959", "12 29 59" and "1229 59" agree.
+_DIGIT = re.compile(r"\d")
+# Whisper's normaliser turns a lone "1" back into the word "one" (and leaves the word
+# "one" alone when no other number word is beside it); step 3 makes it a digit again.
+_LONE_ONE = re.compile(r"\bone\b")
+# Step 4: AN4's control word is "rubout"; Whisper often hears two words.
+_RUB_OUT = re.compile(r"\brub out\b")
+_SPACES = re.compile(r"\s+")
+# Whisper's number table spells the ordinal "nineth", so the real word "ninth" is left
+# as a word ("twenty ninth" -> "20 ninth") while "29th" stays digits; fix it beforehand.
+_NINTH = re.compile(r"\bninth\b", re.IGNORECASE)
+
+
+def register_normaliser(name: str) -> Callable[[Normaliser], Normaliser]:
+    """Add a normaliser to :data:`NORMALISERS` under ``name``.
+
+    Raises:
+        ValueError: if the name is taken, so two modules cannot silently shadow
+            each other and change every WER reported under that name.
+    """
+
+    def decorator(fn: Normaliser) -> Normaliser:
+        if name in NORMALISERS:
+            raise ValueError(f"normaliser {name!r} is already registered")
+        NORMALISERS[name] = fn
+        return fn
+
+    return decorator
+
+
+def get_normaliser(name: str) -> Normaliser:
+    """Return the normaliser registered as ``name``.
+
+    Raises:
+        ValueError: naming the known normalisers, so a typo in a config fails
+            before any audio is decoded.
+    """
+    try:
+        return NORMALISERS[name]
+    except KeyError:
+        known = ", ".join(sorted(NORMALISERS))
+        raise ValueError(f"unknown normaliser {name!r}; known normalisers: {known}") from None
+
+
+@cache
+def _english() -> Normaliser:
+    # Built once: it loads Whisper's English spelling table from JSON.
+    from whisper.normalizers import EnglishTextNormalizer
+
+    return EnglishTextNormalizer()
+
+
+@cache
+def _basic() -> Normaliser:
+    from whisper.normalizers import BasicTextNormalizer
+
+    return BasicTextNormalizer()
+
+
+@register_normaliser("whisper_en")
+def whisper_en(text: str) -> str:
+    """Whisper's ``EnglishTextNormalizer``: the usual English WER convention."""
+    return _english()(text)
+
+
+@register_normaliser("whisper_basic")
+def whisper_basic(text: str) -> str:
+    """Whisper's ``BasicTextNormalizer``: lower-case, no punctuation, any language."""
+    return _basic()(text)
+
+
+def split_spelled(text: str) -> str:
+    """Split all-caps letter/digit tokens into characters ("CQQF7" -> "C Q Q F 7")."""
+    return _SPELLED_TOKEN.sub(lambda m: " ".join(m.group(0)), text)
+
+
+@register_normaliser("format_insensitive")
+def format_insensitive(text: str) -> str:
+    """Score what was said, not how it was written (AN4-style spelled letters and digits).
+
+    AN4 references spell letters as words and numbers as digit words ("g m e f",
+    "six two five", "oh" for zero); Whisper writes "GMEF", "G-M-E-F", "625". Whisper's
+    English normaliser alone leaves most of AN4's WER as formatting. Steps:
+
+    1. split all-caps letter/digit tokens of 2-10 characters into characters (and
+       respell "ninth" as Whisper's table has it, "nineth", so it becomes "9th");
+    2. Whisper's ``EnglishTextNormalizer`` (number words to digits; it also splits
+       "G-M-E-F" and "G.M.E.F." into letters and reads every lone "o"/"oh" as 0,
+       so the letter O and the digit zero are the same token on both sides);
+    3. every digit its own token ("39" -> "3 9", "$49.99" -> "$ 4 9 . 9 9"), and a
+       word "one" left by step 2 becomes "1";
+    4. "rub out" -> "rubout".
+
+    Applied identically to references and hypotheses.
+    """
+    text = _english()(_NINTH.sub("nineth", split_spelled(text)))
+    text = _DIGIT.sub(r" \g<0> ", text)
+    text = _LONE_ONE.sub("1", text)
+    text = _SPACES.sub(" ", text).strip()
+    return _RUB_OUT.sub("rubout", text)
