@@ -73,7 +73,9 @@ class TeacherLabel:
 
     ``text`` is the teacher's transcript (so the file trains a NeMo model as is);
     ``ref_text`` keeps the manifest's transcript, when there was one, for measurement.
-    ``temperature`` is the one whose output was kept after fallback.
+    ``temperature`` is the one whose output was kept after fallback; ``window_s`` the
+    encoder context it was decoded in; ``language_prob`` the detector's probability of
+    ``detected_language`` (None for English-only teachers).
     """
 
     id: str
@@ -89,6 +91,8 @@ class TeacherLabel:
     tokens: tuple[TokenScore, ...]
     provenance: Provenance
     language_prob: float | None = None
+    detected_language: str | None = None
+    window_s: float = 30.0
     ref_text: str | None = None
     speaker: str | None = None
     kind: ClassVar[str] = "label"

@@ -1,0 +1,123 @@
+"""Batched decoding with Whisper's quality checks and temperature fallback.
+
+``decode_batch`` turns a batch of (utterance, audio) pairs into ``TeacherLabel``s. It
+follows ``whisper.transcribe``'s rules (compression ratio, average log-probability,
+no-speech) but per batch, re-decoding only the items that failed, from encoder
+features computed once per window size.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+from whisper.utils import compression_ratio
+
+from ..records import Provenance, TeacherLabel, TokenScore, Utterance
+from .backends import Backend, RawHypothesis
+from .options import WINDOW_S, LabelOptions
+
+
+def _failed(h: RawHypothesis, cap: int, o: LabelOptions) -> bool:
+    """``whisper.transcribe``'s fallback test, plus a token cap that catches loops early."""
+    if (o.no_speech_threshold is not None and h.no_speech_prob > o.no_speech_threshold
+            and o.logprob_threshold is not None and h.avg_logprob < o.logprob_threshold):
+        return False  # silence: whisper keeps it and the filter stage decides
+    if len(h.tokens) >= cap:
+        return True
+    if o.compression_ratio_threshold is not None and h.text and \
+            compression_ratio(h.text) > o.compression_ratio_threshold:
+        return True
+    return o.logprob_threshold is not None and h.avg_logprob < o.logprob_threshold
+
+
+def _decode_window(backend: Backend, audios: Sequence[np.ndarray], durations: Sequence[float],
+                   o: LabelOptions, window: float):
+    """Decode clips at one encoder window; returns (hypotheses, temperatures, failed mask, languages)."""
+    feats = backend.encode(list(audios), window)
+    langs = backend.detect_language(feats)
+    decode_lang = [o.language or lang for lang, _ in langs]
+    caps = [o.token_cap(d) for d in durations]
+    best: list[RawHypothesis | None] = [None] * len(audios)
+    temps = [0.0] * len(audios)
+    todo = list(range(len(audios)))
+    # A short window gets one try; what fails there is redone at 30 s with the full ladder.
+    ladder = o.temperatures if window >= WINDOW_S else o.temperatures[:1]
+    for t in ladder:
+        by_lang: dict[str, list[int]] = defaultdict(list)
+        for i in todo:
+            by_lang[decode_lang[i]].append(i)
+        still = []
+        for lang, idx in by_lang.items():
+            sub = feats if len(idx) == len(audios) else backend.select(feats, idx)
+            hyps = backend.generate(sub, language=lang, task=o.task, temperature=t, beam_size=o.beam_size,
+                                    best_of=o.best_of, max_tokens=max(caps[i] for i in idx))
+            for i, h in zip(idx, hyps, strict=True):
+                best[i], temps[i] = h, t
+                if _failed(h, caps[i], o):
+                    still.append(i)
+        todo = sorted(still)
+        if not todo:
+            break
+    failed = [False] * len(audios)
+    for i in todo:
+        failed[i] = True
+    return best, temps, failed, langs
+
+
+def decode_batch(backend: Backend, batch: Sequence[tuple[Utterance, np.ndarray]], o: LabelOptions,
+                 provenance: Provenance) -> list[TeacherLabel]:
+    """Label a batch. Clips are grouped by encoder window; failures fall back to 30 s."""
+    n = len(batch)
+    hyps: list[RawHypothesis | None] = [None] * n
+    temps = [0.0] * n
+    windows = [WINDOW_S] * n
+    langs: list[tuple[str, float | None]] = [("en", None)] * n
+    groups: dict[float, list[int]] = defaultdict(list)
+    for i, (u, _) in enumerate(batch):
+        groups[o.window_for(u.duration)].append(i)
+    retry: list[int] = []
+    for window, idx in sorted(groups.items()):
+        h, t, failed, lg = _decode_window(backend, [batch[i][1] for i in idx],
+                                          [batch[i][0].duration for i in idx], o, window)
+        for j, i in enumerate(idx):
+            hyps[i], temps[i], windows[i], langs[i] = h[j], t[j], window, lg[j]
+            if failed[j] and window < WINDOW_S:
+                retry.append(i)
+    if retry:
+        h, t, _, lg = _decode_window(backend, [batch[i][1] for i in retry],
+                                     [batch[i][0].duration for i in retry], o, WINDOW_S)
+        for j, i in enumerate(retry):
+            hyps[i], temps[i], windows[i], langs[i] = h[j], t[j], WINDOW_S, lg[j]
+    return [_to_label(u, hyps[i], temps[i], windows[i], langs[i], backend, o, provenance)
+            for i, (u, _) in enumerate(batch)]
+
+
+def _to_label(u: Utterance, h: RawHypothesis, temperature: float, window: float,
+              lang: tuple[str, float | None], backend: Backend, o: LabelOptions,
+              provenance: Provenance) -> TeacherLabel:
+    tok = backend.tokenizer
+    tokens = tuple(
+        TokenScore(tok.decode([t]), lp, ent)
+        for t, lp, ent in zip(h.tokens, h.token_logprobs, h.token_entropies, strict=False)
+    )
+    return TeacherLabel(
+        id=u.id,
+        audio_filepath=u.audio_filepath,
+        offset=u.offset,
+        duration=u.duration,
+        text=h.text,
+        language=o.language or lang[0],
+        avg_logprob=round(h.avg_logprob, 5),
+        no_speech_prob=round(h.no_speech_prob, 5),
+        compression_ratio=round(compression_ratio(h.text), 4) if h.text else 0.0,
+        temperature=temperature,
+        tokens=tokens,
+        provenance=provenance,
+        language_prob=None if lang[1] is None else round(lang[1], 4),
+        detected_language=lang[0],
+        window_s=window,
+        ref_text=u.text,
+        speaker=u.speaker,
+    )

@@ -1,0 +1,62 @@
+"""Decoding options for labeling, checked in one place."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+WINDOW_S = 30.0  # Whisper's trained input length
+SHORT_WINDOWS_S = (10.0, 20.0, 30.0)  # encoder contexts tried, shortest that fits first
+TOKENS_BASE = 16  # token cap = TOKENS_BASE + TOKENS_PER_S * duration: a loop hits it early
+TOKENS_PER_S = 12
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """How the teacher decodes. Defaults follow ``whisper.transcribe`` where it has one.
+
+    ``short_context`` encodes an utterance in the shortest of ``SHORT_WINDOWS_S`` that
+    holds it (positional embedding sliced), instead of padding every clip to 30 s: on CPU
+    the encoder dominates and a 3 s clip pays for 30 s. Outputs that fail the checks, or
+    that hit the token cap, are decoded again at 30 s before any temperature fallback, so
+    the quality floor is that of plain Whisper.
+    """
+
+    beam_size: int | None = None
+    best_of: int = 5
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    compression_ratio_threshold: float | None = 2.4
+    logprob_threshold: float | None = -1.0
+    no_speech_threshold: float | None = 0.6
+    language: str | None = "en"
+    task: str = "transcribe"
+    short_context: bool = True
+    max_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.beam_size is not None and self.beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1 or None for greedy, got {self.beam_size}")
+        if not self.temperatures or self.temperatures[0] != 0.0 and self.beam_size is not None:
+            raise ValueError("beam search needs temperatures starting at 0.0")
+        if any(t < 0 or math.isnan(t) for t in self.temperatures):
+            raise ValueError(f"temperatures must be >= 0, got {self.temperatures}")
+        if self.task not in ("transcribe", "translate"):
+            raise ValueError(f"task must be 'transcribe' or 'translate', got {self.task!r}")
+        if self.best_of < 1:
+            raise ValueError(f"best_of must be >= 1, got {self.best_of}")
+
+    def token_cap(self, duration: float) -> int:
+        """Most tokens an utterance of this length may produce before it counts as a loop."""
+        cap = TOKENS_BASE + math.ceil(TOKENS_PER_S * duration)
+        return min(cap, self.max_tokens or 224)
+
+    def window_for(self, duration: float) -> float:
+        if not self.short_context:
+            return WINDOW_S
+        return next((w for w in SHORT_WINDOWS_S if duration <= w - 0.5), WINDOW_S)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["temperatures"] = list(self.temperatures)
+        return d
