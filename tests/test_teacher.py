@@ -1,0 +1,112 @@
+"""The teacher resolves offline, converts CTranslate2 weights faithfully, and decodes in batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import whisper
+
+from asr_distill import TeacherNotFoundError, load_teacher
+from asr_distill.audio import load_audio
+from asr_distill.manifest import read_manifest
+from asr_distill.records import Provenance
+from asr_distill.teacher import ct2
+from asr_distill.teacher.backends import make_backend
+from asr_distill.teacher.decode import decode_batch
+from asr_distill.teacher.options import LabelOptions
+
+
+def _clips(manifest):
+    return [(u, load_audio(u.audio_filepath)) for u in read_manifest(manifest)]
+
+
+def test_converted_tiny_en_matches_faster_whisper(an4_fixture, tiny_teacher):
+    """Same weights, two engines: greedy transcripts of real clips must be identical."""
+    from faster_whisper import WhisperModel
+
+    fw = WhisperModel(str(tiny_teacher.ct2_dir), device="cpu", compute_type="float32")
+    opts = dict(language="en", beam_size=1, temperature=0.0, without_timestamps=True,
+                condition_on_previous_text=False)
+    for _, audio in _clips(an4_fixture):
+        ours = whisper.transcribe(tiny_teacher.model, audio, fp16=False, **opts)["text"].strip()
+        segments, _ = fw.transcribe(audio, vad_filter=False, **opts)
+        theirs = " ".join(s.text.strip() for s in segments)
+        assert ours == theirs and ours
+
+
+def test_conversion_cached_in_openai_whisper_layout(tiny_teacher, tmp_path):
+    from asr_distill.teacher.resolve import cache_dir
+
+    cached = list((cache_dir() / "converted").glob(f"tiny.en-{tiny_teacher.weights_sha256[:16]}.pt"))
+    assert len(cached) == 1
+    model = whisper.load_model(str(cached[0]), device="cpu")
+    assert model.dims == tiny_teacher.model.dims
+    for (k, a), b in zip(model.state_dict().items(), tiny_teacher.model.state_dict().values(), strict=True):
+        assert torch.equal(a.float(), b.float()), k
+
+
+def test_dims_of_packaged_models(tiny_teacher):
+    d = tiny_teacher.model.dims
+    assert (d.n_audio_layer, d.n_text_layer, d.n_audio_state, d.n_vocab) == (4, 4, 384, 51864)
+    assert not tiny_teacher.is_multilingual
+
+
+def test_truncated_model_bin_is_a_clear_error(tiny_teacher, tmp_path):
+    src = tiny_teacher.ct2_dir / "model.bin"
+    bad = tmp_path / "model.bin"
+    bad.write_bytes(src.read_bytes()[: 1_000_000])
+    with pytest.raises(ct2.CT2FormatError, match="truncated"):
+        ct2.read_model_bin([bad])
+
+
+def test_ct2_directory_path_resolves(tiny_teacher):
+    t = load_teacher(tiny_teacher.ct2_dir)
+    assert t.weights_sha256 == tiny_teacher.weights_sha256
+
+
+def test_unknown_name_lists_offline_options():
+    with pytest.raises(TeacherNotFoundError, match="Offline, these work"):
+        load_teacher("no-such-model")
+
+
+def test_directory_without_model_bin(tmp_path):
+    with pytest.raises(TeacherNotFoundError, match="without model.bin"):
+        load_teacher(tmp_path)
+
+
+@pytest.mark.parametrize("backend", ["whisper", "faster-whisper"])
+def test_batched_decode_carries_confidence(an4_fixture, tiny_teacher, backend):
+    clips = _clips(an4_fixture)
+    prov = Provenance("tiny.en", tiny_teacher.weights_sha256, backend, {}, "test")
+    labels = decode_batch(make_backend(tiny_teacher, backend), clips, LabelOptions(), prov)
+    assert [lab.id for lab in labels] == [u.id for u, _ in clips]
+    for lab in labels:
+        assert lab.text and lab.tokens
+        assert "".join(t.text for t in lab.tokens).strip() == lab.text
+        lps = np.array([t.logprob for t in lab.tokens])
+        assert (lps <= 0).all() and all(t.entropy >= 0 for t in lab.tokens)
+        assert -3 < lab.avg_logprob <= 0 and 0 <= lab.no_speech_prob <= 1
+        assert lab.window_s == 10.0  # all fixture clips are short
+
+
+def test_short_context_agrees_with_full_window(an4_fixture, tiny_teacher):
+    """The 10 s encoder context is a speed lever; on these clips it must not change the words."""
+    from asr_distill.metrics import word_error_rate
+
+    clips = _clips(an4_fixture)
+    prov = Provenance("tiny.en", tiny_teacher.weights_sha256, "whisper", {}, "test")
+    backend = make_backend(tiny_teacher, "whisper")
+    short = decode_batch(backend, clips, LabelOptions(short_context=True), prov)
+    full = decode_batch(backend, clips, LabelOptions(short_context=False), prov)
+    refs = [u.text for u, _ in clips]
+    wer_short = word_error_rate(refs, [x.text for x in short]).wer
+    wer_full = word_error_rate(refs, [x.text for x in full]).wer
+    assert wer_short <= wer_full + 5.0
+
+
+def test_options_reject_bad_combinations():
+    with pytest.raises(ValueError, match="beam_size"):
+        LabelOptions(beam_size=0)
+    with pytest.raises(ValueError, match="task"):
+        LabelOptions(task="summarise")
