@@ -164,6 +164,25 @@ def _cmd_merge(args) -> int:
     return 0
 
 
+def _add_synth(sub) -> None:
+    p = sub.add_parser("synth", help="synthesise customer-support speech with a known transcript (Piper TTS)",
+                       description="Write N templated support-call utterances (product names, order "
+                       "numbers, amounts, dates, addresses) as 16 kHz WAV with Piper's offline voice, and "
+                       "their manifest OUT/manifest.jsonl. Existing files are kept (resumable).")
+    p.add_argument("--n", type=int, default=40)
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_synth)
+
+
+def _cmd_synth(args) -> int:
+    from .synth import write_corpus
+
+    manifest = write_corpus(args.out, args.n, seed=args.seed)
+    print(f"wrote {args.n} utterances and {manifest}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="asr-distill",
@@ -171,10 +190,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
+    _add_synth(sub)
     _add_manifest(sub)
     _add_label(sub)
     _add_merge(sub)
+    for module in _stage_commands():
+        module.add_parser(sub)
     return parser
+
+
+def _stage_commands():
+    """Each module in ``asr_distill.commands`` adds its stage's subcommand (``add_parser(sub)``)."""
+    import importlib
+    import pkgutil
+
+    from . import commands
+
+    names = sorted(m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_"))
+    return [importlib.import_module(f"{commands.__name__}.{n}") for n in names]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,11 +49,17 @@ class Skip:
 
 @dataclass(frozen=True)
 class TokenScore:
-    """One output token: its text, log-probability and the entropy (nats) of its step."""
+    """One output token: its text, log-probability, and the entropies (nats) of its step.
+
+    ``entropy`` is Gibbs/Shannon; ``tsallis`` and ``renyi`` are the parametric entropies
+    NeMo's confidence uses, at the ``entropy_alpha`` named in the provenance's options.
+    """
 
     text: str
     logprob: float
     entropy: float | None
+    tsallis: float | None = None
+    renyi: float | None = None
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,8 @@ def main() -> None:
         ("batch 1, short context", dict(batch_size=1, options=LabelOptions())),
         ("faster-whisper int8, batched, short context",
          dict(batch_size=args.batch_size, backend="faster-whisper", options=LabelOptions())),
-        ("batched, short context (shipped default)", dict(batch_size=args.batch_size, options=LabelOptions())),
+        ("batched, short context (shipped default)",
+         dict(batch_size=args.batch_size, options=LabelOptions())),
     ]
     for name, kwargs in levers:
         hyps, wall = run_batched(teacher, manifest, **kwargs)

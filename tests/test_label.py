@@ -11,13 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import fixture_lines, write_manifest
 
 from asr_distill.jsonl import OutputLockedError, OutputNotWritableError, ResumableJsonlWriter, read_jsonl
 from asr_distill.label import label, label_to_file, merge_shards, shard_path, skips_path
 from asr_distill.metrics import word_error_rate
 from asr_distill.records import Skip, TeacherLabel
-
-from conftest import fixture_lines, write_manifest
 
 
 def _ids(path: Path) -> list[str]:

@@ -25,14 +25,34 @@ FRAMES_PER_S = SAMPLE_RATE // whisper.audio.HOP_LENGTH  # mel frames per second 
 
 @dataclass(frozen=True)
 class RawHypothesis:
-    """One decoded output before it becomes a record. Logprobs/entropies in nats, per token."""
+    """One decoded output before it becomes a record.
+
+    ``token_stats`` holds, per token, (logprob, gibbs, tsallis, renyi) in nats.
+    """
 
     tokens: tuple[int, ...]
     text: str
     avg_logprob: float
     no_speech_prob: float
-    token_logprobs: tuple[float, ...]
-    token_entropies: tuple[float | None, ...]
+    token_stats: tuple[tuple[float, float, float, float], ...]
+
+
+def step_stats(logp: torch.Tensor, chosen: torch.Tensor, alpha: float) -> list[tuple[float, ...]]:
+    """Per step: log-probability of the chosen token, and Gibbs, Tsallis, Renyi entropies.
+
+    Args:
+        logp: ``(S, V)`` log-probabilities of each step's next-token distribution.
+        chosen: ``(S,)`` the token emitted at each step.
+        alpha: the Tsallis/Renyi order (NeMo's confidence uses 0.33).
+    """
+    p = logp.exp()
+    gibbs = -(p * logp).sum(-1)
+    power_sum = (alpha * logp).exp().sum(-1)  # sum p^alpha
+    tsallis = (1.0 - power_sum) / (alpha - 1.0)
+    renyi = power_sum.log() / (1.0 - alpha)
+    lp = logp.gather(-1, chosen[:, None])[:, 0]
+    rows = torch.stack([lp, gibbs, tsallis, renyi], -1).tolist()
+    return [tuple(round(x, 4) for x in row) for row in rows]
 
 
 class Backend(Protocol):
@@ -47,8 +67,36 @@ class Backend(Protocol):
 
     def generate(
         self, features: Any, *, language: str, task: str, temperature: float,
-        beam_size: int | None, best_of: int, max_tokens: int,
+        beam_size: int | None, best_of: int, max_tokens: int, entropy_alpha: float,
     ) -> list[RawHypothesis]: ...
+
+
+def log_mel_batch(audios: list[np.ndarray], window_s: float, n_mels: int) -> torch.Tensor:
+    """16 kHz clips → log-mel ``(B, n_mels, 100 * window_s)``, each padded or cut to the window.
+
+    One clip at a time, because Whisper's log-mel clamps against the maximum of its input,
+    and a batch-wide maximum would change quiet clips.
+    """
+    n_samples = int(window_s * SAMPLE_RATE)
+    return torch.stack([
+        whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(a), n_samples), n_mels)
+        for a in audios
+    ])
+
+
+def encode_mels(model: whisper.model.Whisper, mels: torch.Tensor) -> torch.Tensor:
+    """Whisper's encoder on a window of any length up to 30 s: ``(B, n_mels, 2T)`` → ``(B, T, d)``.
+
+    The positional embedding is sliced to the input, so a 10 s window costs about a third
+    of the 30 s one. openai-whisper's own ``AudioEncoder.forward`` insists on 30 s.
+    """
+    enc = model.encoder
+    x = F.gelu(enc.conv1(mels))
+    x = F.gelu(enc.conv2(x)).permute(0, 2, 1)
+    x = x + enc.positional_embedding[: x.shape[1]]
+    for block in enc.blocks:
+        x = block(x)
+    return enc.ln_post(x)
 
 
 def _language_codes(tokenizer: Tokenizer) -> dict[int, str]:
@@ -82,24 +130,8 @@ class WhisperBackend:
 
     @torch.no_grad()
     def encode(self, audios: list[np.ndarray], window_s: float) -> torch.Tensor:
-        """Audio clips → encoder outputs ``(B, 50 * window_s, d)``.
-
-        The positional embedding is sliced to the window, so a 10 s window costs a third
-        of the 30 s one.
-        """
-        n_samples = int(window_s * SAMPLE_RATE)
-        n_mels = self.model.dims.n_mels
-        mels = torch.stack([
-            whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(a), n_samples), n_mels)
-            for a in audios
-        ]).to(self.device)
-        enc = self.model.encoder
-        x = F.gelu(enc.conv1(mels))
-        x = F.gelu(enc.conv2(x)).permute(0, 2, 1)
-        x = x + enc.positional_embedding[: x.shape[1]]
-        for block in enc.blocks:
-            x = block(x)
-        return enc.ln_post(x)
+        mels = log_mel_batch(audios, window_s, self.model.dims.n_mels).to(self.device)
+        return encode_mels(self.model, mels)
 
     def select(self, features: torch.Tensor, idx: list[int]) -> torch.Tensor:
         return features[idx]
@@ -117,7 +149,8 @@ class WhisperBackend:
         return [(codes[int(keep[b])], float(probs[i, b])) for i, b in enumerate(best)]
 
     @torch.no_grad()
-    def generate(self, features, *, language, task, temperature, beam_size, best_of, max_tokens):
+    def generate(self, features, *, language, task, temperature, beam_size, best_of, max_tokens,
+                 entropy_alpha):
         sampling = temperature > 0
         options = DecodingOptions(
             task=task,
@@ -133,27 +166,24 @@ class WhisperBackend:
         tok = get_tokenizer(self.model.is_multilingual, num_languages=self.model.num_languages,
                             language=options.language, task=task)
         prefix = list(tok.sot_sequence_including_notimestamps)
-        stats = self._token_stats(features, prefix, [r.tokens for r in results])
+        stats = self._token_stats(features, prefix, [r.tokens for r in results], entropy_alpha)
         return [
             RawHypothesis(tuple(r.tokens), r.text.strip(), float(r.avg_logprob), float(r.no_speech_prob),
-                          lp, ent)
-            for r, (lp, ent) in zip(results, stats, strict=True)
+                          st)
+            for r, st in zip(results, stats, strict=True)
         ]
 
-    def _token_stats(self, features, prefix: list[int], outputs: list[list[int]]):
-        """Teacher-forced pass: log-probability and entropy of each emitted token."""
+    def _token_stats(self, features, prefix: list[int], outputs: list[list[int]], alpha: float):
+        """Teacher-forced pass over the emitted tokens: their log-probabilities and entropies."""
         eot = self.tokenizer.eot
         width = len(prefix) + max((len(t) for t in outputs), default=0)
         rows = [prefix + list(t) + [eot] * (width - len(prefix) - len(t)) for t in outputs]
         tokens = torch.tensor(rows, device=self.device)
         logp = self.model.logits(tokens, features).float().log_softmax(-1)  # (B, S, V)
-        entropy = -(logp.exp() * logp).sum(-1)  # (B, S)
         out = []
         for b, t in enumerate(outputs):
-            pos = torch.arange(len(prefix) - 1, len(prefix) - 1 + len(t), device=self.device)
-            lp = logp[b, pos, torch.tensor(t, dtype=torch.long, device=self.device)] if t else pos.float()
-            out.append((tuple(round(float(x), 4) for x in lp),
-                        tuple(round(float(x), 4) for x in entropy[b, pos])))
+            steps = logp[b, len(prefix) - 1: len(prefix) - 1 + len(t)]
+            out.append(tuple(step_stats(steps, torch.tensor(t, dtype=torch.long, device=self.device), alpha)))
         return out
 
 
@@ -203,7 +233,8 @@ class FasterWhisperBackend:
         results = self.model.detect_language(features)
         return [(r[0][0][2:-2], float(r[0][1])) for r in results]
 
-    def generate(self, features, *, language, task, temperature, beam_size, best_of, max_tokens):
+    def generate(self, features, *, language, task, temperature, beam_size, best_of, max_tokens,
+                 entropy_alpha):
         tok = get_tokenizer(self._multilingual, num_languages=self.model.num_languages,
                             language=language if self._multilingual else "en", task=task)
         prefix = list(tok.sot_sequence_including_notimestamps)
@@ -219,21 +250,19 @@ class FasterWhisperBackend:
             return_scores=True, return_no_speech_prob=True, return_logits_vocab=True,
             suppress_blank=True, suppress_tokens=[-1],
         )
-        return [self._hypothesis(r) for r in results]
+        return [self._hypothesis(r, entropy_alpha) for r in results]
 
-    def _hypothesis(self, r) -> RawHypothesis:
+    def _hypothesis(self, r, alpha: float) -> RawHypothesis:
         best = int(np.argmax(r.scores)) if len(r.scores) > 1 else 0
         tokens = [t for t in r.sequences_ids[best] if t < self.tokenizer.eot]
-        logits = np.asarray([np.asarray(step) for step in r.logits[best]], dtype=np.float32)
-        logp = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True) if len(logits) else logits
-        lps, ents = [], []
-        for i, t in enumerate(tokens[: len(logp)]):
-            lps.append(round(float(logp[i, t]), 4))
-            ents.append(round(float(-(np.exp(logp[i]) * logp[i]).sum()), 4))
+        steps = [np.asarray(step, dtype=np.float32) for step in r.logits[best]]
+        logp = torch.from_numpy(np.stack(steps)).log_softmax(-1) if steps else torch.zeros(0, 1)
+        n = min(len(tokens), len(logp))
+        stats = step_stats(logp[:n], torch.tensor(tokens[:n], dtype=torch.long), alpha) if n else []
         eot_lp = float(logp[len(tokens), self.tokenizer.eot]) if len(logp) > len(tokens) else 0.0
-        avg = (sum(lps) + eot_lp) / (len(tokens) + 1)
+        avg = (sum(s[0] for s in stats) + eot_lp) / (len(tokens) + 1)
         text = self.tokenizer.decode(tokens).strip()
-        return RawHypothesis(tuple(tokens), text, avg, float(r.no_speech_prob), tuple(lps), tuple(ents))
+        return RawHypothesis(tuple(tokens), text, avg, float(r.no_speech_prob), tuple(stats))
 
 
 def make_backend(teacher: Teacher, name: str = "whisper", **kwargs) -> Backend:

@@ -213,3 +213,112 @@ def alignment_heads(config: dict, dims: dict[str, int]) -> torch.Tensor | None:
     for layer, head in pairs:
         mask[layer, head] = True
     return mask
+
+
+# --- writing: openai-whisper state_dict → CTranslate2 model.bin ------------------------------
+# The inverse of the reader above, for exporting students that faster-whisper can run.
+
+_WRITE_DTYPES = {np.dtype(np.float32): 0, np.dtype(np.int8): 1, np.dtype(np.int16): 2,
+                 np.dtype(np.int32): 3, np.dtype(np.float16): 4}
+BINARY_VERSION = 6
+WHISPER_SPEC_REVISION = 3
+
+
+def _np(t: torch.Tensor, dtype=np.float16) -> np.ndarray:
+    return t.detach().float().cpu().numpy().astype(dtype)
+
+
+def _put_linear(v: dict, dst: str, sd: dict, srcs: Sequence[str], dtype) -> None:
+    """Fuse openai-whisper linears (rows stacked in order); a missing bias (key) is zeros."""
+    ws, bs = [], []
+    for s in srcs:
+        w = sd[f"{s}.weight"]
+        ws.append(w)
+        b = sd.get(f"{s}.bias")
+        bs.append(torch.zeros(w.shape[0]) if b is None else b)
+    v[f"{dst}/weight"] = _np(torch.cat(ws), dtype)
+    v[f"{dst}/bias"] = _np(torch.cat(bs), dtype)
+
+
+def _put_norm(v: dict, dst: str, sd: dict, src: str, dtype) -> None:
+    v[f"{dst}/gamma"] = _np(sd[f"{src}.weight"], dtype)
+    v[f"{dst}/beta"] = _np(sd[f"{src}.bias"], dtype)
+
+
+def ct2_variables(state: dict[str, torch.Tensor], dims: dict[str, int],
+                  dtype=np.float16) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """openai-whisper ``state_dict`` → CT2 WhisperSpec variables and aliases.
+
+    Includes the scalar settings the packaged models carry (GELU activation, pre-norm,
+    no embedding scaling, head counts), so ctranslate2 builds the same graph.
+    """
+    v: dict[str, np.ndarray] = {}
+    sd = state
+    for i in (1, 2):
+        v[f"encoder/conv{i}/weight"] = _np(sd[f"encoder.conv{i}.weight"], dtype)
+        v[f"encoder/conv{i}/bias"] = _np(sd[f"encoder.conv{i}.bias"], dtype)
+    v["encoder/position_encodings/encodings"] = _np(sd["encoder.positional_embedding"], dtype)
+    for side, n_layer in (("encoder", dims["n_audio_layer"]), ("decoder", dims["n_text_layer"])):
+        for i in range(n_layer):
+            src, dst = f"{side}.blocks.{i}", f"{side}/layer_{i}"
+            _put_norm(v, f"{dst}/self_attention/layer_norm", sd, f"{src}.attn_ln", dtype)
+            a = f"{src}.attn"
+            _put_linear(v, f"{dst}/self_attention/linear_0", sd, [f"{a}.query", f"{a}.key", f"{a}.value"], dtype)
+            _put_linear(v, f"{dst}/self_attention/linear_1", sd, [f"{a}.out"], dtype)
+            if side == "decoder":
+                c = f"{src}.cross_attn"
+                _put_norm(v, f"{dst}/attention/layer_norm", sd, f"{src}.cross_attn_ln", dtype)
+                _put_linear(v, f"{dst}/attention/linear_0", sd, [f"{c}.query"], dtype)
+                _put_linear(v, f"{dst}/attention/linear_1", sd, [f"{c}.key", f"{c}.value"], dtype)
+                _put_linear(v, f"{dst}/attention/linear_2", sd, [f"{c}.out"], dtype)
+            _put_norm(v, f"{dst}/ffn/layer_norm", sd, f"{src}.mlp_ln", dtype)
+            _put_linear(v, f"{dst}/ffn/linear_0", sd, [f"{src}.mlp.0"], dtype)
+            _put_linear(v, f"{dst}/ffn/linear_1", sd, [f"{src}.mlp.2"], dtype)
+    _put_norm(v, "encoder/layer_norm", sd, "encoder.ln_post", dtype)
+    _put_norm(v, "decoder/layer_norm", sd, "decoder.ln", dtype)
+    v["decoder/embeddings/weight"] = _np(sd["decoder.token_embedding.weight"], dtype)
+    v["decoder/position_encodings/encodings"] = _np(sd["decoder.positional_embedding"], dtype)
+    v["encoder/num_heads"] = np.array(dims["n_audio_head"], np.int16)
+    v["decoder/num_heads"] = np.array(dims["n_text_head"], np.int16)
+    v["decoder/activation"] = np.array(3, np.int8)  # ctranslate2 ActivationType.GELU
+    v["decoder/alibi"] = np.array(0, np.int8)
+    v["decoder/alignment_heads"] = np.array(1, np.int16)
+    v["decoder/alignment_layer"] = np.array(-1, np.int16)
+    v["decoder/pre_norm"] = np.array(1, np.int8)
+    v["decoder/scale_embeddings"] = np.array(0, np.int8)
+    v["decoder/start_from_zero_embedding"] = np.array(0, np.int8)
+    return v, {"decoder/projection/weight": "decoder/embeddings/weight"}
+
+
+def _write_string(f: BinaryIO, s: str) -> None:
+    b = s.encode("utf-8") + b"\0"
+    f.write(struct.pack("<H", len(b)) + b)
+
+
+def write_model_bin(path: str | Path, variables: dict[str, np.ndarray], aliases: dict[str, str],
+                    spec_name: str = "WhisperSpec", spec_revision: int = WHISPER_SPEC_REVISION) -> None:
+    """Write a CTranslate2 ``model.bin`` (variables sorted by name, as ctranslate2 does); atomic."""
+    import os
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<I", BINARY_VERSION))
+        _write_string(f, spec_name)
+        f.write(struct.pack("<II", spec_revision, len(variables)))
+        for name in sorted(variables):
+            arr = np.array(variables[name], order="C", copy=True)  # ascontiguousarray would make scalars 1-d
+            if arr.dtype not in _WRITE_DTYPES:
+                raise CT2FormatError(f"variable {name!r} has dtype {arr.dtype}, which model.bin cannot hold")
+            _write_string(f, name)
+            f.write(struct.pack("<B", arr.ndim))
+            if arr.ndim:
+                f.write(struct.pack("<" + "I" * arr.ndim, *arr.shape))
+            data = arr.tobytes()
+            f.write(struct.pack("<BI", _WRITE_DTYPES[arr.dtype], len(data)))
+            f.write(data)
+        f.write(struct.pack("<I", len(aliases)))
+        for alias, target in sorted(aliases.items()):
+            _write_string(f, alias)
+            _write_string(f, target)
+    os.replace(tmp, path)

@@ -52,7 +52,8 @@ def _decode_window(backend: Backend, audios: Sequence[np.ndarray], durations: Se
         for lang, idx in by_lang.items():
             sub = feats if len(idx) == len(audios) else backend.select(feats, idx)
             hyps = backend.generate(sub, language=lang, task=o.task, temperature=t, beam_size=o.beam_size,
-                                    best_of=o.best_of, max_tokens=max(caps[i] for i in idx))
+                                    best_of=o.best_of, max_tokens=max(caps[i] for i in idx),
+                                    entropy_alpha=o.entropy_alpha)
             for i, h in zip(idx, hyps, strict=True):
                 best[i], temps[i] = h, t
                 if _failed(h, caps[i], o):
@@ -99,8 +100,8 @@ def _to_label(u: Utterance, h: RawHypothesis, temperature: float, window: float,
               provenance: Provenance) -> TeacherLabel:
     tok = backend.tokenizer
     tokens = tuple(
-        TokenScore(tok.decode([t]), lp, ent)
-        for t, lp, ent in zip(h.tokens, h.token_logprobs, h.token_entropies, strict=False)
+        TokenScore(tok.decode([t]), lp, gibbs, tsallis, renyi)
+        for t, (lp, gibbs, tsallis, renyi) in zip(h.tokens, h.token_stats, strict=False)
     )
     return TeacherLabel(
         id=u.id,

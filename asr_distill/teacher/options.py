@@ -10,6 +10,7 @@ WINDOW_S = 30.0  # Whisper's trained input length
 SHORT_WINDOWS_S = (10.0, 20.0, 30.0)  # encoder contexts tried, shortest that fits first
 TOKENS_BASE = 16  # token cap = TOKENS_BASE + TOKENS_PER_S * duration: a loop hits it early
 TOKENS_PER_S = 12
+ENTROPY_ALPHA = 0.33  # NeMo's default alpha for Tsallis/Renyi token entropies
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class LabelOptions:
     task: str = "transcribe"
     short_context: bool = True
     max_tokens: int | None = None
+    entropy_alpha: float = ENTROPY_ALPHA
 
     def __post_init__(self) -> None:
         if self.beam_size is not None and self.beam_size < 1:
@@ -43,6 +45,8 @@ class LabelOptions:
             raise ValueError(f"temperatures must be >= 0, got {self.temperatures}")
         if self.task not in ("transcribe", "translate"):
             raise ValueError(f"task must be 'transcribe' or 'translate', got {self.task!r}")
+        if not 0 < self.entropy_alpha < 1:
+            raise ValueError(f"entropy_alpha must be in (0, 1), got {self.entropy_alpha}")
         if self.best_of < 1:
             raise ValueError(f"best_of must be >= 1, got {self.best_of}")
 

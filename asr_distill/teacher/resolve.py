@@ -26,7 +26,6 @@ import torch
 import whisper
 from whisper.model import ModelDimensions, Whisper
 
-from ..jsonl import atomic_write_text
 from . import ct2
 
 log = logging.getLogger(__name__)

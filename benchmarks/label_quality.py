@@ -1,0 +1,263 @@
+"""Pseudo-label quality: how much label WER a reference-free filter removes, and at what retention.
+
+    python benchmarks/label_quality.py --labels runs/an4/train.base.jsonl \
+        --second runs/an4/train.tiny_en.jsonl
+
+The labels are the teacher's (Whisper base) on AN4 train; ``--second`` is the same audio
+decoded by tiny.en, for the agreement score. References (``ref_text``) are used ONLY to
+measure: every threshold reported as reference-free is a documented default
+(:data:`asr_distill.calibrate.DEFAULT_THRESHOLDS`) or a retention (``keep``), never fitted
+to the references it is scored on. The calibrated figures fit on one half of the speakers
+and are scored on the other half.
+
+Writes ``benchmarks/results/label_quality.json`` (WER in percent, format_insensitive
+normaliser; retention a fraction) and ``label_quality.png`` (retention vs label WER per
+score, over all labels: a measurement, not a threshold choice).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from asr_distill.calibrate import (
+    DEFAULT_THRESHOLDS,
+    Calibration,
+    calibrate,
+    choose_point,
+    plot_calibration,
+    retention_curve,
+    utterance_errors,
+)
+from asr_distill.filter import FilterConfig, PseudoLabel, filter_labels, read_labels
+from asr_distill.jsonl import atomic_write_text
+from asr_distill.metrics import word_error_rate
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+NORMALISER = "format_insensitive"
+REVIEW_FRACTION = 0.10
+KEEPS = (0.7, 0.8, 0.9)
+
+
+def _wer(pairs) -> float:
+    pairs = list(pairs)
+    return (
+        word_error_rate([r for r, _ in pairs], [h for _, h in pairs], NORMALISER).wer if pairs else math.nan
+    )
+
+
+def _nan(x):
+    return math.nan if x is None else x
+
+
+def simulated_review(kept: list[PseudoLabel], n_review: int) -> tuple[float, float]:
+    """WER of ``kept`` after the ``n_review`` least-confident ones are corrected by the reference.
+
+    The reference plays the reviewer: an item whose reference is empty would be rejected,
+    any other is fixed to its reference. Returns (WER after review, minutes reviewed).
+    """
+    order = sorted(
+        range(len(kept)), key=lambda i: _nan(kept[i].score) if kept[i].score is not None else -math.inf
+    )
+    reviewed = set(order[:n_review])
+    pairs = [(p.ref_text, p.ref_text if i in reviewed else p.text) for i, p in enumerate(kept)]
+    return _wer(pairs), sum(kept[i].duration for i in reviewed) / 60
+
+
+def per_score(labels: list[PseudoLabel], errors, total: int) -> dict:
+    """For every score, over the labels that pass the other rules: default point and fixed retentions."""
+    out = {}
+    for name in labels[0].scores:
+        values = [_nan(p.scores[name]) for p in labels]
+        curve = retention_curve(name, values, errors, total)
+        row = {}
+        if name in DEFAULT_THRESHOLDS:
+            t = DEFAULT_THRESHOLDS[name]
+            ok = [i for i, v in enumerate(values) if not math.isnan(v) and v >= t]
+            e = sum(errors[i][0] for i in ok)
+            w = sum(errors[i][1] for i in ok)
+            row.update(
+                default_threshold=t,
+                retention_at_default=len(ok) / total,
+                wer_at_default=100 * e / w if w else None,
+            )
+        for k in KEEPS:
+            p = choose_point(curve, keep=k)
+            row[f"wer_at_keep_{k}"] = p.wer
+            row[f"retention_at_keep_{k}"] = p.retention
+        out[name] = row
+    return out
+
+
+def held_out(labels: list[PseudoLabel], target_ratio: float) -> dict:
+    """Calibrate on half the speakers (target = ``target_ratio`` x that half's WER), score the other half."""
+    speakers = sorted({p.speaker or p.id for p in labels})
+    halves = [set(speakers[0::2]), set(speakers[1::2])]
+    runs = []
+    for fit, test in ((0, 1), (1, 0)):
+        a = [p for p in labels if (p.speaker or p.id) in halves[fit]]
+        b = [p for p in labels if (p.speaker or p.id) in halves[test]]
+        names = list(a[0].scores)
+        wer_a = _wer((p.ref_text, p.text) for p in a)
+        cal: Calibration = calibrate(
+            {n: [_nan(p.scores[n]) for p in a] for n in names},
+            [p.ref_text for p in a],
+            [p.text for p in a],
+            target_wer=target_ratio * wer_a,
+            normaliser=NORMALISER,
+        )
+        if cal.chosen is None:
+            runs.append({"fit_speakers": len(halves[fit]), "score": cal.score, "threshold": None})
+            continue
+        kept_b = [p for p in b if _nan(p.scores[cal.score]) >= cal.chosen.threshold]
+        runs.append(
+            {
+                "fit_speakers": len(halves[fit]),
+                "fit_utterances": len(a),
+                "target_wer": target_ratio * wer_a,
+                "score": cal.score,
+                "threshold": cal.chosen.threshold,
+                "fit_retention": cal.chosen.retention,
+                "test_utterances": len(b),
+                "test_wer_all": _wer((p.ref_text, p.text) for p in b),
+                "test_wer_kept": _wer((p.ref_text, p.text) for p in kept_b),
+                "test_retention": len(kept_b) / len(b),
+            }
+        )
+    return {"target": f"{target_ratio} x the fit half's label WER", "runs": runs}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--labels", default=str(ROOT / "runs/an4/train.base.jsonl"))
+    ap.add_argument("--second", default=str(ROOT / "runs/an4/train.tiny_en.jsonl"))
+    ap.add_argument("--out", default=str(RESULTS / "label_quality.json"))
+    ap.add_argument("--plot", default=str(RESULTS / "label_quality.png"))
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    labels = read_labels(args.labels)
+    second = {lab.id: lab for lab in read_labels(args.second)}
+    missing = [lab.id for lab in labels if lab.ref_text is None]
+    if missing:
+        raise SystemExit(
+            f"{len(missing)} labels have no ref_text: this benchmark measures against references"
+        )
+
+    # 1. The reference-free default filter: default score, documented default threshold.
+    result = filter_labels(labels, second=second, config=FilterConfig())
+    every = [*result.kept, *result.dropped]
+    n = len(labels)
+    wer_all = _wer((lab.ref_text, lab.text) for lab in labels)
+    wer_all_corrected = _wer((p.ref_text, p.text) for p in every)
+    wer_kept = _wer((p.ref_text, p.text) for p in result.kept)
+
+    # 2. Simulated review of the 10 % least-confident (10 % of all utterances, from the kept set).
+    n_review = math.ceil(REVIEW_FRACTION * n)
+    wer_review, review_min = simulated_review(list(result.kept), n_review)
+    wer_review_nofilter, _ = simulated_review(every, n_review)
+
+    # 3. Every score: curves over the labels that pass the non-confidence rules.
+    survivors = [p for p in every if all(v.keep for v in p.filter_history if v.rule != "low_confidence")]
+    errors = utterance_errors([p.ref_text for p in survivors], [p.text for p in survivors], NORMALISER)
+    scores = per_score(survivors, errors, n)
+    cal_all = calibrate(
+        {s: [_nan(p.scores[s]) for p in survivors] for s in survivors[0].scores},
+        [p.ref_text for p in survivors],
+        [p.text for p in survivors],
+        keep=result.report.retention,
+        score=result.report.score,
+        normaliser=NORMALISER,
+        total=n,
+    )
+    plot_calibration(
+        cal_all,
+        args.plot,
+        highlight=("agreement", "avg_logprob", "entropy_gibbs_exp_mean", "token_logprob_min", "no_speech"),
+    )
+
+    # 4. Agreement split, as NOTES.md measured it on AN4 test.
+    exact = [p for p in every if p.scores.get("agreement") == 1.0]
+    differ = [p for p in every if p.scores.get("agreement") is not None and p.scores["agreement"] < 1.0]
+
+    report = result.report
+    out = {
+        "benchmark": "label_quality",
+        "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
+        "labels": args.labels,
+        "second": args.second,
+        "teacher": labels[0].provenance.teacher,
+        "second_teacher": next(iter(second.values())).provenance.teacher,
+        "normaliser": NORMALISER,
+        "label_normaliser": report.normaliser,
+        "utterances": n,
+        "hours": report.hours,
+        "wer_all": wer_all,
+        "wer_all_corrected": wer_all_corrected,
+        "wer_kept": wer_kept,
+        "retention": report.retention,
+        "retention_hours": report.retention_hours,
+        "wer_ratio": wer_kept / wer_all if wer_all else None,
+        "score": report.score,
+        "threshold": report.threshold,
+        "threshold_source": report.threshold_source,
+        "reference_free": True,
+        "bar": {
+            "min_retention": 0.7,
+            "max_wer_ratio": 0.7,
+            "goal_wer_ratio": 0.5,
+            "met": report.retention >= 0.7 and wer_kept <= 0.7 * wer_all,
+            "goal_met": report.retention >= 0.7 and wer_kept <= 0.5 * wer_all,
+        },
+        "dropped_by_reason": {k: dataclasses.asdict(v) for k, v in report.by_reason.items()},
+        "corrections": report.corrections,
+        "wer_after_review_10pct": wer_review,
+        "review_10pct": {
+            "items": n_review,
+            "audio_min": review_min,
+            "min_per_hour_kept": review_min / (report.kept_hours or math.nan),
+            "from": "kept set, least confident first; the reference plays the reviewer",
+            "wer_after_review_without_filter": wer_review_nofilter,
+        },
+        "agreement_split": {
+            "exact_fraction": len(exact) / n,
+            "wer_exact": _wer((p.ref_text, p.text) for p in exact),
+            "wer_differ": _wer((p.ref_text, p.text) for p in differ),
+        },
+        "per_score": scores,
+        "held_out_calibration": held_out(survivors, 0.5),
+        "plot": args.plot,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "seconds": round(time.time() - t0, 1),
+    }
+    atomic_write_text(args.out, json.dumps(_finite(out), indent=1, allow_nan=False) + "\n")
+    print(
+        f"{n} utterances: label WER all {wer_all:.2f}% -> kept {wer_kept:.2f}% "
+        f"(x{out['wer_ratio']:.2f}) at retention {report.retention:.1%} with {report.score} >= "
+        f"{report.threshold} ({report.threshold_source}); after reviewing 10%: {wer_review:.2f}% "
+        f"-> {args.out}"
+    )
+    return 0
+
+
+def _finite(obj):
+    """JSON has no NaN/inf: undefined figures are written as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+if __name__ == "__main__":
+    sys.exit(main())
