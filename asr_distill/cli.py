@@ -194,20 +194,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_manifest(sub)
     _add_label(sub)
     _add_merge(sub)
-    for module in _stage_commands():
-        module.add_parser(sub)
+    _add_stage_commands(sub)
     return parser
 
 
-def _stage_commands():
-    """Each module in ``asr_distill.commands`` adds its stage's subcommand (``add_parser(sub)``)."""
+def _add_stage_commands(sub) -> None:
+    """Each module in ``asr_distill.commands`` adds its stage's subcommand (``add_parser(sub)``).
+
+    A stage whose module cannot be imported (say, an optional dependency is missing) still
+    appears, and says why when run, instead of taking every other stage down with it.
+    """
     import importlib
     import pkgutil
 
     from . import commands
 
     names = sorted(m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_"))
-    return [importlib.import_module(f"{commands.__name__}.{n}") for n in names]
+    for name in names:
+        try:
+            importlib.import_module(f"{commands.__name__}.{name}").add_parser(sub)
+        except ImportError as e:
+            p = sub.add_parser(name.replace("_", "-"), help=f"(unavailable: {e})")
+            p.set_defaults(func=lambda args, e=e: _unavailable(e))
+
+
+def _unavailable(error: ImportError) -> int:
+    print(f"error: this stage cannot run here: {error}", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:

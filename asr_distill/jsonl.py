@@ -14,8 +14,9 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .records import to_json
 
@@ -63,6 +64,11 @@ def _describe_os_error(path: Path, e: OSError) -> str:
     if e.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
         return f"cannot write {path}: {e.strerror}; choose a writable --out (finished lines are kept)"
     return f"cannot write {path}: {e}"
+
+
+def _line(record: Any) -> str:
+    """A record (dataclass or dict) as one JSON line with its newline."""
+    return (json.dumps(record, ensure_ascii=False) if isinstance(record, dict) else to_json(record)) + "\n"
 
 
 class ResumableJsonlWriter:
@@ -122,9 +128,7 @@ class ResumableJsonlWriter:
 
     def write(self, records: Iterable[Any]) -> int:
         """Append records (dataclasses or dicts) as one durable batch; returns the count."""
-        lines = []
-        for r in records:
-            lines.append((json.dumps(r, ensure_ascii=False) if isinstance(r, dict) else to_json(r)) + "\n")
+        lines = [_line(r) for r in records]
         if not lines:
             return 0
         try:
@@ -148,14 +152,18 @@ class ResumableJsonlWriter:
         self.close()
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a whole file under a temporary name, fsync, then rename over ``path``."""
+@contextmanager
+def atomic_open(path: str | os.PathLike) -> Iterator[TextIO]:
+    """Open a temporary file beside ``path``; on success fsync and rename it over ``path``.
+
+    A crash (or an exception in the block) leaves the old file, or none, never half a file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -163,6 +171,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a whole text file atomically (see ``atomic_open``)."""
+    with atomic_open(path) as f:
+        f.write(text)
 
 
 def atomic_write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:
@@ -170,20 +184,9 @@ def atomic_write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:
 
     Streams into the temporary file, so memory stays flat for long manifests.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for r in records:
-                f.write((json.dumps(r, ensure_ascii=False) if isinstance(r, dict) else to_json(r)) + "\n")
-                n += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as f:
+        for r in records:
+            f.write(_line(r))
+            n += 1
     return n

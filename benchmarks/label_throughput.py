@@ -32,6 +32,8 @@ from asr_distill.teacher.options import LabelOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "label_throughput.json"
+SEQUENTIAL = "sequential whisper.transcribe (greedy + fallback)"
+DEFAULT = "batched, short context (shipped default)"
 
 
 def _corpora(args) -> list[Path]:
@@ -62,29 +64,30 @@ def _write_manifest(utts: list[Utterance], path: Path) -> Path:
     return path
 
 
-def run_sequential(model, utts: list[Utterance]) -> tuple[list[str], float]:
-    """The baseline people run: ``whisper.transcribe`` one file at a time, greedy with fallback."""
+def run_sequential(model, utts: list[Utterance]) -> tuple[dict[str, str], float]:
+    """The baseline people run: ``whisper.transcribe`` one file at a time, greedy with fallback.
+
+    Audio loading is inside the clock, as it is for the batched systems.
+    """
     from asr_distill.audio import load_audio
 
-    hyps, wall = [], 0.0
+    hyps = {}
+    t = time.perf_counter()
     for u in utts:
         audio = load_audio(u.audio_filepath, u.offset, u.duration)
-        t = time.perf_counter()
         r = whisper.transcribe(model, audio, language="en", fp16=False, verbose=None)
-        wall += time.perf_counter() - t
-        hyps.append(r["text"].strip())
-    return hyps, wall
+        hyps[u.id] = r["text"].strip()
+    return hyps, time.perf_counter() - t
 
 
-def run_batched(teacher, manifest: Path, **kwargs) -> tuple[list[str], float]:
+def run_batched(teacher, manifest: Path, **kwargs) -> tuple[dict[str, str], float]:
     """The label stage as shipped (model compute and audio loading both inside the clock)."""
     t = time.perf_counter()
     records = list(label(manifest, teacher=teacher, **kwargs))
     wall = time.perf_counter() - t
     skips = [r for r in records if isinstance(r, Skip)]
     assert not skips, f"benchmark inputs were skipped: {skips[:3]}"
-    out = {r.id: r.text for r in records if isinstance(r, TeacherLabel)}
-    return [out[u] for u in _ids(manifest)], wall
+    return {r.id: r.text for r in records if isinstance(r, TeacherLabel)}, wall
 
 
 def _ids(manifest: Path) -> list[str]:
@@ -107,6 +110,7 @@ def main() -> None:
     ap.add_argument("--an4", default=str(ROOT.parent / "shared" / "data" / "an4"))
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=4, help="interleave systems over this many slices")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -123,29 +127,44 @@ def main() -> None:
     # warm-up, so no system pays for first-call allocation
     list(label(manifest, teacher=teacher, batch_size=2, shard=(0, max(1, len(ids) // 4))))
 
-    rows = []
-    hyps, wall = run_sequential(teacher.model, [by_id[i] for i in ids])
-    seq = _score("sequential whisper.transcribe (greedy + fallback)", refs, hyps, wall, audio_s)
-    rows.append(seq)
-    levers = [
-        ("batched, full 30 s context", dict(batch_size=args.batch_size,
-                                            options=LabelOptions(short_context=False))),
-        ("batch 1, short context", dict(batch_size=1, options=LabelOptions())),
-        ("faster-whisper int8, batched, short context",
-         dict(batch_size=args.batch_size, backend="faster-whisper", options=LabelOptions())),
-        ("batched, short context (shipped default)",
-         dict(batch_size=args.batch_size, options=LabelOptions())),
-    ]
-    for name, kwargs in levers:
-        hyps, wall = run_batched(teacher, manifest, **kwargs)
-        rows.append(_score(name, refs, hyps, wall, audio_s))
-    batched = rows[-1]
+    systems = {
+        SEQUENTIAL: None,
+        "batched, full 30 s context": dict(batch_size=args.batch_size,
+                                           options=LabelOptions(short_context=False)),
+        "batch 1, short context": dict(batch_size=1, options=LabelOptions()),
+        "faster-whisper int8, batched, full 30 s context":
+            dict(batch_size=args.batch_size, backend="faster-whisper",
+                 options=LabelOptions(short_context=False)),
+        "faster-whisper int8, batched, short context":
+            dict(batch_size=args.batch_size, backend="faster-whisper", options=LabelOptions()),
+        DEFAULT: dict(batch_size=args.batch_size, options=LabelOptions()),
+    }
+    # Rounds: every system labels one slice of the data, then the next slice, so a machine
+    # that gets busier or quieter during the run affects all systems alike.
+    hyps: dict[str, dict[str, str]] = {name: {} for name in systems}
+    wall = dict.fromkeys(systems, 0.0)
+    for r in range(args.rounds):
+        part = _write_manifest([by_id[i] for i in ids[r::args.rounds]],
+                               ROOT / ".cache" / "bench_label" / f"round{r}.jsonl")
+        for name, kwargs in systems.items():
+            if kwargs is None:
+                out, w = run_sequential(teacher.model, list(read_manifest(part)))
+            else:
+                out, w = run_batched(teacher, part, **kwargs)
+            hyps[name].update(out)
+            wall[name] += w
+        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n[:24]} {w:.0f}s" for n, w in wall.items()),
+              flush=True)
+    rows = [_score(name, refs, [hyps[name][i] for i in ids], wall[name], audio_s) for name in systems]
+    seq = rows[0]
+    batched = next(r for r in rows if r["system"] == DEFAULT)
     result = {
         "model": args.model,
         "utterances": len(ids),
         "audio_s": round(audio_s, 2),
         "batch_size": args.batch_size,
         "threads": args.threads,
+        "rounds": args.rounds,
         "rtfx_sequential": seq["rtfx"],
         "rtfx_batched": batched["rtfx"],
         "ratio": round(batched["rtfx"] / seq["rtfx"], 2),
