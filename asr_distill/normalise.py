@@ -147,3 +147,66 @@ def format_insensitive(text: str) -> str:
     text = _LONE_ONE.sub("1", text)
     text = _SPACES.sub(" ", text).strip()
     return _RUB_OUT.sub("rubout", text)
+
+
+# spoken_form: written forms a student should learn as the words a speaker says.
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+# Ordinals below 100 are read as words ("29th" -> "twenty ninth"); longer ones as digits.
+ORDINAL_WORDS = (
+    "", "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
+    "eleventh", "twelfth", "thirteenth", "fourteenth", "fifteenth", "sixteenth", "seventeenth",
+    "eighteenth", "nineteenth",
+)
+SYMBOL_WORDS = {"%": "percent", "&": "and", "+": "plus", "@": "at", "#": "number", "=": "equals"}
+# "G-M-E-F", "G.M.E.F.", "g-m-e-f": single letters or digits joined by hyphens or dots.
+# At least one letter: "1.5" is a decimal, not a chain.
+_LETTER_CHAIN = re.compile(r"(?<![\w'])(?=[\w.-]*[A-Za-z])[A-Za-z0-9](?:[-.][A-Za-z0-9])+\.?(?![\w'])")
+_ORDINAL = re.compile(r"\b(\d+)(?:st|nd|rd|th)\b", re.IGNORECASE)
+_CURRENCY = re.compile(r"\$\s?(\d+(?:\.\d+)?)")
+_DECIMAL = re.compile(r"(?<=\d)\.(?=\d)")
+_SYMBOL = re.compile("[" + re.escape("".join(SYMBOL_WORDS)) + "]")
+_NOT_WORD = re.compile(r"[^\w' ]+|_")
+_EDGE_APOSTROPHE = re.compile(r"(?<!\w)'|'(?!\w)")
+
+
+TENS_WORDS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+
+
+def _ordinal_words(m: re.Match) -> str:
+    n = int(m.group(1))
+    if 0 < n < 20:
+        return f" {ORDINAL_WORDS[n]} "
+    if 20 <= n < 100:
+        tens, unit = divmod(n, 10)
+        if unit:
+            return f" {TENS_WORDS[tens]} {ORDINAL_WORDS[unit]} "
+        return f" {TENS_WORDS[tens][:-1]}ieth "  # twentieth, fortieth
+    return f" {m.group(1)} "  # a longer ordinal: its digits (rare in speech)
+
+
+@register_normaliser("spoken_form")
+def spoken_form(text: str) -> str:
+    """Write a label the way it is spoken, so a student learns words, not formatting.
+
+    AN4-style conventions (the references of /work/shared/data/an4 and the practice of
+    spoken-form ASR training data): spelled letters are separate lower-case words
+    ("G-M-E-F", "GMEF", "G.M.E.F." -> "g m e f"); every digit is its own word ("39" ->
+    "three nine"; AN4 speakers read digit strings, and a digit-by-digit label is never
+    wrong about which digits were said, while "thirty nine" vs "three nine" cannot be
+    decided from text); zero is written "zero" (AN4 says "oh" and "zero"; "oh" would be
+    confused with the letter "o"); ordinals below 100 become words ("2nd" -> "second");
+    "$5" -> "five dollars", "%" -> "percent", "&" -> "and", a decimal point -> "point";
+    other punctuation goes, apostrophes inside words stay ("it's").
+
+    Number words already in the text ("ninety six") are left as they are.
+    """
+    text = _LETTER_CHAIN.sub(lambda m: " " + " ".join(re.findall(r"[A-Za-z0-9]", m.group(0))) + " ", text)
+    text = split_spelled(text)
+    text = _CURRENCY.sub(r" \1 dollars ", text)
+    text = _ORDINAL.sub(_ordinal_words, text)
+    text = _DECIMAL.sub(" point ", text)
+    text = _SYMBOL.sub(lambda m: f" {SYMBOL_WORDS[m.group(0)]} ", text)
+    text = _DIGIT.sub(lambda m: f" {DIGIT_WORDS[int(m.group(0))]} ", text)
+    text = _NOT_WORD.sub(" ", text.lower())
+    text = _EDGE_APOSTROPHE.sub(" ", text)
+    return _SPACES.sub(" ", text).strip()

@@ -187,6 +187,20 @@ def main(argv=None) -> int:
     exact = [p for p in every if p.scores.get("agreement") == 1.0]
     differ = [p for p in every if p.scores.get("agreement") is not None and p.scores["agreement"] < 1.0]
 
+    # 5. Without a second decoding (one model only), still reference-free: a default, or a retention.
+    single = {}
+    for name, cfg in (
+        ("avg_logprob default", FilterConfig(score="avg_logprob")),
+        ("token_logprob_min keep 0.8", FilterConfig(score="token_logprob_min", keep=0.8)),
+        ("entropy_gibbs_exp_min keep 0.8", FilterConfig(score="entropy_gibbs_exp_min", keep=0.8)),
+    ):
+        one = filter_labels(labels, config=cfg)
+        single[name] = {
+            "retention": one.report.retention,
+            "wer_kept": _wer((p.ref_text, p.text) for p in one.kept),
+            "threshold": one.report.threshold,
+        }
+
     report = result.report
     out = {
         "benchmark": "label_quality",
@@ -231,6 +245,7 @@ def main(argv=None) -> int:
             "wer_exact": _wer((p.ref_text, p.text) for p in exact),
             "wer_differ": _wer((p.ref_text, p.text) for p in differ),
         },
+        "single_model": single,
         "per_score": scores,
         "held_out_calibration": held_out(survivors, 0.5),
         "plot": args.plot,

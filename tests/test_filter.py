@@ -1,0 +1,313 @@
+"""Filter rules (one table each), the filter stage on real teacher labels, and the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+
+from asr_distill.correct import Correction, correct_text
+from asr_distill.filter import (
+    RULES,
+    Candidate,
+    FilterConfig,
+    PseudoLabel,
+    filter_labels,
+    read_labels,
+    read_pseudo_labels,
+    rule_empty,
+    rule_hallucination_phrase,
+    rule_low_confidence,
+    rule_no_speech,
+    rule_rate_out_of_range,
+    rule_repetition_loop,
+    rule_teacher_disagreement,
+    rule_too_long,
+    rule_too_short,
+    rule_wrong_language,
+)
+from asr_distill.records import Provenance, TeacherLabel, TokenScore
+
+CFG = FilterConfig()
+
+
+def make_label(
+    text="enter seven",
+    *,
+    id="u1",
+    duration=2.0,
+    avg_logprob=-0.2,
+    no_speech_prob=0.05,
+    compression_ratio=1.0,
+    ref_text=None,
+    **kw,
+) -> TeacherLabel:
+    tokens = tuple(TokenScore(f" {w}", avg_logprob, 0.5, 10.0, 2.0) for w in text.split())
+    prov = Provenance("base", "0" * 64, "whisper", {"entropy_alpha": 0.33}, "0.1.0")
+    return TeacherLabel(
+        id=id,
+        audio_filepath=f"/data/{id}.flac",
+        offset=0.0,
+        duration=duration,
+        text=text,
+        language="en",
+        avg_logprob=avg_logprob,
+        no_speech_prob=no_speech_prob,
+        compression_ratio=compression_ratio,
+        temperature=0.0,
+        tokens=tokens,
+        provenance=prov,
+        ref_text=ref_text,
+        **kw,
+    )
+
+
+def cand(
+    text="enter seven",
+    *,
+    scores=None,
+    corrections=(),
+    score_name="avg_logprob",
+    threshold=-1.0,
+    text_raw=None,
+    **label_kw,
+) -> Candidate:
+    """A rule's input: ``text`` is the corrected label, ``text_raw`` the teacher's (default: the same)."""
+    return Candidate(
+        make_label(text if text_raw is None else text_raw, **label_kw),
+        text,
+        tuple(corrections),
+        scores or {},
+        score_name,
+        threshold,
+    )
+
+
+# (rule, candidate, expected keep, a word the reason must contain)
+TABLE = [
+    (rule_empty, cand(""), False, "no words"),
+    (rule_empty, cand("..."), False, "no words"),
+    (rule_empty, cand("yes"), True, ""),
+    (rule_no_speech, cand(no_speech_prob=0.9, avg_logprob=-1.5), False, "no_speech_prob"),
+    (rule_no_speech, cand(no_speech_prob=0.9, avg_logprob=-0.3), True, ""),  # whisper: sure of the words
+    (rule_no_speech, cand(no_speech_prob=0.2, avg_logprob=-1.5), True, ""),
+    (rule_too_short, cand(duration=0.1), False, "0.10 s"),
+    (rule_too_short, cand(duration=0.7), True, ""),
+    (rule_too_long, cand(duration=31.0), False, "31.00 s"),
+    (rule_too_long, cand(duration=29.0), True, ""),
+    (rule_wrong_language, cand(detected_language="de", language_prob=0.9), False, "'de'"),
+    (rule_wrong_language, cand(detected_language="el", language_prob=0.57), True, ""),  # unsure
+    (rule_wrong_language, cand(detected_language="en"), True, ""),
+    (rule_wrong_language, cand(), True, ""),
+    (rule_repetition_loop, cand(compression_ratio=3.1), False, "compression ratio"),
+    (rule_repetition_loop, cand("go go go go go"), False, "repeated"),
+    (
+        rule_repetition_loop,
+        cand("go", corrections=[Correction("trim_loops", "go go go go go go", "go")]),
+        False,
+        "loop was",
+    ),
+    (
+        rule_repetition_loop,
+        cand(
+            "enter seven go",
+            corrections=[Correction("trim_loops", "enter seven go go go go", "enter seven go")],
+        ),
+        True,
+        "",
+    ),
+    (rule_repetition_loop, cand("five five five"), True, ""),
+    (rule_repetition_loop, cand("p h i l l l l i p s", text_raw="PHIL L-L-L-I-P-S."), True, ""),
+    (rule_hallucination_phrase, cand("enter 7 thanks for watching"), False, "stock phrase"),
+    (rule_hallucination_phrase, cand("enter 7 thank you"), True, ""),
+    (rule_rate_out_of_range, cand("yes", duration=20.0), False, "words/s <"),
+    (rule_rate_out_of_range, cand("G-M-E-F 39 " * 5, duration=2.0), False, "words/s >"),
+    (rule_rate_out_of_range, cand("G-M-E-F 39", duration=3.0), True, ""),
+    (rule_rate_out_of_range, cand(""), True, ""),  # empty is the empty rule's
+    (rule_teacher_disagreement, cand(scores={"agreement_chars": 0.2}), False, "agreement 0.20"),
+    (rule_teacher_disagreement, cand(scores={"agreement_chars": 0.75}), True, ""),
+    (rule_teacher_disagreement, cand(scores={}), True, ""),  # no second decoding
+    (rule_low_confidence, cand(scores={"avg_logprob": -1.3}), False, "avg_logprob -1.300"),
+    (rule_low_confidence, cand(scores={"avg_logprob": -0.3}), True, ""),
+    (
+        rule_low_confidence,
+        cand(scores={"agreement": math.nan}, score_name="agreement", threshold=1.0),
+        False,
+        "undefined",
+    ),
+]
+
+
+@pytest.mark.parametrize("rule, candidate, keep, reason", TABLE, ids=lambda x: getattr(x, "__name__", None))
+def test_rule(rule, candidate, keep, reason):
+    v = rule(candidate, CFG)
+    assert v.keep is keep
+    assert v.rule in RULES and RULES[v.rule] is rule
+    if not keep:
+        assert reason in v.reason
+    else:
+        assert v.reason == ""
+
+
+def test_every_listed_rule_has_a_table_row():
+    assert {r.__name__ for r, *_ in TABLE} == {f.__name__ for f in RULES.values()}
+    assert set(RULES) >= {
+        "empty",
+        "no_speech",
+        "low_confidence",
+        "teacher_disagreement",
+        "repetition_loop",
+        "rate_out_of_range",
+        "wrong_language",
+        "hallucination_phrase",
+        "too_short",
+        "too_long",
+    }
+
+
+def synthetic_set():
+    """Eight labels with known faults and a second decoding that agrees on the good ones."""
+    good = [make_label("enter seven", id=f"g{i}", ref_text="enter seven") for i in range(4)]
+    bad = [
+        make_label("", id="empty", ref_text="yes"),
+        make_label("enter eleven", id="disagree", ref_text="enter seven"),
+        make_label("go go go go go go go", id="loop", ref_text="go", compression_ratio=3.0),
+        make_label("enter seven", id="unsure", avg_logprob=-1.4, ref_text="enter seven"),
+    ]
+    labels = good + bad
+    second = {
+        lab.id: dataclasses.replace(
+            lab,
+            text=lab.text or "",
+        )
+        for lab in labels
+    }
+    second["disagree"] = dataclasses.replace(second["disagree"], text="erase seventy")
+    second["unsure"] = dataclasses.replace(second["unsure"], text="enter eleven")
+    return labels, second
+
+
+def test_filter_labels_drops_each_fault_for_its_reason():
+    labels, second = synthetic_set()
+    r = filter_labels(labels, second=second)
+    assert {p.id for p in r.kept} == {"g0", "g1", "g2", "g3"}
+    reasons = {p.id: p.drop_reasons[0] for p in r.dropped}
+    assert reasons == {
+        "empty": "empty",
+        "disagree": "teacher_disagreement",
+        "loop": "repetition_loop",
+        "unsure": "low_confidence",
+    }
+    rep = r.report
+    assert (rep.utterances, rep.kept, rep.dropped, rep.retention) == (8, 4, 4, 0.5)
+    assert sum(c.utterances for c in rep.by_reason.values()) == rep.dropped
+    assert rep.by_reason["empty"].hours == pytest.approx(2.0 / 3600, abs=1e-4)
+    assert (rep.score, rep.threshold_source, rep.normaliser) == (
+        "agreement_entropy",
+        "default",
+        "spoken_form",
+    )
+    assert rep.label_wer_kept == 0.0 and rep.label_wer_all > 0
+
+
+def test_pseudo_label_keeps_teacher_text_corrections_history_and_provenance():
+    labels, second = synthetic_set()
+    labels[0] = dataclasses.replace(labels[0], text="Enter 7.")
+    r = filter_labels(labels, second=second)
+    p = next(p for p in r.kept if p.id == "g0")
+    assert (p.text, p.teacher_text) == ("enter seven", "Enter 7.")
+    assert p.corrections == (Correction("normalise:spoken_form", "Enter 7.", "enter seven"),)
+    assert [v.rule for v in p.filter_history] == list(RULES)
+    assert p.provenance == labels[0].provenance and p.kept
+    again = PseudoLabel.from_dict(json.loads(json.dumps(p.to_dict())))
+    assert again == p
+
+
+@pytest.mark.parametrize(
+    "config, source",
+    [
+        (FilterConfig(score="avg_logprob", threshold=-0.5), "user"),
+        (FilterConfig(score="avg_logprob", keep=0.25), "keep"),
+        (FilterConfig(score="avg_logprob"), "default"),
+        (FilterConfig(target_wer=0.0), "calibration"),
+    ],
+)
+def test_threshold_sources(config, source):
+    labels, second = synthetic_set()
+    r = filter_labels(labels, second=second, config=config)
+    assert r.report.threshold_source == source
+    if source == "keep":
+        assert r.report.kept >= 2  # at least a quarter of 8
+    if source == "calibration":
+        assert r.calibration is not None and r.report.label_wer_kept == 0.0
+
+
+def test_filter_refuses_what_it_cannot_do():
+    labels, _ = synthetic_set()
+    with pytest.raises(ValueError, match="second decoding"):
+        filter_labels(labels, config=FilterConfig(score="agreement"))
+    with pytest.raises(ValueError, match="no documented default"):
+        filter_labels(labels, config=FilterConfig(score="entropy_renyi_exp_min"))
+    with pytest.raises(ValueError, match="only one of"):
+        FilterConfig(threshold=0.5, keep=0.5)
+    no_refs = [dataclasses.replace(lab, ref_text=None) for lab in labels]
+    with pytest.raises(ValueError, match="reference transcripts"):
+        filter_labels(no_refs, config=FilterConfig(target_wer=5.0))
+
+
+def test_hallucination_removed_when_unsure_then_label_filtered_as_empty():
+    lab = make_label("Thank you for watching.", id="h", avg_logprob=-0.9)
+    text, cs = correct_text(lab.text, math.exp(lab.avg_logprob))
+    assert text == "" and cs[0].rule == "hallucination_phrase"
+    r = filter_labels([lab], config=FilterConfig(score="avg_logprob"))
+    assert r.dropped[0].drop_reasons[0] == "empty"
+    assert r.dropped[0].teacher_text == "Thank you for watching."
+
+
+@pytest.fixture(scope="module")
+def fixture_labels(tmp_path_factory, an4_fixture, tiny_teacher):
+    """The committed AN4 clips labeled by tiny.en, once per session (the quality tests share the file)."""
+    from asr_distill.label import label_to_file
+
+    out = tmp_path_factory.getbasetemp() / "quality_fixture_labels.jsonl"
+    if not out.is_file():
+        label_to_file(an4_fixture, out, teacher=tiny_teacher, batch_size=8)
+    return out
+
+
+def test_filter_cli_on_real_teacher_labels(fixture_labels, tmp_path, capsys):
+    from asr_distill.cli import main
+
+    labels = read_labels(fixture_labels)
+    # The second decoding: the same labels with one utterance heard differently.
+    second = tmp_path / "second.jsonl"
+    rows = [lab.to_dict() for lab in labels]
+    rows[0] = dict(rows[0], text="erase nothing at all")
+    second.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "f"
+    assert main(["filter", str(fixture_labels), "--out", str(out), "--second", str(second)]) == 0
+    printed = capsys.readouterr().out
+    assert "kept 7 of 8" in printed and "no references were used" in printed
+    kept = [json.loads(x) for x in (out / "kept.jsonl").read_text().splitlines()]
+    dropped = read_pseudo_labels(out / "dropped.jsonl")
+    assert len(kept) == 7 and [p.id for p in dropped] == [labels[0].id]
+    assert dropped[0].drop_reasons[0] == "teacher_disagreement"
+    for d in kept:  # NeMo manifest fields, the label in spoken form
+        assert {"audio_filepath", "duration", "offset", "text", "teacher_text", "corrections"} <= set(d)
+        assert d["text"] == d["text"].lower() and not any(ch.isdigit() for ch in d["text"])
+    report = json.loads((out / "filter_report.json").read_text())
+    assert report["threshold_source"] == "default" and report["score"] == "agreement_entropy"
+    assert "no references were used" in report["threshold_note"] and report["threshold"] == 0.82
+    assert report["by_reason"]["teacher_disagreement"]["utterances"] == 1
+    assert report["normaliser"] == "spoken_form" and report["wer_normaliser"] == "format_insensitive"
+    assert (out / "calibration.json").is_file() and (out / "calibration.png").stat().st_size > 10_000
+
+
+def test_filter_cli_lists_scores(capsys):
+    from asr_distill.cli import main
+
+    assert main(["filter", "x.jsonl", "--out", "y", "--list-scores"]) == 0
+    out = capsys.readouterr().out
+    assert "agreement" in out and "needs --second" in out and "entropy_gibbs_exp_mean" in out

@@ -1,0 +1,269 @@
+"""Review loop: export (TSV + static HTML page) -> edit -> import, with the audit trail checked."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from asr_distill.filter import FilterConfig, filter_labels, read_labels, read_pseudo_labels
+from asr_distill.review import (
+    REJECT_REASON,
+    ReviewEdit,
+    apply_review,
+    audio_url,
+    export_review,
+    read_edits,
+    select_for_review,
+)
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def fixture_labels(tmp_path_factory, an4_fixture, tiny_teacher):
+    """The committed AN4 clips labeled by tiny.en, once per session (the quality tests share the file)."""
+    from asr_distill.label import label_to_file
+
+    out = tmp_path_factory.getbasetemp() / "quality_fixture_labels.jsonl"
+    if not out.is_file():
+        label_to_file(an4_fixture, out, teacher=tiny_teacher, batch_size=8)
+    return out
+
+
+@pytest.fixture(scope="module")
+def filtered(fixture_labels, tmp_path_factory):
+    """Real teacher labels through the filter (keep all: review decides), written like the CLI does."""
+    from asr_distill.cli import main
+
+    out = tmp_path_factory.mktemp("filtered")
+    assert (
+        main(
+            ["filter", str(fixture_labels), "--out", str(out), "--score", "avg_logprob", "--threshold", "-5"]
+        )
+        == 0
+    )
+    return out
+
+
+def resolve_src(src: str, page_dir: Path) -> Path:
+    """Where a browser would look for an <audio src> of a page in ``page_dir``."""
+    from urllib.parse import unquote, urlparse
+
+    url = urlparse(src)
+    if url.scheme == "file":
+        return Path(unquote(url.path))
+    return (page_dir / unquote(url.path)).resolve()
+
+
+class PageParser(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.rows, self.audio, self.textareas, self.radios, self.buttons, self.scripts = (
+            [],
+            [],
+            [],
+            [],
+            [],
+            [],
+        )
+        self._in_script = self._in_textarea = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "tr" and "data-id" in a:
+            self.rows.append(a["data-id"])
+        elif tag == "audio":
+            self.audio.append(a)
+        elif tag == "textarea":
+            self._in_textarea = True
+            self.textareas.append("")
+        elif tag == "input" and a.get("type") == "radio":
+            self.radios.append(a)
+        elif tag == "button":
+            self.buttons.append(a)
+        elif tag == "script":
+            self._in_script = True
+            self.scripts.append("")
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._in_script = False
+        if tag == "textarea":
+            self._in_textarea = False
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.scripts[-1] += data
+        if self._in_textarea:
+            self.textareas[-1] += data
+
+
+def test_select_least_confident_or_band(filtered):
+    kept = read_pseudo_labels(filtered / "kept.jsonl")
+    worst = select_for_review(kept, k=3)
+    assert len(worst) == 3 and [p.score for p in worst] == sorted(p.score for p in kept)[:3]
+    lo, hi = sorted(p.score for p in kept)[2], 0.0
+    band = select_for_review(kept, band=(lo, hi))
+    assert all(lo <= p.score < hi for p in band) and len(band) == 6
+    with pytest.raises(ValueError, match="exactly one"):
+        select_for_review(kept)
+
+
+def test_export_page_has_a_player_editable_text_decisions_and_save(filtered, tmp_path):
+    kept = read_pseudo_labels(filtered / "kept.jsonl")
+    r = export_review(kept, tmp_path / "review", k=4)
+    page = Path(r.html).read_text()
+    parser = PageParser()
+    parser.feed(page)
+    chosen = select_for_review(kept, k=4)
+    assert parser.rows == [p.id for p in chosen]
+    assert len(parser.audio) == 4 and all("controls" in a for a in parser.audio)
+    for a, p in zip(parser.audio, chosen, strict=True):  # each player points at the label's audio
+        assert resolve_src(a["src"], Path(r.html).parent) == Path(p.audio_filepath).resolve()
+    assert parser.textareas == [p.text for p in chosen]
+    assert {x["value"] for x in parser.radios} == {"accept", "reject"} and len(parser.radios) == 8
+    assert any(b.get("id") == "save" for b in parser.buttons)
+    js = parser.scripts[0]
+    assert "new Blob(" in js and "review_edits.json" in js and "createObjectURL" in js
+    # review load: minutes of audio per hour labeled
+    hours = sum(p.duration for p in kept) / 3600
+    assert r.load_min_per_h == pytest.approx(sum(p.duration for p in chosen) / 60 / hours, rel=1e-3)
+    rows = list(csv.DictReader(io.StringIO(Path(r.tsv).read_text()), delimiter="\t"))
+    assert [x["id"] for x in rows] == parser.rows and all(x["decision"] == "accept" for x in rows)
+
+
+def test_audio_url_for_a_segment_uses_a_media_fragment(tmp_path):
+    audio = tmp_path / "calls" / "long.wav"
+    url = audio_url(str(audio), tmp_path / "review", offset=12.5, duration=4.0)
+    assert url == "../calls/long.wav#t=12.500,16.500"
+    assert audio_url(str(audio), tmp_path / "review", 0.0, 4.0) == "../calls/long.wav"
+    assert audio_url("/elsewhere/a b.wav", Path("/tmp/x"), 0.0, 1.0) == "file:///elsewhere/a%20b.wav"
+    assert audio_url(str(tmp_path / "a b.wav"), tmp_path / "review", 0.0, 1.0) == "../a%20b.wav"
+
+
+def test_round_trip_export_edit_import_with_audit(filtered, tmp_path, capsys):
+    """Export, edit as the page's save button would, import through the CLI, check the audit."""
+    from asr_distill.cli import main
+
+    assert (
+        main(["review", "export", str(filtered / "kept.jsonl"), "--out", str(tmp_path / "rev"), "--k", "3"])
+        == 0
+    )
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "rev" / "review.tsv").read_text()), delimiter="\t"))
+    edit_id, reject_id, accept_id = (x["id"] for x in rows)
+    old_text = rows[0]["text"]
+    # what saveEdits() downloads
+    payload = {
+        "reviewer": "ada",
+        "time": "2026-11-26T12:00:00Z",
+        "exported": {"items": 3},
+        "edits": [
+            {"id": edit_id, "decision": "accept", "text": "enter nine one six nine please"},
+            {"id": reject_id, "decision": "reject", "text": rows[1]["text"]},
+            {"id": accept_id, "decision": "accept", "text": rows[2]["text"]},
+        ],
+    }
+    edits = tmp_path / "review_edits.json"
+    edits.write_text(json.dumps(payload))
+    before_kept = read_pseudo_labels(filtered / "kept.jsonl")
+    before_dropped = read_pseudo_labels(filtered / "dropped.jsonl")
+    out = tmp_path / "reviewed"
+    assert main(["review", "import", str(filtered / "kept.jsonl"), str(edits), "--out", str(out)]) == 0
+    assert "rejected 1" in capsys.readouterr().out
+    kept = {p.id: p for p in read_pseudo_labels(out / "kept.jsonl")}
+    dropped = {p.id: p for p in read_pseudo_labels(out / "dropped.jsonl")}
+    assert len(kept) == len(before_kept) - 1 and len(dropped) == len(before_dropped) + 1
+    e = kept[edit_id]
+    assert e.text == "enter nine one six nine please"
+    assert e.corrections[-1].rule == "review" and e.corrections[-1].old == old_text
+    assert e.teacher_text == next(p.teacher_text for p in before_kept if p.id == edit_id)  # never lost
+    assert e.review[-1].reviewer == "ada" and e.review[-1].time == "2026-11-26T12:00:00Z"
+    assert (e.review[-1].old, e.review[-1].new) == (old_text, "enter nine one six nine please")
+    assert (
+        dropped[reject_id].drop_reasons == (REJECT_REASON,)
+        and dropped[reject_id].review[-1].decision == "reject"
+    )
+    assert kept[accept_id].review[-1].decision == "accept" and kept[accept_id].text == rows[2]["text"]
+    audit = [json.loads(x) for x in (out / "review_audit.jsonl").read_text().splitlines()]
+    assert sorted((a["id"], a["decision"], a["reviewer"], a["time"]) for a in audit) == sorted(
+        [
+            (edit_id, "accept", "ada", payload["time"]),
+            (reject_id, "reject", "ada", payload["time"]),
+            (accept_id, "accept", "ada", payload["time"]),
+        ]
+    )
+    assert next(a for a in audit if a["id"] == edit_id)["old"] == old_text
+    untouched = [p for p in before_kept if p.id not in (edit_id, reject_id, accept_id)]
+    assert all(kept[p.id] == p for p in untouched)
+
+
+def test_import_from_an_edited_tsv_needs_a_reviewer(filtered, tmp_path):
+    kept = read_pseudo_labels(filtered / "kept.jsonl")
+    r = export_review(kept, tmp_path / "rev", k=2)
+    tsv = Path(r.tsv)
+    rows = list(csv.DictReader(io.StringIO(tsv.read_text()), delimiter="\t"))
+    rows[1]["decision"] = "reject"
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), delimiter="\t", lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    tsv.write_text(buf.getvalue())
+    edits, reviewer, time = read_edits(tsv)
+    assert reviewer is None and [e.decision for e in edits] == ["accept", "reject"]
+    res = apply_review(kept, [], edits, reviewer="bo")
+    assert (res.accepted, res.edited, res.rejected) == (1, 0, 1)
+    assert res.audit[1]["reviewer"] == "bo" and res.audit[1]["time"]
+
+
+def test_bad_edits_are_refused_with_the_row(tmp_path):
+    p = tmp_path / "e.json"
+    p.write_text(json.dumps({"reviewer": "x", "edits": [{"id": "a", "decision": "maybe", "text": ""}]}))
+    with pytest.raises(ValueError, match="maybe"):
+        read_edits(p)
+    p.write_text(json.dumps({"reviewer": "x"}))
+    with pytest.raises(ValueError, match="edits"):
+        read_edits(p)
+
+
+def test_edits_for_unknown_ids_are_reported(filtered):
+    kept = read_pseudo_labels(filtered / "kept.jsonl")
+    res = apply_review(kept, [], [ReviewEdit("nope", "reject", "")], reviewer="x")
+    assert res.unknown_ids == ("nope",) and len(res.kept) == len(kept)
+
+
+def test_review_page_in_headless_chromium(filtered, tmp_path):
+    """Where Debian's chromium exists: the page loads, the script builds the edits it would save."""
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+        pytest.skip(f"{CHROMIUM} not installed; the page is parsed and checked by the other tests")
+    kept = read_pseudo_labels(filtered / "kept.jsonl")
+    r = export_review(kept, tmp_path / "rev", k=2)
+    page = Path(r.html)
+    page.write_text(
+        page.read_text().replace(
+            "</body>", "<script>document.title = JSON.stringify(rowEdits());</script></body>"
+        )
+    )
+    dom = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    assert "&quot;decision&quot;:&quot;accept&quot;" in dom or '"decision":"accept"' in dom
+
+
+def test_filtered_labels_survive_review_round_trip_unchanged_when_all_accepted(fixture_labels):
+    labels = read_labels(fixture_labels)
+    res = filter_labels(labels, config=FilterConfig(score="avg_logprob", threshold=-5))
+    edits = [ReviewEdit(p.id, "accept", p.text) for p in res.kept]
+    out = apply_review(res.kept, res.dropped, edits, reviewer="x", time="t")
+    assert [dataclasses.replace(p, review=()) for p in out.kept] == list(res.kept)
+    assert out.edited == 0 and all(len(p.review) == 1 for p in out.kept)
