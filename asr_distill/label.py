@@ -9,18 +9,22 @@ each array-job task a deterministic slice; ``merge_shards`` joins their files.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .jsonl import ResumableJsonlWriter, atomic_write_jsonl, iter_jsonl
+from .audio import SKIP_REASONS as AUDIO_SKIP_REASONS
+from .jsonl import ResumableJsonlWriter, atomic_write_jsonl, iter_jsonl, read_jsonl
 from .manifest import read_manifest
 from .records import Provenance, Skip, TeacherLabel, Utterance
 from .teacher import Teacher, load_teacher
@@ -31,6 +35,9 @@ from .teacher.options import LabelOptions
 log = logging.getLogger(__name__)
 
 BUCKET_BATCHES = 8  # clips are sorted by length within this many batches, so windows match
+PREFETCH_AUDIO_S = 900.0  # audio decoded ahead of the model is capped at this many seconds (~58 MB)
+UNKNOWN_DURATION_S = 30.0  # what a record of unknown length counts for in that cap
+DEFAULT_SEED = 0
 SHARD_NAME = "{stem}.shard{index:05d}-of-{count:05d}{suffix}"
 
 
@@ -49,28 +56,63 @@ class LabelStats:
         return self.audio_s / self.wall_s if self.wall_s > 0 else 0.0
 
 
-def _prefetch(items: Iterable, fn: Callable, workers: int, depth: int) -> Iterator:
-    """``map(fn, items)`` in order, with up to ``depth`` calls running ahead in threads.
+def _prefetch(
+    items: Iterable,
+    fn: Callable,
+    workers: int,
+    depth: int,
+    weight: Callable[[object], float] = lambda _: 0.0,
+    budget: float = math.inf,
+) -> Iterator:
+    """``map(fn, items)`` in order, with calls running ahead in ``workers`` threads.
 
-    Audio decoding (soundfile, soxr) releases the GIL, so it overlaps model compute.
+    At most ``depth`` calls are in flight, and fewer when their summed ``weight`` (audio
+    seconds) reaches ``budget``, so a manifest of hour-long files cannot fill memory with
+    decoded audio; one call always runs, whatever its weight. Audio decoding (libsndfile,
+    soxr) releases the GIL, so it overlaps model compute (``benchmarks/reliability.py``
+    measures the overlap).
     """
     if workers <= 0:
         yield from map(fn, items)
         return
     with ThreadPoolExecutor(workers, thread_name_prefix="audio") as ex:
         pending: deque = deque()
+        ahead = 0.0
         for item in items:
-            pending.append(ex.submit(fn, item))
-            if len(pending) >= depth:
-                yield pending.popleft().result()
+            w = weight(item)
+            while pending and (len(pending) >= depth or ahead + w > budget):
+                future, done_w = pending.popleft()
+                ahead -= done_w
+                yield future.result()
+            pending.append((ex.submit(fn, item), w))
+            ahead += w
         while pending:
-            yield pending.popleft().result()
+            yield pending.popleft()[0].result()
 
 
-def _load(item: Utterance | Skip, done: frozenset[str] | set[str]) -> list:
+def _audio_weight(item: Utterance | Skip) -> float:
+    """Seconds of audio ``_load`` will decode for a manifest record (0 for a skip)."""
+    if isinstance(item, Skip):
+        return 0.0
+    return item.duration if math.isfinite(item.duration) else UNKNOWN_DURATION_S
+
+
+def _load(
+    item: Utterance | Skip,
+    done: frozenset[str] | set[str],
+    done_skips: frozenset[tuple[str, str]] | set[tuple[str, str]] | None = None,
+) -> list:
+    """Decode one manifest record into segments, leaving out what a previous run wrote.
+
+    A manifest-level skip (broken line, duplicate id) may share its id with a line that is
+    labeled, so with ``done_skips`` it counts as done only when the same ``(id, reason)``
+    was recorded; judging it by id alone would drop the other line's label on resume.
+    """
     from .audio import iter_segments
 
     if isinstance(item, Skip):
+        if done_skips is not None:
+            return [] if (item.id, item.reason) in done_skips else [item]
         return [] if item.id in done else [item]
     if item.id in done:
         return []
@@ -103,6 +145,33 @@ def _drain(buffer: list, skips: list[Skip], batch_size: int, keep_partial: bool)
         yield [], skips
 
 
+def batch_seed(seed: int, batch: list[tuple[Utterance, np.ndarray]]) -> int:
+    """The RNG seed for one batch: a function of the run's seed and the batch's ids only.
+
+    Temperature fallback samples; seeding each batch from its own ids (not from a global
+    stream) gives the same labels in two runs with the same seed, whichever process or
+    shard decodes the batch and whatever ran before it.
+    """
+    key = "\n".join(u.id for u, _ in batch).encode("utf-8")
+    return zlib.crc32(key, seed & 0xFFFFFFFF)
+
+
+@contextmanager
+def _seeded(seed: int, backend: Backend) -> Iterator[None]:
+    """Run a batch under ``seed`` without disturbing the caller's torch RNG state."""
+    import torch
+
+    device = getattr(backend, "device", None)
+    cuda = [device] if device is not None and getattr(device, "type", "") == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        if backend.name.startswith("faster"):
+            import ctranslate2
+
+            ctranslate2.set_random_seed(seed)
+        yield
+
+
 def provenance_for(teacher: Teacher, backend: Backend, options: LabelOptions) -> Provenance:
     return Provenance(teacher.name, teacher.weights_sha256, backend.name, options.as_dict(), __version__)
 
@@ -116,10 +185,18 @@ def label_batches(
     batch_size: int = 8,
     shard: tuple[int, int] | None = None,
     done_ids: set[str] | frozenset[str] = frozenset(),
+    done_skips: set[tuple[str, str]] | frozenset[tuple[str, str]] | None = None,
     loader_threads: int = 2,
+    seed: int = DEFAULT_SEED,
     progress: bool = False,
 ) -> Iterator[tuple[list[TeacherLabel], list[Skip]]]:
-    """Like ``label`` but yields one ``(labels, skips)`` pair per decoded batch (for writers)."""
+    """Like ``label`` but yields one ``(labels, skips)`` pair per decoded batch (for writers).
+
+    ``done_ids`` are utterance/segment ids needing no work; ``done_skips`` the ``(id, reason)``
+    pairs of skips already recorded (None: manifest-level skips are judged by id alone).
+    ``loader_threads`` threads decode audio ahead of the model (0: decode inline);
+    ``seed`` fixes temperature-fallback sampling per batch (see ``batch_seed``).
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     options = options or LabelOptions()
@@ -127,11 +204,15 @@ def label_batches(
     engine = make_backend(teacher, backend)
     prov = provenance_for(teacher, engine, options)
     records = read_manifest(manifest, shard=shard)
-    segments = _prefetch(records, lambda r: _load(r, done_ids), loader_threads, depth=batch_size * 4)
+    segments = _prefetch(records, lambda r: _load(r, done_ids, done_skips), loader_threads,
+                         depth=batch_size * 4, weight=_audio_weight, budget=PREFETCH_AUDIO_S)
     bar = _progress_bar(progress)
     audio_s, n_skipped, start = 0.0, 0, time.perf_counter()
     for batch, skips in _batches(segments, batch_size):
-        labels = decode_batch(engine, batch, options, prov) if batch else []
+        labels = []
+        if batch:
+            with _seeded(batch_seed(seed, batch), engine):
+                labels = decode_batch(engine, batch, options, prov)
         audio_s += sum(u.duration for u, _ in batch)
         n_skipped += len(skips)
         if bar is not None:
@@ -159,7 +240,8 @@ def label(manifest: str | Path, **kwargs) -> Iterator[TeacherLabel | Skip]:
     recording) and ``Skip`` records (inputs that could not be used, with the reason).
     Keyword arguments are those of ``label_batches``: ``teacher`` (name or path or a
     loaded ``Teacher``), ``backend`` (``whisper`` or ``faster-whisper``), ``options``
-    (``LabelOptions``), ``batch_size``, ``shard`` (``(i, n)``), ``done_ids``, ``progress``.
+    (``LabelOptions``), ``batch_size``, ``shard`` (``(i, n)``), ``done_ids``,
+    ``loader_threads``, ``seed``, ``progress``.
     """
     for labels, skips in label_batches(manifest, **kwargs):
         yield from labels
@@ -189,16 +271,23 @@ def label_to_file(manifest: str | Path, out: str | Path, **kwargs) -> LabelStats
     labeled = skipped = 0
     audio_s = 0.0
     with ResumableJsonlWriter(out) as lw, ResumableJsonlWriter(skips_path(out)) as sw:
-        done = lw.done_ids | sw.done_ids
-        if done:
-            log.info("resuming %s: %d ids already done", out, len(done))
-        for labels, skips in label_batches(manifest, done_ids=done, **kwargs):
+        done_skips = _skip_pairs(sw.path) if sw.done_ids else set()
+        done = lw.done_ids | {i for i, reason in done_skips if reason in AUDIO_SKIP_REASONS}
+        if done or done_skips:
+            log.info("resuming %s: %d ids already done", out, len(lw.done_ids | sw.done_ids))
+        for labels, skips in label_batches(manifest, done_ids=done, done_skips=done_skips, **kwargs):
             lw.write(labels)
             sw.write(skips)
             labeled += len(labels)
             skipped += len(skips)
             audio_s += sum(lab.duration for lab in labels)
-    return LabelStats(labeled, skipped, len(done), audio_s, time.perf_counter() - start)
+    return LabelStats(labeled, skipped, len(done | {i for i, _ in done_skips}), audio_s,
+                      time.perf_counter() - start)
+
+
+def _skip_pairs(path: Path) -> set[tuple[str, str]]:
+    """``(id, reason)`` of every skip already in a (repaired, locked) skips file."""
+    return {(str(d["id"]), str(d.get("reason"))) for d in read_jsonl(path)}
 
 
 _SHARD_RE = re.compile(r"\.shard(\d{5})-of-(\d{5})$")
@@ -231,19 +320,22 @@ def merge_shards(out: str | Path, parts: list[Path] | None = None, allow_missing
         if missing and not allow_missing:
             raise FileNotFoundError(f"shards {missing} of {count} are missing for {out}; "
                                     "run them, or pass --allow-missing")
-    for target, sources in ((out, parts), (skips_path(out), [skips_path(p) for p in parts])):
-        atomic_write_jsonl(target, _unique(sources))
+    atomic_write_jsonl(out, _unique(parts, key=lambda d: d["id"]))
+    atomic_write_jsonl(skips_path(out), _unique([skips_path(p) for p in parts],
+                                                key=lambda d: (d["id"], d.get("reason"))))
     return sum(1 for _ in iter_jsonl(out))
 
 
-def _unique(paths: list[Path]) -> Iterator[dict]:
-    seen: set[str] = set()
+def _unique(paths: list[Path], key: Callable[[dict], object]) -> Iterator[dict]:
+    """Records of ``paths`` in order, each ``key`` once (a skip is keyed by id and reason)."""
+    seen: set = set()
     for p in paths:
         if not p.exists():
             continue
         for _, obj in iter_jsonl(p):
             if isinstance(obj, Exception):
                 raise obj
-            if obj["id"] not in seen:
-                seen.add(obj["id"])
+            k = key(obj)
+            if k not in seen:
+                seen.add(k)
                 yield obj

@@ -51,6 +51,7 @@ def _run_config(args, run: Path) -> Path:
     cfg = yaml.safe_load(Path(args.config).read_text())
     cfg["data"]["train_manifest"] = str(Path(args.labels).resolve())
     cfg["data"]["cache_dir"] = str(run / "feature_cache")
+    cfg["data"]["augment_copies"] = args.augment_copies
     t = cfg["trainer"]
     t["default_root_dir"] = str(run)
     t["max_time"] = args.max_time
@@ -71,7 +72,8 @@ def train(args, run: Path) -> dict:
     start = time.perf_counter()
     with open(log_path, "a") as log:
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
-    return {"command": " ".join(cmd[2:]), "wall_s": round(time.perf_counter() - start, 1), "log": str(log_path)}
+    wall = round(time.perf_counter() - start, 1)
+    return {"command": "asr-distill " + " ".join(cmd[3:]), "wall_s": wall, "log": str(log_path)}
 
 
 def _best_checkpoint(run: Path) -> Path:
@@ -120,8 +122,9 @@ def step_times(ckpt: Path, labels: Path, n: int = 3) -> dict:
     out = {}
     for name, win in (("short_window", window), ("window_30s", 30.0)):
         mels = mel_features(batch_items, win, module.model.dims.n_mels, [None] * len(batch_items), None)
-        b = collate([{"text": it.text, "tokens": t, "mel": m} for it, t, m in zip(batch_items, ds.tokens, mels)],
-                    spec.tokenizer.eot, len(spec.prefix))
+        samples = [{"text": it.text, "tokens": t, "mel": m}
+                   for it, t, m in zip(batch_items, ds.tokens, mels, strict=True)]
+        b = collate(samples, spec.tokenizer.eot, len(spec.prefix))
         with torch.no_grad():
             feats = encode_mels(module.model, mels)
         timings = {}
@@ -191,6 +194,9 @@ def main() -> int:
     p.add_argument("--config", default=str(ROOT / "configs" / "student_an4.yaml"))
     p.add_argument("--run-dir", default=str(ROOT / "runs" / "bench_student"))
     p.add_argument("--max-time", default="00:00:45:00", help="training budget DD:HH:MM:SS")
+    p.add_argument("--augment-copies", type=int, default=0,
+                   help="SpecAugment copies cached per clip; each costs one more encoder pass over the "
+                        "training set (default 0: on 2 shared cores the 60 min budget goes to epochs)")
     p.add_argument("--skip-train", action="store_true", help="use the run folder's checkpoints as they are")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()

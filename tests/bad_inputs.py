@@ -3,10 +3,15 @@
 ``make_bad_inputs(dir)`` returns one ``BadCase`` per input with the skip reason the loader must
 give (``None``: the audio must be kept). Tests drive the whole table through ``read_manifest``
 and ``iter_segments``, so each new failure seen in the wild becomes one more row here.
+
+``write_job_manifest(dir, speech)`` goes one level up, to a whole labeling job: those files,
+broken and awkward manifest lines (``manifest_cases``) and an hour-long recording
+(``make_one_hour``) in one manifest, with the outcome each must get from ``asr-distill label``.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,3 +217,168 @@ def make_bad_inputs(directory: str | Path, include_long: bool = True) -> list[Ba
         for s in SPECS
         if include_long or s.name != LONG_CASE
     ]
+
+
+# --- A whole labeling job's worth of bad input: audio cases, bad manifest lines, one hour ---
+
+HOUR_RATE = 8000  # 8 kHz PCM_16: 3600 s is ~57.6 MB on disk
+HOUR_SECONDS = 3600
+HOUR_FLOOR_STD = 3e-5  # ~ -90 dBFS room tone: every window without a burst is "silent"
+HOUR_BURST_EVERY_S = 600.0  # a real spoken utterance every ten minutes, six in all
+HOUR_CASE = "one_hour"
+
+
+@dataclass(frozen=True)
+class ManifestCase:
+    """One manifest line and what a label run must make of it.
+
+    Attributes:
+        name: What is wrong with the line (also its ``id`` where the line can carry one).
+        line: The raw text written to the manifest (no newline).
+        expect_id: The id the run reports the outcome under (broken lines: ``file:lineN``).
+        reason: Expected skip reason; None when the line must be labeled.
+    """
+
+    name: str
+    line: str
+    expect_id: str
+    reason: str | None
+
+
+def one_hour_recording(speech: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An hour at 8 kHz: near-silent room tone with ``speech`` (8 kHz) every ten minutes.
+
+    Only the windows that hold a burst cost a model call; the rest must come back as
+    ``silent`` skips, so a test can label the whole hour in seconds while the loader still
+    reads, resamples and cuts every one of its 3600 s.
+    """
+    audio = (HOUR_FLOOR_STD * rng.standard_normal(HOUR_SECONDS * HOUR_RATE)).astype(np.float32)
+    for start in np.arange(HOUR_BURST_EVERY_S / 2, HOUR_SECONDS, HOUR_BURST_EVERY_S):
+        at = round(start * HOUR_RATE)
+        audio[at : at + len(speech)] += speech
+    return audio
+
+
+def make_one_hour(directory: str | Path, speech_file: str | Path) -> Path:
+    """Write the hour-long file (``speech_file`` resampled to 8 kHz as its bursts)."""
+    import librosa
+
+    speech, rate = sf.read(str(speech_file), dtype="float32", always_2d=False)
+    speech = librosa.resample(speech, orig_sr=rate, target_sr=HOUR_RATE).astype(np.float32)
+    audio = one_hour_recording(speech, np.random.default_rng(SEED))
+    return _write(Path(directory) / "hour long" / "meeting.wav", audio, HOUR_RATE, subtype="PCM_16")
+
+
+def _obj(**fields) -> str:
+    import json
+
+    return json.dumps(fields, ensure_ascii=False)
+
+
+def manifest_cases(speech_file: Path, speech_s: float, folder: Path) -> list[ManifestCase]:
+    """Bad (and awkward but valid) manifest lines around one good clip of ``speech_s`` seconds.
+
+    Lines that do not parse are reported under ``{manifest name}:line{N}``, filled in by
+    ``write_job_manifest`` once line numbers are known (``expect_id`` ``"@line"`` here).
+    """
+    rel = os.path.relpath(speech_file, folder)
+    good = str(speech_file)
+    return [
+        ManifestCase("broken_json", '{"audio_filepath": "' + good + '", "dura', "@line", "bad_manifest_line"),
+        ManifestCase("json_array", f'["{good}", {speech_s}]', "@line", "bad_manifest_line"),
+        ManifestCase("json_string", '"just a string"', "@line", "bad_manifest_line"),
+        ManifestCase("empty_object", "{}", "@line", "bad_manifest_line"),
+        ManifestCase("missing_audio_filepath", _obj(id="missing_audio_filepath", duration=1.0),
+                     "missing_audio_filepath", "bad_manifest_line"),
+        ManifestCase("audio_filepath_number",
+                     _obj(id="audio_filepath_number", audio_filepath=7, duration=1.0),
+                     "audio_filepath_number", "bad_manifest_line"),
+        ManifestCase("negative_duration", _obj(id="negative_duration", audio_filepath=good, duration=-2.0),
+                     "negative_duration", "bad_manifest_line"),
+        ManifestCase("string_duration", _obj(id="string_duration", audio_filepath=good, duration="2.5s"),
+                     "string_duration", "bad_manifest_line"),
+        ManifestCase("nan_duration",  # Python's json reads the NaN literal other tools write
+                     '{"id": "nan_duration", "audio_filepath": "' + good + '", "duration": NaN}',
+                     "nan_duration", "bad_manifest_line"),
+        ManifestCase("negative_offset",
+                     _obj(id="negative_offset", audio_filepath=good, duration=1.0, offset=-1.0),
+                     "negative_offset", "bad_manifest_line"),
+        ManifestCase("text_not_string",
+                     _obj(id="text_not_string", audio_filepath=good, duration=1.0, text=42),
+                     "text_not_string", "bad_manifest_line"),
+        ManifestCase("duration_past_end", _obj(id="duration_past_end", audio_filepath=good,
+                                               duration=round(speech_s + 5.0, 2)),
+                     "duration_past_end", "bad_range"),
+        ManifestCase("huge_duration", _obj(id="huge_duration", audio_filepath=good, duration=1e9),
+                     "huge_duration", "bad_range"),
+        ManifestCase("offset_past_end", _obj(id="offset_past_end", audio_filepath=good, duration=1.0,
+                                             offset=round(speech_s + 10.0, 2)),
+                     "offset_past_end", "bad_range"),
+        ManifestCase("duplicate_id", _obj(id="duplicate_id", audio_filepath=good, duration=speech_s),
+                     "duplicate_id", None),  # the first use of an id is labeled...
+        ManifestCase("duplicate_id_again", _obj(id="duplicate_id", audio_filepath=good, duration=speech_s),
+                     "duplicate_id", "duplicate_id"),  # ...the second is a recorded skip
+        ManifestCase("missing_duration", _obj(id="missing_duration", audio_filepath=good),
+                     "missing_duration", None),  # read from the header
+        ManifestCase("duration_shorter_than_file", _obj(id="duration_shorter_than_file", audio_filepath=good,
+                                                        duration=round(speech_s / 2, 2)),
+                     "duration_shorter_than_file", None),  # a legal slice: the first half is labeled
+        ManifestCase("relative_path", _obj(id="relative_path", audio_filepath=rel, duration=speech_s),
+                     "relative_path", None),
+        ManifestCase("numeric_id", _obj(id=4242, audio_filepath=good, duration=speech_s), "4242", None),
+        ManifestCase("unicode_id", _obj(id="ユニコード id", audio_filepath=good, duration=speech_s),
+                     "ユニコード id", None),
+    ]
+
+
+LABELED = "label"  # the outcome "a TeacherLabel was written" in ``write_job_manifest``'s table
+
+
+def write_job_manifest(
+    directory: str | Path, speech_file: str | Path, include_hour: bool = True
+) -> tuple[Path, dict[str, set[str]]]:
+    """Write every bad case (audio files, manifest lines, the hour) and one manifest naming them.
+
+    Returns the manifest and ``{id: outcomes}``, an outcome being a skip reason or ``LABELED``.
+    Segments of a long file count under the file's id (``one_hour@600.00`` -> ``one_hour``):
+    the hour must give labels for its bursts and ``silent`` skips for the rest. A duplicated
+    id gives a label (first line) and a ``duplicate_id`` skip (second line).
+    """
+    d = Path(directory)
+    speech_file = Path(speech_file).resolve()  # lines name it absolutely (one case is relative)
+    speech_s = round(sf.info(str(speech_file)).duration, 3)
+    audio_cases = make_bad_inputs(d / "audio", include_long=False)
+    manifest = d / "job manifest.jsonl"
+    lines: list[str] = []
+    expected: dict[str, set[str]] = {}
+    for case in audio_cases:
+        fields = {"id": case.name, "audio_filepath": str(case.path)}
+        if case.duration is not None:
+            fields["duration"] = case.duration
+        lines.append(_obj(**fields))
+        expected.setdefault(case.name, set()).add(case.reason or LABELED)
+    for case in manifest_cases(speech_file, speech_s, d):
+        lines.append(case.line)
+        expect_id = f"{manifest.name}:line{len(lines)}" if case.expect_id == "@line" else case.expect_id
+        expected.setdefault(expect_id, set()).add(case.reason or LABELED)
+    if include_hour:
+        hour = make_one_hour(d / "audio", speech_file)
+        lines.append(_obj(id=HOUR_CASE, audio_filepath=str(hour), duration=float(HOUR_SECONDS)))
+        expected[HOUR_CASE] = {LABELED, "silent"}
+    manifest.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return manifest, expected
+
+
+def job_case_names(expected: dict[str, set[str]]) -> int:
+    """How many distinct bad inputs a job manifest holds (the duplicated id counts twice)."""
+    return sum(len(v) if k == "duplicate_id" else 1 for k, v in expected.items())
+
+
+def observed_outcomes(labels: list[dict], skips: list[dict]) -> dict[str, set[str]]:
+    """``{case id: outcomes}`` from a label run's two files, segments folded into their file."""
+    seen: dict[str, set[str]] = {}
+    for d in labels:
+        seen.setdefault(d["id"].split("@")[0], set()).add(LABELED)
+    for d in skips:
+        seen.setdefault(d["id"].split("@")[0], set()).add(d["reason"])
+    return seen

@@ -263,7 +263,8 @@ def ct2_variables(state: dict[str, torch.Tensor], dims: dict[str, int],
             src, dst = f"{side}.blocks.{i}", f"{side}/layer_{i}"
             _put_norm(v, f"{dst}/self_attention/layer_norm", sd, f"{src}.attn_ln", dtype)
             a = f"{src}.attn"
-            _put_linear(v, f"{dst}/self_attention/linear_0", sd, [f"{a}.query", f"{a}.key", f"{a}.value"], dtype)
+            qkv = [f"{a}.query", f"{a}.key", f"{a}.value"]
+            _put_linear(v, f"{dst}/self_attention/linear_0", sd, qkv, dtype)
             _put_linear(v, f"{dst}/self_attention/linear_1", sd, [f"{a}.out"], dtype)
             if side == "decoder":
                 c = f"{src}.cross_attn"
