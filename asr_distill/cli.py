@@ -44,6 +44,10 @@ def _add_label(sub) -> None:
                    help="always pad to Whisper's 30 s window (slower on short clips)")
     p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
                    help="label only lines with index %% N == I (0-based); output gets a shard suffix")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes labeling shards at once, merged into OUT (one per GPU; cores/N torch "
+                        "threads each); resume with the same N")
+    p.add_argument("--seed", type=int, default=0, help="seed for temperature-fallback sampling (per batch)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_label)
@@ -70,6 +74,7 @@ def _cmd_label(args) -> int:
     import torch
 
     from .label import label_to_file, shard_path, skips_path
+    from .parallel import label_parallel, launched_by_torchrun
     from .teacher.options import LabelOptions
 
     if args.threads:
@@ -81,10 +86,14 @@ def _cmd_label(args) -> int:
         language=None if args.language == "auto" else args.language,
         short_context=not args.full_context,
     )
-    stats = label_to_file(
-        manifest, out, teacher=args.model, backend=args.backend, options=options,
-        batch_size=args.batch_size, shard=args.shard, progress=not args.no_progress,
-    )
+    kw = dict(teacher=args.model, backend=args.backend, options=options, batch_size=args.batch_size,
+              seed=args.seed, progress=not args.no_progress)
+    if args.workers > 1 or launched_by_torchrun():
+        if args.shard:
+            raise SystemExit("error: --workers and --shard both split a job; use one")
+        stats = label_parallel(manifest, out, workers=args.workers, threads=args.threads or None, **kw)
+    else:
+        stats = label_to_file(manifest, out, shard=args.shard, **kw)
     written = shard_path(out, args.shard) if args.shard else out
     print(f"labeled {stats.labeled} (already done {stats.already_done}), skipped {stats.skipped}, "
           f"{stats.audio_s / 60:.1f} min of audio at RTFx {stats.rtfx:.1f} -> {written}")

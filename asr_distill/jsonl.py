@@ -102,7 +102,7 @@ class ResumableJsonlWriter:
             ) from None
         self._repair_and_scan()
         try:
-            self._file = open(self.path, "a", encoding="utf-8")
+            self._file = open(self.path, "ab", buffering=0)
         except OSError as e:
             self.close()
             raise OutputNotWritableError(_describe_os_error(self.path, e)) from e
@@ -131,22 +131,35 @@ class ResumableJsonlWriter:
         lines = [_line(r) for r in records]
         if not lines:
             return 0
+        data = "".join(lines).encode("utf-8")
+        fd = self._file.fileno()  # unbuffered, append-only: nothing lingers in a buffer
+        start = os.fstat(fd).st_size
         try:
-            self._file.write("".join(lines))
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            if os.write(fd, data) != len(data):
+                raise OSError(errno.ENOSPC, "short write")
+            os.fsync(fd)
         except OSError as e:
+            self._rollback(start)
             raise OutputNotWritableError(_describe_os_error(self.path, e)) from e
         return len(lines)
 
+    def _rollback(self, size: int) -> None:
+        """Cut a half-written batch (full disk), so the file ends on a whole line again."""
+        try:
+            os.ftruncate(self._file.fileno(), size)
+        except OSError:
+            pass  # the next open repairs a torn last line anyway
+
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
+        try:
+            if self._file is not None:
+                self._file.close()
+        finally:
             self._file = None
-        if self._lock is not None:
-            fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
-            self._lock.close()
-            self._lock = None
+            if self._lock is not None:
+                fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
+                self._lock.close()
+                self._lock = None
 
     def __exit__(self, *exc) -> None:
         self.close()

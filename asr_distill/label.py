@@ -8,6 +8,7 @@ each array-job task a deterministic slice; ``merge_shards`` joins their files.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import re
@@ -24,7 +25,7 @@ import numpy as np
 
 from . import __version__
 from .audio import SKIP_REASONS as AUDIO_SKIP_REASONS
-from .jsonl import ResumableJsonlWriter, atomic_write_jsonl, iter_jsonl, read_jsonl
+from .jsonl import OutputNotWritableError, ResumableJsonlWriter, atomic_write_jsonl, iter_jsonl, read_jsonl
 from .manifest import read_manifest
 from .records import Provenance, Skip, TeacherLabel, Utterance
 from .teacher import Teacher, load_teacher
@@ -38,6 +39,9 @@ BUCKET_BATCHES = 8  # clips are sorted by length within this many batches, so wi
 PREFETCH_AUDIO_S = 900.0  # audio decoded ahead of the model is capped at this many seconds (~58 MB)
 UNKNOWN_DURATION_S = 30.0  # what a record of unknown length counts for in that cap
 DEFAULT_SEED = 0
+# OSErrors that mean "this output cannot be written here", not a bug: reported as such.
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
+                          errno.EIO})
 SHARD_NAME = "{stem}.shard{index:05d}-of-{count:05d}{suffix}"
 
 
@@ -270,7 +274,8 @@ def label_to_file(manifest: str | Path, out: str | Path, **kwargs) -> LabelStats
     start = time.perf_counter()
     labeled = skipped = 0
     audio_s = 0.0
-    with ResumableJsonlWriter(out) as lw, ResumableJsonlWriter(skips_path(out)) as sw:
+    with _clear_write_errors(out), ResumableJsonlWriter(out) as lw, \
+            ResumableJsonlWriter(skips_path(out)) as sw:
         done_skips = _skip_pairs(sw.path) if sw.done_ids else set()
         done = lw.done_ids | {i for i, reason in done_skips if reason in AUDIO_SKIP_REASONS}
         if done or done_skips:
@@ -283,6 +288,30 @@ def label_to_file(manifest: str | Path, out: str | Path, **kwargs) -> LabelStats
             audio_s += sum(lab.duration for lab in labels)
     return LabelStats(labeled, skipped, len(done | {i for i, _ in done_skips}), audio_s,
                       time.perf_counter() - start)
+
+
+@contextmanager
+def _clear_write_errors(out: Path) -> Iterator[None]:
+    """Keep a full or read-only disk a clear ``OutputNotWritableError``, even on close.
+
+    When a batch's write fails half-way (ENOSPC), the writer raises a clear error, but
+    closing its file flushes the rest of the buffer, fails again and replaces that error
+    with a bare ``OSError``. The clear one is restored here; the torn line the failed write
+    left is cut by the next run, which resumes.
+    """
+    try:
+        yield
+    except OutputNotWritableError:
+        raise
+    except OSError as e:
+        if isinstance(e.__context__, OutputNotWritableError):
+            raise e.__context__ from None
+        if e.errno in _DISK_ERRNOS:
+            raise OutputNotWritableError(
+                f"cannot write {out}: {e.strerror}; free space or choose a writable --out, then rerun "
+                "(finished lines are kept)"
+            ) from e
+        raise
 
 
 def _skip_pairs(path: Path) -> set[tuple[str, str]]:

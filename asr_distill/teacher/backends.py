@@ -115,7 +115,13 @@ class _FeaturesTask(DecodingTask):
     """
 
     def _get_audio_features(self, mel: torch.Tensor) -> torch.Tensor:
-        return mel
+        # Beam search and best-of-n run n_group rows per clip; openai-whisper repeats the
+        # tokens but not the features (its open bug with batches > 1), so repeat them here.
+        # ``run`` takes every n_group-th row back after the loop.
+        return mel.repeat_interleave(self.n_group, 0) if self.n_group > 1 else mel
+
+    def _detect_language(self, audio_features: torch.Tensor, tokens: torch.Tensor):
+        return super()._detect_language(audio_features[:: self.n_group], tokens)
 
 
 class WhisperBackend:

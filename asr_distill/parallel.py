@@ -1,0 +1,323 @@
+"""Multi-process labeling: N workers label one manifest, each its own shard, merged at the end.
+
+Each worker is one process (one per GPU on a cluster, a share of the cores on a CPU box)
+that runs ``label_to_file(..., shard=(rank, n))`` into its own part file, so workers never
+share a file, a lock or a model; rank 0 merges the parts once every worker has finished.
+Because every part file is resumable on its own, a job killed anywhere resumes with the
+same command and the same worker count: each worker skips the ids its part already holds.
+
+Two ways to start the workers, with one code path per rank:
+
+- ``label_parallel(..., workers=N)`` spawns N processes here (``torch.multiprocessing``)
+  and joins them with a gloo process group (it only carries each shard's statistics).
+- Under ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set) the same call runs as that
+  one rank, on ``cuda:LOCAL_RANK`` when GPUs exist: ``torchrun --nproc-per-node 8 -m
+  asr_distill.cli label M --out O --workers 8``. Shards are line index mod N, so they are
+  the same whichever launcher started them.
+
+Audio decoding overlaps compute inside each worker through ``label_batches``'s loader
+threads (libsndfile and soxr release the GIL; ``benchmarks/reliability.py`` measures it).
+The job holds ``out``'s lock from start to merge (``job_lock``), so a second job on the same
+output is refused before it spawns anything. Spawned workers die with their parent
+(``PR_SET_PDEATHSIG``): a parent killed with ``kill -9`` leaves no orphan holding a part
+file's lock, so the resume can start at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from .jsonl import OutputLockedError, OutputNotWritableError
+from .label import DEFAULT_SEED, LabelStats, find_shards, label_to_file, merge_shards
+from .teacher import TeacherNotFoundError
+from .teacher.options import LabelOptions
+
+log = logging.getLogger(__name__)
+
+# Errors a user can act on: a worker sends them back and the parent raises them as they are.
+WORKER_ERRORS = (OutputLockedError, OutputNotWritableError, TeacherNotFoundError, FileNotFoundError,
+                 ValueError)
+GROUP_TIMEOUT = timedelta(days=7)  # shards finish at different times; the group only waits
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+@dataclass(frozen=True)
+class ParallelStats:
+    """What a multi-process labeling run did: one ``LabelStats`` per shard, plus the merge.
+
+    ``rtfx`` is the job's audio seconds per wall second of the whole job (spawn to merge).
+    """
+
+    workers: int
+    shards: tuple[LabelStats, ...]
+    merged: int
+    wall_s: float
+    threads_per_worker: int = 0
+
+    @property
+    def labeled(self) -> int:
+        return sum(s.labeled for s in self.shards)
+
+    @property
+    def skipped(self) -> int:
+        return sum(s.skipped for s in self.shards)
+
+    @property
+    def already_done(self) -> int:
+        return sum(s.already_done for s in self.shards)
+
+    @property
+    def audio_s(self) -> float:
+        return sum(s.audio_s for s in self.shards)
+
+    @property
+    def rtfx(self) -> float:
+        return self.audio_s / self.wall_s if self.wall_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Everything a worker needs, picklable (a teacher name, not a loaded model)."""
+
+    manifest: str
+    out: str
+    teacher: str
+    backend: str
+    options: LabelOptions
+    batch_size: int
+    loader_threads: int
+    threads: int
+    seed: int
+    progress: bool
+    log_level: int = logging.WARNING
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (the affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_worker(workers: int, cores: int | None = None) -> int:
+    """Torch threads for each of ``workers`` processes: the cores split evenly, at least 1."""
+    return max(1, (cores or available_cores()) // workers)
+
+
+def launched_by_torchrun() -> bool:
+    """Whether this process is one rank of a ``torchrun`` job (it sets these variables)."""
+    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
+
+
+def label_parallel(
+    manifest: str | Path,
+    out: str | Path,
+    *,
+    workers: int,
+    teacher: str | os.PathLike = "base",
+    backend: str = "whisper",
+    options: LabelOptions | None = None,
+    batch_size: int = 8,
+    loader_threads: int = 2,
+    threads: int | None = None,
+    seed: int = DEFAULT_SEED,
+    progress: bool = False,
+) -> ParallelStats:
+    """Label ``manifest`` into ``out`` with ``workers`` processes, one shard each, then merge.
+
+    Part files ``shard_path(out, (i, workers))`` are kept after the merge: they are the
+    resume state, so a rerun of the same command does nothing but merge again.
+
+    Args:
+        manifest: NeMo JSON Lines manifest.
+        out: Final merged label file; skips go to ``skips_path(out)``.
+        workers: Processes (one per GPU on a cluster). Under torchrun, ``WORLD_SIZE`` wins.
+        teacher: A teacher name or path (each worker loads its own copy).
+        threads: Torch threads per worker; default ``available_cores() // workers``.
+        seed: Sampling seed, per batch (see ``label.batch_seed``): labels do not depend on
+            how many workers ran.
+        Other arguments are those of ``label.label_batches``.
+
+    Raises:
+        ValueError: ``workers < 1``, a loaded teacher instead of a name, or part files of
+            a run with another worker count next to ``out`` (resume with that count).
+        OutputLockedError: another job writes ``out``.
+        OutputNotWritableError: ``out``'s folder is read-only or full (a worker's error
+            comes back as it is, like ``TeacherNotFoundError``).
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if not isinstance(teacher, (str, os.PathLike)):
+        raise ValueError("label_parallel needs the teacher's name or path: each worker loads its own copy")
+    world = int(os.environ["WORLD_SIZE"]) if launched_by_torchrun() else workers
+    if world != workers:
+        log.warning("torchrun started %d ranks; labeling with %d workers, not %d", world, world, workers)
+    _check_no_other_run(out, world)
+    job = _Job(
+        manifest=str(manifest), out=str(out), teacher=str(teacher), backend=backend,
+        options=options or LabelOptions(), batch_size=batch_size, loader_threads=loader_threads,
+        threads=threads or threads_per_worker(world), seed=seed, progress=progress,
+        log_level=logging.getLogger("asr_distill").getEffectiveLevel(),
+    )
+    start = time.perf_counter()
+    if launched_by_torchrun():
+        rank = int(os.environ["RANK"])
+        with job_lock(out) if rank == 0 else contextlib.nullcontext():
+            shards, merged = _run_rank(rank, world, job, "env://")
+    else:
+        with job_lock(out):
+            shards, merged = _spawn(job, world)
+    return ParallelStats(world, tuple(shards), merged, time.perf_counter() - start, job.threads)
+
+
+@contextlib.contextmanager
+def job_lock(out: str | Path) -> Iterator[None]:
+    """Hold ``out``'s lock for the whole job, so a second job on ``out`` is refused at once.
+
+    The lock file is the one a one-process run of ``out`` takes (``ResumableJsonlWriter``),
+    so a parallel job and a plain ``asr-distill label`` also refuse each other. The kernel
+    drops the lock when the holder dies, so a killed job never blocks its resume.
+    """
+    out = Path(out)
+    lock_path = out.with_name(out.name + ".lock")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(lock_path, "a+")
+    except OSError as e:
+        raise OutputNotWritableError(
+            f"cannot write {lock_path}: {e.strerror}; choose a writable --out (finished lines are kept)"
+        ) from e
+    with lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputLockedError(
+                f"{out} is being written by another process (lock {lock_path}); "
+                "wait for it, or give this job another --out"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _check_no_other_run(out: str | Path, workers: int) -> None:
+    _, count = find_shards(out)
+    if count is not None and count != workers:
+        raise ValueError(
+            f"{out} already has part files of a {count}-worker run; resume it with --workers {count} "
+            f"(shards are line index mod N, so another N would relabel), or merge them and use a new --out"
+        )
+
+
+def _spawn(job: _Job, workers: int) -> tuple[list[LabelStats], int]:
+    """Run the ranks as child processes; a worker's error is raised here as its own type."""
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    results = ctx.SimpleQueue()
+    init = f"tcp://127.0.0.1:{_free_port()}"
+    log.info("labeling %s with %d workers, %d torch threads each", job.manifest, workers, job.threads)
+    exited: Exception | None = None
+    try:
+        mp.spawn(_spawned_rank, args=(workers, job, init, results, os.getpid()), nprocs=workers, join=True)
+    except mp.ProcessExitedException as e:  # a worker sent its error first, or was killed
+        exited = e
+    messages = []
+    while not results.empty():
+        messages.append(results.get())
+    for kind, payload in messages:
+        if kind == "error":
+            raise payload
+    done = [payload for kind, payload in messages if kind == "done"]
+    if not done:
+        raise RuntimeError(f"labeling workers for {job.out} ended without a result ({exited}); "
+                           "finished batches are kept: rerun the same command to resume") from exited
+    return done[0]
+
+
+def _spawned_rank(rank: int, workers: int, job: _Job, init: str, results, parent: int) -> None:
+    _die_with_parent(parent)
+    if not logging.getLogger().handlers:  # a spawned child starts bare: mirror the parent's level
+        logging.basicConfig(level=job.log_level, format=f"%(levelname)s rank{rank} %(name)s: %(message)s")
+    try:
+        shards, merged = _run_rank(rank, workers, job, init)
+    except WORKER_ERRORS as e:
+        results.put(("error", e))
+        raise SystemExit(2) from None
+    if rank == 0:
+        results.put(("done", (shards, merged)))
+
+
+def _run_rank(rank: int, world: int, job: _Job, init: str) -> tuple[list[LabelStats], int]:
+    """Label shard ``rank`` of ``world``; every rank gets all shards' stats, rank 0 merges."""
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(job.threads)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world, timeout=GROUP_TIMEOUT)
+    try:
+        stats = label_to_file(
+            job.manifest, job.out, teacher=_load_for_rank(job.teacher), backend=job.backend,
+            options=job.options, batch_size=job.batch_size, shard=(rank, world),
+            loader_threads=job.loader_threads, seed=job.seed, progress=job.progress and rank == 0,
+        )
+        log.info("shard %d/%d: labeled %d, skipped %d, already done %d, RTFx %.1f",
+                 rank, world, stats.labeled, stats.skipped, stats.already_done, stats.rtfx)
+        gathered: list[LabelStats | None] = [None] * world
+        dist.all_gather_object(gathered, stats)  # also waits for every shard to finish
+        merged = merge_shards(job.out) if rank == 0 else 0
+        return list(gathered), merged
+    finally:
+        dist.destroy_process_group()
+
+
+def _load_for_rank(name: str):
+    """The teacher on this rank's GPU (``LOCAL_RANK``), or on the CPU when there is none."""
+    import torch
+
+    from .teacher import load_teacher
+
+    device = "cpu"
+    if torch.cuda.is_available():
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}"
+    return load_teacher(name, device=device)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to SIGKILL this worker when its parent dies, so no orphan keeps a lock."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: orphans then finish their shard and exit
+        log.debug("PR_SET_PDEATHSIG unavailable; workers outlive a killed parent")
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+__all__ = [
+    "ParallelStats",
+    "available_cores",
+    "job_lock",
+    "label_parallel",
+    "launched_by_torchrun",
+    "threads_per_worker",
+]
