@@ -110,6 +110,8 @@ def main() -> None:
     ap.add_argument("--an4", default=str(ROOT.parent / "shared" / "data" / "an4"))
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--levers", action="store_true",
+                    help="also run each speed lever alone (batching, short context, int8): 2x longer")
     ap.add_argument("--rounds", type=int, default=4, help="interleave systems over this many slices")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
@@ -129,16 +131,19 @@ def main() -> None:
 
     systems = {
         SEQUENTIAL: None,
-        "batched, full 30 s context": dict(batch_size=args.batch_size,
-                                           options=LabelOptions(short_context=False)),
-        "batch 1, short context": dict(batch_size=1, options=LabelOptions()),
-        "faster-whisper int8, batched, full 30 s context":
-            dict(batch_size=args.batch_size, backend="faster-whisper",
-                 options=LabelOptions(short_context=False)),
         "faster-whisper int8, batched, short context":
             dict(batch_size=args.batch_size, backend="faster-whisper", options=LabelOptions()),
         DEFAULT: dict(batch_size=args.batch_size, options=LabelOptions()),
     }
+    if args.levers:  # each lever on its own, to see what wins
+        systems.update({
+            "batched, full 30 s context": dict(batch_size=args.batch_size,
+                                               options=LabelOptions(short_context=False)),
+            "batch 1, short context": dict(batch_size=1, options=LabelOptions()),
+            "faster-whisper int8, batched, full 30 s context":
+                dict(batch_size=args.batch_size, backend="faster-whisper",
+                     options=LabelOptions(short_context=False)),
+        })
     # Rounds: every system labels one slice of the data, then the next slice, so a machine
     # that gets busier or quieter during the run affects all systems alike.
     hyps: dict[str, dict[str, str]] = {name: {} for name in systems}
