@@ -67,7 +67,7 @@ class Backend(Protocol):
 
     def generate(
         self, features: Any, *, language: str, task: str, temperature: float,
-        beam_size: int | None, best_of: int, max_tokens: int, entropy_alpha: float,
+        beam_size: int | None, best_of: int, max_tokens: int, entropy_alpha: float, timestamps: bool,
     ) -> list[RawHypothesis]: ...
 
 
@@ -156,7 +156,7 @@ class WhisperBackend:
 
     @torch.no_grad()
     def generate(self, features, *, language, task, temperature, beam_size, best_of, max_tokens,
-                 entropy_alpha):
+                 entropy_alpha, timestamps=True):
         sampling = temperature > 0
         options = DecodingOptions(
             task=task,
@@ -165,13 +165,13 @@ class WhisperBackend:
             sample_len=max_tokens,
             best_of=best_of if sampling else None,
             beam_size=None if sampling else beam_size,
-            without_timestamps=True,
+            without_timestamps=not timestamps,
             fp16=False,
         )
         results = _FeaturesTask(self.model, options).run(features)
         tok = get_tokenizer(self.model.is_multilingual, num_languages=self.model.num_languages,
                             language=options.language, task=task)
-        prefix = list(tok.sot_sequence_including_notimestamps)
+        prefix = list(tok.sot_sequence if timestamps else tok.sot_sequence_including_notimestamps)
         stats = self._token_stats(features, prefix, [r.tokens for r in results], entropy_alpha)
         return [
             RawHypothesis(tuple(r.tokens), r.text.strip(), float(r.avg_logprob), float(r.no_speech_prob),
@@ -240,7 +240,7 @@ class FasterWhisperBackend:
         return [(r[0][0][2:-2], float(r[0][1])) for r in results]
 
     def generate(self, features, *, language, task, temperature, beam_size, best_of, max_tokens,
-                 entropy_alpha):
+                 entropy_alpha, timestamps=False):
         tok = get_tokenizer(self._multilingual, num_languages=self.model.num_languages,
                             language=language if self._multilingual else "en", task=task)
         prefix = list(tok.sot_sequence_including_notimestamps)

@@ -53,7 +53,7 @@ def _decode_window(backend: Backend, audios: Sequence[np.ndarray], durations: Se
             sub = feats if len(idx) == len(audios) else backend.select(feats, idx)
             hyps = backend.generate(sub, language=lang, task=o.task, temperature=t, beam_size=o.beam_size,
                                     best_of=o.best_of, max_tokens=max(caps[i] for i in idx),
-                                    entropy_alpha=o.entropy_alpha)
+                                    entropy_alpha=o.entropy_alpha, timestamps=o.timestamps)
             for i, h in zip(idx, hyps, strict=True):
                 best[i], temps[i] = h, t
                 if _failed(h, caps[i], o):
@@ -99,9 +99,10 @@ def _to_label(u: Utterance, h: RawHypothesis, temperature: float, window: float,
               lang: tuple[str, float | None], backend: Backend, o: LabelOptions,
               provenance: Provenance) -> TeacherLabel:
     tok = backend.tokenizer
-    tokens = tuple(
+    tokens = tuple(  # text tokens only: timestamp tokens say when, not what
         TokenScore(tok.decode([t]), lp, gibbs, tsallis, renyi)
         for t, (lp, gibbs, tsallis, renyi) in zip(h.tokens, h.token_stats, strict=False)
+        if t < tok.timestamp_begin
     )
     return TeacherLabel(
         id=u.id,

@@ -22,6 +22,11 @@ class LabelOptions:
     the encoder dominates and a 3 s clip pays for 30 s. Outputs that fail the checks, or
     that hit the token cap, are decoded again at 30 s before any temperature fallback, so
     the quality floor is that of plain Whisper.
+
+    ``timestamps`` decodes in Whisper's timestamp mode, as ``transcribe`` does: the two
+    modes write spelled letters and numbers differently ("G-M-E-F" vs "GMEF"), and the
+    timestamp mode's forms are the better ones. Timestamp tokens are not kept in labels.
+    The faster-whisper backend always decodes without timestamps.
     """
 
     beam_size: int | None = None
@@ -35,6 +40,7 @@ class LabelOptions:
     short_context: bool = True
     max_tokens: int | None = None
     entropy_alpha: float = ENTROPY_ALPHA
+    timestamps: bool = True
 
     def __post_init__(self) -> None:
         if self.beam_size is not None and self.beam_size < 1:
