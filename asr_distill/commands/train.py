@@ -1,0 +1,94 @@
+"""``asr-distill train``: train a student with LightningCLI (YAML config + command-line overrides).
+
+Every argument after ``train`` goes to LightningCLI, so ``--config`` files, dotted
+overrides (``--trainer.max_epochs 5``, ``--model.kl_weight 0``) and ``--print_config``
+work as in any Lightning project. The run's full config is saved as ``config.yaml`` in
+the run folder beside ``checkpoints/``. A rerun of the same command resumes from
+``checkpoints/last.ckpt`` (``--ckpt_path last`` is the default; ``--ckpt_path null``
+starts over). Precision defaults to fp32 on CPU and bf16-mixed on GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+SUBCOMMANDS = ("fit", "validate", "test")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a compact Whisper student on pseudo-labels (LightningCLI: --config run.yaml ...)",
+        description="Everything after 'train' is LightningCLI's: e.g. asr-distill train --config "
+        "configs/student_an4.yaml --trainer.max_epochs 5. 'asr-distill train --help' lists every option.",
+        prefix_chars="+",  # so that --config and --help reach LightningCLI untouched
+        add_help=False,
+    )
+    p.add_argument("cli_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_cmd_train)
+
+
+def lightning_args(args: list[str]) -> list[str]:
+    """``fit`` unless a subcommand is named; ``--ckpt_path last`` unless a path is given."""
+    args = list(args)
+    if not args or args[0] not in SUBCOMMANDS:
+        args = ["fit", *args]
+    wants_help = any(a in ("-h", "--help", "--print_config") or a.startswith("--print_config=") for a in args)
+    if args[0] == "fit" and not wants_help and not any(a.split("=")[0] == "--ckpt_path" for a in args):
+        args += ["--ckpt_path", "last"]
+    return args
+
+
+def _run_config_callback():
+    """LightningCLI's SaveConfigCallback, plus a copy of the config in the run folder beside
+    ``checkpoints/`` (the logger's own copy goes to its per-attempt ``logs/version_N``)."""
+    from pathlib import Path
+
+    from lightning.pytorch.cli import SaveConfigCallback
+
+    from ..jsonl import atomic_write_text
+
+    class RunConfigCallback(SaveConfigCallback):
+        def save_config(self, trainer, pl_module, stage: str) -> None:
+            ckpt = trainer.checkpoint_callback
+            has_dir = ckpt is not None and ckpt.dirpath
+            root = Path(ckpt.dirpath).parent if has_dir else Path(trainer.default_root_dir)
+            root.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(root / self.config_filename, self.parser.dump(self.config, skip_none=False))
+
+    return RunConfigCallback
+
+
+def run_cli(args: list[str]):
+    """Build and run the LightningCLI for the student (also used by benchmarks and tests)."""
+    import warnings
+
+    import torch
+    from lightning.pytorch.cli import LightningCLI
+
+    from ..student.data import StudentDataModule
+    from ..student.module import StudentModule
+
+    gpu = torch.cuda.is_available()
+    # we pass args on purpose (sys.argv also holds 'asr-distill train ...'): not a mistake
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    return LightningCLI(
+        StudentModule,
+        StudentDataModule,
+        args=lightning_args(args),
+        save_config_callback=_run_config_callback(),
+        save_config_kwargs={"overwrite": True},  # a resumed run rewrites the same config
+        trainer_defaults={"precision": "bf16-mixed" if gpu else "32-true", "use_distributed_sampler": False},
+        seed_everything_default=0,
+        parser_kwargs={"prog": "asr-distill train"},
+    )
+
+
+def _cmd_train(args) -> int:
+    cli = run_cli(args.cli_args)
+    trainer = getattr(cli, "trainer", None)
+    if trainer is not None and trainer.checkpoint_callback is not None:
+        cb = trainer.checkpoint_callback
+        print(f"best checkpoint {cb.best_model_path or '-'} (val/wer {cb.best_model_score}); "
+              f"last {cb.dirpath}/last.ckpt; config {trainer.log_dir}/config.yaml")
+    return 0

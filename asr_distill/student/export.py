@@ -1,0 +1,121 @@
+"""Export a trained student to the formats people already run.
+
+* ``.pt`` in openai-whisper's layout (``dims`` + ``model_state_dict``): ``whisper.load_model``
+  and ``asr_distill.load_teacher`` open it; the extra ``asr_distill`` key describes the
+  checkpoint (tokenizer, normaliser, window policy, training config, label provenance).
+* a CTranslate2 directory (``model.bin`` written by ``teacher.ct2``, plus the teacher's
+  ``config.json``/``tokenizer.json``/``vocabulary.txt``) that ``faster_whisper.WhisperModel``
+  opens; ``asr_distill.json`` beside it holds the same self-description.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from whisper.model import ModelDimensions, Whisper
+
+from ..jsonl import atomic_write_text
+from ..teacher import Teacher, ct2
+from ..teacher.resolve import sha256_files
+from .short_context import StudentOptions, WindowPolicy
+
+log = logging.getLogger(__name__)
+
+SIDE_FILES = ("tokenizer.json", "vocabulary.txt", "vocabulary.json", "preprocessor_config.json")
+
+
+def load_student_checkpoint(ckpt: str | os.PathLike, map_location: str = "cpu"):
+    """A Lightning checkpoint back into a ``StudentModule`` (teacher reloaded by name)."""
+    from .module import StudentModule
+
+    return StudentModule.load_from_checkpoint(str(ckpt), map_location=map_location).eval()
+
+
+def _default_alignment_heads(dims: ModelDimensions) -> torch.Tensor:
+    """All heads of the decoder's second half, openai-whisper's default for unknown models."""
+    mask = torch.zeros(dims.n_text_layer, dims.n_text_head, dtype=torch.bool)
+    mask[dims.n_text_layer // 2:] = True
+    return mask
+
+
+def export_whisper_pt(model: Whisper, out: str | os.PathLike, description: dict[str, Any],
+                      half: bool = False) -> Path:
+    """Write ``out`` (atomic) so that ``whisper.load_model(out)`` returns this model.
+
+    float32 by default so the export decodes exactly as the in-training model did;
+    ``half`` stores float16 (half the size, the layout of OpenAI's own checkpoints).
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.half() if half and v.is_floating_point() else v.float() if v.is_floating_point() else v)
+             for k, v in model.state_dict().items()}
+    ckpt = {"dims": asdict(model.dims), "model_state_dict": state,
+            "alignment_heads": _default_alignment_heads(model.dims), "asr_distill": description}
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, out)
+    return out
+
+
+def _ct2_config(side_dir: Path | None, dims: ModelDimensions) -> dict:
+    config = {}
+    if side_dir is not None and (side_dir / "config.json").is_file():
+        config = json.loads((side_dir / "config.json").read_text())
+    heads = _default_alignment_heads(dims).nonzero().tolist()
+    config["alignment_heads"] = [[int(a), int(b)] for a, b in heads]
+    return config
+
+
+def export_ct2(model: Whisper, out_dir: str | os.PathLike, side_dir: str | os.PathLike,
+               description: dict[str, Any]) -> Path:
+    """Write a CTranslate2 Whisper directory (float16 weights) faster-whisper opens.
+
+    Args:
+        model: the student.
+        out_dir: the directory to create (files inside are replaced atomically).
+        side_dir: a CTranslate2 directory of a model with the same tokenizer (the teacher's,
+            or tiny.en's for a tiny.en student), whose tokenizer/vocabulary files are copied.
+        description: the self-description, written to ``asr_distill.json``.
+    """
+    out, side = Path(out_dir), Path(side_dir)
+    if not (side / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"{side} has no tokenizer.json: give the CTranslate2 folder of the model "
+                                "the student shares its tokenizer with")
+    out.mkdir(parents=True, exist_ok=True)
+    variables, aliases = ct2.ct2_variables(model.state_dict(), asdict(model.dims), np.float16)
+    ct2.write_model_bin(out / "model.bin", variables, aliases)
+    atomic_write_text(out / "config.json", json.dumps(_ct2_config(side, model.dims), indent=2))
+    for name in SIDE_FILES:
+        if (side / name).is_file():
+            tmp = out / f".{name}.tmp"
+            shutil.copy(side / name, tmp)
+            os.replace(tmp, out / name)
+    atomic_write_text(out / "asr_distill.json", json.dumps(description, indent=2, default=str))
+    return out
+
+
+def student_teacher(path: str | os.PathLike) -> tuple[Teacher, StudentOptions]:
+    """An exported ``.pt`` as a ``Teacher`` for the labeler, with the window policy it was trained for.
+
+    ``decode_batch(make_backend(teacher), batch, options, provenance)`` then decodes it
+    exactly as the teacher is decoded, in the student's own short windows.
+    """
+    from ..teacher import load_teacher
+
+    teacher = load_teacher(path)
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    desc = ckpt.get("asr_distill") or {}
+    policy = WindowPolicy(**desc["window_policy"]) if "window_policy" in desc else WindowPolicy(short=False)
+    return teacher, StudentOptions.from_policy(policy)
+
+
+def ct2_sha(out_dir: str | os.PathLike) -> str:
+    return sha256_files([Path(out_dir) / "model.bin"])

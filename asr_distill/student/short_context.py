@@ -1,0 +1,69 @@
+"""Short encoder windows for students: pad a clip only to its length, rounded up.
+
+Whisper pads every input to 30 s, and on CPU the encoder dominates, so a 3 s clip pays
+for 30 s. Untrained Whisper tolerates a 10 s context but loops below it (NOTES.md); a
+student whose decoder is trained on the same short windows it decodes with does not.
+The policy is one function, used identically by training (``data.py``) and decoding
+(``StudentOptions.window_for``), and stored in every exported checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..teacher.options import WINDOW_S, LabelOptions
+
+WINDOW_STEP_S = 1.0  # windows come in whole seconds, so a batch of similar clips shares one
+WINDOW_MARGIN_S = 0.5  # silence kept after the speech, as the teacher saw in its 30 s windows
+MIN_WINDOW_S = 2.0
+
+
+@dataclass(frozen=True)
+class WindowPolicy:
+    """Which encoder window (seconds) a clip of a given duration is padded to.
+
+    ``step_s=0`` (or ``short=False``) means Whisper's fixed 30 s window.
+    """
+
+    short: bool = True
+    step_s: float = WINDOW_STEP_S
+    margin_s: float = WINDOW_MARGIN_S
+    min_s: float = MIN_WINDOW_S
+
+    def __post_init__(self) -> None:
+        if self.short and (self.step_s <= 0 or self.min_s <= 0 or self.margin_s < 0):
+            raise ValueError(f"window policy needs step_s > 0, min_s > 0, margin_s >= 0, got {self}")
+        if self.short and round(self.step_s * 50) != self.step_s * 50:
+            raise ValueError(f"step_s must be a multiple of 0.02 s (one encoder frame), got {self.step_s}")
+
+    def window_for(self, duration: float) -> float:
+        if not self.short:
+            return WINDOW_S
+        w = math.ceil((duration + self.margin_s) / self.step_s - 1e-9) * self.step_s
+        return float(min(WINDOW_S, max(self.min_s, round(w, 2))))
+
+
+@dataclass(frozen=True)
+class StudentOptions(LabelOptions):
+    """``LabelOptions`` whose short context follows a student's ``WindowPolicy``.
+
+    Everything else (fallback ladder, quality checks, token cap, retry at 30 s) is the
+    teacher's, so a student is decoded by exactly the labeler's code.
+    """
+
+    window_step_s: float = WINDOW_STEP_S
+    window_margin_s: float = WINDOW_MARGIN_S
+    min_window_s: float = MIN_WINDOW_S
+
+    @property
+    def policy(self) -> WindowPolicy:
+        return WindowPolicy(self.short_context, self.window_step_s, self.window_margin_s, self.min_window_s)
+
+    def window_for(self, duration: float) -> float:
+        return self.policy.window_for(duration)
+
+    @classmethod
+    def from_policy(cls, policy: WindowPolicy, **kwargs) -> StudentOptions:
+        return cls(short_context=policy.short, window_step_s=policy.step_s, window_margin_s=policy.margin_s,
+                   min_window_s=policy.min_s, **kwargs)

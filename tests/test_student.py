@@ -1,0 +1,178 @@
+"""The student stage on real models and real audio: build, train (loss falls), resume, export.
+
+tiny.en is the teacher here (it loads in about a second); the fixture's eight AN4 clips
+are the training data. One short training run is shared by the tests that need it.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+import whisper
+import yaml
+from conftest import fixture_lines, write_manifest
+
+from asr_distill.audio import load_audio
+from asr_distill.cli import main as cli_main
+from asr_distill.student.build import cut_student, param_count, spaced_layers
+from asr_distill.student.short_context import StudentOptions, WindowPolicy
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "student_an4.yaml"
+STEPS = 12
+
+
+@pytest.mark.parametrize("n, k, expected", [
+    (6, 2, (0, 5)), (6, 3, (0, 2, 5)), (4, 2, (0, 3)), (32, 2, (0, 31)), (4, 4, (0, 1, 2, 3)), (6, 1, (5,)),
+])
+def test_spaced_layers(n, k, expected):
+    assert spaced_layers(n, k) == expected
+
+
+@pytest.mark.parametrize("n, k", [(4, 0), (4, 5)])
+def test_spaced_layers_rejects_impossible_counts(n, k):
+    with pytest.raises(ValueError, match="cannot keep"):
+        spaced_layers(n, k)
+
+
+def test_cut_student_keeps_first_and_last_decoder_layers(tiny_teacher):
+    teacher = tiny_teacher.model
+    student, layout = cut_student(teacher, decoder_layers=2, encoder_layers=[0, 2])
+    assert layout.decoder_layers == (0, 3) and layout.encoder_layers == (0, 2)
+    assert student.dims.n_text_layer == 2 and student.dims.n_audio_layer == 2
+    for j, i in enumerate((0, 3)):
+        for k, v in student.decoder.blocks[j].state_dict().items():
+            assert torch.equal(v, teacher.decoder.blocks[i].state_dict()[k]), f"decoder block {j}.{k}"
+    assert torch.equal(student.encoder.blocks[1].mlp[0].weight, teacher.encoder.blocks[2].mlp[0].weight)
+    assert torch.equal(student.decoder.token_embedding.weight, teacher.decoder.token_embedding.weight)
+    assert layout.student_params == param_count(student) < layout.teacher_params == param_count(teacher)
+
+
+@pytest.mark.parametrize("duration, window", [(0.7, 2.0), (1.6, 3.0), (2.5, 3.0), (4.4, 5.0), (4.6, 6.0),
+                                              (29.7, 30.0), (45.0, 30.0)])
+def test_window_policy_pads_to_the_clip_not_to_30s(duration, window):
+    assert WindowPolicy().window_for(duration) == window
+    assert StudentOptions().window_for(duration) == window
+    assert StudentOptions(short_context=False).window_for(duration) == 30.0
+
+
+def _config(tmp: Path, manifest: Path) -> Path:
+    cfg = yaml.safe_load(CONFIG.read_text())
+    cfg["model"].update(teacher="tiny.en", lr=1e-3, warmup_steps=2, val_max_tokens=12)
+    cfg["data"].update(train_manifest=str(manifest), cache_dir=str(tmp / "cache"), batch_size=4,
+                       val_fraction=0.25, augment_copies=1)
+    t = cfg["trainer"]
+    t.update(default_root_dir=str(tmp / "run"), max_epochs=None, max_steps=STEPS, max_time=None,
+             log_every_n_steps=1, num_sanity_val_steps=0, enable_progress_bar=False)
+    t["logger"]["init_args"]["save_dir"] = str(tmp / "run")
+    t["callbacks"][0]["init_args"].update(dirpath=str(tmp / "run" / "checkpoints"), save_top_k=0)  # last only
+    path = tmp / "student.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _train_losses(run: Path) -> list[tuple[int, float]]:
+    out = []
+    for path in sorted((run / "logs").glob("version_*/metrics.csv")):  # one per attempt (resume)
+        with open(path) as f:
+            out += [(int(r["step"]), float(r["train/ce"])) for r in csv.DictReader(f) if r.get("train/ce")]
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, an4_fixture):
+    """One short real training run on the fixture clips (tiny.en teacher, 2-layer student)."""
+    tmp = tmp_path_factory.mktemp("student")
+    manifest = write_manifest(tmp / "train.jsonl", fixture_lines(copies=1))
+    cfg = _config(tmp, manifest)
+    assert cli_main(["train", "--config", str(cfg)]) == 0
+    return tmp, cfg
+
+
+def test_training_loss_falls_and_run_describes_itself(trained):
+    tmp, _ = trained
+    run = tmp / "run"
+    losses = [ce for _, ce in _train_losses(run)]
+    assert len(losses) >= STEPS - 1
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < 0.7 * first, f"train CE did not fall: {losses}"
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"]["teacher"] == "tiny.en" and saved["trainer"]["max_steps"] == STEPS
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    desc = ckpt["asr_distill"]
+    assert list(desc["layout"]["decoder_layers"]) == [0, 3]
+    assert desc["label_provenance"]["train"]["sha256"]
+    assert not any(k.startswith("_teacher") for k in ckpt["state_dict"]), "the teacher leaked into the ckpt"
+
+
+def _global_step(run: Path) -> int:
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    return ckpt["global_step"]
+
+
+def test_resume_continues_the_step_count(trained):
+    tmp, cfg = trained
+    run = tmp / "run"
+    assert _global_step(run) == STEPS
+    assert cli_main(["train", "--config", str(cfg), "--trainer.max_steps", str(STEPS + 4)]) == 0
+    assert _global_step(run) == STEPS + 4
+    steps = [s for s, _ in _train_losses(run)]
+    assert max(steps) >= STEPS and min(s for s in steps if s >= STEPS) >= STEPS  # no restart from 0
+
+
+def test_export_round_trip_whisper_and_faster_whisper(trained, an4_fixture):
+    from faster_whisper import WhisperModel
+
+    from asr_distill.label import label
+    from asr_distill.student.export import load_student_checkpoint, student_teacher
+    from asr_distill.teacher import Teacher
+
+    tmp, _ = trained
+    ckpt = tmp / "run" / "checkpoints" / "last.ckpt"
+    pt, ct2_dir = tmp / "student.pt", tmp / "student_ct2"
+    assert cli_main(["export", str(ckpt), "--out", str(pt), "--ct2", str(ct2_dir)]) == 0
+
+    module = load_student_checkpoint(ckpt)
+    loaded = whisper.load_model(str(pt), device="cpu")
+    assert loaded.dims == module.model.dims
+    for k, v in module.model.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k]), k
+    audio = load_audio(an4_fixture.parent / "audio" / "an406-fcaw-b.flac")
+    # A 16-step student may still loop: one temperature and a token cap keep the test short.
+    result = whisper.transcribe(loaded, audio, language="en", fp16=False, temperature=0.0,
+                                condition_on_previous_text=False, sample_len=24)
+    assert isinstance(result["text"], str) and result["segments"] is not None
+
+    teacher, options = student_teacher(pt)
+    assert options.window_for(2.5) == 3.0  # the policy travelled with the export
+    options = dataclasses.replace(options, temperatures=(0.0,), max_tokens=24)
+    two = write_manifest(tmp / "two.jsonl", fixture_lines()[:2])
+    exported = [r.text for r in label(two, teacher=teacher, options=options)]
+    in_training = Teacher("ckpt", module.model, "x", "ckpt")
+    in_memory = [r.text for r in label(two, teacher=in_training, options=options)]
+    assert len(exported) == 2 and exported == in_memory
+
+    fw = WhisperModel(str(ct2_dir), device="cpu", compute_type="float32")
+    segments, _ = fw.transcribe(audio, language="en", beam_size=1, temperature=0.0, without_timestamps=True,
+                                max_new_tokens=24, condition_on_previous_text=False)
+    assert isinstance(" ".join(s.text for s in segments), str)
+
+
+def test_ct2_writer_reproduces_the_packaged_model(tmp_path, tiny_teacher, an4_fixture):
+    """Writing tiny.en back to CTranslate2 gives faster-whisper the same transcript as the packaged file."""
+    from faster_whisper import WhisperModel
+
+    from asr_distill.student.export import export_ct2
+
+    out = export_ct2(tiny_teacher.model, tmp_path / "ct2", tiny_teacher.ct2_dir, {"test": True})
+    audio = load_audio(an4_fixture.parent / "audio" / "an417-fjlp-b.flac")
+    texts = []
+    for d in (tiny_teacher.ct2_dir, out):
+        fw = WhisperModel(str(d), device="cpu", compute_type="float32")
+        segments, _ = fw.transcribe(audio, language="en", beam_size=1, without_timestamps=True)
+        texts.append(" ".join(s.text.strip() for s in segments))
+    assert texts[0] and texts[0] == texts[1]
