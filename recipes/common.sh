@@ -1,0 +1,51 @@
+# Shared by every recipe's run.sh: option parsing and stage bookkeeping (icefall style).
+#
+#   --stage N / --stop-stage N   run stages N..M (default: all)
+#   --size NAME                  which config (recipe-specific: smoke, small, full)
+#   --out DIR                    output root (default: runs/recipes/<recipe>-<size> in the repo)
+#   --dry-run                    recipe-specific (librispeech: write sbatch scripts, run locally)
+#
+# A stage is skipped when its .done marker exists; the pipeline stages keep theirs in
+# OUT/<stage>/.done (written by `asr-distill run`), data preparation in OUT/data/.done.
+# Set ASR_DISTILL to the command to call (default: asr-distill on PATH, else the repo's .venv).
+
+stage=0
+stop_stage=100
+size=small
+out=""
+dry_run=false
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stage) stage="$2"; shift 2 ;;
+    --stop-stage|--stop_stage) stop_stage="$2"; shift 2 ;;
+    --size) size="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --dry-run) dry_run=true; shift ;;
+    -h|--help) sed -n '2,/^set -/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ -z "${ASR_DISTILL:-}" ]; then
+  if [ -x "$REPO/.venv/bin/asr-distill" ]; then ASR_DISTILL="$REPO/.venv/bin/asr-distill"
+  else ASR_DISTILL=asr-distill; fi
+fi
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x "$REPO/.venv/bin/python" ]; then PYTHON="$REPO/.venv/bin/python"; else PYTHON=python3; fi
+fi
+
+# want N: true when stage N is inside --stage/--stop-stage
+want() { [ "$1" -ge "$stage" ] && [ "$1" -le "$stop_stage" ]; }
+
+# log MESSAGE: a timestamped progress line on stderr
+log() { echo "$(date -u +%H:%M:%S) [$(basename "$(dirname "$0")")] $*" >&2; }
+
+# pipeline_stage N NAME CONFIG: stage N runs the pipeline's stage NAME (skipped when done)
+pipeline_stage() {
+  local n="$1" name="$2" config="$3"
+  want "$n" || return 0
+  log "stage $n: $name"
+  "$ASR_DISTILL" run "$config" --out "$out" --from "$name" --to "$name"
+}

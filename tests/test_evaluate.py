@@ -1,0 +1,161 @@
+"""Evaluation: per-utterance counts on pairs with known errors, bootstrap intervals, paired
+comparisons, breakdowns, and one real run of ``asr-distill evaluate`` on the AN4 fixture."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from asr_distill.evaluate import (
+    bootstrap_wer,
+    corpus_score,
+    duration_bucket,
+    load_evaluation,
+    paired_bootstrap,
+    parse_model_spec,
+    per_duration,
+    per_speaker,
+    score_utterances,
+)
+from asr_distill.metrics import word_error_rate
+
+# (reference, hypothesis, substitutions, deletions, insertions, reference words)
+KNOWN = [
+    ("the cat sat on the mat", "the cat sat on the mat", 0, 0, 0, 6),
+    ("the cat sat on the mat", "the bat sat on mat", 1, 1, 0, 6),
+    ("order number four two", "order number four two two", 0, 0, 1, 4),
+    ("hello world", "", 0, 2, 0, 2),
+    ("", "thank you for watching", 0, 0, 4, 0),  # silence: every hallucinated word is an insertion
+    ("enter g m e f", "enter GMEF", 0, 0, 0, 5),  # format_insensitive: spelled letters agree
+]
+
+
+def _pairs(n: int, error_words: tuple[int, ...], seed: int, words: int = 10) -> tuple[list[str], list[str]]:
+    """``n`` ten-word references; each hypothesis substitutes a random count from ``error_words``."""
+    rng = random.Random(seed)
+    vocab = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
+    refs, hyps = [], []
+    for _ in range(n):
+        ref = [rng.choice(vocab) for _ in range(words)]
+        hyp = list(ref)
+        for j in rng.sample(range(words), rng.choice(error_words)):
+            hyp[j] = "zulu"
+        refs.append(" ".join(ref))
+        hyps.append(" ".join(hyp))
+    return refs, hyps
+
+
+@pytest.mark.parametrize("ref,hyp,s,d,i,n", KNOWN)
+def test_known_pairs_are_counted_exactly(ref, hyp, s, d, i, n):
+    (u,) = score_utterances([ref], [hyp], "format_insensitive")
+    assert (u.substitutions, u.deletions, u.insertions, u.ref_words) == (s, d, i, n)
+    ops = [op for op, _, _ in u.alignment]
+    assert ops.count("substitute") <= s and ("delete" in ops) == (d > 0) and ("insert" in ops) == (i > 0)
+
+
+def test_corpus_figures_match_metrics():
+    refs = [k[0] for k in KNOWN]
+    hyps = [k[1] for k in KNOWN]
+    scores = score_utterances(refs, hyps, "format_insensitive")
+    mine = corpus_score(scores, "format_insensitive")
+    theirs = word_error_rate(refs, hyps, "format_insensitive")
+    assert mine == theirs
+    errors = sum(k[2] + k[3] + k[4] for k in KNOWN)
+    words = sum(k[5] for k in KNOWN)
+    assert sum(u.errors for u in scores) == errors
+    assert mine.wer == pytest.approx(100 * errors / words)
+
+
+def test_mismatched_lengths_and_unknown_normaliser_are_refused():
+    with pytest.raises(ValueError, match="pair up"):
+        score_utterances(["a"], ["a", "b"])
+    with pytest.raises(ValueError, match="unknown normaliser"):
+        score_utterances(["a"], ["a"], "nope")
+
+
+def test_interval_contains_the_estimate_and_narrows_with_more_data():
+    widths = []
+    for n in (40, 640):
+        refs, hyps = _pairs(n, (0, 0, 1, 2, 4), seed=n)
+        scores = score_utterances(refs, hyps, "whisper_basic")
+        wer = corpus_score(scores, "whisper_basic").wer
+        ci = bootstrap_wer(scores, resamples=500, seed=1)
+        assert ci.low <= wer <= ci.high
+        assert ci.low < ci.high
+        widths.append(ci.high - ci.low)
+    # the width shrinks like 1/sqrt(n): 16x the data, about a quarter of the width
+    assert widths[1] < 0.5 * widths[0]
+
+
+def test_bootstrap_is_reproducible_with_a_seed():
+    refs, hyps = _pairs(50, (0, 1, 3), seed=3)
+    scores = score_utterances(refs, hyps, "whisper_basic")
+    assert bootstrap_wer(scores, resamples=200, seed=7) == bootstrap_wer(scores, resamples=200, seed=7)
+
+
+def test_paired_bootstrap_detects_a_clearly_better_model_and_not_a_tie():
+    refs, good = _pairs(120, (0, 0, 1), seed=11)
+    _, bad = _pairs(120, (1, 2, 3), seed=11)  # same references (same seed), more errors
+    a = score_utterances(refs, good, "whisper_basic")
+    b = score_utterances(refs, bad, "whisper_basic")
+    c = paired_bootstrap(a, b, names=("good", "bad"), resamples=500)
+    assert c.delta < 0 and c.p_value < 0.05 and c.a_better
+    assert c.delta_ci.high < 0
+    reverse = paired_bootstrap(b, a, names=("bad", "good"), resamples=500)
+    assert not reverse.a_better and reverse.p_value > 0.95
+    tie = paired_bootstrap(a, a, names=("good", "good2"), resamples=500)
+    assert tie.delta == 0 and not tie.a_better
+
+
+def test_breakdowns_partition_the_test_set():
+    refs, hyps = _pairs(30, (0, 1, 2), seed=5)
+    durations = [0.5 + 1.1 * i for i in range(30)]  # 0.5 s to 32.4 s
+    speakers = [f"spk{i % 3}" for i in range(30)]
+    scores = score_utterances(refs, hyps, "whisper_basic", durations=durations, speakers=speakers)
+    total = corpus_score(scores, "whisper_basic")
+    for groups in (per_speaker(scores), per_duration(scores)):
+        assert sum(g.utterances for g in groups) == 30
+        assert sum(g.errors for g in groups) == total.substitutions + total.deletions + total.insertions
+    assert [g.name for g in per_speaker(scores)] == ["spk0", "spk1", "spk2"]
+    names = [g.name for g in per_duration(scores)]
+    assert names[0] == "0-2s" and names[-1] == ">30s"
+    assert duration_bucket(3.0) == "2-4s" and duration_bucket(45.0) == ">30s"
+
+
+def test_model_specs_name_rows():
+    assert parse_model_spec("student=runs/x/student.pt") == ("student", "runs/x/student.pt")
+    assert parse_model_spec("tiny.en") == ("tiny.en", "tiny.en")
+
+
+def test_evaluate_command_on_real_audio(an4_fixture, tmp_path, capsys):
+    """``asr-distill evaluate`` with tiny.en on the 8 AN4 clips: files, figures, reuse."""
+    from asr_distill.cli import main
+    from asr_distill.jsonl import read_jsonl
+
+    out = tmp_path / "eval"
+    assert main(["evaluate", "tiny=tiny.en", "--manifest", str(an4_fixture), "--out", str(out),
+                 "--resamples", "200", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "| tiny |" in printed and "format_insensitive" in printed
+    for name in ("hyps.jsonl", "alignment.jsonl", "alignment.txt", "result.json", "timing.json"):
+        assert (out / "tiny" / name).is_file(), name
+    ev = load_evaluation(out)
+    (r,) = ev.results
+    hyps = list(read_jsonl(out / "tiny" / "hyps.jsonl"))
+    assert len(hyps) == 8 and r.score.utterances == 8
+    again = word_error_rate([h["ref"] for h in hyps], [h["hyp"] for h in hyps], "format_insensitive")
+    assert r.wer == pytest.approx(again.wer)
+    assert r.wer < 30  # tiny.en is a usable recogniser on clean AN4 digits and letters
+    assert r.ci.low <= r.wer <= r.ci.high
+    assert r.rtfx > 0 and 30e6 < r.params < 45e6  # tiny.en: 37M parameters
+    assert "whisper_en" in r.other_wer
+    assert sum(g.utterances for g in r.per_speaker) == 8
+    assert json.loads((out / "summary.json").read_text())["normaliser"] == "format_insensitive"
+    # a second call reuses the saved hypotheses: same figures, no decoding
+    timing = (out / "tiny" / "timing.json").read_text()
+    assert main(["evaluate", "tiny=tiny.en", "--manifest", str(an4_fixture), "--out", str(out),
+                 "--resamples", "200", "--no-progress"]) == 0
+    assert (out / "tiny" / "timing.json").read_text() == timing
+    assert load_evaluation(out).results[0].wer == r.wer
