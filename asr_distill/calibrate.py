@@ -90,17 +90,17 @@ class Calibration:
     curves: tuple[ScoreCurve, ...]
 
     def to_dict(self) -> dict:
-        return _finite(asdict(self))
+        return finite_for_json(asdict(self))
 
 
-def _finite(obj):
+def finite_for_json(obj):
     """JSON has no inf/NaN: they become None (a threshold of -inf means "keep all")."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: finite_for_json(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
+        return [finite_for_json(v) for v in obj]
     return obj
 
 

@@ -32,6 +32,7 @@ from asr_distill.calibrate import (
     Calibration,
     calibrate,
     choose_point,
+    finite_for_json,
     plot_calibration,
     retention_curve,
     utterance_errors,
@@ -253,7 +254,7 @@ def main(argv=None) -> int:
         "python": platform.python_version(),
         "seconds": round(time.time() - t0, 1),
     }
-    atomic_write_text(args.out, json.dumps(_finite(out), indent=1, allow_nan=False) + "\n")
+    atomic_write_text(args.out, json.dumps(finite_for_json(out), indent=1, allow_nan=False) + "\n")
     print(
         f"{n} utterances: label WER all {wer_all:.2f}% -> kept {wer_kept:.2f}% "
         f"(x{out['wer_ratio']:.2f}) at retention {report.retention:.1%} with {report.score} >= "
@@ -263,15 +264,6 @@ def main(argv=None) -> int:
     return 0
 
 
-def _finite(obj):
-    """JSON has no NaN/inf: undefined figures are written as null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 if __name__ == "__main__":

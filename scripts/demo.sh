@@ -5,8 +5,8 @@
 #
 # 200 synthesised support calls are labeled by Whisper base (and tiny.en, for the agreement
 # score), filtered and lexicon-corrected; a student is trained on the kept labels, exported
-# and evaluated beside the teacher and off-the-shelf tiny.en on 50 other calls. About 10
-# minutes on 2 CPU cores. A rerun resumes: finished stages are skipped.
+# and evaluated beside the teacher and off-the-shelf tiny.en on 50 other calls. Measured
+# once at 40 min wall (25 min CPU) on 2 cores shared with other jobs. A rerun resumes: finished stages are skipped.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${1:-demo_out}"
