@@ -105,6 +105,34 @@ def test_short_context_agrees_with_full_window(an4_fixture, tiny_teacher):
     assert wer_short <= wer_full + 5.0
 
 
+def test_when_every_try_fails_the_most_probable_is_kept(an4_fixture, tiny_teacher):
+    """A logprob threshold of 0 fails every try; adding hotter tries must never lower the kept score."""
+    clips = _clips(an4_fixture)[:4]
+    prov = Provenance("tiny.en", tiny_teacher.weights_sha256, "whisper", {}, "test")
+    backend = make_backend(tiny_teacher, "whisper")
+    torch.manual_seed(0)
+    greedy = decode_batch(backend, clips, LabelOptions(logprob_threshold=0.0, temperatures=(0.0,)), prov)
+    ladder = decode_batch(backend, clips, LabelOptions(logprob_threshold=0.0, temperatures=(0.0, 0.6, 1.0),
+                                                       best_of=2), prov)
+    for g, lad in zip(greedy, ladder, strict=True):
+        assert lad.avg_logprob >= g.avg_logprob
+        assert lad.temperature > 0 or lad.text == g.text
+
+
+def test_timestamp_tokens_do_not_count_in_avg_logprob(an4_fixture, tiny_teacher):
+    """Timestamp mode must score the same words like plain mode: the fallback threshold means one thing."""
+    clips = _clips(an4_fixture)
+    prov = Provenance("tiny.en", tiny_teacher.weights_sha256, "whisper", {}, "test")
+    backend = make_backend(tiny_teacher, "whisper")
+    one_try = dict(temperatures=(0.0,), short_context=False)
+    ts = decode_batch(backend, clips, LabelOptions(timestamps=True, **one_try), prov)
+    plain = decode_batch(backend, clips, LabelOptions(timestamps=False, **one_try), prov)
+    same = [(a, b) for a, b in zip(ts, plain, strict=True) if a.text == b.text]
+    assert same
+    for a, b in same:
+        assert abs(a.avg_logprob - b.avg_logprob) < 0.15, (a.text, a.avg_logprob, b.avg_logprob)
+
+
 def test_options_reject_bad_combinations():
     with pytest.raises(ValueError, match="beam_size"):
         LabelOptions(beam_size=0)

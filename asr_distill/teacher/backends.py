@@ -172,24 +172,33 @@ class WhisperBackend:
         tok = get_tokenizer(self.model.is_multilingual, num_languages=self.model.num_languages,
                             language=options.language, task=task)
         prefix = list(tok.sot_sequence if timestamps else tok.sot_sequence_including_notimestamps)
-        stats = self._token_stats(features, prefix, [r.tokens for r in results], entropy_alpha)
+        scored = self._token_stats(features, prefix, [r.tokens for r in results], entropy_alpha)
         return [
-            RawHypothesis(tuple(r.tokens), r.text.strip(), float(r.avg_logprob), float(r.no_speech_prob),
-                          st)
-            for r, st in zip(results, stats, strict=True)
+            RawHypothesis(tuple(r.tokens), r.text.strip(), avg, float(r.no_speech_prob), st)
+            for r, (st, avg) in zip(results, scored, strict=True)
         ]
 
     def _token_stats(self, features, prefix: list[int], outputs: list[list[int]], alpha: float):
-        """Teacher-forced pass over the emitted tokens: their log-probabilities and entropies."""
+        """Teacher-forced pass over the emitted tokens: per-token stats and the average log-probability.
+
+        The average covers text tokens and the end token, not timestamp tokens: in timestamp
+        mode those are uncertain about *when* (often below -1 on their own), which would send
+        correct transcripts into temperature fallback. It then means the same in both modes
+        and in both backends.
+        """
         eot = self.tokenizer.eot
-        width = len(prefix) + max((len(t) for t in outputs), default=0)
+        width = len(prefix) + max((len(t) for t in outputs), default=0) + 1
         rows = [prefix + list(t) + [eot] * (width - len(prefix) - len(t)) for t in outputs]
         tokens = torch.tensor(rows, device=self.device)
         logp = self.model.logits(tokens, features).float().log_softmax(-1)  # (B, S, V)
         out = []
         for b, t in enumerate(outputs):
-            steps = logp[b, len(prefix) - 1: len(prefix) - 1 + len(t)]
-            out.append(tuple(step_stats(steps, torch.tensor(t, dtype=torch.long, device=self.device), alpha)))
+            start = len(prefix) - 1
+            chosen = torch.tensor([*t, eot], dtype=torch.long, device=self.device)
+            stats = step_stats(logp[b, start: start + len(t) + 1], chosen, alpha)
+            text_lp = [s[0] for tok_id, s in zip(chosen.tolist(), stats, strict=True)
+                       if tok_id < self.tokenizer.timestamp_begin]
+            out.append((tuple(stats[:-1]), sum(text_lp) / len(text_lp)))
         return out
 
 

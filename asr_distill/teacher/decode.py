@@ -19,17 +19,31 @@ from .backends import Backend, RawHypothesis
 from .options import WINDOW_S, LabelOptions
 
 
+def _looped(h: RawHypothesis, cap: int, o: LabelOptions) -> bool:
+    """Ran into the token cap or repeats itself (compression ratio over the threshold)."""
+    if len(h.tokens) >= cap:
+        return True
+    return (o.compression_ratio_threshold is not None and bool(h.text)
+            and compression_ratio(h.text) > o.compression_ratio_threshold)
+
+
 def _failed(h: RawHypothesis, cap: int, o: LabelOptions) -> bool:
     """``whisper.transcribe``'s fallback test, plus a token cap that catches loops early."""
     if (o.no_speech_threshold is not None and h.no_speech_prob > o.no_speech_threshold
             and o.logprob_threshold is not None and h.avg_logprob < o.logprob_threshold):
         return False  # silence: whisper keeps it and the filter stage decides
-    if len(h.tokens) >= cap:
-        return True
-    if o.compression_ratio_threshold is not None and h.text and \
-            compression_ratio(h.text) > o.compression_ratio_threshold:
+    if _looped(h, cap, o):
         return True
     return o.logprob_threshold is not None and h.avg_logprob < o.logprob_threshold
+
+
+def _preference(h: RawHypothesis, cap: int, o: LabelOptions) -> tuple[bool, bool, float]:
+    """A try that passes wins; among failed ones, one that does not loop, then the most probable.
+
+    ``transcribe`` keeps the last (hottest) try; a sampled guess at T=1 is rarely the best
+    label, so, as faster-whisper does, we keep the highest average log-probability.
+    """
+    return (not _failed(h, cap, o), not _looped(h, cap, o), h.avg_logprob)
 
 
 def _decode_window(backend: Backend, audios: Sequence[np.ndarray], durations: Sequence[float],
@@ -55,7 +69,8 @@ def _decode_window(backend: Backend, audios: Sequence[np.ndarray], durations: Se
                                     best_of=o.best_of, max_tokens=max(caps[i] for i in idx),
                                     entropy_alpha=o.entropy_alpha, timestamps=o.timestamps)
             for i, h in zip(idx, hyps, strict=True):
-                best[i], temps[i] = h, t
+                if best[i] is None or _preference(h, caps[i], o) > _preference(best[i], caps[i], o):
+                    best[i], temps[i] = h, t
                 if _failed(h, caps[i], o):
                     still.append(i)
         todo = sorted(still)
