@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 from .records import to_json
 
@@ -71,6 +71,47 @@ def _line(record: Any) -> str:
     return (json.dumps(record, ensure_ascii=False) if isinstance(record, dict) else to_json(record)) + "\n"
 
 
+def acquire_lock(lock_path: str | os.PathLike, guarded: str | os.PathLike, what_to_do: str) -> IO:
+    """Take an exclusive ``flock`` on ``lock_path`` without waiting; returns the open lock file.
+
+    The kernel drops the lock when the process dies, so a ``kill -9`` never leaves a
+    stale lock behind, while a live second process on the same output is refused.
+
+    Raises:
+        OutputLockedError: another live process holds it (the message names ``guarded``).
+        OutputNotWritableError: the lock file cannot be created (read-only folder...).
+    """
+    lock_path = Path(lock_path)
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(lock_path, "a+")
+    except OSError as e:
+        raise OutputNotWritableError(_describe_os_error(Path(guarded), e)) from e
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise OutputLockedError(
+            f"{guarded} is being written by another process (lock {lock_path}); {what_to_do}") from None
+    return f
+
+
+def release_lock(f: IO) -> None:
+    fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    f.close()
+
+
+@contextmanager
+def exclusive_lock(lock_path: str | os.PathLike, guarded: str | os.PathLike,
+                   what_to_do: str) -> Iterator[None]:
+    """``acquire_lock`` for the duration of a block."""
+    f = acquire_lock(lock_path, guarded, what_to_do)
+    try:
+        yield
+    finally:
+        release_lock(f)
+
+
 class ResumableJsonlWriter:
     """Append records to a JSON Lines file that a rerun can resume.
 
@@ -87,19 +128,8 @@ class ResumableJsonlWriter:
         self._lock = None
 
     def __enter__(self) -> ResumableJsonlWriter:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._lock = open(self.path.with_name(self.path.name + ".lock"), "a+")
-        except OSError as e:
-            raise OutputNotWritableError(_describe_os_error(self.path, e)) from e
-        try:
-            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            raise OutputLockedError(
-                f"{self.path} is being written by another process (lock {self._lock.name}); "
-                "wait for it, or give this job another --out"
-            ) from None
+        self._lock = acquire_lock(self.path.with_name(self.path.name + ".lock"), self.path,
+                                  "wait for it, or give this job another --out")
         self._repair_and_scan()
         try:
             self._file = open(self.path, "ab", buffering=0)
@@ -157,8 +187,7 @@ class ResumableJsonlWriter:
         finally:
             self._file = None
             if self._lock is not None:
-                fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
-                self._lock.close()
+                release_lock(self._lock)
                 self._lock = None
 
     def __exit__(self, *exc) -> None:

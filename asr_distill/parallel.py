@@ -26,20 +26,17 @@ file's lock, so the resume can start at once.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import fcntl
 import logging
 import os
-import signal
 import socket
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from .jsonl import OutputLockedError, OutputNotWritableError
+from .jsonl import OutputLockedError, OutputNotWritableError, exclusive_lock
 from .label import DEFAULT_SEED, LabelStats, find_shards, label_to_file, merge_shards
+from .proc import tie_to_parent
 from .teacher import TeacherNotFoundError
 from .teacher.options import LabelOptions
 
@@ -49,7 +46,6 @@ log = logging.getLogger(__name__)
 WORKER_ERRORS = (OutputLockedError, OutputNotWritableError, TeacherNotFoundError, FileNotFoundError,
                  ValueError)
 GROUP_TIMEOUT = timedelta(days=7)  # shards finish at different times; the group only waits
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
@@ -182,8 +178,7 @@ def label_parallel(
     return ParallelStats(world, tuple(shards), merged, time.perf_counter() - start, job.threads)
 
 
-@contextlib.contextmanager
-def job_lock(out: str | Path) -> Iterator[None]:
+def job_lock(out: str | Path) -> contextlib.AbstractContextManager[None]:
     """Hold ``out``'s lock for the whole job, so a second job on ``out`` is refused at once.
 
     The lock file is the one a one-process run of ``out`` takes (``ResumableJsonlWriter``),
@@ -191,26 +186,8 @@ def job_lock(out: str | Path) -> Iterator[None]:
     drops the lock when the holder dies, so a killed job never blocks its resume.
     """
     out = Path(out)
-    lock_path = out.with_name(out.name + ".lock")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(lock_path, "a+")
-    except OSError as e:
-        raise OutputNotWritableError(
-            f"cannot write {lock_path}: {e.strerror}; choose a writable --out (finished lines are kept)"
-        ) from e
-    with lock:
-        try:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise OutputLockedError(
-                f"{out} is being written by another process (lock {lock_path}); "
-                "wait for it, or give this job another --out"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    return exclusive_lock(out.with_name(out.name + ".lock"), out,
+                          "wait for it, or give this job another --out")
 
 
 def _check_no_other_run(out: str | Path, workers: int) -> None:
@@ -249,7 +226,7 @@ def _spawn(job: _Job, workers: int) -> tuple[list[LabelStats], int]:
 
 
 def _spawned_rank(rank: int, workers: int, job: _Job, init: str, results, parent: int) -> None:
-    _die_with_parent(parent)
+    tie_to_parent(parent)
     if not logging.getLogger().handlers:  # a spawned child starts bare: mirror the parent's level
         logging.basicConfig(level=job.log_level, format=f"%(levelname)s rank{rank} %(name)s: %(message)s")
     try:
@@ -294,17 +271,6 @@ def _load_for_rank(name: str):
     if torch.cuda.is_available():
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}"
     return load_teacher(name, device=device)
-
-
-def _die_with_parent(parent: int) -> None:
-    """Ask Linux to SIGKILL this worker when its parent dies, so no orphan keeps a lock."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: orphans then finish their shard and exit
-        log.debug("PR_SET_PDEATHSIG unavailable; workers outlive a killed parent")
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
 
 
 def _free_port() -> int:

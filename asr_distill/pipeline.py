@@ -20,6 +20,7 @@ path stands for the output root.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -34,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .jsonl import atomic_write_jsonl, atomic_write_text, read_jsonl
+from .jsonl import OutputNotWritableError, atomic_write_jsonl, atomic_write_text, exclusive_lock, read_jsonl
+from .proc import tie_to_parent
 
 log = logging.getLogger(__name__)
 
@@ -568,33 +570,36 @@ def student_config(p: Paths) -> dict[str, Any]:
     import yaml
 
     base = yaml.safe_load(Path(p.cfg.train.config).read_text(encoding="utf-8")) or {}
-    cfg = dict(base)
-    model = dict(cfg.get("model") or {})
-    model.setdefault("teacher", p.cfg.label.teacher)
-    if model["teacher"] != p.cfg.label.teacher:
+    teacher = (base.get("model") or {}).get("teacher", p.cfg.label.teacher)
+    if teacher != p.cfg.label.teacher:
         log.warning("student config's model.teacher %r differs from label.teacher %r; using the labeler's",
-                    model["teacher"], p.cfg.label.teacher)
-        model["teacher"] = p.cfg.label.teacher
-    cfg["model"] = model
-    data = dict(cfg.get("data") or {})
-    data["train_manifest"] = str(p.training_manifest)
-    data["cache_dir"] = str(p.train_dir / "feature_cache")
-    cfg["data"] = data
+                    teacher, p.cfg.label.teacher)
+    return place_student_config(base, p.train_dir, p.training_manifest, p.cfg.label.teacher,
+                                p.cfg.train.overrides)
+
+
+def place_student_config(base: Mapping[str, Any], root: Path, train_manifest: Path, teacher: str,
+                         overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A student config with every path under ``root`` (run folder, checkpoints, logs, feature
+    cache), the given labels and teacher, and dotted ``overrides`` applied last."""
+    cfg = dict(base)
+    cfg["model"] = {**(cfg.get("model") or {}), "teacher": teacher}
+    cfg["data"] = {**(cfg.get("data") or {}), "train_manifest": str(train_manifest),
+                   "cache_dir": str(root / "feature_cache")}
     trainer = dict(cfg.get("trainer") or {})
-    trainer["default_root_dir"] = str(p.train_dir)
+    trainer["default_root_dir"] = str(root)
     logger = trainer.get("logger")
     if isinstance(logger, dict) and isinstance(logger.get("init_args"), dict):
-        trainer["logger"] = {**logger, "init_args": {**logger["init_args"], "save_dir": str(p.train_dir)}}
+        trainer["logger"] = {**logger, "init_args": {**logger["init_args"], "save_dir": str(root)}}
     callbacks = []
     for cb in trainer.get("callbacks") or []:
         if isinstance(cb, dict) and str(cb.get("class_path", "")).endswith("ModelCheckpoint"):
-            init_args = {**(cb.get("init_args") or {}), "dirpath": str(p.train_dir / "checkpoints")}
-            cb = {**cb, "init_args": init_args}
+            cb = {**cb, "init_args": {**(cb.get("init_args") or {}), "dirpath": str(root / "checkpoints")}}
         callbacks.append(cb)
     if callbacks:
         trainer["callbacks"] = callbacks
     cfg["trainer"] = trainer
-    for key, value in p.cfg.train.overrides.items():
+    for key, value in (overrides or {}).items():
         _set_dotted(cfg, key, value)
     return cfg
 
@@ -620,7 +625,8 @@ def _stage_train(p: Paths) -> dict[str, Any]:
     # A process of its own: Lightning's global state and threads end with it, and a
     # crash leaves its checkpoints for the rerun to resume from.
     with open(log_path, "a", encoding="utf-8") as logf:
-        rc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, env=_child_env()).returncode
+        rc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, env=_child_env(),
+                            preexec_fn=functools.partial(tie_to_parent, os.getpid())).returncode
     if rc != 0:
         tail = "".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines(True)[-15:])
         raise RuntimeError(f"training failed (exit {rc}); see {log_path}; last lines:\n{tail}")
@@ -948,7 +954,15 @@ def run(
     """
     cfg = _as_config(config)
     p = Paths(cfg)
-    p.root.mkdir(parents=True, exist_ok=True)
+    try:
+        p.root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputNotWritableError(f"cannot create the output root {p.root}: {e.strerror}") from e
+    with exclusive_lock(p.root / ".lock", p.root, "wait for that run, or give this one another out"):
+        return _run_locked(cfg, p, start, stop, force)
+
+
+def _run_locked(cfg: PipelineConfig, p: Paths, start: str | None, stop: str | None, force: bool) -> RunResult:
     atomic_write_text(p.root / "pipeline_config.json", json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
     selected = _stage_range(start, stop)
     for stage in STAGES[:STAGES.index(selected[0])]:
@@ -996,6 +1010,7 @@ __all__ = [
     "load_config",
     "plan",
     "run",
+    "place_student_config",
     "student_config",
     "write_data_card",
     "write_filter_outputs",

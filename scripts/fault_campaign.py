@@ -15,12 +15,18 @@ Pre-emptible cluster jobs die anywhere. This script runs a stage the way a user 
   ``RLIMIT_FSIZE`` (EFBIG: "File too large" instead of "No space left").
 
 A campaign is a function of a ``Target`` (how to run a stage into a folder, and how to
-read back the units it finished). ``label`` and ``label_workers`` exist now; to add
-``asr-distill run`` or training, write a ``Target`` whose ``command`` runs it into ``out``
-and whose ``units`` lists what it finished (pipeline: the final manifest's ids; training:
-the steps logged, checkpoint steps), and register it in ``TARGETS``.
+read back the units it finished), registered in ``TARGETS``:
+
+- ``label`` and ``label_workers`` (2 processes): kills at progress points; all faults.
+- ``run`` (the whole pipeline, ``asr-distill run``): kills at random moments of a clean
+  run's wall time, so they land in any stage, training included; its units are label,
+  kept and evaluated ids plus finished stages.
+- ``train`` (``asr-distill train``): kills at random moments; each restart must report
+  starting at the step of the checkpoint the kill left (``training from global step N``),
+  no checkpoint may be torn, and the run must end at a clean run's final step.
 
     python scripts/fault_campaign.py --kills 5 --copies 6 --json /tmp/campaign.json
+    python scripts/fault_campaign.py --targets run train --kills 5
 """
 
 from __future__ import annotations
@@ -64,6 +70,10 @@ class Target:
             (duplicates kept, so a duplicate shows). Lines that are not valid JSON raise.
         lock_file: ``out`` folder -> a lock the stage holds while it runs (for the lock case).
         outputs: ``out`` folder -> files the stage appends to (checked for torn lines).
+        labels: ``out`` folder -> its labels file (texts compared with the clean run's).
+        timed: kill points are random moments of the clean run's wall time (a pipeline
+            spends most of its time after its JSON Lines outputs are complete).
+        child_locks: locks that children hold; one still held after the parent's kill is an orphan.
     """
 
     name: str
@@ -71,6 +81,9 @@ class Target:
     units: Callable[[Path], list[str]]
     lock_file: Callable[[Path], Path]
     outputs: Callable[[Path], list[Path]]
+    labels: Callable[[Path], Path] = lambda out: out / "labels.jsonl"
+    timed: bool = False  # kill at random times of a clean run's wall clock, not at progress points
+    child_locks: Callable[[Path], list[Path]] = lambda out: []  # held by child processes
 
 
 @dataclass
@@ -153,6 +166,47 @@ def label_target(manifest: Path, model: str = "tiny.en", batch_size: int = 4, wo
     return Target(name, command, units, lock_file, outputs)
 
 
+def run_target(manifest: Path, model: str = "tiny.en", batch_size: int = 4, epochs: int = 2) -> Target:
+    """``asr-distill run``: label -> filter -> train -> export -> evaluate -> report on the manifest.
+
+    Its units: the label and skip ids, the kept ids, the evaluated ids per system, and the
+    finished stages, so a stage redone twice or a line written twice shows.
+    """
+    import yaml
+
+    config = manifest.with_name("pipeline.yaml")
+    test = manifest.with_name("pipeline_test.jsonl")
+    test.write_text("".join(manifest.read_text().splitlines(keepends=True)[:4]))
+    config.write_text(yaml.safe_dump({
+        "name": "fault campaign",
+        "data": {"train": str(manifest), "test": str(test)},
+        "label": {"teacher": model, "second": None, "batch_size": batch_size},
+        "filter": {"normaliser": "spoken_form"},
+        "train": {"config": str(ROOT / "recipes" / "support" / "student.yaml"), "overrides": {
+            "model.kl_weight": 0.0, "data.augment_copies": 0, "data.val_fraction": 0.25,
+            "data.batch_size": 4, "trainer.max_epochs": epochs}},
+        "evaluate": {"models": {}, "resamples": 50},
+    }, sort_keys=False))
+
+    def command(out: Path) -> list[str]:
+        return [*_cli(), "run", str(config), "--out", str(out)]
+
+    def outputs(out: Path) -> list[Path]:
+        return [out / "label" / "labels.jsonl", out / "label" / "labels.skips.jsonl"]
+
+    def units(out: Path) -> list[str]:
+        ids = [i for p in outputs(out) for i in _jsonl_ids(p)]
+        ids += ["kept:" + i for i in _jsonl_ids(out / "filter" / "kept.jsonl")]
+        for hyp in sorted((out / "eval").glob("*.jsonl")):
+            ids += [f"eval:{hyp.stem}:{i}" for i in _jsonl_ids(hyp)]
+        ids += ["done:" + m.parent.name for m in sorted(out.glob("*/.done"))]
+        return ids
+
+    return Target("run", command, units, lock_file=lambda out: out / ".lock", outputs=outputs,
+                  labels=lambda out: out / "label" / "labels.jsonl", timed=True,
+                  child_locks=lambda out: [out / "train" / ".train.lock"])
+
+
 def an4_manifest(path: Path, copies: int) -> Path:
     """The 8 committed AN4 clips, ``copies`` times under distinct ids (absolute paths)."""
     lines = []
@@ -210,50 +264,74 @@ def _lock_held(lock: Path) -> bool:
         return False
 
 
-def _kill_points(rng: random.Random, kills: int, total: int) -> list[tuple[str, float]]:
-    """One kill during start-up, the rest at random progress points (sorted), each plus a delay."""
+def _kill_points(rng: random.Random, kills: int, total: int,
+                 clean_wall: float | None = None) -> list[tuple[str, float]]:
+    """One kill during start-up, the rest at random progress points (sorted), each plus a delay.
+
+    With ``clean_wall`` the rest are random moments in (5%, 90%) of a clean run's wall time.
+    """
     points = [("startup", rng.uniform(*STARTUP_KILL_S))]
     if kills > 1:
         fractions = sorted(rng.uniform(0.05, 0.9) for _ in range(kills - 1))
-        points += [("progress", max(1, round(f * total))) for f in fractions]
+        if clean_wall is not None:
+            points += [("time", round(f * clean_wall, 2)) for f in fractions]
+        else:
+            points += [("progress", max(1, round(f * total))) for f in fractions]
     return points[:kills]
 
 
+def _wait_then_kill_point(how: str, value: float, target: Target, out: Path, proc: subprocess.Popen,
+                          rng: random.Random) -> bool:
+    """Wait for a kill point; True when the process is still alive to be killed."""
+    if how in ("startup", "time"):
+        deadline = time.monotonic() + value
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(POLL_S)
+        return proc.poll() is None
+    alive = _wait_for(lambda: _safe_count(target, out) >= value, proc) and proc.poll() is None
+    time.sleep(rng.uniform(0, MAX_EXTRA_DELAY_S))
+    return alive and proc.poll() is None
+
+
+def _clean_run(target: Target, reference: Path) -> float:
+    """Run ``target`` uninterrupted into ``reference``; returns its wall time."""
+    start = time.monotonic()
+    done = run_to_end(target.command(reference))
+    if done.returncode != 0:
+        raise RuntimeError(f"clean run failed ({done.returncode}): {done.stderr[-2000:]}")
+    return time.monotonic() - start
+
+
 def kill_resume(
-    target: Target, work: Path, kills: int, seed: int, reference: Path | None = None
+    target: Target, work: Path, kills: int, seed: int, reference: Path | None = None,
+    clean_wall: float | None = None,
 ) -> KillReport:
     """Kill ``target`` with SIGKILL ``kills`` times at random points, resume, compare to a clean run.
 
-    ``reference``: a folder holding a finished clean run (else one is made in ``work/clean``).
+    ``reference``: a folder holding a finished clean run (else one is made in ``work/clean``),
+    and ``clean_wall`` its wall time (needed by a ``timed`` target).
     """
     rng = random.Random(seed)
     start = time.monotonic()
     if reference is None:
         reference = work / "clean"
-        done = run_to_end(target.command(reference))
-        if done.returncode != 0:
-            raise RuntimeError(f"clean run failed ({done.returncode}): {done.stderr[-2000:]}")
+        clean_wall = _clean_run(target, reference)
+    if target.timed and clean_wall is None:
+        raise ValueError(f"{target.name}: timed kills need the clean run's wall time")
     expected = target.units(reference)
     out = work / "killed"
     report = KillReport(target.name, 0, expected=len(expected))
-    for how, value in _kill_points(rng, kills, len(expected)):
+    for how, value in _kill_points(rng, kills, len(expected), clean_wall if target.timed else None):
         proc = _start(target.command(out))
-        if how == "startup":
-            time.sleep(value)
-            alive = proc.poll() is None
-        else:
-            alive = _wait_for(lambda v=value: _safe_count(target, out) >= v, proc)
-            alive = alive and proc.poll() is None
-            time.sleep(rng.uniform(0, MAX_EXTRA_DELAY_S))
-            alive = alive and proc.poll() is None
-        if not alive:
+        if not _wait_then_kill_point(how, value, target, out, proc, rng):
             proc.communicate()
             report.kill_points.append({"how": how, "at": value, "killed": False})
             continue
         os.kill(proc.pid, signal.SIGKILL)  # the process only: workers must die with it
         proc.communicate()
         time.sleep(0.3)  # give orphans (if any) a moment to show on the locks
-        orphans = sum(_lock_held(Path(str(p) + ".lock")) for p in target.outputs(out))
+        locks = [Path(str(p) + ".lock") for p in target.outputs(out)] + target.child_locks(out)
+        orphans = sum(_lock_held(lock) for lock in locks)
         torn = [p.name for p in target.outputs(out) if p.exists() and p.stat().st_size
                 and not p.read_bytes().endswith(b"\n")]
         report.orphans += orphans
@@ -276,12 +354,12 @@ def _compare(target: Target, reference: Path, out: Path, expected: list[str], re
     report.duplicated = len(final) - len(set(final))
     report.lost = len(set(expected) - set(final))
     report.extra = len(set(final) - set(expected))
-    report.text_mismatches = _text_mismatches(reference / "labels.jsonl", out / "labels.jsonl")
+    report.text_mismatches = _text_mismatches(target.labels(reference), target.labels(out))
 
 
 def _invalid_lines(target: Target, out: Path) -> int:
     bad = 0
-    for p in sorted({out / "labels.jsonl", out / "labels.skips.jsonl", *target.outputs(out)}):
+    for p in sorted({target.labels(out), *target.outputs(out)}):
         if not p.exists():
             continue
         data = p.read_bytes()
@@ -310,17 +388,20 @@ def _text_mismatches(a: Path, b: Path) -> int:
 def second_writer_refused(target: Target, work: Path) -> CaseReport:
     """Start a run, then a second one on the same output: it must refuse, the first must finish."""
     out = work / "lock"
+    started = time.monotonic()
     first = _start(target.command(out))
     _wait_for(lambda: _lock_held(target.lock_file(out)), first)
     second = run_to_end(target.command(out))
     first_out, first_err = first.communicate(timeout=RUN_TIMEOUT_S)
+    first_wall = round(time.monotonic() - started, 2)
     units = target.units(out)
     message = second.stderr.strip().splitlines()[-1] if second.stderr.strip() else ""
     ok = (second.returncode == 2 and "another process" in message and first.returncode == 0
           and len(units) == len(set(units)) and _invalid_lines(target, out) == 0)
     return CaseReport("second_writer", ok, "two processes, one --out",
                       {"second_rc": second.returncode, "second_message": message,
-                       "first_rc": first.returncode, "lines": len(units)})
+                       "first_rc": first.returncode, "first_wall_s": first_wall, "lines": len(units),
+                       "first_stderr_tail": "" if first.returncode == 0 else first_err[-1500:]})
 
 
 def _is_root() -> bool:
@@ -432,12 +513,121 @@ def full_disk(target: Target, work: Path, reference: Path) -> CaseReport:
                                              "final": len(final), "expected": len(expected)})
 
 
+# --- training -------------------------------------------------------------------------------
+
+
+RESUMED_AT = "training from global step "
+
+
+def train_target(manifest: Path, epochs: int = 6) -> Target:
+    """``asr-distill train`` on the manifest's transcripts (tiny.en student, cached encoder)."""
+    import yaml
+
+    from asr_distill.pipeline import place_student_config
+
+    base = yaml.safe_load((ROOT / "recipes" / "support" / "student.yaml").read_text())
+    overrides = {"model.init": "tiny.en", "model.kl_weight": 0.0, "model.ce_weight": 1.0,
+                 "data.augment_copies": 0, "data.val_fraction": 0.25, "data.batch_size": 4,
+                 "trainer.max_epochs": epochs, "trainer.max_time": None, "trainer.log_every_n_steps": 1}
+
+    def command(out: Path) -> list[str]:
+        cfg = out / "train.yaml"
+        if not cfg.exists():
+            out.mkdir(parents=True, exist_ok=True)
+            cfg.write_text(yaml.safe_dump(place_student_config(base, out, manifest, "tiny.en", overrides),
+                                          sort_keys=False))
+        return [*_cli(), "train", "--config", str(cfg)]
+
+    def units(out: Path) -> list[str]:
+        step = checkpoint_step(out)
+        return [] if step is None else [f"step{i}" for i in range(1, step + 1)]
+
+    return Target("train", command, units, lock_file=lambda out: out / ".train.lock", outputs=lambda out: [],
+                  timed=True)
+
+
+def checkpoint_step(out: Path) -> int | None:
+    """The global step saved in ``out/checkpoints/last.ckpt`` (None without one)."""
+    import torch
+
+    last = out / "checkpoints" / "last.ckpt"
+    if not last.exists():
+        return None
+    return int(torch.load(last, map_location="cpu", weights_only=False)["global_step"])
+
+
+def _resumed_at(stderr: str) -> int | None:
+    for line in stderr.splitlines():
+        if RESUMED_AT in line:
+            return int(line.split(RESUMED_AT, 1)[1].split()[0])
+    return None
+
+
+@dataclass
+class TrainKillReport:
+    """Kills during training. A resume must start at the step of the checkpoint the kill left
+    (not 0, not a half-written file) and the run must end at a clean run's final step."""
+
+    kills: int = 0
+    kill_points: list[dict] = field(default_factory=list)
+    expected_steps: int = 0
+    final_steps: int = 0
+    resumes_checked: int = 0
+    resumes_wrong: int = 0
+    unreadable_checkpoints: int = 0
+    wall_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return (self.final_steps == self.expected_steps > 0 and self.resumes_wrong == 0
+                and self.unreadable_checkpoints == 0 and self.resumes_checked > 0)
+
+
+def kill_resume_training(target: Target, work: Path, kills: int, seed: int, reference: Path,
+                         clean_wall: float) -> TrainKillReport:
+    rng = random.Random(seed)
+    start = time.monotonic()
+    report = TrainKillReport(expected_steps=checkpoint_step(reference) or 0)
+    out = work / "killed"
+    saved: int | None = None  # the step last.ckpt holds when the next process starts
+    for how, value in [*_kill_points(rng, kills, 0, clean_wall), ("end", 0.0)]:
+        proc = _start(target.command(out))
+        if how == "end":
+            _, err = proc.communicate(timeout=RUN_TIMEOUT_S)
+            if proc.returncode != 0:
+                raise RuntimeError(f"resume failed ({proc.returncode}): {err[-2000:]}")
+            point = {"how": "end"}
+        elif not _wait_then_kill_point(how, value, target, out, proc, rng):
+            _, err = proc.communicate()
+            point = {"how": how, "at": value, "killed": False}
+        else:
+            os.kill(proc.pid, signal.SIGKILL)
+            _, err = proc.communicate()
+            report.kills += 1
+            point = {"how": how, "at": value, "killed": True}
+        resumed = _resumed_at(err)
+        if resumed is not None:
+            report.resumes_checked += 1
+            report.resumes_wrong += resumed != (saved or 0)
+        try:
+            saved = checkpoint_step(out)
+        except Exception as e:  # a torn checkpoint: the resume would fail on it
+            report.unreadable_checkpoints += 1
+            point["checkpoint_error"] = repr(e)
+        report.kill_points.append(point | {"started_at_step": resumed, "checkpoint_step_after": saved})
+    report.final_steps = checkpoint_step(out) or 0
+    report.wall_s = round(time.monotonic() - start, 1)
+    return report
+
+
 # --- the campaign --------------------------------------------------------------------------
 
 
 TARGETS: dict[str, Callable[[argparse.Namespace, Path], Target]] = {
     "label": lambda a, m: label_target(m, a.model, a.batch_size),
     "label_workers": lambda a, m: label_target(m, a.model, a.batch_size, workers=2),
+    "run": lambda a, m: run_target(m, a.model, a.batch_size),
+    "train": lambda a, m: train_target(m),
 }
 
 
@@ -445,8 +635,14 @@ def campaign(target: Target, work: Path, kills: int, seed: int, faults: bool = T
     """Every fault against one target; returns a JSON-ready summary."""
     reference = work / "clean"
     lock = second_writer_refused(target, work)  # its first process is an uninterrupted run
+    if not lock.detail["first_rc"] == 0:
+        raise RuntimeError(f"{target.name}: the clean run failed: {lock.detail['first_stderr_tail']}")
     shutil.copytree(work / "lock", reference)
-    killed = kill_resume(target, work, kills, seed, reference=reference)
+    clean_wall = lock.detail["first_wall_s"]
+    if target.name == "train":
+        killed = kill_resume_training(target, work, kills, seed, reference, clean_wall)
+    else:
+        killed = kill_resume(target, work, kills, seed, reference=reference, clean_wall=clean_wall)
     cases = [lock]
     if faults:
         cases += [read_only_output(target, work, reference), full_disk(target, work, reference)]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import fixture_lines, write_manifest
 
+from asr_distill.jsonl import OutputLockedError, exclusive_lock
 from asr_distill.pipeline import ConfigError, config_from_dict, plan, run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,3 +121,12 @@ def test_rerun_resumes_after_parts_of_the_root_are_deleted(finished_run):
     assert (root / "filter" / "kept.jsonl").is_file()
     # ...and stays stale across calls: the filter's marker is now newer than train's
     assert dict(plan(cfg))["train"] == "stale: filter is newer"
+
+
+def test_a_second_run_on_the_same_root_is_refused(tmp_path):
+    cfg = config_from_dict(_config(tmp_path))
+    Path(cfg.out).mkdir(parents=True)
+    with exclusive_lock(Path(cfg.out) / ".lock", cfg.out, "test holds it"):
+        with pytest.raises(OutputLockedError, match="another process"):
+            run(cfg)
+    assert not (Path(cfg.out) / "label").exists()  # refused before any stage started

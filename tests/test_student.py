@@ -18,7 +18,9 @@ from conftest import fixture_lines, write_manifest
 
 from asr_distill.audio import load_audio
 from asr_distill.cli import main as cli_main
+from asr_distill.jsonl import exclusive_lock
 from asr_distill.student.build import cut_student, param_count, spaced_layers
+from asr_distill.student.checkpoint_io import AtomicCheckpointIO
 from asr_distill.student.short_context import StudentOptions, WindowPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,6 +124,38 @@ def test_resume_continues_the_step_count(trained):
     assert _global_step(run) == STEPS + 4
     steps = [s for s, _ in _train_losses(run)]
     assert max(steps) >= STEPS and min(s for s in steps if s >= STEPS) >= STEPS  # no restart from 0
+
+
+def test_second_training_in_the_same_folder_is_refused(trained, capsys):
+    tmp, cfg = trained
+    run = tmp / "run"
+    before = _global_step(run)
+    with exclusive_lock(run / ".train.lock", run, "test holds it"):
+        rc = cli_main(["train", "--config", str(cfg), "--trainer.max_steps", str(before + 2)])
+    assert rc == 2
+    assert "another process" in capsys.readouterr().err
+    assert _global_step(run) == before  # nothing was trained or overwritten
+
+
+def test_checkpoint_write_is_all_or_nothing(tmp_path, monkeypatch):
+    """Dying after the bytes are written but before the rename leaves the previous checkpoint
+    whole under the final name (Lightning's own IO writes the final name in place)."""
+    from asr_distill.student import checkpoint_io
+
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"global_step": 3, "w": torch.ones(1000)}, path)
+
+    def crash(src, dst):
+        assert Path(src).stat().st_size > 4000  # the new checkpoint was written in full, elsewhere
+        raise OSError("killed")
+
+    monkeypatch.setattr(checkpoint_io.os, "replace", crash)
+    with pytest.raises(OSError, match="killed"):
+        io.save_checkpoint({"global_step": 4, "w": torch.ones(1000)}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=False)["global_step"] == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 
 
 def test_export_round_trip_whisper_and_faster_whisper(trained, an4_fixture):

@@ -46,13 +46,33 @@ def _run_config_callback():
 
     from lightning.pytorch.cli import SaveConfigCallback
 
-    from ..jsonl import atomic_write_text
+    from ..jsonl import acquire_lock, atomic_write_text, release_lock
+
+    def run_root(trainer) -> Path:
+        ckpt = trainer.checkpoint_callback
+        has_dir = ckpt is not None and ckpt.dirpath
+        return Path(ckpt.dirpath).parent if has_dir else Path(trainer.default_root_dir)
 
     class RunConfigCallback(SaveConfigCallback):
+        """Also holds the run folder's lock from set-up to exit: two trainings in one folder
+        would overwrite each other's checkpoints, so the second is refused before it writes."""
+
+        _lock = None
+
+        def setup(self, trainer, pl_module, stage: str) -> None:
+            if trainer.is_global_zero and self._lock is None:
+                root = run_root(trainer)
+                self._lock = acquire_lock(root / ".train.lock", root,
+                                          "wait for that training, or give this one another default_root_dir")
+            super().setup(trainer, pl_module, stage)
+
+        def teardown(self, trainer, pl_module, stage: str) -> None:
+            if self._lock is not None:
+                release_lock(self._lock)
+                self._lock = None
+
         def save_config(self, trainer, pl_module, stage: str) -> None:
-            ckpt = trainer.checkpoint_callback
-            has_dir = ckpt is not None and ckpt.dirpath
-            root = Path(ckpt.dirpath).parent if has_dir else Path(trainer.default_root_dir)
+            root = run_root(trainer)
             root.mkdir(parents=True, exist_ok=True)
             atomic_write_text(root / self.config_filename, self.parser.dump(self.config, skip_none=False))
 
@@ -64,7 +84,6 @@ def run_cli(args: list[str]):
     import warnings
 
     import torch
-    from lightning.pytorch.cli import LightningCLI
 
     from ..student.data import StudentDataModule
     from ..student.module import StudentModule
@@ -72,7 +91,7 @@ def run_cli(args: list[str]):
     gpu = torch.cuda.is_available()
     # we pass args on purpose (sys.argv also holds 'asr-distill train ...'): not a mistake
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-    return LightningCLI(
+    return _student_cli()(
         StudentModule,
         StudentDataModule,
         args=lightning_args(args),
@@ -82,6 +101,27 @@ def run_cli(args: list[str]):
         seed_everything_default=0,
         parser_kwargs={"prog": "asr-distill train"},
     )
+
+
+def _student_cli():
+    """LightningCLI whose trainer saves checkpoints atomically (unless the config names a
+    CheckpointIO of its own). Added at construction, not as a config default, so the saved
+    config.yaml stays one a user can run again."""
+    from lightning.pytorch.cli import LightningCLI
+    from lightning.pytorch.plugins.io import CheckpointIO
+
+    from ..student.checkpoint_io import AtomicCheckpointIO
+
+    class StudentCLI(LightningCLI):
+        def instantiate_trainer(self, **kwargs):
+            configured = self._get(self.config_init, "trainer", default={}).get("plugins")
+            plugins = [] if configured is None else list(configured) if isinstance(configured, list) \
+                else [configured]
+            if not any(isinstance(x, CheckpointIO) for x in plugins):
+                plugins.append(AtomicCheckpointIO())
+            return super().instantiate_trainer(**kwargs, plugins=plugins)
+
+    return StudentCLI
 
 
 def _cmd_train(args) -> int:

@@ -178,6 +178,11 @@ class StudentModule(L.LightningModule):
         if dm is not None and hasattr(dm, "provenance"):
             self.label_provenance = dm.provenance()
 
+    def on_train_start(self) -> None:
+        # After a resume this is the checkpoint's step: the line proves the count continued.
+        if self.trainer.is_global_zero:
+            log.info("training from global step %d (epoch %d)", self.global_step, self.current_epoch)
+
     def on_validation_start(self) -> None:
         if self._teacher is not None:
             self._teacher.to(self.device)
