@@ -7,11 +7,16 @@ Writes ``benchmarks/results/reliability.json``. Sections, run one after another 
 heavy jobs at once, the cores are shared):
 
 1. **campaign** (``scripts/fault_campaign.py``): kill -9 at random points + resume, for the
-   one-process CLI and for 2 workers (the parent killed alone), a second writer, a read-only
-   output folder, a full disk. ``kills``/``lost``/``duplicated`` sum over both targets.
+   one-process CLI, for 2 workers (the parent killed alone), for the whole pipeline
+   (``asr-distill run``) and for training; a second writer for each; a read-only output
+   folder and a full disk for the labeler. ``kills``/``lost``/``duplicated`` sum over the
+   label and pipeline targets; training reports its kills and resumes that did not start at
+   the checkpoint's step.
 2. **bad inputs**: every case of ``tests/bad_inputs.write_job_manifest`` (audio files, broken
    manifest lines, an hour-long file) in one manifest, through ``asr-distill label`` as a user
    runs it; a case is handled when its outcome (label, or skip reason) is the expected one.
+   Plus ``tests/bad_inputs.config_cases``: bad YAML configs through ``asr-distill run`` and
+   ``train``, handled when the exit code is 2 and the message names the key.
 3. **memory**: a generated 100k-line manifest of short real clips. Labeling all of it takes
    hours here, so (a) a fresh run labels for ``--rss-seconds`` and is then killed, with RSS
    sampled every 0.5 s (flat = no growth per labeled line), and (b) a resume where all but the
@@ -72,10 +77,13 @@ def run_campaign(args, work: Path) -> dict:
     fc = _load_campaign()
     manifest = fc.an4_manifest(work / "campaign_manifest.jsonl", args.copies)
     results = []
-    for workers in (1, 2):
-        target = fc.label_target(manifest, "tiny.en", 4, workers=workers)
+    targets = [fc.label_target(manifest, "tiny.en", 4, workers=1),
+               fc.label_target(manifest, "tiny.en", 4, workers=2),
+               fc.run_target(manifest, "tiny.en", 4), fc.train_target(manifest)]
+    for target in targets:
         _log(f"campaign {target.name}")
-        results.append(fc.campaign(target, work / target.name, args.kills, args.seed, faults=workers == 1))
+        results.append(fc.campaign(target, work / target.name, args.kills, args.seed,
+                                   faults=target.name == "label"))
     return {"manifest_lines": 8 * args.copies, "results": results}
 
 
@@ -103,11 +111,29 @@ def run_bad_inputs(work: Path) -> dict:
     cases = {k: {"expected": sorted(v), "observed": sorted(seen.get(k, set())), "ok": seen.get(k) == v,
                  "message": messages.get(k)} for k, v in expected.items()}
     handled = sum(len(v["expected"]) if k == "duplicate_id" else 1 for k, v in cases.items() if v["ok"])
-    return {"rc": proc.returncode, "wall_s": round(wall, 1), "tried": job_case_names(expected),
-            "handled": handled, "labels": len(labels), "skips": len(skips),
-            "unexpected_ids": sorted(set(seen) - set(expected)), "cases": cases,
-            "not_applicable": {"yaml_config_unknown_keys_wrong_types":
-                               "the label stage takes no config file; belongs to `asr-distill run`"}}
+    configs = run_config_cases(work / "configs")
+    return {"rc": proc.returncode, "wall_s": round(wall, 1),
+            "tried": job_case_names(expected) + len(configs),
+            "handled": handled + sum(c["ok"] for c in configs.values()), "labels": len(labels),
+            "skips": len(skips), "unexpected_ids": sorted(set(seen) - set(expected)), "cases": cases,
+            "config_cases": configs}
+
+
+def run_config_cases(folder: Path) -> dict:
+    """Bad YAML configs through ``asr-distill run`` / ``train``: exit 2, the key named, no work done."""
+    from bad_inputs import config_cases
+
+    _log("bad configs through asr-distill run / train")
+    out = {}
+    for case in config_cases(folder):
+        proc = subprocess.run([sys.executable, "-m", "asr_distill.cli", *case.argv], capture_output=True,
+                              text=True, cwd=ROOT)
+        ok = (proc.returncode == 2 and case.names in proc.stderr and "Traceback" not in proc.stderr
+              and not (folder / "run").exists())
+        message = [x for x in proc.stderr.splitlines() if "error" in x.lower()]
+        out[case.name] = {"rc": proc.returncode, "ok": ok, "expected_in_message": case.names,
+                          "message": (message[0] if message else proc.stderr.strip()[-300:])[:400]}
+    return out
 
 
 # --- 3. memory -----------------------------------------------------------------------------
@@ -325,11 +351,16 @@ def _save(result: dict) -> dict:
 
 
 def _headline(r: dict) -> dict:
-    kills = [x["kill"] for x in r.get("campaign", {}).get("results", [])]
+    results = r.get("campaign", {}).get("results", [])
+    kills = [x["kill"] for x in results if x["target"] != "train"]  # units: labels, stages
+    train = [x["kill"] for x in results if x["target"] == "train"]  # units: optimizer steps
     return {
         "kills": sum(k["kills"] for k in kills) if kills else None,
         "lost": sum(k["lost"] for k in kills) if kills else None,
         "duplicated": sum(k["duplicated"] for k in kills) if kills else None,
+        "campaign_ok": all(x["ok"] for x in results) if results else None,
+        "training_kills": sum(k["kills"] for k in train) if train else None,
+        "training_resumes_wrong": sum(k["resumes_wrong"] for k in train) if train else None,
         "bad_inputs_tried": r.get("bad", {}).get("tried"),
         "bad_inputs_handled": r.get("bad", {}).get("handled"),
         "peak_rss_mb_100k": r.get("memory", {}).get("peak_rss_mb_100k"),

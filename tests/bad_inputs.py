@@ -382,3 +382,53 @@ def observed_outcomes(labels: list[dict], skips: list[dict]) -> dict[str, set[st
     for d in skips:
         seen.setdefault(d["id"].split("@")[0], set()).add(d["reason"])
     return seen
+
+
+# --- configs -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigCase:
+    """A bad YAML config given to a stage's CLI: it must exit with code 2 before any work,
+    with a message that contains ``names`` (the key or field, so the user knows what to fix)."""
+
+    name: str
+    argv: tuple[str, ...]  # after ``asr-distill``
+    names: str
+
+
+CONFIG_CASE_NAMES = ["run_unknown_key", "run_unknown_nested_key", "run_wrong_type", "run_not_yaml",
+                     "run_missing_file", "train_unknown_key", "train_wrong_type"]
+
+
+def config_cases(directory: str | Path) -> list[ConfigCase]:
+    """Pipeline (``asr-distill run``) and student (``asr-distill train``) configs with unknown
+    keys, wrong types and broken YAML, written under ``directory``."""
+    import yaml
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    run_ok = {"out": str(d / "run"), "data": {"train": "train.jsonl"}, "label": {"teacher": "tiny.en"}}
+
+    def dump(name: str, obj) -> str:
+        (d / name).write_text(obj if isinstance(obj, str) else yaml.safe_dump(obj), encoding="utf-8")
+        return str(d / name)
+
+    train_ok = {"model": {"teacher": "tiny.en", "init": "tiny.en", "kl_weight": 0.0},
+                "data": {"train_manifest": "train.jsonl"}, "trainer": {"default_root_dir": str(d / "run")}}
+    return [
+        ConfigCase("run_unknown_key", ("run", dump("unknown.yaml", {**run_ok, "lable": {}})), "lable"),
+        ConfigCase("run_unknown_nested_key",
+                   ("run", dump("nested.yaml", {**run_ok, "filter": {"kepe": 0.5}})), "filter.kepe"),
+        ConfigCase("run_wrong_type", ("run", dump(
+            "type.yaml", {**run_ok, "label": {"teacher": "tiny.en", "batch_size": "eight"}})),
+            "label.batch_size"),
+        ConfigCase("run_not_yaml", ("run", dump("broken.yaml", "data: {train: [unclosed\n")),
+                   "not valid YAML"),
+        ConfigCase("run_missing_file", ("run", str(d / "missing.yaml")), "does not exist"),
+        ConfigCase("train_unknown_key", ("train", "--config", dump(
+            "train_unknown.yaml", {**train_ok, "model": {**train_ok["model"], "decoder_layerz": 2}})),
+            "decoder_layerz"),
+        ConfigCase("train_wrong_type", ("train", "--config", dump(
+            "train_type.yaml", {**train_ok, "model": {**train_ok["model"], "lr": "fast"}})), "lr"),
+    ]

@@ -17,7 +17,14 @@ import threading
 from pathlib import Path
 
 import pytest
-from bad_inputs import HOUR_CASE, HOUR_SECONDS, observed_outcomes, write_job_manifest
+from bad_inputs import (
+    CONFIG_CASE_NAMES,
+    HOUR_CASE,
+    HOUR_SECONDS,
+    config_cases,
+    observed_outcomes,
+    write_job_manifest,
+)
 from conftest import FIXTURE, fixture_lines, write_manifest
 
 from asr_distill.jsonl import OutputNotWritableError, read_jsonl
@@ -89,6 +96,31 @@ def test_full_disk_is_clear_and_resumable(campaign):
     assert 0 < case.detail["lines_kept_at_failure"] < 16
 
 
+@pytest.mark.parametrize("name", ["run", "train"])
+def test_pipeline_and_training_survive_kills_and_refuse_a_second_process(name, tmp_path):
+    """The short form of the campaign's ``run`` and ``train`` targets: a second process is
+    refused, two kills at random moments (one in start-up), and the resume ends where a clean
+    run ends (pipeline: the same labels, kept ids, hypotheses and stages; training: each
+    restart at the checkpoint's step)."""
+    # long enough that the second process reaches its lock while the first still runs
+    manifest = fc.an4_manifest(tmp_path / "m.jsonl", copies=1 if name == "run" else 3)
+    target = fc.run_target(manifest, epochs=1) if name == "run" else fc.train_target(manifest, epochs=4)
+    lock = fc.second_writer_refused(target, tmp_path)
+    assert lock.ok, lock.detail
+    wall = lock.detail["first_wall_s"]
+    if name == "run":
+        report = fc.kill_resume(target, tmp_path, kills=2, seed=3, reference=tmp_path / "lock",
+                                clean_wall=wall)
+        assert report.ok, report
+        done = {u for u in target.units(tmp_path / "killed") if u.startswith("done:")}
+        assert done >= {"done:label", "done:train", "done:evaluate"}
+    else:
+        report = fc.kill_resume_training(target, tmp_path, kills=2, seed=3, reference=tmp_path / "lock",
+                                         clean_wall=wall)
+        assert report.ok, report
+        assert report.final_steps == report.expected_steps
+
+
 def test_bad_input_corpus_through_the_cli(tmp_path):
     """Every bad case in one manifest, as a user runs it: each gets its expected outcome."""
     manifest, expected = write_job_manifest(tmp_path, SPEECH)
@@ -117,6 +149,19 @@ def test_bad_input_corpus_through_the_cli(tmp_path):
     ids = [d["id"] for d in labels]
     assert len(ids) == len(set(ids))
     assert "skipped by reason" in proc.stdout
+
+
+@pytest.mark.parametrize("name", CONFIG_CASE_NAMES)
+def test_bad_config_is_a_clear_usage_error_before_any_work(name, tmp_path):
+    cases = {c.name: c for c in config_cases(tmp_path)}
+    assert sorted(cases) == sorted(CONFIG_CASE_NAMES)
+    case = cases[name]
+    proc = subprocess.run([sys.executable, "-m", "asr_distill.cli", *case.argv], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert case.names in proc.stderr and "error" in proc.stderr.lower(), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()  # refused before any stage or training started
 
 
 def _fields(records: list) -> list[dict]:

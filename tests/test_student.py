@@ -24,7 +24,7 @@ from asr_distill.student.checkpoint_io import AtomicCheckpointIO
 from asr_distill.student.short_context import StudentOptions, WindowPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "student_an4.yaml"
+CONFIG = ROOT / "configs" / "student_an4_cut.yaml"
 STEPS = 12
 
 

@@ -26,14 +26,17 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import dataclasses
     import json
+    import sys
 
+    from ..jsonl import OutputLockedError, OutputNotWritableError
     from ..pipeline import ConfigError, load_config, plan
     from ..pipeline import run as run_pipeline
 
     try:
         cfg = load_config(args.config, out=args.out)
     except ConfigError as e:
-        raise SystemExit(f"error: {e}") from None
+        print(f"error: {e}", file=sys.stderr)
+        return 2  # a usage error, as argparse's own
     if args.check:
         print(json.dumps(dataclasses.asdict(cfg), indent=1))
         for stage, why in plan(cfg):
@@ -41,6 +44,8 @@ def run(args) -> int:
         return 0
     try:
         result = run_pipeline(cfg, start=args.start, stop=args.stop, force=args.force)
+    except (OutputLockedError, OutputNotWritableError):
+        raise  # the CLI prints these and exits with 2
     except (RuntimeError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}\n(finished stages keep their .done markers: fix this and rerun "
                          "the same command to resume)") from None

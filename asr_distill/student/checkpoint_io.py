@@ -1,4 +1,4 @@
-"""Checkpoints written whole or not at all.
+"""Checkpoints written whole or not at all, and a ``last.ckpt`` that is really the last.
 
 Lightning writes a checkpoint straight to its final name, so a kill during the write
 leaves a truncated ``last.ckpt`` that the resume then fails to load. Here the bytes go
@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 
@@ -31,3 +32,24 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         finally:
             if tmp.exists():
                 tmp.unlink()
+
+
+class LatestCheckpoint(Callback):
+    """Write ``last.ckpt`` after every epoch, so a resume starts from the latest epoch.
+
+    Lightning's ``ModelCheckpoint(save_last=True)`` refreshes ``last.ckpt`` only when a
+    top-k checkpoint was saved in the same step: with ``monitor: val/wer`` a run killed
+    after several epochs without a new best resumed from the best epoch and trained those
+    epochs again. This writes it into the ModelCheckpoint's folder (where ``--ckpt_path
+    last`` looks) through the trainer, so the checkpoint IO's atomic write applies.
+    """
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # At the epoch's end, after validation and early stopping (a checkpoint taken at
+        # validation end resumes into the epoch-end hooks without validation metrics).
+        ckpt = trainer.checkpoint_callback
+        if trainer.sanity_checking or ckpt is None or not ckpt.dirpath or not ckpt.save_last:
+            return
+        path = os.path.join(ckpt.dirpath, ckpt.CHECKPOINT_NAME_LAST + ckpt.FILE_EXTENSION)
+        ckpt.last_model_path = path  # ModelCheckpoint then overwrites it, not a "last-v1.ckpt"
+        trainer.save_checkpoint(path)

@@ -178,6 +178,11 @@ class StudentModule(L.LightningModule):
         if dm is not None and hasattr(dm, "provenance"):
             self.label_provenance = dm.provenance()
 
+    def configure_callbacks(self):
+        from .checkpoint_io import LatestCheckpoint
+
+        return [LatestCheckpoint()]
+
     def on_train_start(self) -> None:
         # After a resume this is the checkpoint's step: the line proves the count continued.
         if self.trainer.is_global_zero:
