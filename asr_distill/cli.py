@@ -49,6 +49,8 @@ def _add_label(sub) -> None:
                         "threads each); resume with the same N")
     p.add_argument("--seed", type=int, default=0, help="seed for temperature-fallback sampling (per batch)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    p.add_argument("--device", default=None,
+                   help="cpu, cuda or cuda:N (default: CUDA when present); --workers: one GPU each")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_label)
 
@@ -93,7 +95,7 @@ def _cmd_label(args) -> int:
             raise SystemExit("error: --workers and --shard both split a job; use one")
         stats = label_parallel(manifest, out, workers=args.workers, threads=args.threads or None, **kw)
     else:
-        stats = label_to_file(manifest, out, shard=args.shard, **kw)
+        stats = label_to_file(manifest, out, shard=args.shard, device=args.device, **kw)
     written = shard_path(out, args.shard) if args.shard else out
     print(f"labeled {stats.labeled} (already done {stats.already_done}), skipped {stats.skipped}, "
           f"{stats.audio_s / 60:.1f} min of audio at RTFx {stats.rtfx:.1f} -> {written}")

@@ -180,6 +180,12 @@ def provenance_for(teacher: Teacher, backend: Backend, options: LabelOptions) ->
     return Provenance(teacher.name, teacher.weights_sha256, backend.name, options.as_dict(), __version__)
 
 
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def label_batches(
     manifest: str | Path,
     *,
@@ -193,19 +199,25 @@ def label_batches(
     loader_threads: int = 2,
     seed: int = DEFAULT_SEED,
     progress: bool = False,
+    device: str | None = None,
 ) -> Iterator[tuple[list[TeacherLabel], list[Skip]]]:
     """Like ``label`` but yields one ``(labels, skips)`` pair per decoded batch (for writers).
 
     ``done_ids`` are utterance/segment ids needing no work; ``done_skips`` the ``(id, reason)``
     pairs of skips already recorded (None: manifest-level skips are judged by id alone).
     ``loader_threads`` threads decode audio ahead of the model (0: decode inline);
-    ``seed`` fixes temperature-fallback sampling per batch (see ``batch_seed``).
+    ``seed`` fixes temperature-fallback sampling per batch (see ``batch_seed``);
+    ``device`` (``cpu``, ``cuda``, ``cuda:1``; None: CUDA when present) places a teacher given by name.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     options = options or LabelOptions()
-    teacher = teacher if isinstance(teacher, Teacher) else load_teacher(teacher)
-    engine = make_backend(teacher, backend)
+    if isinstance(teacher, Teacher):
+        device = device or str(next(teacher.model.parameters()).device)
+    else:
+        device = device or _default_device()
+        teacher = load_teacher(teacher, device=device)
+    engine = make_backend(teacher, backend, **({"device": device} if backend != "whisper" else {}))
     prov = provenance_for(teacher, engine, options)
     records = read_manifest(manifest, shard=shard)
     segments = _prefetch(records, lambda r: _load(r, done_ids, done_skips), loader_threads,

@@ -197,8 +197,8 @@ def run_target(manifest: Path, model: str = "tiny.en", batch_size: int = 4, epoc
     def units(out: Path) -> list[str]:
         ids = [i for p in outputs(out) for i in _jsonl_ids(p)]
         ids += ["kept:" + i for i in _jsonl_ids(out / "filter" / "kept.jsonl")]
-        for hyp in sorted((out / "eval").glob("*.jsonl")):
-            ids += [f"eval:{hyp.stem}:{i}" for i in _jsonl_ids(hyp)]
+        for hyp in sorted((out / "eval").glob("*/hyps.jsonl")):
+            ids += [f"eval:{hyp.parent.name}:{i}" for i in _jsonl_ids(hyp)]
         ids += ["done:" + m.parent.name for m in sorted(out.glob("*/.done"))]
         return ids
 

@@ -207,7 +207,9 @@ class FasterWhisperBackend:
 
     name = "faster-whisper"
 
-    def __init__(self, teacher: Teacher, compute_type: str = "int8", cpu_threads: int = 0):
+    def __init__(self, teacher: Teacher, compute_type: str | None = None, cpu_threads: int = 0,
+                 device: str = "cpu"):
+        """``compute_type`` defaults to int8 on CPU and float16 on CUDA."""
         if teacher.ct2_dir is None:
             raise ValueError(
                 f"teacher {teacher.name!r} has no CTranslate2 directory; give a CTranslate2 model "
@@ -216,7 +218,9 @@ class FasterWhisperBackend:
         from faster_whisper import WhisperModel
         from faster_whisper.feature_extractor import FeatureExtractor
 
-        self._fw = WhisperModel(str(teacher.ct2_dir), device="cpu", compute_type=compute_type,
+        kind, _, index = str(device).partition(":")
+        self._fw = WhisperModel(str(teacher.ct2_dir), device=kind, device_index=int(index or 0),
+                                compute_type=compute_type or ("int8" if kind == "cpu" else "float16"),
                                 cpu_threads=cpu_threads)
         self.model = self._fw.model
         self.n_mels = self.model.n_mels
@@ -249,10 +253,11 @@ class FasterWhisperBackend:
         return [(r[0][0][2:-2], float(r[0][1])) for r in results]
 
     def generate(self, features, *, language, task, temperature, beam_size, best_of, max_tokens,
-                 entropy_alpha, timestamps=False):
+                 entropy_alpha, timestamps=True):
         tok = get_tokenizer(self._multilingual, num_languages=self.model.num_languages,
                             language=language if self._multilingual else "en", task=task)
-        prefix = list(tok.sot_sequence_including_notimestamps)
+        # CTranslate2 applies Whisper's timestamp rules itself when the prompt lacks <|notimestamps|>
+        prefix = list(tok.sot_sequence if timestamps else tok.sot_sequence_including_notimestamps)
         n = np.asarray(features).shape[0]
         sampling = temperature > 0
         results = self.model.generate(
@@ -269,15 +274,17 @@ class FasterWhisperBackend:
 
     def _hypothesis(self, r, alpha: float) -> RawHypothesis:
         best = int(np.argmax(r.scores)) if len(r.scores) > 1 else 0
-        tokens = [t for t in r.sequences_ids[best] if t < self.tokenizer.eot]
+        eot = self.tokenizer.eot
+        tokens = [t for t in r.sequences_ids[best] if t != eot]  # text and timestamp tokens
         steps = [np.asarray(step, dtype=np.float32) for step in r.logits[best]]
         logp = torch.from_numpy(np.stack(steps)).log_softmax(-1) if steps else torch.zeros(0, 1)
         n = min(len(tokens), len(logp))
         stats = step_stats(logp[:n], torch.tensor(tokens[:n], dtype=torch.long), alpha) if n else []
-        eot_lp = float(logp[len(tokens), self.tokenizer.eot]) if len(logp) > len(tokens) else 0.0
-        avg = (sum(s[0] for s in stats) + eot_lp) / (len(tokens) + 1)
-        text = self.tokenizer.decode(tokens).strip()
-        return RawHypothesis(tuple(tokens), text, avg, float(r.no_speech_prob), tuple(stats))
+        eot_lp = float(logp[len(tokens), eot]) if len(logp) > len(tokens) else 0.0
+        text_lp = [s[0] for t, s in zip(tokens, stats, strict=False) if t < eot]  # as WhisperBackend
+        avg = (sum(text_lp) + eot_lp) / (len(text_lp) + 1)
+        text = self.tokenizer.decode([t for t in tokens if t < eot]).strip()
+        return RawHypothesis(tuple(tokens[:n]), text, avg, float(r.no_speech_prob), tuple(stats))
 
 
 def make_backend(teacher: Teacher, name: str = "whisper", **kwargs) -> Backend:

@@ -25,8 +25,8 @@ class LabelOptions:
 
     ``timestamps`` decodes in Whisper's timestamp mode, as ``transcribe`` does: the two
     modes write spelled letters and numbers differently ("G-M-E-F" vs "GMEF"), and the
-    timestamp mode's forms are the better ones. Timestamp tokens are not kept in labels.
-    The faster-whisper backend always decodes without timestamps.
+    timestamp mode's forms are the better ones. Timestamp tokens are not kept in labels,
+    and do not count in ``avg_logprob``. Both backends honour it.
     """
 
     beam_size: int | None = None
