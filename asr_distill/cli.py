@@ -42,6 +42,9 @@ def _add_label(sub) -> None:
     p.add_argument("--language", default="en", help="language code, or 'auto' to detect per clip")
     p.add_argument("--full-context", action="store_true",
                    help="always pad to Whisper's 30 s window (slower on short clips)")
+    p.add_argument("--min-window", type=float, default=20.0, choices=[10.0, 20.0, 30.0],
+                   help="shortest encoder context for short clips, seconds (10: fastest; 20: default, "
+                        "writes letters and digits as the 30 s context does)")
     p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
                    help="label only lines with index %% N == I (0-based); output gets a shard suffix")
     p.add_argument("--workers", type=int, default=1,
@@ -87,6 +90,7 @@ def _cmd_label(args) -> int:
         beam_size=args.beam_size,
         language=None if args.language == "auto" else args.language,
         short_context=not args.full_context,
+        min_window_s=args.min_window,
     )
     kw = dict(teacher=args.model, backend=args.backend, options=options, batch_size=args.batch_size,
               seed=args.seed, progress=not args.no_progress)

@@ -424,7 +424,9 @@ def _decode_options(teacher, options):
     from .teacher.options import LabelOptions
 
     stored = _stored_options(teacher)
-    return stored if stored is not None else LabelOptions(temperatures=EVAL_TEMPERATURES)
+    # Off-the-shelf models at their fastest short context (10 s): speed comparisons against
+    # a student are then conservative. Formatting may differ from the 20 s labeling default.
+    return stored if stored is not None else LabelOptions(temperatures=EVAL_TEMPERATURES, min_window_s=10.0)
 
 
 def _stored_options(teacher):

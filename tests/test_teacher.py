@@ -87,7 +87,7 @@ def test_batched_decode_carries_confidence(an4_fixture, tiny_teacher, backend):
         lps = np.array([t.logprob for t in lab.tokens])
         assert (lps <= 0).all() and all(t.entropy >= 0 for t in lab.tokens)
         assert -3 < lab.avg_logprob <= 0 and 0 <= lab.no_speech_prob <= 1
-        assert lab.window_s == 10.0  # all fixture clips are short
+        assert lab.window_s == 20.0  # all fixture clips are short: the default 20 s floor
 
 
 def test_short_context_agrees_with_full_window(an4_fixture, tiny_teacher):
@@ -97,7 +97,7 @@ def test_short_context_agrees_with_full_window(an4_fixture, tiny_teacher):
     clips = _clips(an4_fixture)
     prov = Provenance("tiny.en", tiny_teacher.weights_sha256, "whisper", {}, "test")
     backend = make_backend(tiny_teacher, "whisper")
-    short = decode_batch(backend, clips, LabelOptions(short_context=True), prov)
+    short = decode_batch(backend, clips, LabelOptions(min_window_s=10.0), prov)
     full = decode_batch(backend, clips, LabelOptions(short_context=False), prov)
     refs = [u.text for u, _ in clips]
     wer_short = word_error_rate(refs, [x.text for x in short]).wer
@@ -133,7 +133,17 @@ def test_timestamp_tokens_do_not_count_in_avg_logprob(an4_fixture, tiny_teacher)
         assert abs(a.avg_logprob - b.avg_logprob) < 0.15, (a.text, a.avg_logprob, b.avg_logprob)
 
 
+def test_window_floor():
+    assert LabelOptions().window_for(3.0) == 20.0
+    assert LabelOptions(min_window_s=10.0).window_for(3.0) == 10.0
+    assert LabelOptions(min_window_s=10.0).window_for(12.0) == 20.0
+    assert LabelOptions().window_for(25.0) == 30.0
+    assert LabelOptions(short_context=False).window_for(3.0) == 30.0
+
+
 def test_options_reject_bad_combinations():
+    with pytest.raises(ValueError, match="min_window_s"):
+        LabelOptions(min_window_s=15.0)
     with pytest.raises(ValueError, match="beam_size"):
         LabelOptions(beam_size=0)
     with pytest.raises(ValueError, match="task"):

@@ -18,8 +18,12 @@ class LabelOptions:
     """How the teacher decodes. Defaults follow ``whisper.transcribe`` where it has one.
 
     ``short_context`` encodes an utterance in the shortest of ``SHORT_WINDOWS_S`` that
-    holds it (positional embedding sliced), instead of padding every clip to 30 s: on CPU
-    the encoder dominates and a 3 s clip pays for 30 s. Outputs that fail the checks, or
+    holds it and is at least ``min_window_s`` (positional embedding sliced), instead of
+    padding every clip to 30 s: on CPU the encoder dominates and a 3 s clip pays for 30 s.
+    The 20 s floor is measured: in a 10 s context Whisper base writes spelled letters and
+    digit strings differently (+2.6 WER points after Whisper's English normaliser on AN4
+    test + synthetic clips, none after the format-insensitive one); at 20 s it writes them
+    as it does at 30 s. ``min_window_s=10`` is the fastest setting. Outputs that fail the checks, or
     that hit the token cap, are decoded again at 30 s before any temperature fallback, so
     the quality floor is that of plain Whisper.
 
@@ -38,6 +42,7 @@ class LabelOptions:
     language: str | None = "en"
     task: str = "transcribe"
     short_context: bool = True
+    min_window_s: float = 20.0
     max_tokens: int | None = None
     entropy_alpha: float = ENTROPY_ALPHA
     timestamps: bool = True
@@ -53,6 +58,8 @@ class LabelOptions:
             raise ValueError(f"task must be 'transcribe' or 'translate', got {self.task!r}")
         if not 0 < self.entropy_alpha < 1:
             raise ValueError(f"entropy_alpha must be in (0, 1), got {self.entropy_alpha}")
+        if self.min_window_s not in SHORT_WINDOWS_S:
+            raise ValueError(f"min_window_s must be one of {SHORT_WINDOWS_S}, got {self.min_window_s}")
         if self.best_of < 1:
             raise ValueError(f"best_of must be >= 1, got {self.best_of}")
 
@@ -64,7 +71,7 @@ class LabelOptions:
     def window_for(self, duration: float) -> float:
         if not self.short_context:
             return WINDOW_S
-        return next((w for w in SHORT_WINDOWS_S if duration <= w - 0.5), WINDOW_S)
+        return next((w for w in SHORT_WINDOWS_S if w >= self.min_window_s and duration <= w - 0.5), WINDOW_S)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
