@@ -268,16 +268,35 @@ def _kill_points(rng: random.Random, kills: int, total: int,
                  clean_wall: float | None = None) -> list[tuple[str, float]]:
     """One kill during start-up, the rest at random progress points (sorted), each plus a delay.
 
-    With ``clean_wall`` the rest are random moments in (5%, 90%) of a clean run's wall time.
+    With ``clean_wall`` the rest are ("time", f): a random share f of the work left (see
+    ``TimedKills``), since each resumed run has less to do than the one before.
     """
     points = [("startup", rng.uniform(*STARTUP_KILL_S))]
     if kills > 1:
-        fractions = sorted(rng.uniform(0.05, 0.9) for _ in range(kills - 1))
         if clean_wall is not None:
-            points += [("time", round(f * clean_wall, 2)) for f in fractions]
+            points += [("time", rng.uniform(0.2, 0.7)) for _ in range(kills - 1)]
         else:
+            fractions = sorted(rng.uniform(0.05, 0.9) for _ in range(kills - 1))
             points += [("progress", max(1, round(f * total))) for f in fractions]
     return points[:kills]
+
+
+class TimedKills:
+    """Turns a share of the remaining work into seconds after a (re)start.
+
+    A resumed run first spends ``RESTART_S`` on imports and model loading; the work a clean
+    run did in ``clean_wall`` shrinks by what each killed attempt got done after that.
+    """
+
+    RESTART_S = 8.0
+
+    def __init__(self, clean_wall: float):
+        self.left = max(clean_wall - self.RESTART_S, 1.0)
+
+    def seconds(self, share: float) -> float:
+        work = share * self.left
+        self.left = max(self.left - work, 0.15 * (self.left + work))  # resumes redo some work
+        return round(self.RESTART_S + work, 2)
 
 
 def _wait_then_kill_point(how: str, value: float, target: Target, out: Path, proc: subprocess.Popen,
@@ -321,7 +340,10 @@ def kill_resume(
     expected = target.units(reference)
     out = work / "killed"
     report = KillReport(target.name, 0, expected=len(expected))
+    clock = TimedKills(clean_wall) if target.timed else None
     for how, value in _kill_points(rng, kills, len(expected), clean_wall if target.timed else None):
+        if how == "time":
+            value = clock.seconds(value)
         proc = _start(target.command(out))
         if not _wait_then_kill_point(how, value, target, out, proc, rng):
             proc.communicate()
@@ -590,7 +612,10 @@ def kill_resume_training(target: Target, work: Path, kills: int, seed: int, refe
     report = TrainKillReport(expected_steps=checkpoint_step(reference) or 0)
     out = work / "killed"
     saved: int | None = None  # the step last.ckpt holds when the next process starts
+    clock = TimedKills(clean_wall)
     for how, value in [*_kill_points(rng, kills, 0, clean_wall), ("end", 0.0)]:
+        if how == "time":
+            value = clock.seconds(value)
         proc = _start(target.command(out))
         if how == "end":
             _, err = proc.communicate(timeout=RUN_TIMEOUT_S)

@@ -111,13 +111,13 @@ def test_pipeline_and_training_survive_kills_and_refuse_a_second_process(name, t
     if name == "run":
         report = fc.kill_resume(target, tmp_path, kills=2, seed=3, reference=tmp_path / "lock",
                                 clean_wall=wall)
-        assert report.ok, report
+        assert report.ok and report.kills == 2, report
         done = {u for u in target.units(tmp_path / "killed") if u.startswith("done:")}
         assert done >= {"done:label", "done:train", "done:evaluate"}
     else:
         report = fc.kill_resume_training(target, tmp_path, kills=2, seed=3, reference=tmp_path / "lock",
                                          clean_wall=wall)
-        assert report.ok, report
+        assert report.ok and report.kills == 2, report
         assert report.final_steps == report.expected_steps
 
 

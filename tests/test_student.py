@@ -62,6 +62,14 @@ def test_window_policy_pads_to_the_clip_not_to_30s(duration, window):
     assert StudentOptions(short_context=False).window_for(duration) == 30.0
 
 
+def test_student_window_policy_survives_the_labelers_option_checks():
+    """A student's 2 s windows are not the teacher's 10/20/30 s steps, and must not be refused."""
+    from asr_distill.student.short_context import WindowPolicy
+
+    options = StudentOptions.from_policy(WindowPolicy(True, 1.0, 0.5, 2.0))
+    assert options.window_for(1.0) == 2.0 and options.window_for(3.2) == 4.0
+
+
 def _config(tmp: Path, manifest: Path) -> Path:
     cfg = yaml.safe_load(CONFIG.read_text())
     cfg["model"].update(teacher="tiny.en", lr=1e-3, warmup_steps=2, val_max_tokens=12)

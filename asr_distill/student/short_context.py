@@ -56,6 +56,9 @@ class StudentOptions(LabelOptions):
     window_margin_s: float = WINDOW_MARGIN_S
     min_window_s: float = MIN_WINDOW_S
 
+    def _check_windows(self) -> None:
+        self.policy  # noqa: B018 - WindowPolicy checks its own fields
+
     @property
     def policy(self) -> WindowPolicy:
         return WindowPolicy(self.short_context, self.window_step_s, self.window_margin_s, self.min_window_s)

@@ -58,8 +58,7 @@ class LabelOptions:
             raise ValueError(f"task must be 'transcribe' or 'translate', got {self.task!r}")
         if not 0 < self.entropy_alpha < 1:
             raise ValueError(f"entropy_alpha must be in (0, 1), got {self.entropy_alpha}")
-        if self.min_window_s not in SHORT_WINDOWS_S:
-            raise ValueError(f"min_window_s must be one of {SHORT_WINDOWS_S}, got {self.min_window_s}")
+        self._check_windows()
         if self.best_of < 1:
             raise ValueError(f"best_of must be >= 1, got {self.best_of}")
 
@@ -67,6 +66,11 @@ class LabelOptions:
         """Most tokens an utterance of this length may produce before it counts as a loop."""
         cap = TOKENS_BASE + math.ceil(TOKENS_PER_S * duration)
         return min(cap, self.max_tokens or 224)
+
+    def _check_windows(self) -> None:
+        """The teacher's contexts are fixed steps; a student's policy checks its own."""
+        if self.min_window_s not in SHORT_WINDOWS_S:
+            raise ValueError(f"min_window_s must be one of {SHORT_WINDOWS_S}, got {self.min_window_s}")
 
     def window_for(self, duration: float) -> float:
         if not self.short_context:
