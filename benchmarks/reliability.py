@@ -76,11 +76,17 @@ def _log(msg: str) -> None:
 def run_campaign(args, work: Path) -> dict:
     fc = _load_campaign()
     manifest = fc.an4_manifest(work / "campaign_manifest.jsonl", args.copies)
-    results = []
     targets = [fc.label_target(manifest, "tiny.en", 4, workers=1),
                fc.label_target(manifest, "tiny.en", 4, workers=2),
                fc.run_target(manifest, "tiny.en", 4), fc.train_target(manifest)]
+    # targets not named in --campaign-targets keep their previous results
+    previous = {r["target"]: r for r in args.previous.get("campaign", {}).get("results", [])}
+    results = []
     for target in targets:
+        if args.campaign_targets and target.name not in args.campaign_targets:
+            if target.name in previous:
+                results.append(previous[target.name])
+            continue
         _log(f"campaign {target.name}")
         results.append(fc.campaign(target, work / target.name, args.kills, args.seed,
                                    faults=target.name == "label"))
@@ -313,12 +319,16 @@ def main() -> int:
     p.add_argument("--resume-left", type=int, default=RESUME_LEFT,
                    help="ids the memory resume still labels (the rest of the 100k are done)")
     p.add_argument("--an4", default=str(SHARED_AN4))
+    p.add_argument("--campaign-targets", nargs="+", default=None,
+                   choices=["label", "label_workers2", "run", "train"],
+                   help="rerun only these campaign targets; the others keep their previous results")
     p.add_argument("--only", nargs="+", default=["bad", "memory", "campaign", "workers", "overlap"],
                    help="sections to run; the others keep their previous results")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="reliability."))
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     result = dict(previous.get("details", {}))
+    args.previous = dict(result)
     steps = {"campaign": run_campaign, "bad": lambda a, w: run_bad_inputs(w), "memory": run_memory,
              "workers": run_workers, "overlap": run_overlap}
     try:
