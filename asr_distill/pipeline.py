@@ -810,7 +810,8 @@ def write_data_card(p: Paths) -> Path:
 
 
 def _clear_stale(p: Paths, stage: str) -> None:
-    """Remove what a stage resumes from, when an earlier stage just made new inputs for it.
+    """Remove what a stage resumes from, when an earlier stage just made new inputs for it
+    (or the stage is forced to run again).
 
     Without this, training would "resume" a finished run on old labels and evaluation
     would reuse an old student's hypotheses. Outputs that are simply overwritten (filter,
@@ -821,7 +822,8 @@ def _clear_stale(p: Paths, stage: str) -> None:
 
     doomed: list[Path] = []
     if stage == "train":
-        doomed = [p.train_dir / "checkpoints", p.train_dir / "metrics.csv", p.train_dir / "hparams.yaml"]
+        doomed = [p.train_dir / "checkpoints", p.train_dir / "metrics.csv", p.train_dir / "hparams.yaml",
+                  p.train_dir / "logs"]
     elif stage == "evaluate":
         doomed = [p.eval_dir]
     for path in doomed:
@@ -983,8 +985,8 @@ def _run_locked(cfg: PipelineConfig, p: Paths, start: str | None, stop: str | No
             continue
         if marker.is_file():
             marker.unlink()  # rerun: forget the old marker first, so a kill now cannot look finished
-        if upstream_ran or newer is not None:
-            _clear_stale(p, stage)
+        if force or upstream_ran or newer is not None:
+            _clear_stale(p, stage)  # forced: from scratch, not a resume of the old run
         log.info("stage %s: running%s", stage, f" ({newer} is newer)" if newer else "")
         started = time.perf_counter()
         notes = _STAGE_FNS[stage](p)

@@ -123,6 +123,15 @@ def test_rerun_resumes_after_parts_of_the_root_are_deleted(finished_run):
     assert dict(plan(cfg))["train"] == "stale: filter is newer"
 
 
+def test_forced_training_starts_over_instead_of_resuming(finished_run):
+    cfg, _ = finished_run
+    log = Path(cfg["out"]) / "train" / "train.log"
+    forced = run(cfg, start="train", stop="train", force=True)
+    assert [s.status for s in forced.stages] == ["ran"]
+    starts = [line for line in log.read_text().splitlines() if "training from global step" in line]
+    assert starts[-1].split("training from global step ")[1].startswith("0 ")
+
+
 def test_a_second_run_on_the_same_root_is_refused(tmp_path):
     cfg = config_from_dict(_config(tmp_path))
     Path(cfg.out).mkdir(parents=True)
