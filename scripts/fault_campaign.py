@@ -548,6 +548,10 @@ def train_target(manifest: Path, epochs: int = 6) -> Target:
     from asr_distill.pipeline import place_student_config
 
     base = yaml.safe_load((ROOT / "recipes" / "support" / "student.yaml").read_text())
+    # no early stopping: it reads validation WER, which a resumed run need not reproduce, so
+    # the final step would not be comparable with a clean run's
+    base["trainer"]["callbacks"] = [cb for cb in base["trainer"].get("callbacks") or []
+                                    if not str(cb.get("class_path", "")).endswith("EarlyStopping")]
     overrides = {"model.init": "tiny.en", "model.kl_weight": 0.0, "model.ce_weight": 1.0,
                  "data.augment_copies": 0, "data.val_fraction": 0.25, "data.batch_size": 4,
                  "trainer.max_epochs": epochs, "trainer.max_time": None, "trainer.log_every_n_steps": 1}
