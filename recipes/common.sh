@@ -49,3 +49,15 @@ pipeline_stage() {
   log "stage $n: $name"
   "$ASR_DISTILL" run "$config" --out "$out" --from "$name" --to "$name"
 }
+
+# pipeline_stages CONFIG: stages 1-6 (label .. report), then the final table and report path
+pipeline_stages() {
+  local config="$1" n=1 name
+  for name in label filter train export evaluate report; do
+    pipeline_stage "$n" "$name" "$config"
+    n=$((n + 1))
+  done
+  if want 6 && [ -f "$out/eval/table.md" ]; then
+    echo; cat "$out/eval/table.md"; echo; echo "report: $out/report/report.md"
+  fi
+}

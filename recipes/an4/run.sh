@@ -37,13 +37,4 @@ if want 0 && [ ! -f "$out/data/.done" ]; then
   touch "$out/data/.done"
 fi
 
-pipeline_stage 1 label "$config"
-pipeline_stage 2 filter "$config"
-pipeline_stage 3 train "$config"
-pipeline_stage 4 export "$config"
-pipeline_stage 5 evaluate "$config"
-pipeline_stage 6 report "$config"
-
-if want 6 && [ -f "$out/eval/table.md" ]; then
-  echo; cat "$out/eval/table.md"; echo; echo "report: $out/report/report.md"
-fi
+pipeline_stages "$config"
