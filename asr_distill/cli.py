@@ -45,6 +45,9 @@ def _add_label(sub) -> None:
     p.add_argument("--min-window", type=float, default=20.0, choices=[10.0, 20.0, 30.0],
                    help="shortest encoder context for short clips, seconds (10: fastest; 20: default, "
                         "writes letters and digits as the 30 s context does)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                   help="encoder dtype (auto: fp16 on CUDA, bf16 on CPUs with bf16 units, else fp32); "
+                        "with faster-whisper, the compute type (auto: int8 on CPU)")
     p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
                    help="label only lines with index %% N == I (0-based); output gets a shard suffix")
     p.add_argument("--workers", type=int, default=1,
@@ -93,7 +96,7 @@ def _cmd_label(args) -> int:
         min_window_s=args.min_window,
     )
     kw = dict(teacher=args.model, backend=args.backend, options=options, batch_size=args.batch_size,
-              seed=args.seed, progress=not args.no_progress)
+              seed=args.seed, progress=not args.no_progress, precision=args.precision)
     if args.workers > 1 or launched_by_torchrun():
         if args.shard:
             raise SystemExit("error: --workers and --shard both split a job; use one")

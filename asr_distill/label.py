@@ -177,7 +177,9 @@ def _seeded(seed: int, backend: Backend) -> Iterator[None]:
 
 
 def provenance_for(teacher: Teacher, backend: Backend, options: LabelOptions) -> Provenance:
-    return Provenance(teacher.name, teacher.weights_sha256, backend.name, options.as_dict(), __version__)
+    """``decoding`` holds the options and the precision the backend chose (``auto`` resolved)."""
+    decoding = {**options.as_dict(), "precision": backend.precision}
+    return Provenance(teacher.name, teacher.weights_sha256, backend.name, decoding, __version__)
 
 
 def _default_device() -> str:
@@ -200,6 +202,7 @@ def label_batches(
     seed: int = DEFAULT_SEED,
     progress: bool = False,
     device: str | None = None,
+    precision: str = "auto",
 ) -> Iterator[tuple[list[TeacherLabel], list[Skip]]]:
     """Like ``label`` but yields one ``(labels, skips)`` pair per decoded batch (for writers).
 
@@ -207,7 +210,8 @@ def label_batches(
     pairs of skips already recorded (None: manifest-level skips are judged by id alone).
     ``loader_threads`` threads decode audio ahead of the model (0: decode inline);
     ``seed`` fixes temperature-fallback sampling per batch (see ``batch_seed``);
-    ``device`` (``cpu``, ``cuda``, ``cuda:1``; None: CUDA when present) places a teacher given by name.
+    ``device`` (``cpu``, ``cuda``, ``cuda:1``; None: CUDA when present) places a teacher given by name;
+    ``precision`` (auto, fp32, bf16, fp16) is the encoder's dtype (see ``teacher.backends.encoder_dtype``).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -217,7 +221,7 @@ def label_batches(
     else:
         device = device or _default_device()
         teacher = load_teacher(teacher, device=device)
-    engine = make_backend(teacher, backend, **({"device": device} if backend != "whisper" else {}))
+    engine = make_backend(teacher, backend, precision, **({"device": device} if backend != "whisper" else {}))
     prov = provenance_for(teacher, engine, options)
     records = read_manifest(manifest, shard=shard)
     segments = _prefetch(records, lambda r: _load(r, done_ids, done_skips), loader_threads,

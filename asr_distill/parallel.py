@@ -93,6 +93,7 @@ class _Job:
     options: LabelOptions
     batch_size: int
     loader_threads: int
+    precision: str
     threads: int
     seed: int
     progress: bool
@@ -126,6 +127,7 @@ def label_parallel(
     backend: str = "whisper",
     options: LabelOptions | None = None,
     batch_size: int = 8,
+    precision: str = "auto",
     loader_threads: int = 2,
     threads: int | None = None,
     seed: int = DEFAULT_SEED,
@@ -164,6 +166,7 @@ def label_parallel(
     job = _Job(
         manifest=str(manifest), out=str(out), teacher=str(teacher), backend=backend,
         options=options or LabelOptions(), batch_size=batch_size, loader_threads=loader_threads,
+        precision=precision,
         threads=threads or threads_per_worker(world), seed=seed, progress=progress,
         log_level=logging.getLogger("asr_distill").getEffectiveLevel(),
     )
@@ -250,6 +253,7 @@ def _run_rank(rank: int, world: int, job: _Job, init: str) -> tuple[list[LabelSt
             job.manifest, job.out, teacher=_load_for_rank(job.teacher), backend=job.backend,
             options=job.options, batch_size=job.batch_size, shard=(rank, world),
             loader_threads=job.loader_threads, seed=job.seed, progress=job.progress and rank == 0,
+            precision=job.precision,
         )
         log.info("shard %d/%d: labeled %d, skipped %d, already done %d, RTFx %.1f",
                  rank, world, stats.labeled, stats.skipped, stats.already_done, stats.rtfx)

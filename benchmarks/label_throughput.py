@@ -28,16 +28,20 @@ from asr_distill.manifest import read_manifest
 from asr_distill.metrics import word_error_rate
 from asr_distill.records import Skip, TeacherLabel, Utterance
 from asr_distill.teacher import load_teacher
+from asr_distill.teacher.backends import cpu_has_bf16, make_backend
 from asr_distill.teacher.options import LabelOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "label_throughput.json"
 SEQUENTIAL = "sequential whisper.transcribe (greedy + fallback)"
-DEFAULT = "batched, PyTorch backend, 20 s floor (shipped default)"
+DEFAULT = "batched, PyTorch backend, 20 s floor, encoder precision auto (shipped default)"
+FP32 = "batched, PyTorch backend, 20 s floor, float32 encoder (--precision fp32)"
 FASTER = "batched, faster-whisper int8 backend, 20 s floor (--backend faster-whisper)"
 
 
 def _corpora(args) -> list[Path]:
+    if args.manifests:
+        return [Path(m) for m in args.manifests]
     manifests = []
     an4 = Path(args.an4) / "test.jsonl"
     if an4.is_file():
@@ -68,15 +72,17 @@ def _write_manifest(utts: list[Utterance], path: Path) -> Path:
 def run_sequential(model, utts: list[Utterance]) -> tuple[dict[str, str], float]:
     """The baseline people run: ``whisper.transcribe`` one file at a time, greedy with fallback.
 
-    Audio loading is inside the clock, as it is for the batched systems.
+    Audio loading is inside the clock, as it is for the batched systems. On a GPU it runs
+    in float16, ``transcribe``'s default there.
     """
+    fp16 = next(model.parameters()).device.type == "cuda"
     from asr_distill.audio import load_audio
 
     hyps = {}
     t = time.perf_counter()
     for u in utts:
         audio = load_audio(u.audio_filepath, u.offset, u.duration)
-        r = whisper.transcribe(model, audio, language="en", fp16=False, verbose=None)
+        r = whisper.transcribe(model, audio, language="en", fp16=fp16, verbose=None)
         hyps[u.id] = r["text"].strip()
     return hyps, time.perf_counter() - t
 
@@ -114,6 +120,8 @@ def main() -> None:
     ap.add_argument("--levers", action="store_true",
                     help="also run each speed lever alone (batching, short context, int8): 2x longer")
     ap.add_argument("--rounds", type=int, default=4, help="interleave systems over this many slices")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the issue's bar is for 2 CPU cores)")
+    ap.add_argument("--manifests", nargs="*", help="label these manifests (with references) instead")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -124,7 +132,7 @@ def main() -> None:
     by_id = {u.id: u for u in read_manifest(manifest)}
     refs = [by_id[i].text for i in ids]
     audio_s = sum(by_id[i].duration for i in ids)
-    teacher = load_teacher(args.model)
+    teacher = load_teacher(args.model, device=args.device)
     print(f"{len(ids)} utterances, {audio_s / 60:.1f} min, model {args.model}, {args.threads} threads")
 
     # warm-up, so no system pays for first-call allocation
@@ -132,11 +140,15 @@ def main() -> None:
 
     systems = {
         SEQUENTIAL: None,
-        FASTER: dict(batch_size=args.batch_size, backend="faster-whisper", options=LabelOptions()),
+        FASTER: dict(batch_size=args.batch_size, backend="faster-whisper", options=LabelOptions(),
+                     device=args.device),
         DEFAULT: dict(batch_size=args.batch_size, options=LabelOptions()),
+        FP32: dict(batch_size=args.batch_size, options=LabelOptions(), precision="fp32"),
         "batched, 10 s floor (--min-window 10)": dict(batch_size=args.batch_size,
                                                       options=LabelOptions(min_window_s=10.0)),
     }
+    if args.device != "cpu":  # the GPU image has no CTranslate2 built for its CUDA
+        del systems[FASTER]
     if args.levers:  # each lever on its own, to see what wins
         systems.update({
             "batched, full 30 s context": dict(batch_size=args.batch_size,
@@ -168,7 +180,7 @@ def main() -> None:
     rows = [_score(name, refs, [hyps[name][i] for i in ids], wall[name], audio_s) for name in systems]
     seq = rows[0]
     batched = next(r for r in rows if r["system"] == DEFAULT)
-    faster = next(r for r in rows if r["system"] == FASTER)
+    faster = next((r for r in rows if r["system"] == FASTER), {"rtfx": None, "wer": None})
     result = {
         "model": args.model,
         "utterances": len(ids),
@@ -182,12 +194,15 @@ def main() -> None:
         "wer_sequential": seq["wer"],
         "wer_batched": batched["wer"],
         "rtfx_batched_faster_whisper": faster["rtfx"],
-        "ratio_faster_whisper": round(faster["rtfx"] / seq["rtfx"], 2),
+        "ratio_faster_whisper": faster["rtfx"] and round(faster["rtfx"] / seq["rtfx"], 2),
         "wer_batched_faster_whisper": faster["wer"],
+        "precision": make_backend(teacher).precision,
+        "ratio_fp32_encoder": round(next(r for r in rows if r["system"] == FP32)["rtfx"] / seq["rtfx"], 2),
         "normaliser": "whisper_en",
         "systems": rows,
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "torch": torch.__version__},
+                    "torch": torch.__version__, "cpu_bf16_units": cpu_has_bf16(),
+                    "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"},
         "command": "python " + " ".join(sys.argv),
     }
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")

@@ -31,6 +31,7 @@ def test_label_fixture_end_to_end(an4_fixture, tiny_teacher, tmp_path):
     labels = [TeacherLabel.from_dict(d) for d in rows]
     assert all(lab.provenance.weights_sha256 == tiny_teacher.weights_sha256 for lab in labels)
     assert all(lab.provenance.decoding["language"] == "en" for lab in labels)
+    assert {lab.provenance.decoding["precision"] for lab in labels} <= {"fp32", "bf16"}  # auto, resolved
     wer = word_error_rate([lab.ref_text for lab in labels], [lab.text for lab in labels])
     assert wer.wer < 25.0, wer  # tiny.en on clean AN4: ~5% here; 25% means something broke
     # NeMo-compatible: the three fields NeMo reads are there

@@ -59,10 +59,11 @@ def test_length_scale_jitter(synthesized, tmp_path):
     assert len(set(scales)) == 50
     assert scales == [synth.jittered_length_scale(1.0, 0.2, 3, f"u{i}") for i in range(50)]
     assert synth.jittered_length_scale(1.0, 0.2, 4, "u0") != scales[0]
-    # A jitter that slows this utterance by about 30% (Piper's own noise is a few percent).
-    seed = next(s for s in range(100) if synth.jittered_length_scale(1.0, 0.3, s, TWO[0][0]) > 1.25)
-    slow = list(synthesize(TWO[:1], tmp_path, length_scale_jitter=0.3, seed=seed))
-    assert slow[0]["duration"] > 1.1 * plain[0]["duration"]
+    # A jitter that slows this utterance by over 45%. Piper draws its own duration noise
+    # (seen: 10-15% on this short sentence under load), so the margin must exceed it.
+    seed = next(s for s in range(200) if synth.jittered_length_scale(1.0, 0.6, s, TWO[0][0]) > 1.45)
+    slow = list(synthesize(TWO[:1], tmp_path, length_scale_jitter=0.6, seed=seed))
+    assert slow[0]["duration"] > 1.15 * plain[0]["duration"]
 
 
 def test_write_corpus(tmp_path, monkeypatch):

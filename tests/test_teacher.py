@@ -148,3 +148,63 @@ def test_options_reject_bad_combinations():
         LabelOptions(beam_size=0)
     with pytest.raises(ValueError, match="task"):
         LabelOptions(task="summarise")
+
+
+def test_statistics_read_during_decoding_equal_a_teacher_forced_pass(an4_fixture, tiny_teacher):
+    """Greedy decoding scores its tokens as it goes; a second forward pass over them must agree."""
+    backend = make_backend(tiny_teacher, "whisper", precision="fp32")
+    clips = _clips(an4_fixture)[:5]
+    feats = backend.encode([a for _, a in clips], 20.0)
+    kw = dict(language="en", task="transcribe", temperature=0.0, beam_size=None, best_of=5,
+              max_tokens=60, entropy_alpha=0.33, timestamps=True)
+    hyps = backend.generate(feats, **kw)
+    prefix = list(backend.tokenizer.sot_sequence)
+    forced = backend._token_stats(feats, prefix, [list(h.tokens) for h in hyps], 0.33)
+    for h, (stats, avg) in zip(hyps, forced, strict=True):
+        assert len(h.token_stats) == len(stats) == len(h.tokens) > 0
+        np.testing.assert_allclose(np.array(h.token_stats), np.array(stats), atol=2e-3)
+        assert abs(h.avg_logprob - avg) < 1e-3
+    # a row stopped by the length cap has no end-token step: it falls back to the forced pass
+    capped = backend.generate(feats, **{**kw, "max_tokens": 3})
+    assert all(len(h.tokens) == len(h.token_stats) <= 3 for h in capped)
+
+
+def test_language_read_from_the_decoding_pass_equals_detection(an4_fixture, tiny_teacher):
+    """The start-of-transcript distribution is the detector's: reading it from ``generate`` is free."""
+    base = load_teacher("base")  # the packaged multilingual teacher
+    backend = make_backend(base, "whisper", precision="fp32")
+    feats = backend.encode([a for _, a in _clips(an4_fixture)[:3]], 20.0)
+    hyps = backend.generate(feats, language="en", task="transcribe", temperature=0.0, beam_size=None,
+                            best_of=5, max_tokens=40, entropy_alpha=0.33, timestamps=True)
+    for h, (code, prob) in zip(hyps, backend.detect_language(feats), strict=True):
+        assert h.language[0] == code == "en"
+        assert abs(h.language[1] - prob) < 1e-4
+    tiny = make_backend(tiny_teacher, "whisper")
+    assert tiny.detect_language(torch.zeros(2, 10, 384)) == [("en", None)] * 2  # English-only
+
+
+def test_precision_choice():
+    from asr_distill.teacher.backends import cpu_has_bf16, encoder_dtype
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert encoder_dtype("fp32", cpu) is None and encoder_dtype("bf16", cpu) is torch.bfloat16
+    assert encoder_dtype("auto", gpu) is torch.float16
+    assert encoder_dtype("auto", cpu) is (torch.bfloat16 if cpu_has_bf16() else None)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        encoder_dtype("int4", cpu)
+
+
+def test_bf16_encoder_keeps_the_words(an4_fixture, tiny_teacher):
+    """bf16 is a speed lever; on real clips it must leave the transcripts (nearly) as float32 has them."""
+    from asr_distill.metrics import word_error_rate
+
+    clips = _clips(an4_fixture)
+    prov = Provenance("tiny.en", tiny_teacher.weights_sha256, "whisper", {}, "test")
+    texts = {}
+    for precision in ("fp32", "bf16"):
+        backend = make_backend(tiny_teacher, "whisper", precision=precision)
+        assert backend.precision == precision
+        texts[precision] = [x.text for x in decode_batch(backend, clips, LabelOptions(), prov)]
+    refs = [u.text for u, _ in clips]
+    assert word_error_rate(refs, texts["bf16"]).wer <= word_error_rate(refs, texts["fp32"]).wer + 5.0
+    assert sum(a == b for a, b in zip(texts["fp32"], texts["bf16"], strict=True)) >= len(clips) - 2

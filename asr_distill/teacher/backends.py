@@ -7,7 +7,10 @@ not). Both return ``RawHypothesis`` with per-token log-probabilities and entropi
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -28,6 +31,8 @@ class RawHypothesis:
     """One decoded output before it becomes a record.
 
     ``token_stats`` holds, per token, (logprob, gibbs, tsallis, renyi) in nats.
+    ``language`` is the detector's (code, probability) read from the same forward pass,
+    where the backend can (None: ask ``detect_language``).
     """
 
     tokens: tuple[int, ...]
@@ -35,6 +40,52 @@ class RawHypothesis:
     avg_logprob: float
     no_speech_prob: float
     token_stats: tuple[tuple[float, float, float, float], ...]
+    language: tuple[str, float | None] | None = None
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@cache
+def cpu_has_bf16() -> bool:
+    """Native bf16 matrix units (AMX or AVX512-BF16). Elsewhere bf16 on a CPU is emulated and slower."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False
+    return bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
+def encoder_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for the encoder, or None for float32.
+
+    ``auto`` is float16 on CUDA (Whisper's own GPU precision), bfloat16 on a CPU with
+    native bf16 units, float32 elsewhere. Only the encoder is cast: it is most of the
+    compute, while the decoder's small per-token matrix products run slower under autocast
+    on a CPU than in float32.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.float16
+        return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16() else None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def entropies(logp: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Gibbs, Tsallis and Renyi entropies of next-token distributions: ``(..., V)`` → ``(..., 3)``."""
+    p = logp.exp()
+    gibbs = -(p * logp).sum(-1)
+    power_sum = (alpha * logp).exp().sum(-1)  # sum p^alpha
+    tsallis = (1.0 - power_sum) / (alpha - 1.0)
+    renyi = power_sum.log() / (1.0 - alpha)
+    return torch.stack([gibbs, tsallis, renyi], -1)
+
+
+def _rounded(lp: torch.Tensor, ent: torch.Tensor) -> list[tuple[float, ...]]:
+    rows = torch.cat([lp[:, None], ent], -1).tolist()
+    return [tuple(round(x, 4) for x in row) for row in rows]
 
 
 def step_stats(logp: torch.Tensor, chosen: torch.Tensor, alpha: float) -> list[tuple[float, ...]]:
@@ -45,18 +96,12 @@ def step_stats(logp: torch.Tensor, chosen: torch.Tensor, alpha: float) -> list[t
         chosen: ``(S,)`` the token emitted at each step.
         alpha: the Tsallis/Renyi order (NeMo's confidence uses 0.33).
     """
-    p = logp.exp()
-    gibbs = -(p * logp).sum(-1)
-    power_sum = (alpha * logp).exp().sum(-1)  # sum p^alpha
-    tsallis = (1.0 - power_sum) / (alpha - 1.0)
-    renyi = power_sum.log() / (1.0 - alpha)
-    lp = logp.gather(-1, chosen[:, None])[:, 0]
-    rows = torch.stack([lp, gibbs, tsallis, renyi], -1).tolist()
-    return [tuple(round(x, 4) for x in row) for row in rows]
+    return _rounded(logp.gather(-1, chosen[:, None])[:, 0], entropies(logp, alpha))
 
 
 class Backend(Protocol):
     name: str
+    precision: str
     tokenizer: Tokenizer
 
     def encode(self, audios: list[np.ndarray], window_s: float) -> Any: ...
@@ -111,8 +156,19 @@ class _FeaturesTask(DecodingTask):
     """openai-whisper's batched ``DecodingTask`` fed with encoder outputs we computed.
 
     Our features may come from a shortened encoder context, which the stock task would
-    mistake for a mel spectrogram and encode again.
+    mistake for a mel spectrogram and encode again. The task also keeps what its forward
+    passes already computed and a record needs: the distribution at the start-of-transcript
+    position (the language detector's, so detection costs nothing extra) and, when it
+    decodes one row per clip (greedy), each step's token statistics, so no second
+    teacher-forced pass is needed.
     """
+
+    def __init__(self, model, options: DecodingOptions, entropy_alpha: float):
+        super().__init__(model, options)
+        self.alpha = entropy_alpha
+        self.sot_logits: torch.Tensor | None = None
+        self.chosen_lp: list[torch.Tensor] = []  # per step (B,): log-probability of the emitted token
+        self.step_entropies: list[torch.Tensor] = []  # per step (B, 3)
 
     def _get_audio_features(self, mel: torch.Tensor) -> torch.Tensor:
         # Beam search and best-of-n run n_group rows per clip; openai-whisper repeats the
@@ -123,21 +179,68 @@ class _FeaturesTask(DecodingTask):
     def _detect_language(self, audio_features: torch.Tensor, tokens: torch.Tensor):
         return super()._detect_language(audio_features[:: self.n_group], tokens)
 
+    @property
+    def tracks_steps(self) -> bool:
+        return self.n_group == 1
+
+    def _main_loop(self, audio_features: torch.Tensor, tokens: torch.Tensor):
+        forward = self.inference.logits
+        pending: list[torch.Tensor] = []  # the last step's log-probabilities, until its token is known
+
+        def logits(tokens: torch.Tensor, audio_features: torch.Tensor) -> torch.Tensor:
+            out = forward(tokens, audio_features)
+            if self.sot_logits is None:
+                self.sot_logits = out[:, self.sot_index].float()
+            if self.tracks_steps:
+                if pending:
+                    self.chosen_lp.append(pending.pop().gather(-1, tokens[:, -1:])[:, 0])
+                logp = out[:, -1].float().log_softmax(-1)
+                self.step_entropies.append(entropies(logp, self.alpha))
+                pending.append(logp)
+            return out
+
+        self.inference.logits = logits
+        try:
+            tokens, sum_logprobs, no_speech = super()._main_loop(audio_features, tokens)
+        finally:
+            del self.inference.logits  # the instance attribute; the class method shows again
+        if pending:
+            self.chosen_lp.append(pending.pop().gather(-1, tokens[:, -1:])[:, 0])
+        return tokens, sum_logprobs, no_speech
+
+    def row_stats(self, row: int, n_tokens: int) -> list[tuple[float, ...]] | None:
+        """Statistics of a row's first ``n_tokens`` + 1 steps (its tokens and the end token)."""
+        if not self.tracks_steps or len(self.chosen_lp) < n_tokens + 1:
+            return None  # stopped at the length cap before the end token: score it by teacher forcing
+        lp = torch.stack([s[row] for s in self.chosen_lp[: n_tokens + 1]])
+        ent = torch.stack([s[row] for s in self.step_entropies[: n_tokens + 1]])
+        return _rounded(lp, ent)
+
 
 class WhisperBackend:
-    """openai-whisper in PyTorch: the reference implementation and the student's format."""
+    """openai-whisper in PyTorch: the reference implementation and the student's format.
+
+    ``precision`` sets the encoder's autocast dtype (see ``encoder_dtype``); ``self.precision``
+    names what was chosen, for provenance.
+    """
 
     name = "whisper"
 
-    def __init__(self, teacher: Teacher):
+    def __init__(self, teacher: Teacher, precision: str = "auto"):
         self.model = teacher.model.eval()
         self.device = next(self.model.parameters()).device
         self.tokenizer = make_tokenizer(self.model.is_multilingual, self.model.num_languages)
+        self._dtype = encoder_dtype(precision, self.device)
+        self.precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self._dtype]
 
     @torch.no_grad()
     def encode(self, audios: list[np.ndarray], window_s: float) -> torch.Tensor:
         mels = log_mel_batch(audios, window_s, self.model.dims.n_mels).to(self.device)
-        return encode_mels(self.model, mels)
+        cast = (torch.autocast(self.device.type, dtype=self._dtype) if self._dtype is not None
+                else contextlib.nullcontext())
+        with cast:
+            features = encode_mels(self.model, mels)
+        return features.float()
 
     def select(self, features: torch.Tensor, idx: list[int]) -> torch.Tensor:
         return features[idx]
@@ -146,11 +249,16 @@ class WhisperBackend:
     def detect_language(self, features: torch.Tensor) -> list[tuple[str, float | None]]:
         if not self.model.is_multilingual:
             return [("en", None)] * features.shape[0]
-        codes = _language_codes(self.tokenizer)
         sot = torch.full((features.shape[0], 1), self.tokenizer.sot, device=self.device)
-        logits = self.model.logits(sot, features)[:, 0]
-        keep = torch.tensor(list(codes), device=self.device)
-        probs = logits[:, keep].float().softmax(-1)
+        return self._languages(self.model.logits(sot, features)[:, 0])
+
+    def _languages(self, sot_logits: torch.Tensor) -> list[tuple[str, float | None]]:
+        """The language detector's answer from the logits at the start-of-transcript position."""
+        if not self.model.is_multilingual:
+            return [("en", None)] * sot_logits.shape[0]
+        codes = _language_codes(self.tokenizer)
+        keep = torch.tensor(list(codes), device=sot_logits.device)
+        probs = sot_logits[:, keep].float().softmax(-1)
         best = probs.argmax(-1)
         return [(codes[int(keep[b])], float(probs[i, b])) for i, b in enumerate(best)]
 
@@ -168,23 +276,40 @@ class WhisperBackend:
             without_timestamps=not timestamps,
             fp16=False,
         )
-        results = _FeaturesTask(self.model, options).run(features)
+        run = _FeaturesTask(self.model, options, entropy_alpha)
+        results = run.run(features)
+        langs = self._languages(run.sot_logits[:: run.n_group])
         tok = get_tokenizer(self.model.is_multilingual, num_languages=self.model.num_languages,
                             language=options.language, task=task)
         prefix = list(tok.sot_sequence if timestamps else tok.sot_sequence_including_notimestamps)
-        scored = self._token_stats(features, prefix, [r.tokens for r in results], entropy_alpha)
-        return [
-            RawHypothesis(tuple(r.tokens), r.text.strip(), avg, float(r.no_speech_prob), st)
-            for r, (st, avg) in zip(results, scored, strict=True)
-        ]
+        tracked = [run.row_stats(b, len(r.tokens)) for b, r in enumerate(results)]
+        forced = [b for b, st in enumerate(tracked) if st is None]
+        scored = iter(self._token_stats(features[forced], prefix, [results[b].tokens for b in forced],
+                                        entropy_alpha) if forced else [])
+        hyps = []
+        for r, st, lang in zip(results, tracked, langs, strict=True):
+            stats, avg = self._summary(r.tokens, st) if st is not None else next(scored)
+            hyps.append(RawHypothesis(tuple(r.tokens), r.text.strip(), avg, float(r.no_speech_prob),
+                                      stats, lang))
+        return hyps
 
-    def _token_stats(self, features, prefix: list[int], outputs: list[list[int]], alpha: float):
-        """Teacher-forced pass over the emitted tokens: per-token stats and the average log-probability.
+    def _summary(self, tokens: list[int], stats: list[tuple[float, ...]]):
+        """Token statistics (without the end token's) and the average log-probability.
 
         The average covers text tokens and the end token, not timestamp tokens: in timestamp
         mode those are uncertain about *when* (often below -1 on their own), which would send
         correct transcripts into temperature fallback. It then means the same in both modes
         and in both backends.
+        """
+        chosen = [*tokens, self.tokenizer.eot]
+        text_lp = [s[0] for t, s in zip(chosen, stats, strict=True) if t < self.tokenizer.timestamp_begin]
+        return tuple(stats[:-1]), sum(text_lp) / len(text_lp)
+
+    def _token_stats(self, features, prefix: list[int], outputs: list[list[int]], alpha: float):
+        """Teacher-forced pass over emitted tokens, for rows the decoding loop could not score.
+
+        Beam search and best-of-n reorder or rank rows, and a row cut at the length cap has no
+        end-token step: these are scored here, by one pass over the whole sequence.
         """
         eot = self.tokenizer.eot
         width = len(prefix) + max((len(t) for t in outputs), default=0) + 1
@@ -195,10 +320,7 @@ class WhisperBackend:
         for b, t in enumerate(outputs):
             start = len(prefix) - 1
             chosen = torch.tensor([*t, eot], dtype=torch.long, device=self.device)
-            stats = step_stats(logp[b, start: start + len(t) + 1], chosen, alpha)
-            text_lp = [s[0] for tok_id, s in zip(chosen.tolist(), stats, strict=True)
-                       if tok_id < self.tokenizer.timestamp_begin]
-            out.append((tuple(stats[:-1]), sum(text_lp) / len(text_lp)))
+            out.append(self._summary(t, step_stats(logp[b, start: start + len(t) + 1], chosen, alpha)))
         return out
 
 
@@ -207,9 +329,13 @@ class FasterWhisperBackend:
 
     name = "faster-whisper"
 
-    def __init__(self, teacher: Teacher, compute_type: str | None = None, cpu_threads: int = 0,
+    def __init__(self, teacher: Teacher, compute_type: str | None = None, cpu_threads: int | None = None,
                  device: str = "cpu"):
-        """``compute_type`` defaults to int8 on CPU and float16 on CUDA."""
+        """``compute_type`` defaults to int8 on CPU and float16 on CUDA.
+
+        ``cpu_threads`` defaults to torch's thread count: CTranslate2's own default (4) over-
+        subscribes a 2-core machine.
+        """
         if teacher.ct2_dir is None:
             raise ValueError(
                 f"teacher {teacher.name!r} has no CTranslate2 directory; give a CTranslate2 model "
@@ -219,9 +345,10 @@ class FasterWhisperBackend:
         from faster_whisper.feature_extractor import FeatureExtractor
 
         kind, _, index = str(device).partition(":")
+        self.precision = compute_type or ("int8" if kind == "cpu" else "float16")
+        threads = torch.get_num_threads() if cpu_threads is None else cpu_threads
         self._fw = WhisperModel(str(teacher.ct2_dir), device=kind, device_index=int(index or 0),
-                                compute_type=compute_type or ("int8" if kind == "cpu" else "float16"),
-                                cpu_threads=cpu_threads)
+                                compute_type=self.precision, cpu_threads=threads)
         self.model = self._fw.model
         self.n_mels = self.model.n_mels
         self._features = FeatureExtractor(feature_size=self.n_mels)
@@ -287,10 +414,17 @@ class FasterWhisperBackend:
         return RawHypothesis(tuple(tokens[:n]), text, avg, float(r.no_speech_prob), tuple(stats))
 
 
-def make_backend(teacher: Teacher, name: str = "whisper", **kwargs) -> Backend:
-    """``whisper`` (PyTorch, any checkpoint) or ``faster-whisper`` (CTranslate2 teachers)."""
+def make_backend(teacher: Teacher, name: str = "whisper", precision: str = "auto", **kwargs) -> Backend:
+    """``whisper`` (PyTorch, any checkpoint) or ``faster-whisper`` (CTranslate2 teachers).
+
+    ``precision`` (``PRECISIONS``): the PyTorch encoder's dtype, or CTranslate2's compute
+    type (``auto``: int8 on CPU, float16 on CUDA).
+    """
     if name == "whisper":
-        return WhisperBackend(teacher)
+        return WhisperBackend(teacher, precision)
     if name in ("faster-whisper", "ct2"):
-        return FasterWhisperBackend(teacher, **kwargs)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        compute = {"auto": None, "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[precision]
+        return FasterWhisperBackend(teacher, compute_type=compute, **kwargs)
     raise ValueError(f"unknown backend {name!r}: choose 'whisper' or 'faster-whisper'")

@@ -50,8 +50,9 @@ def _decode_window(backend: Backend, audios: Sequence[np.ndarray], durations: Se
                    o: LabelOptions, window: float):
     """Decode clips at one encoder window; returns (hypotheses, temperatures, failed mask, languages)."""
     feats = backend.encode(list(audios), window)
-    langs = backend.detect_language(feats)
-    decode_lang = [o.language or lang for lang, _ in langs]
+    # A forced language needs no detection before decoding; the first pass reports it.
+    langs = backend.detect_language(feats) if o.language is None else None
+    decode_lang = [o.language or lang for lang, _ in langs] if langs else [o.language] * len(audios)
     caps = [o.token_cap(d) for d in durations]
     best: list[RawHypothesis | None] = [None] * len(audios)
     temps = [0.0] * len(audios)
@@ -68,6 +69,9 @@ def _decode_window(backend: Backend, audios: Sequence[np.ndarray], durations: Se
             hyps = backend.generate(sub, language=lang, task=o.task, temperature=t, beam_size=o.beam_size,
                                     best_of=o.best_of, max_tokens=max(caps[i] for i in idx),
                                     entropy_alpha=o.entropy_alpha, timestamps=o.timestamps)
+            if langs is None:  # the first pass holds every clip
+                langs = ([h.language for h in hyps] if all(h.language for h in hyps)
+                         else backend.detect_language(feats))
             for i, h in zip(idx, hyps, strict=True):
                 if best[i] is None or _preference(h, caps[i], o) > _preference(best[i], caps[i], o):
                     best[i], temps[i] = h, t
