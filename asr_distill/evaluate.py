@@ -469,6 +469,7 @@ def transcribe(
     backend: str = "whisper",
     device: str = "auto",
     progress: bool = False,
+    precision: str = "auto",
 ) -> Transcription:
     """Decode every utterance of ``manifest`` with ``model`` and time it.
 
@@ -484,6 +485,7 @@ def transcribe(
             else the labeler's short windows (with a retry at 30 s).
         backend: ``whisper`` or ``faster-whisper``.
         device: ``cpu``, ``cuda``, ``cuda:N``, or ``auto`` (the GPU when there is one).
+        precision: the encoder's dtype (``auto``, ``fp32``, ``bf16``, ``fp16``), as in labeling.
     """
     from .label import label_batches
     from .teacher import Teacher, load_teacher
@@ -495,7 +497,7 @@ def transcribe(
     missing_refs = 0
     start = time.perf_counter()
     for labels, skips in label_batches(manifest, teacher=teacher, backend=backend, options=opts,
-                                       batch_size=batch_size, progress=progress):
+                                       batch_size=batch_size, progress=progress, precision=precision):
         skipped += len(skips)
         for lab in labels:
             if lab.ref_text is None:

@@ -62,6 +62,12 @@ def test_window_policy_pads_to_the_clip_not_to_30s(duration, window):
     assert StudentOptions(short_context=False).window_for(duration) == 30.0
 
 
+def test_a_student_decodes_as_it_was_trained():
+    """Students learn labels after <|notimestamps|>; decoding them in timestamp mode truncated numbers."""
+    assert StudentOptions().timestamps is False
+    assert StudentOptions.from_policy(WindowPolicy(), temperatures=(0.0,)).timestamps is False
+
+
 def test_student_window_policy_survives_the_labelers_option_checks():
     """A student's 2 s windows are not the teacher's 10/20/30 s steps, and must not be refused."""
     from asr_distill.student.short_context import WindowPolicy

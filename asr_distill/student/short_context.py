@@ -49,12 +49,16 @@ class StudentOptions(LabelOptions):
     """``LabelOptions`` whose short context follows a student's ``WindowPolicy``.
 
     Everything else (fallback ladder, quality checks, token cap, retry at 30 s) is the
-    teacher's, so a student is decoded by exactly the labeler's code.
+    teacher's, so a student is decoded by exactly the labeler's code. One exception: a
+    student learns its labels after ``<|notimestamps|>`` and is decoded that way; in
+    timestamp mode the adapted support student closed a segment mid-number and stopped
+    ("call me back at 555-"), 10.93% WER against 8.86% without timestamps.
     """
 
     window_step_s: float = WINDOW_STEP_S
     window_margin_s: float = WINDOW_MARGIN_S
     min_window_s: float = MIN_WINDOW_S
+    timestamps: bool = False
 
     def _check_windows(self) -> None:
         self.policy  # noqa: B018 - WindowPolicy checks its own fields
