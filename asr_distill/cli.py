@@ -42,9 +42,10 @@ def _add_label(sub) -> None:
     p.add_argument("--language", default="en", help="language code, or 'auto' to detect per clip")
     p.add_argument("--full-context", action="store_true",
                    help="always pad to Whisper's 30 s window (slower on short clips)")
-    p.add_argument("--min-window", type=float, default=20.0, choices=[10.0, 20.0, 30.0],
-                   help="shortest encoder context for short clips, seconds (10: fastest; 20: default, "
-                        "writes letters and digits as the 30 s context does)")
+    p.add_argument("--min-window", type=float, default=20.0, choices=[10.0, 15.0, 20.0, 30.0],
+                   help="shortest encoder context for short clips, seconds (10: fastest; 15: a third faster "
+                        "than 20 at nearly its WER; 20: default, writes letters and digits as the 30 s "
+                        "context does)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                    help="encoder dtype (auto: fp16 on CUDA, bf16 on CPUs with bf16 units, else fp32); "
                         "with faster-whisper, the compute type (auto: int8 on CPU)")

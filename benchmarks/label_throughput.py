@@ -144,6 +144,8 @@ def main() -> None:
                      device=args.device),
         DEFAULT: dict(batch_size=args.batch_size, options=LabelOptions()),
         FP32: dict(batch_size=args.batch_size, options=LabelOptions(), precision="fp32"),
+        "batched, 15 s floor (--min-window 15)": dict(batch_size=args.batch_size,
+                                                      options=LabelOptions(min_window_s=15.0)),
         "batched, 10 s floor (--min-window 10)": dict(batch_size=args.batch_size,
                                                       options=LabelOptions(min_window_s=10.0)),
     }

@@ -136,14 +136,16 @@ def test_timestamp_tokens_do_not_count_in_avg_logprob(an4_fixture, tiny_teacher)
 def test_window_floor():
     assert LabelOptions().window_for(3.0) == 20.0
     assert LabelOptions(min_window_s=10.0).window_for(3.0) == 10.0
-    assert LabelOptions(min_window_s=10.0).window_for(12.0) == 20.0
+    assert LabelOptions(min_window_s=10.0).window_for(12.0) == 15.0
+    assert LabelOptions(min_window_s=15.0).window_for(3.0) == 15.0
+    assert LabelOptions(min_window_s=15.0).window_for(16.0) == 20.0
     assert LabelOptions().window_for(25.0) == 30.0
     assert LabelOptions(short_context=False).window_for(3.0) == 30.0
 
 
 def test_options_reject_bad_combinations():
     with pytest.raises(ValueError, match="min_window_s"):
-        LabelOptions(min_window_s=15.0)
+        LabelOptions(min_window_s=12.0)
     with pytest.raises(ValueError, match="beam_size"):
         LabelOptions(beam_size=0)
     with pytest.raises(ValueError, match="task"):

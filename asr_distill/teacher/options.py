@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 WINDOW_S = 30.0  # Whisper's trained input length
-SHORT_WINDOWS_S = (10.0, 20.0, 30.0)  # encoder contexts tried, shortest that fits first
+SHORT_WINDOWS_S = (10.0, 15.0, 20.0, 30.0)  # encoder contexts tried, shortest that fits first
 TOKENS_BASE = 16  # token cap = TOKENS_BASE + TOKENS_PER_S * duration: a loop hits it early
 TOKENS_PER_S = 12
 ENTROPY_ALPHA = 0.33  # NeMo's default alpha for Tsallis/Renyi token entropies
@@ -20,12 +20,13 @@ class LabelOptions:
     ``short_context`` encodes an utterance in the shortest of ``SHORT_WINDOWS_S`` that
     holds it and is at least ``min_window_s`` (positional embedding sliced), instead of
     padding every clip to 30 s: on CPU the encoder dominates and a 3 s clip pays for 30 s.
-    The 20 s floor is measured: in a 10 s context Whisper base writes spelled letters and
-    digit strings differently (+2.6 WER points after Whisper's English normaliser on AN4
-    test + synthetic clips, none after the format-insensitive one); at 20 s it writes them
-    as it does at 30 s. ``min_window_s=10`` is the fastest setting. Outputs that fail the checks, or
-    that hit the token cap, are decoded again at 30 s before any temperature fallback, so
-    the quality floor is that of plain Whisper.
+    The 20 s floor is measured (``benchmarks/label_throughput.py``): in a 10 s context
+    Whisper base writes spelled letters and digit strings differently (about +1 to +2.6 WER
+    points after Whisper's English normaliser on AN4 test + synthetic clips, none after the
+    format-insensitive one); at 20 s it writes them as it does at 30 s; 15 s lies between.
+    ``min_window_s=10`` is the fastest setting. Outputs that fail the checks, or that hit the
+    token cap, are decoded again at 30 s before any temperature fallback, so the quality
+    floor is that of plain Whisper.
 
     ``timestamps`` decodes in Whisper's timestamp mode, as ``transcribe`` does: the two
     modes write spelled letters and numbers differently ("G-M-E-F" vs "GMEF"), and the
