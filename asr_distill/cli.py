@@ -42,6 +42,8 @@ def _add_label(sub) -> None:
     p.add_argument("--language", default="en", help="language code, or 'auto' to detect per clip")
     p.add_argument("--full-context", action="store_true",
                    help="always pad to Whisper's 30 s window (slower on short clips)")
+    # These choices mirror teacher.options.SHORT_WINDOWS_S and teacher.backends.PRECISIONS, written
+    # out so that --help does not import torch.
     p.add_argument("--min-window", type=float, default=20.0, choices=[10.0, 15.0, 20.0, 30.0],
                    help="shortest encoder context for short clips, seconds (10: fastest; 15: a third faster "
                         "than 20 at nearly its WER; 20: default, writes letters and digits as the 30 s "

@@ -56,6 +56,11 @@ def cpu_has_bf16() -> bool:
     return bool(flags & {"amx_bf16", "avx512_bf16"})
 
 
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+
+
 def encoder_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for the encoder, or None for float32.
 
@@ -64,8 +69,7 @@ def encoder_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     compute, while the decoder's small per-token matrix products run slower under autocast
     on a CPU than in float32.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    check_precision(precision)
     if precision == "auto":
         if device.type == "cuda":
             return torch.float16
@@ -208,13 +212,16 @@ class _FeaturesTask(DecodingTask):
             self.chosen_lp.append(pending.pop().gather(-1, tokens[:, -1:])[:, 0])
         return tokens, sum_logprobs, no_speech
 
-    def row_stats(self, row: int, n_tokens: int) -> list[tuple[float, ...]] | None:
-        """Statistics of a row's first ``n_tokens`` + 1 steps (its tokens and the end token)."""
-        if not self.tracks_steps or len(self.chosen_lp) < n_tokens + 1:
-            return None  # stopped at the length cap before the end token: score it by teacher forcing
-        lp = torch.stack([s[row] for s in self.chosen_lp[: n_tokens + 1]])
-        ent = torch.stack([s[row] for s in self.step_entropies[: n_tokens + 1]])
-        return _rounded(lp, ent)
+    def row_stats(self, lengths: list[int]) -> list[list[tuple[float, ...]] | None]:
+        """Per clip with ``lengths[b]`` tokens: the statistics of its tokens and its end token,
+        or None where the loop cannot give them (several rows per clip, or a row stopped at
+        the length cap before its end token: those are scored by teacher forcing)."""
+        if not self.tracks_steps or not self.chosen_lp:
+            return [None] * len(lengths)
+        lp = torch.stack(self.chosen_lp, 1)  # (B, S)
+        ent = torch.stack(self.step_entropies[: lp.shape[1]], 1)  # (B, S, 3)
+        return [_rounded(lp[b, : n + 1], ent[b, : n + 1]) if n + 1 <= lp.shape[1] else None
+                for b, n in enumerate(lengths)]
 
 
 class WhisperBackend:
@@ -282,7 +289,7 @@ class WhisperBackend:
         tok = get_tokenizer(self.model.is_multilingual, num_languages=self.model.num_languages,
                             language=options.language, task=task)
         prefix = list(tok.sot_sequence if timestamps else tok.sot_sequence_including_notimestamps)
-        tracked = [run.row_stats(b, len(r.tokens)) for b, r in enumerate(results)]
+        tracked = run.row_stats([len(r.tokens) for r in results])
         forced = [b for b, st in enumerate(tracked) if st is None]
         scored = iter(self._token_stats(features[forced], prefix, [results[b].tokens for b in forced],
                                         entropy_alpha) if forced else [])
@@ -423,8 +430,7 @@ def make_backend(teacher: Teacher, name: str = "whisper", precision: str = "auto
     if name == "whisper":
         return WhisperBackend(teacher, precision)
     if name in ("faster-whisper", "ct2"):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        check_precision(precision)
         compute = {"auto": None, "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[precision]
         return FasterWhisperBackend(teacher, compute_type=compute, **kwargs)
     raise ValueError(f"unknown backend {name!r}: choose 'whisper' or 'faster-whisper'")
