@@ -1,8 +1,26 @@
-"""asr_distill: pseudo-label speech with a Whisper teacher, filter, train a student, measure WER."""
+"""asr_distill: pseudo-label speech with a Whisper teacher, filter, train a student, measure WER.
+
+The public names load lazily: ``import asr_distill`` (and so ``asr-distill --help``) does
+not import torch or whisper.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from .teacher import Teacher, TeacherNotFoundError, load_teacher  # noqa: E402
+if TYPE_CHECKING:
+    from .teacher import Teacher, TeacherNotFoundError, load_teacher
+
+_LAZY = {"Teacher": ".teacher", "TeacherNotFoundError": ".teacher", "load_teacher": ".teacher"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name], __name__), name)
 
 
 def run(config, **kwargs):

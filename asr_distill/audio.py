@@ -10,6 +10,8 @@ so memory stays flat whatever the recording's length.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 import os
@@ -42,6 +44,12 @@ QUIET_TIE = 1e-12  # energies this close to the minimum count as equally quiet (
 SILENCE_PEAK = 1e-4  # peak amplitude (full scale 1.0) below which a file is digital silence
 SILENCE_RMS_DBFS = -60.0  # ...or its loudest frame is quieter than this
 SILENCE_RMS = 10 ** (SILENCE_RMS_DBFS / 20)
+# Float audio is full scale at 1.0; real exports overshoot a little (mixing headroom), never
+# by 18 dB. Beyond this the numbers are not audio at this scale (int16 values stored as
+# float, a broken gain): the features would be junk or overflow to inf/NaN in the model.
+MAX_PEAK = 8.0
+INT16_FULL_SCALE = 32768.0
+WAV_HEADER_SCAN_BYTES = 1 << 16  # a WAV's chunks before ``data`` (fmt, LIST...) fit in this
 
 RANGE_TOLERANCE_S = 0.25  # manifests round durations; a request this far past the end is clipped
 LONG_CHUNK_S = 300.0  # long files are read and split this much at a time
@@ -51,7 +59,7 @@ RESAMPLE_TYPE = "soxr_hq"
 FALLBACK_EXTENSIONS = (".mp3", ".m4a", ".mp4", ".aac", ".wma", ".opus", ".webm")
 # An AudioError with one of these reasons while reading one chunk of a long file skips
 # that chunk only; any other reason means the rest of the file cannot be read either.
-CHUNK_LOCAL_REASONS = frozenset({"non_finite"})
+CHUNK_LOCAL_REASONS = frozenset({"non_finite", "out_of_range"})
 
 SKIP_REASONS = (
     "missing",
@@ -60,6 +68,7 @@ SKIP_REASONS = (
     "unreadable",
     "zero_length",
     "non_finite",
+    "out_of_range",
     "silent",
     "too_short",
     "bad_range",
@@ -140,18 +149,89 @@ def _frame_range(
     return start, min(count, available)
 
 
+def _empty_data_chunk(path: Path) -> dict[int, bytes] | None:
+    """Header fixes for a WAV whose ``data`` size field is 0 although bytes follow it, else None.
+
+    Recorders that stream a WAV write the sizes last; killed first, they leave 0 there.
+    The fix sets the data size (and the RIFF size) to what the file really holds, as
+    sox and ffmpeg assume; libsndfile reads 0xFFFFFFFF that way already, but not 0.
+    """
+    with open(path, "rb") as f:
+        head = f.read(WAV_HEADER_SCAN_BYTES)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos = 12
+    while pos + 8 <= len(head):
+        size = int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if head[pos : pos + 4] == b"data":
+            total = path.stat().st_size
+            if size != 0 or total <= pos + 8:
+                return None
+            return {4: (total - 8).to_bytes(4, "little"), pos + 4: (total - pos - 8).to_bytes(4, "little")}
+        pos += 8 + size + (size & 1)
+    return None
+
+
+class _PatchedFile(io.RawIOBase):
+    """A file read through a few replaced byte ranges (a repaired header), for libsndfile."""
+
+    def __init__(self, path: Path, patches: dict[int, bytes]):
+        super().__init__()
+        self._file = open(path, "rb")
+        self._patches = patches
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def readinto(self, buffer) -> int:
+        start = self._file.tell()
+        n = self._file.readinto(buffer)
+        for at, data in self._patches.items():
+            lo, hi = max(at, start), min(at + len(data), start + n)
+            if lo < hi:
+                buffer[lo - start : hi - start] = data[lo - at : hi - at]
+        return n
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+@contextlib.contextmanager
+def _soundfile(path: Path) -> Iterator[sf.SoundFile]:
+    """``sf.SoundFile(path)``, reading a WAV whose header claims no data as what it holds."""
+    with sf.SoundFile(path) as f:
+        patches = _empty_data_chunk(path) if f.frames <= 0 else None
+        if patches is None:
+            yield f
+            return
+    with _PatchedFile(path, patches) as raw, sf.SoundFile(raw) as f:
+        logger.warning("%s: the WAV header says its data chunk is empty, but %d frames follow it; "
+                       "reading them (a recording stopped before its header was finished?)", path, f.frames)
+        yield f
+
+
 def _read_soundfile(path: Path, offset: float, duration: float | None) -> tuple[np.ndarray, int] | None:
     """``(frames, channels)`` float32 and rate, or None when libsndfile does not know the format.
 
     Seeks to ``offset`` and reads only the frames asked for, so a slice of a long file is cheap.
     """
-    try:
-        f = sf.SoundFile(path)
-    except Exception as e:  # libsndfile reports every open failure the same way
-        if path.suffix.lower() in FALLBACK_EXTENSIONS:
-            return None
-        raise _unreadable(path, e) from e
-    with f:
+    with contextlib.ExitStack() as stack:
+        try:
+            f = stack.enter_context(_soundfile(path))
+        except Exception as e:  # libsndfile reports every open failure the same way
+            if path.suffix.lower() in FALLBACK_EXTENSIONS:
+                return None
+            raise _unreadable(path, e) from e
         start, count = _frame_range(path, f.frames, f.samplerate, offset, duration)
         try:
             if start:
@@ -191,15 +271,37 @@ def _to_mono_16k(data: np.ndarray, rate: int, where: str) -> np.ndarray:
     if len(data) == 0:
         raise AudioError("zero_length", f"{where} holds no audio frames; export it again or drop it")
     mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-    if not np.isfinite(mono).all():
-        raise AudioError(
-            "non_finite", f"{where} has NaN or infinite samples (a broken float export); re-export it"
-        )
+    _check_scale(mono, where)
+    mono = mono.astype(np.float32, copy=False)
     if rate != SAMPLE_RATE:
         import librosa
 
         mono = librosa.resample(mono, orig_sr=rate, target_sr=SAMPLE_RATE, res_type=RESAMPLE_TYPE)
+        _check_scale(mono, where)  # a resampler fed extreme values may overshoot or overflow
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _check_scale(samples: np.ndarray, where: str) -> None:
+    """Refuse NaN/inf samples and peaks beyond ``MAX_PEAK`` (``out_of_range``).
+
+    Out-of-range audio is skipped, not rescaled: int16 values stored as float (peak up to
+    32768) could as well be int24 or a broken gain, and a guessed scale would slip quiet or
+    clipped clips into the training data unseen. A skip names the file and the fix, once.
+    """
+    if not np.isfinite(samples).all():
+        raise AudioError(
+            "non_finite", f"{where} has NaN or infinite samples (a broken float export); re-export it"
+        )
+    peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
+    if peak <= MAX_PEAK:
+        return
+    if peak <= INT16_FULL_SCALE:
+        why = "looks like int16 sample values stored as float; divide by 32768 or re-export as PCM_16"
+    else:
+        why = "is far beyond any audio level; re-export it from the source"
+    raise AudioError(
+        "out_of_range", f"{where}: peak {peak:.4g} (float audio is full scale at 1.0) {why}"
+    )
 
 
 def _read(path: str | os.PathLike, offset: float = 0.0, duration: float | None = None) -> np.ndarray:
@@ -228,21 +330,28 @@ def frame_rms(samples: np.ndarray) -> np.ndarray:
 
 
 def _check_content(samples: np.ndarray, where: str) -> np.ndarray:
-    """Refuse audio too short or too quiet to hold speech; clipping is kept on purpose."""
+    """Refuse audio too short or too quiet to hold speech; clipping is kept on purpose.
+
+    Silence is judged after removing the DC offset: a constant signal (a bad microphone
+    bias, a converter stuck at one value) holds no sound however far it sits from zero.
+    """
     if len(samples) < MIN_SAMPLES:
         raise AudioError(
             "too_short",
             f"{where} is {1000 * len(samples) / SAMPLE_RATE:.0f} ms, under {1000 * MIN_DURATION_S:.0f} ms; "
             "nothing to transcribe",
         )
-    peak = float(np.max(np.abs(samples)))
-    loudest = float(np.max(frame_rms(samples)))
+    dc = float(np.mean(samples, dtype=np.float64))
+    centred = samples - np.float32(dc)
+    peak = float(np.max(np.abs(centred)))
+    loudest = float(np.max(frame_rms(centred)))
     # The loudest frame, not the mean: one short word in a quiet stretch must not be dropped.
     if peak < SILENCE_PEAK or loudest < SILENCE_RMS:
         db = 20 * math.log10(max(loudest, 1e-12))
+        offset = f" apart from a constant DC offset of {dc:.3g}" if abs(dc) >= SILENCE_PEAK else ""
         raise AudioError(
             "silent",
-            f"{where} is silent (peak {peak:.1e}, loudest frame {db:.0f} dBFS, "
+            f"{where} is silent{offset} (peak {peak:.1e}, loudest frame {db:.0f} dBFS, "
             f"threshold {SILENCE_RMS_DBFS:.0f} dBFS); nothing to transcribe",
         )
     return samples
@@ -287,8 +396,8 @@ def audio_info(path: str | os.PathLike) -> tuple[float, int, int]:
     """
     p = _check_path(path)
     try:
-        info = sf.info(str(p))
-        frames, rate, channels = info.frames, info.samplerate, info.channels
+        with _soundfile(p) as f:
+            frames, rate, channels = f.frames, f.samplerate, f.channels
     except Exception as e:  # libsndfile reports every open failure the same way
         if p.suffix.lower() not in FALLBACK_EXTENSIONS:
             raise _unreadable(p, e) from e

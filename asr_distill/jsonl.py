@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import gzip
 import json
 import os
+import shlex
+import sys
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,25 +33,78 @@ class OutputNotWritableError(RuntimeError):
     """The output cannot be written (read-only directory, full disk...)."""
 
 
+class UnsafeOutputError(ValueError):
+    """Writing this output would destroy data the toolkit did not write (or its own input)."""
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+@contextmanager
+def _open_bytes(path: str | os.PathLike) -> Iterator[IO[bytes]]:
+    """The file's bytes, gunzipped when it starts with the gzip magic (whatever its name)."""
+    with open(path, "rb") as f:
+        if f.peek(2)[:2] == GZIP_MAGIC:
+            with gzip.GzipFile(fileobj=f, mode="rb") as g:
+                yield g
+        else:
+            yield f
+
+
+def _raw_lines(f: IO[bytes]) -> Iterator[bytes]:
+    r"""Lines split on ``\n``, ``\r\n`` or a lone ``\r`` (text mode's universal newlines).
+
+    JSON never holds a raw CR or LF inside a value, so splitting the bytes is safe.
+    """
+    for raw in f:
+        body = raw.rstrip(b"\r\n") if raw.endswith(b"\n") else raw
+        yield from body.split(b"\r") if b"\r" in body else (body,)
+
+
+def _decode(raw: bytes, path: str | os.PathLike, n: int) -> str | ValueError:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return ValueError(f"{path}:{n}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                          "save the file as UTF-8")
+
+
+def _parse(line: str, path: str | os.PathLike, n: int) -> dict[str, Any] | ValueError:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        return ValueError(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno})")
+    if not isinstance(obj, dict):
+        return ValueError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any] | Exception]]:
     """Yield ``(line_number, object)`` lazily; a broken line yields its exception instead.
 
     Callers decide whether a bad line is fatal (a config) or a recorded skip (a manifest).
-    Blank lines are ignored. Line numbers start at 1.
+    Blank lines are ignored. Line numbers start at 1. Files from other tools are met
+    half-way: a leading UTF-8 BOM is skipped, gzip is read by its magic bytes (``.gz`` or
+    not), and a line that is not UTF-8 is one broken line, not the end of the file.
     """
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                yield n, ValueError(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno})")
-                continue
-            if not isinstance(obj, dict):
-                yield n, ValueError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
-                continue
-            yield n, obj
+    with _open_bytes(path) as f:
+        n = 0
+        try:
+            for n, raw in enumerate(_raw_lines(f), start=1):
+                if n == 1:
+                    if raw.startswith(UTF16_BOMS):
+                        yield n, ValueError(f"{path}: is UTF-16 text; save it as UTF-8")
+                        return
+                    raw = raw.removeprefix(UTF8_BOM)
+                if not raw.strip():
+                    continue
+                line = _decode(raw, path, n)
+                yield n, line if isinstance(line, Exception) else _parse(line, path, n)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as e:  # a truncated or corrupt .gz
+            yield n + 1, ValueError(f"{path}:{n + 1}: the gzip stream breaks off here ({e}); "
+                                    "the lines before it were read")
 
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
@@ -71,32 +128,68 @@ def _line(record: Any) -> str:
     return (json.dumps(record, ensure_ascii=False) if isinstance(record, dict) else to_json(record)) + "\n"
 
 
+HOLDER_MAX_CHARS = 300  # a lock file names its holder in one short line
+
+
+def _holder_line() -> str:
+    """``pid N: command line`` of this process, on one line with control characters escaped."""
+    argv = getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv]
+    command = shlex.join(argv).encode("unicode_escape").decode("ascii")
+    if len(command) > HOLDER_MAX_CHARS:
+        command = command[: HOLDER_MAX_CHARS - 3] + "..."
+    return f"pid {os.getpid()}: {command}"
+
+
+def _read_holder(f: IO) -> str:
+    try:
+        f.seek(0)
+        text = f.read(HOLDER_MAX_CHARS + 64).strip()
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    return text.splitlines()[0] if text else "a process that has not written its name yet"
+
+
 def acquire_lock(lock_path: str | os.PathLike, guarded: str | os.PathLike, what_to_do: str) -> IO:
     """Take an exclusive ``flock`` on ``lock_path`` without waiting; returns the open lock file.
 
     The kernel drops the lock when the process dies, so a ``kill -9`` never leaves a
-    stale lock behind, while a live second process on the same output is refused.
+    stale lock behind, while a live second process on the same output is refused. The
+    holder writes its pid and command line into the file, so the refusal can name it.
 
     Raises:
-        OutputLockedError: another live process holds it (the message names ``guarded``).
+        OutputLockedError: another live process holds it (the message names ``guarded``
+            and the holder).
         OutputNotWritableError: the lock file cannot be created (read-only folder...).
     """
     lock_path = Path(lock_path)
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(lock_path, "a+")
+        f = open(lock_path, "a+", encoding="utf-8")
     except OSError as e:
         raise OutputNotWritableError(_describe_os_error(Path(guarded), e)) from e
     try:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        holder = _read_holder(f)
         f.close()
         raise OutputLockedError(
-            f"{guarded} is being written by another process (lock {lock_path}); {what_to_do}") from None
+            f"{guarded} is being written by another process ({holder}; lock {lock_path}); {what_to_do}"
+        ) from None
+    try:
+        f.truncate(0)
+        f.write(_holder_line() + "\n")
+        f.flush()
+    except OSError:
+        pass  # the lock holds without the name (full disk): the refusal is just less precise
     return f
 
 
 def release_lock(f: IO) -> None:
+    """Clear the holder's name and drop the lock (closing the file drops it too)."""
+    try:
+        f.truncate(0)
+    except OSError:
+        pass
     fcntl.flock(f.fileno(), fcntl.LOCK_UN)
     f.close()
 
@@ -110,6 +203,51 @@ def exclusive_lock(lock_path: str | os.PathLike, guarded: str | os.PathLike,
         yield
     finally:
         release_lock(f)
+
+
+def lock_path_for(out: str | os.PathLike, *, folder: bool) -> Path:
+    """The lock file guarding an output: ``labels.jsonl.lock`` beside a file, ``out/.lock`` in a folder.
+
+    These are the names the writers already used, so an old job and a new one exclude each other.
+    """
+    out = Path(out)
+    return out / ".lock" if folder else out.with_name(out.name + ".lock")
+
+
+@contextmanager
+def output_lock(out: str | os.PathLike, *, folder: bool,
+                what_to_do: str = "wait for it to finish, or give this job another --out") -> Iterator[Path]:
+    """Hold the lock of the output file or folder ``out`` for a block; yields the lock path.
+
+    The one lock every writer takes (label, merge, filter, review, export, evaluate, report,
+    train, run): a second writer on the same output is refused at once, naming the first.
+
+    Raises:
+        OutputLockedError: another live process writes ``out``.
+        OutputNotWritableError: the lock cannot be created there.
+    """
+    lock = lock_path_for(out, folder=folder)
+    with exclusive_lock(lock, out, what_to_do):
+        yield lock
+
+
+def lock_holder(lock_path: str | os.PathLike) -> str | None:
+    """Who holds ``lock_path`` (``"pid N: command"``), or None when nobody does.
+
+    Creates nothing: a missing lock file is a free lock. Used by readers that must not
+    consume a file while it is being written (merge refuses while a shard is locked).
+    """
+    try:
+        f = open(lock_path, encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    with f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_holder(f)
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    return None
 
 
 class ResumableJsonlWriter:
@@ -143,18 +281,30 @@ class ResumableJsonlWriter:
             return
         good_end = 0
         with open(self.path, "rb") as f:
-            for raw in f:
+            for n, raw in enumerate(f, start=1):
                 if not raw.endswith(b"\n"):
                     break  # torn by a kill mid-write: the batch it belonged to is redone
-                try:
-                    obj = json.loads(raw)
-                except ValueError:
-                    break
-                self.done_ids.add(str(obj[self.id_key]))
+                self.done_ids.add(self._id_of(raw, n))
                 good_end += len(raw)
         if good_end < self.path.stat().st_size:
             with open(self.path, "r+b") as f:
                 f.truncate(good_end)
+
+    def _id_of(self, raw: bytes, n: int) -> str:
+        """The id of one whole line; a whole line we could not have written stops the job.
+
+        Only a torn last line is ours to cut; anything else means ``path`` is not this
+        writer's file, and appending to it (or cutting it) would damage someone's data.
+        """
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict) or self.id_key not in obj:
+            raise UnsafeOutputError(
+                f"{self.path} line {n} is not a record this toolkit writes (no JSON object with "
+                f"'{self.id_key}'); it is not a resumable output: give another --out")
+        return str(obj[self.id_key])
 
     def write(self, records: Iterable[Any]) -> int:
         """Append records (dataclasses or dicts) as one durable batch; returns the count."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import os
 import re
 import time
 import zlib
@@ -31,14 +32,14 @@ from .records import Provenance, Skip, TeacherLabel, Utterance
 from .teacher import Teacher, load_teacher
 from .teacher.backends import Backend, make_backend
 from .teacher.decode import decode_batch
-from .teacher.options import LabelOptions
+from .teacher.options import DEFAULT_BATCH_SIZE, DEFAULT_SEED, DEFAULT_TEACHER, LabelOptions
 
 log = logging.getLogger(__name__)
 
 BUCKET_BATCHES = 8  # clips are sorted by length within this many batches, so windows match
 PREFETCH_AUDIO_S = 900.0  # audio decoded ahead of the model is capped at this many seconds (~58 MB)
 UNKNOWN_DURATION_S = 30.0  # what a record of unknown length counts for in that cap
-DEFAULT_SEED = 0
+LOADER_THREADS = 2  # audio decoding threads per labeling process
 # OSErrors that mean "this output cannot be written here", not a bug: reported as such.
 _DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
                           errno.EIO})
@@ -188,17 +189,28 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _engine(teacher: str | os.PathLike | Teacher, backend: str, device: str | None,
+            precision: str) -> tuple[Teacher, Backend]:
+    """The teacher (loaded on ``device`` when given by name) and its decoding backend."""
+    if isinstance(teacher, Teacher):
+        device = device or str(next(teacher.model.parameters()).device)
+    else:
+        device = device or _default_device()
+        teacher = load_teacher(teacher, device=device)
+    return teacher, make_backend(teacher, backend, precision, device)
+
+
 def label_batches(
     manifest: str | Path,
     *,
-    teacher: str | Teacher = "base",
+    teacher: str | os.PathLike | Teacher = DEFAULT_TEACHER,
     backend: str = "whisper",
     options: LabelOptions | None = None,
-    batch_size: int = 8,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     shard: tuple[int, int] | None = None,
     done_ids: set[str] | frozenset[str] = frozenset(),
     done_skips: set[tuple[str, str]] | frozenset[tuple[str, str]] | None = None,
-    loader_threads: int = 2,
+    loader_threads: int = LOADER_THREADS,
     seed: int = DEFAULT_SEED,
     progress: bool = False,
     device: str | None = None,
@@ -206,64 +218,84 @@ def label_batches(
 ) -> Iterator[tuple[list[TeacherLabel], list[Skip]]]:
     """Like ``label`` but yields one ``(labels, skips)`` pair per decoded batch (for writers).
 
-    ``done_ids`` are utterance/segment ids needing no work; ``done_skips`` the ``(id, reason)``
-    pairs of skips already recorded (None: manifest-level skips are judged by id alone).
-    ``loader_threads`` threads decode audio ahead of the model (0: decode inline);
-    ``seed`` fixes temperature-fallback sampling per batch (see ``batch_seed``);
-    ``device`` (``cpu``, ``cuda``, ``cuda:1``; None: CUDA when present) places a teacher given by name;
-    ``precision`` (auto, fp32, bf16, fp16) is the encoder's dtype (see ``teacher.backends.encoder_dtype``).
+    Args:
+        manifest: NeMo JSON Lines manifest (see ``manifest.read_manifest``).
+        teacher: a ``load_teacher`` name or path, or a loaded ``Teacher``.
+        backend: ``whisper`` or ``faster-whisper`` (``teacher.options.BACKENDS``).
+        options: how to decode (default ``LabelOptions()``).
+        batch_size: clips per ``decode_batch`` call; clips of similar length share a batch.
+        shard: ``(i, n)``: only manifest lines with index ``i`` mod ``n``.
+        done_ids: utterance/segment ids needing no work.
+        done_skips: the ``(id, reason)`` pairs of skips already recorded (None:
+            manifest-level skips are judged by id alone).
+        loader_threads: threads decoding audio ahead of the model (0: decode inline).
+        seed: fixes temperature-fallback sampling per batch (see ``batch_seed``).
+        progress: show a progress bar with the rate.
+        device: ``cpu``, ``cuda``, ``cuda:1``; None: CUDA when present. Places a teacher
+            given by name, and the faster-whisper engine.
+        precision: the encoder's dtype, ``teacher.options.PRECISIONS`` (see
+            ``teacher.backends.encoder_dtype``).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     options = options or LabelOptions()
-    if isinstance(teacher, Teacher):
-        device = device or str(next(teacher.model.parameters()).device)
-    else:
-        device = device or _default_device()
-        teacher = load_teacher(teacher, device=device)
-    engine = make_backend(teacher, backend, precision, **({"device": device} if backend != "whisper" else {}))
+    teacher, engine = _engine(teacher, backend, device, precision)
     prov = provenance_for(teacher, engine, options)
     records = read_manifest(manifest, shard=shard)
     segments = _prefetch(records, lambda r: _load(r, done_ids, done_skips), loader_threads,
                          depth=batch_size * 4, weight=_audio_weight, budget=PREFETCH_AUDIO_S)
-    bar = _progress_bar(progress)
-    audio_s, n_skipped, start = 0.0, 0, time.perf_counter()
+    bar = _Progress() if progress else None
     for batch, skips in _batches(segments, batch_size):
         labels = []
         if batch:
             with _seeded(batch_seed(seed, batch), engine):
                 labels = decode_batch(engine, batch, options, prov)
-        audio_s += sum(u.duration for u, _ in batch)
-        n_skipped += len(skips)
         if bar is not None:
-            bar.update(len(labels) + len(skips))
-            wall = time.perf_counter() - start
-            bar.set_postfix(audio_h=f"{audio_s / 3600:.2f}", rtfx=f"{audio_s / max(wall, 1e-9):.1f}",
-                            skipped=n_skipped)
+            bar.update(labels, skips, sum(u.duration for u, _ in batch))
         yield labels, skips
     if bar is not None:
         bar.close()
 
 
-def _progress_bar(enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
+class _Progress:
+    """A tqdm bar of utterances done, with hours of audio, RTFx and skips so far."""
 
-    return tqdm(unit="utt", desc="labeling", dynamic_ncols=True)
+    def __init__(self):
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(unit="utt", desc="labeling", dynamic_ncols=True)
+        self._audio_s, self._skipped, self._start = 0.0, 0, time.perf_counter()
+
+    def update(self, labels: list[TeacherLabel], skips: list[Skip], audio_s: float) -> None:
+        self._audio_s += audio_s
+        self._skipped += len(skips)
+        self._bar.update(len(labels) + len(skips))
+        wall = max(time.perf_counter() - self._start, 1e-9)
+        self._bar.set_postfix(audio_h=f"{self._audio_s / 3600:.2f}", rtfx=f"{self._audio_s / wall:.1f}",
+                              skipped=self._skipped)
+
+    def close(self) -> None:
+        self._bar.close()
 
 
-def label(manifest: str | Path, **kwargs) -> Iterator[TeacherLabel | Skip]:
+def label(
+    manifest: str | Path, *, teacher: str | os.PathLike | Teacher = DEFAULT_TEACHER, backend: str = "whisper",
+    options: LabelOptions | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+    shard: tuple[int, int] | None = None, done_ids: set[str] | frozenset[str] = frozenset(),
+    loader_threads: int = LOADER_THREADS, seed: int = DEFAULT_SEED, progress: bool = False,
+    device: str | None = None, precision: str = "auto",
+) -> Iterator[TeacherLabel | Skip]:
     """Label every utterance of a NeMo manifest with a Whisper teacher.
 
     A generator of ``TeacherLabel`` (one per utterance or ≤30 s segment of a long
     recording) and ``Skip`` records (inputs that could not be used, with the reason).
-    Keyword arguments are those of ``label_batches``: ``teacher`` (name or path or a
-    loaded ``Teacher``), ``backend`` (``whisper`` or ``faster-whisper``), ``options``
-    (``LabelOptions``), ``batch_size``, ``shard`` (``(i, n)``), ``done_ids``,
-    ``loader_threads``, ``seed``, ``progress``.
+    The arguments are those of ``label_batches``.
     """
-    for labels, skips in label_batches(manifest, **kwargs):
+    for labels, skips in label_batches(
+        manifest, teacher=teacher, backend=backend, options=options, batch_size=batch_size, shard=shard,
+        done_ids=done_ids, loader_threads=loader_threads, seed=seed, progress=progress, device=device,
+        precision=precision,
+    ):
         yield from labels
         yield from skips
 
@@ -280,12 +312,17 @@ def shard_path(out: str | Path, shard: tuple[int, int]) -> Path:
                                            suffix=out.suffix or ".jsonl"))
 
 
-def label_to_file(manifest: str | Path, out: str | Path, **kwargs) -> LabelStats:
+def label_to_file(
+    manifest: str | Path, out: str | Path, *, teacher: str | os.PathLike | Teacher = DEFAULT_TEACHER,
+    backend: str = "whisper", options: LabelOptions | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+    shard: tuple[int, int] | None = None, loader_threads: int = LOADER_THREADS, seed: int = DEFAULT_SEED,
+    progress: bool = False, device: str | None = None, precision: str = "auto",
+) -> LabelStats:
     """Label into ``out`` (and its ``.skips`` file), resuming whatever is already there.
 
-    With ``shard=(i, n)`` the output goes to ``shard_path(out, shard)``.
+    With ``shard=(i, n)`` the output goes to ``shard_path(out, shard)``. The other
+    arguments are those of ``label_batches``.
     """
-    shard = kwargs.get("shard")
     out = shard_path(out, shard) if shard else Path(out)
     start = time.perf_counter()
     labeled = skipped = 0
@@ -296,7 +333,11 @@ def label_to_file(manifest: str | Path, out: str | Path, **kwargs) -> LabelStats
         done = lw.done_ids | {i for i, reason in done_skips if reason in AUDIO_SKIP_REASONS}
         if done or done_skips:
             log.info("resuming %s: %d ids already done", out, len(lw.done_ids | sw.done_ids))
-        for labels, skips in label_batches(manifest, done_ids=done, done_skips=done_skips, **kwargs):
+        for labels, skips in label_batches(
+            manifest, teacher=teacher, backend=backend, options=options, batch_size=batch_size, shard=shard,
+            done_ids=done, done_skips=done_skips, loader_threads=loader_threads, seed=seed, progress=progress,
+            device=device, precision=precision,
+        ):
             lw.write(labels)
             sw.write(skips)
             labeled += len(labels)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .audio import AudioError, audio_info
-from .jsonl import iter_jsonl
+from .jsonl import atomic_write_jsonl, iter_jsonl
 from .records import Skip, Utterance
 
 logger = logging.getLogger(__name__)
@@ -214,15 +214,18 @@ def _walk_sorted(root: Path) -> Iterator[Path]:
             yield Path(folder) / name
 
 
-def build_manifest(root: str | os.PathLike, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> Iterator[dict]:
-    """Walk ``root`` in sorted order and yield one NeMo manifest line per audio file.
+def build_manifest(
+    root: str | os.PathLike, extensions: tuple[str, ...] = AUDIO_EXTENSIONS
+) -> Iterator[Utterance | Skip]:
+    """Walk ``root`` in sorted order and yield one record per audio file.
 
-    Lines are ``{"audio_filepath": <relative to root>, "duration": <header, 3 decimals>}``, so
-    the manifest belongs in ``root``. A file whose header cannot be read still yields a line,
-    ``{"audio_filepath", "skip_reason", "skip_message"}``: the caller writes the readable lines
-    and reports the others, so nothing vanishes. mp3 is read by libsndfile >= 1.1 (soundfile
-    >= 0.11 wheels); m4a and other containers need ffmpeg (see ``audio.fallback_decoder_available``)
-    and otherwise come back with ``skip_reason`` ``unreadable`` and a message saying so.
+    An ``Utterance`` for a readable file (``audio_filepath`` relative to ``root``, the
+    header's duration rounded to the millisecond, ``id`` the path without extension, as
+    ``read_manifest`` names it for a manifest in ``root``), a ``Skip`` with the reason for
+    one whose header cannot be read: the caller writes the first and reports the others,
+    so nothing vanishes. mp3 is read by libsndfile >= 1.1 (soundfile >= 0.11 wheels); m4a
+    and other containers need ffmpeg (see ``audio.fallback_decoder_available``) and
+    otherwise come back as a ``Skip`` with reason ``unreadable`` and a message saying so.
 
     Raises:
         NotADirectoryError: when ``root`` is not a folder.
@@ -235,19 +238,42 @@ def build_manifest(root: str | os.PathLike, extensions: tuple[str, ...] = AUDIO_
         if path.suffix.lower() not in wanted:
             continue
         rel = path.relative_to(root).as_posix()
+        record_id = os.path.splitext(rel)[0]
         try:
             duration, _, _ = audio_info(path)
         except AudioError as e:
             logger.info("not in manifest: %s (%s)", rel, e.reason)
-            yield {"audio_filepath": rel, "skip_reason": e.reason, "skip_message": e.message}
+            yield Skip(record_id, rel, e.reason, e.message)
             continue
-        yield {"audio_filepath": rel, "duration": round(duration, DURATION_DECIMALS)}
+        yield Utterance(record_id, rel, round(duration, DURATION_DECIMALS))
+
+
+def manifest_line(utt: Utterance, root: str | os.PathLike) -> dict[str, Any]:
+    """A ``build_manifest`` record as a NeMo line whose path is absolute (usable from anywhere)."""
+    return {"audio_filepath": str((Path(root) / utt.audio_filepath).resolve()), "duration": utt.duration}
+
+
+def write_folder_manifest(
+    root: str | os.PathLike, out: str | os.PathLike
+) -> tuple[list[Utterance], list[Skip]]:
+    """Write ``out`` (atomic): one NeMo line per readable audio file under ``root``, absolute paths.
+
+    Returns the files written and the ones left out, with the reason.
+    """
+    good: list[Utterance] = []
+    bad: list[Skip] = []
+    for record in build_manifest(root):
+        (bad if isinstance(record, Skip) else good).append(record)
+    atomic_write_jsonl(out, (manifest_line(u, root) for u in good))
+    return good, bad
 
 
 __all__ = [
     "AUDIO_EXTENSIONS",
     "build_manifest",
+    "manifest_line",
     "parse_shard",
     "read_manifest",
     "shard_filter",
+    "write_folder_manifest",
 ]

@@ -8,39 +8,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from .normalise import get_normaliser
+from .records import WerResult
 
 DEFAULT_NORMALISER = "format_insensitive"
 PERCENT = 100.0
-
-
-@dataclass(frozen=True)
-class WerResult:
-    """Corpus-level error rates, summed over utterances (not averaged per utterance).
-
-    Attributes:
-        wer: word error rate in percent, (S + D + I) / ref_words * 100. ``inf`` when
-            there are no reference words but the hypotheses have some.
-        cer: character error rate in percent, over the normalised texts (spaces count).
-        substitutions: word substitutions.
-        deletions: word deletions.
-        insertions: word insertions, including every hypothesis word of an utterance
-            whose normalised reference is empty.
-        ref_words: words in the normalised references.
-        normaliser: name of the normaliser applied to both sides.
-        utterances: number of (reference, hypothesis) pairs scored.
-    """
-
-    wer: float
-    cer: float
-    substitutions: int
-    deletions: int
-    insertions: int
-    ref_words: int
-    normaliser: str
-    utterances: int
 
 
 def _rate(errors: int, total: int) -> float:

@@ -30,15 +30,15 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 from .jsonl import OutputLockedError, OutputNotWritableError, exclusive_lock
-from .label import DEFAULT_SEED, LabelStats, find_shards, label_to_file, merge_shards
+from .label import LOADER_THREADS, LabelStats, find_shards, label_to_file, merge_shards
 from .proc import tie_to_parent
-from .teacher import TeacherNotFoundError
-from .teacher.options import LabelOptions
+from .teacher.errors import TeacherNotFoundError
+from .teacher.options import DEFAULT_BATCH_SIZE, DEFAULT_SEED, DEFAULT_TEACHER, LabelOptions
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ GROUP_TIMEOUT = timedelta(days=7)  # shards finish at different times; the group
 class ParallelStats:
     """What a multi-process labeling run did: one ``LabelStats`` per shard, plus the merge.
 
+    ``labeled``, ``skipped``, ``already_done`` and ``audio_s`` are the shards' sums;
     ``rtfx`` is the job's audio seconds per wall second of the whole job (spawn to merge).
     """
 
@@ -60,22 +61,14 @@ class ParallelStats:
     merged: int
     wall_s: float
     threads_per_worker: int = 0
+    labeled: int = field(init=False)
+    skipped: int = field(init=False)
+    already_done: int = field(init=False)
+    audio_s: float = field(init=False)
 
-    @property
-    def labeled(self) -> int:
-        return sum(s.labeled for s in self.shards)
-
-    @property
-    def skipped(self) -> int:
-        return sum(s.skipped for s in self.shards)
-
-    @property
-    def already_done(self) -> int:
-        return sum(s.already_done for s in self.shards)
-
-    @property
-    def audio_s(self) -> float:
-        return sum(s.audio_s for s in self.shards)
+    def __post_init__(self) -> None:
+        for name in ("labeled", "skipped", "already_done", "audio_s"):
+            object.__setattr__(self, name, sum(getattr(s, name) for s in self.shards))
 
     @property
     def rtfx(self) -> float:
@@ -123,12 +116,12 @@ def label_parallel(
     out: str | Path,
     *,
     workers: int,
-    teacher: str | os.PathLike = "base",
+    teacher: str | os.PathLike = DEFAULT_TEACHER,
     backend: str = "whisper",
     options: LabelOptions | None = None,
-    batch_size: int = 8,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     precision: str = "auto",
-    loader_threads: int = 2,
+    loader_threads: int = LOADER_THREADS,
     threads: int | None = None,
     seed: int = DEFAULT_SEED,
     progress: bool = False,
@@ -166,8 +159,7 @@ def label_parallel(
     job = _Job(
         manifest=str(manifest), out=str(out), teacher=str(teacher), backend=backend,
         options=options or LabelOptions(), batch_size=batch_size, loader_threads=loader_threads,
-        precision=precision,
-        threads=threads or threads_per_worker(world), seed=seed, progress=progress,
+        precision=precision, threads=threads or threads_per_worker(world), seed=seed, progress=progress,
         log_level=logging.getLogger("asr_distill").getEffectiveLevel(),
     )
     start = time.perf_counter()

@@ -3,8 +3,10 @@
 It reads only files the stages leave behind, so it works on a finished, a partial or a
 copied run folder: ``eval/summary.json`` (models compared), ``filter/filter_report.json``
 and ``filter/calibration.json`` (label quality vs retention), Lightning's ``metrics.csv``
-under ``train/`` (training and validation curves), ``data_card.json`` and the stages'
-``.done`` notes (time per stage). Each missing input only removes its section.
+under ``train/`` (training and validation curves) and ``data_card.json``. Each missing
+input only removes its section. The seconds each stage took come from the caller
+(``pipeline.stage_seconds`` reads them from the ``.done`` notes), so this module needs
+nothing of the pipeline that calls it.
 
 Plots are PNG, drawn with matplotlib's Agg backend (no display needed).
 """
@@ -15,7 +17,7 @@ import csv
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -304,19 +306,31 @@ def _training_section(run: Path, out: Path, plots: list[str]) -> list[str]:
     return lines
 
 
-def _stages_section(run: Path) -> list[str]:
-    from .pipeline import STAGES, stage_seconds
-
-    seconds = stage_seconds(run)
+def _stages_section(seconds: Mapping[str, float]) -> list[str]:
     if not seconds:
         return []
     rows = ["## Stages", "", "| stage | seconds |", "|---|---|"]
-    rows += [f"| {s} | {seconds[s]:.1f} |" for s in STAGES if s in seconds]
+    rows += [f"| {stage} | {s:.1f} |" for stage, s in seconds.items()]
     return rows + [""]
 
 
-def write_report(run_dir: str | Path) -> Path:
+def report_inputs(run_dir: str | Path) -> list[Path]:
+    """The files :func:`write_report` reads from ``run_dir`` (for the output guard: none is overwritten)."""
+    run = Path(run_dir)
+    found = [run / "filter" / "filter_report.json", run / "filter" / "calibration.json", run / "data_card.md"]
+    d = _eval_dir(run)
+    found += [d / "summary.json"] if d is not None else []
+    csv_path = find_metrics_csv(run)
+    return [p for p in found if p.is_file()] + ([csv_path] if csv_path is not None else [])
+
+
+def write_report(run_dir: str | Path, stage_seconds: Mapping[str, float] | None = None) -> Path:
     """Write ``RUN/report/report.md`` and its PNG plots; returns the report's path.
+
+    Args:
+        run_dir: the run's output root (or a folder holding ``eval/summary.json``).
+        stage_seconds: seconds per stage, in pipeline order, for the Stages table
+            (``pipeline.stage_seconds(run_dir)``); None or empty: no such table.
 
     Raises:
         FileNotFoundError: when the folder holds nothing to report on.
@@ -335,7 +349,7 @@ def write_report(run_dir: str | Path) -> Path:
     if card.is_file():
         text = card.read_text(encoding="utf-8").split("\n", 1)[1].strip()
         body += ["## Data card", "", text.replace("## ", "### "), ""]
-    body += _stages_section(run)
+    body += _stages_section(stage_seconds or {})
     if not body:
         raise FileNotFoundError(f"{run} holds no eval/summary.json, filter report, training log or data card")
     title = [f"# Report: {run.name}", ""]
@@ -351,5 +365,6 @@ __all__ = [
     "plot_training_curves",
     "plot_wer_vs_rtfx",
     "read_metrics_csv",
+    "report_inputs",
     "write_report",
 ]

@@ -6,7 +6,7 @@
 The labels are the teacher's (Whisper base) on AN4 train; ``--second`` is the same audio
 decoded by tiny.en, for the agreement score. References (``ref_text``) are used ONLY to
 measure: every threshold reported as reference-free is a documented default
-(:data:`asr_distill.calibrate.DEFAULT_THRESHOLDS`) or a retention (``keep``), never fitted
+(:data:`asr_distill.quality.calibrate.DEFAULT_THRESHOLDS`) or a retention (``keep``), never fitted
 to the references it is scored on. The calibrated figures fit on one half of the speakers
 and are scored on the other half.
 
@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from asr_distill.calibrate import (
+from asr_distill.quality.calibrate import (
     DEFAULT_THRESHOLDS,
     Calibration,
     calibrate,
@@ -37,7 +37,7 @@ from asr_distill.calibrate import (
     retention_curve,
     utterance_errors,
 )
-from asr_distill.filter import FilterConfig, PseudoLabel, filter_labels, read_labels
+from asr_distill.quality.filter import FilterConfig, PseudoLabel, filter_labels, read_labels
 from asr_distill.jsonl import atomic_write_text
 from asr_distill.metrics import word_error_rate
 

@@ -29,7 +29,7 @@ from asr_distill.metrics import word_error_rate
 from asr_distill.records import Skip, TeacherLabel, Utterance
 from asr_distill.teacher import load_teacher
 from asr_distill.teacher.backends import cpu_has_bf16, make_backend
-from asr_distill.teacher.options import LabelOptions
+from asr_distill.teacher.options import FULL_CONTEXT, ContextFloor, LabelOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "label_throughput.json"
@@ -145,23 +145,23 @@ def main() -> None:
         DEFAULT: dict(batch_size=args.batch_size, options=LabelOptions()),
         FP32: dict(batch_size=args.batch_size, options=LabelOptions(), precision="fp32"),
         "batched, 15 s floor (--min-window 15)": dict(batch_size=args.batch_size,
-                                                      options=LabelOptions(min_window_s=15.0)),
+                                                      options=LabelOptions(windows=ContextFloor(15.0))),
         "batched, 10 s floor (--min-window 10)": dict(batch_size=args.batch_size,
-                                                      options=LabelOptions(min_window_s=10.0)),
+                                                      options=LabelOptions(windows=ContextFloor(10.0))),
     }
     if args.device != "cpu":  # the GPU image has no CTranslate2 built for its CUDA
         del systems[FASTER]
     if args.levers:  # each lever on its own, to see what wins
         systems.update({
             "batched, full 30 s context": dict(batch_size=args.batch_size,
-                                               options=LabelOptions(short_context=False)),
+                                               options=LabelOptions(windows=FULL_CONTEXT)),
             "batch 1, 20 s floor": dict(batch_size=1, options=LabelOptions()),
             "faster-whisper int8, batched, 10 s floor":
                 dict(batch_size=args.batch_size, backend="faster-whisper",
-                     options=LabelOptions(min_window_s=10.0)),
+                     options=LabelOptions(windows=ContextFloor(10.0))),
             "faster-whisper int8, batched, full 30 s context":
                 dict(batch_size=args.batch_size, backend="faster-whisper",
-                     options=LabelOptions(short_context=False)),
+                     options=LabelOptions(windows=FULL_CONTEXT)),
         })
     # Rounds: every system labels one slice of the data, then the next slice, so a machine
     # that gets busier or quieter during the run affects all systems alike.

@@ -37,10 +37,11 @@ import yaml
 from asr_distill.jsonl import atomic_write_text, read_jsonl
 from asr_distill.label import label
 from asr_distill.metrics import word_error_rate
+from asr_distill.pipeline import best_checkpoint
 from asr_distill.records import TeacherLabel
 from asr_distill.teacher import Teacher, load_teacher
 from asr_distill.teacher.backends import encode_mels
-from asr_distill.teacher.options import LabelOptions
+from asr_distill.teacher.options import ContextFloor, LabelOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "student.json"
@@ -80,13 +81,6 @@ def train(args, run: Path) -> dict:
     return {"command": "asr-distill " + " ".join(cmd[3:]), "wall_s": wall, "log": str(log_path)}
 
 
-def _best_checkpoint(run: Path) -> Path:
-    ckpts = sorted((run / "checkpoints").glob("epoch*.ckpt"))
-    if not ckpts:
-        return run / "checkpoints" / "last.ckpt"
-    return min(ckpts, key=lambda p: float(p.stem.split("wer")[-1]))
-
-
 def training_summary(run: Path) -> dict:
     rows = [r for path in [run / "metrics.csv", *sorted((run / "logs").glob("version_*/metrics.csv"))]
             for r in _csv(path)]
@@ -105,7 +99,7 @@ def _csv(path: Path):
 
 
 def export(run: Path) -> tuple[Path, Path, Path]:
-    ckpt = _best_checkpoint(run)
+    ckpt = best_checkpoint(run / "checkpoints")
     pt, ct2_dir = run / "student.pt", run / "student_ct2"
     if not pt.is_file() or not (ct2_dir / "model.bin").is_file():
         subprocess.run([*CLI, "export", str(ckpt), "--out", str(pt), "--ct2", str(ct2_dir)], check=True)
@@ -235,13 +229,14 @@ def main() -> int:
     in_training = Teacher("student-ckpt", module.model.eval(), "lightning-checkpoint", str(ckpt))
     # Off-the-shelf models at their fastest short context (10 s floor): the student's speed
     # bar is then measured against the quickest way to run the teacher.
-    fastest = LabelOptions(min_window_s=10.0)
+    fastest = LabelOptions(windows=ContextFloor(10.0))
+    padded = dataclasses.replace(options.windows, short=False)  # the student's policy, at 30 s
     systems = {
         "teacher": lambda: evaluate("teacher base", base, test, fastest),
         "tiny_en": lambda: evaluate("tiny.en", tiny, test, fastest),
         "student": lambda: evaluate("student (short window)", student, test, options),
         "student_padded_30s": lambda: evaluate("student (padded 30 s)", student, test,
-                                               dataclasses.replace(options, short_context=False)),
+                                               dataclasses.replace(options, windows=padded)),
         "student_checkpoint": lambda: evaluate("student (Lightning ckpt)", in_training, test, options),
         "teacher_ct2_int8": lambda: evaluate("teacher base (CT2 int8)", base, test, fastest,
                                              backend="faster-whisper"),

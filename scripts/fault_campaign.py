@@ -545,7 +545,7 @@ def train_target(manifest: Path, epochs: int = 6) -> Target:
     """``asr-distill train`` on the manifest's transcripts (tiny.en student, cached encoder)."""
     import yaml
 
-    from asr_distill.pipeline import place_student_config
+    from asr_distill.student.config import place_student_config
 
     base = yaml.safe_load((ROOT / "recipes" / "support" / "student.yaml").read_text())
     # no early stopping: it reads validation WER, which a resumed run need not reproduce, so

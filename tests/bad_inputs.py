@@ -117,6 +117,22 @@ def _stereo(d: Path, rng: np.random.Generator) -> Path:
     return _write(d / "stereo.flac", stereo, 44100)
 
 
+def _float(path: Path, data: np.ndarray, rate: int) -> Path:
+    return _write(path, data, rate, subtype="FLOAT")
+
+
+def _peak(audio: np.ndarray, peak: float) -> np.ndarray:
+    return (audio * (peak / np.max(np.abs(audio)))).astype(np.float32)
+
+
+def _zero_data_size(d: Path, rng: np.random.Generator) -> Path:
+    """PCM_16 whose ``data`` chunk size field is 0 (a recorder killed before the header was done)."""
+    data = bytearray(_valid_bytes(d, rng, "ok_pcm16.wav", subtype="PCM_16"))
+    at = data.find(b"data") + 4
+    data[at : at + 4] = bytes(4)
+    return _bytes(d / "zero_data_size.wav", bytes(data))
+
+
 def _long(d: Path, rng: np.random.Generator) -> Path:
     return _write(d / "long" / "lecture.wav", long_recording(rng), LONG_RATE, subtype="PCM_16")
 
@@ -198,6 +214,35 @@ if "MP3" in sf.available_formats():  # libsndfile >= 1.1 reads and writes mp3
     SPECS.append(
         _Spec("mp3", None, lambda d, r: _write(d / "speech.mp3", speechlike(1.0, RATE, r), RATE), 1.0)
     )
+# Issue 12, added last so the cases above keep their bytes. Library level (audio.py); the label
+# CLI sees them too, through write_job_manifest.
+SPECS.extend([
+    _Spec(
+        "float_int16_range",
+        "out_of_range",
+        lambda d, r: _float(d / "int16_as_float.wav", _peak(speechlike(2.0, RATE, r), 16384), RATE),
+        2.0,
+    ),
+    _Spec(
+        "float_x1e20",
+        "out_of_range",
+        lambda d, r: _float(d / "x1e20.wav", speechlike(2.0, RATE, r) * np.float32(1e20), RATE),
+        2.0,
+    ),
+    _Spec(
+        "float_x1e12_8khz",  # through the resampler
+        "out_of_range",
+        lambda d, r: _float(d / "x1e12.wav", speechlike(2.0, 8000, r) * np.float32(1e12), 8000),
+        2.0,
+    ),
+    _Spec(
+        "dc_only",
+        "silent",
+        lambda d, r: _float(d / "dc.wav", np.full(2 * RATE, 0.25, np.float32), RATE),
+        2.0,
+    ),
+    _Spec("zero_data_chunk_size", None, _zero_data_size, 2.0, 2 * RATE),
+])
 CASE_NAMES = [s.name for s in SPECS]
 LONG_CASE = "35_minutes"
 
@@ -328,9 +373,13 @@ def manifest_cases(speech_file: Path, speech_s: float, folder: Path) -> list[Man
         ManifestCase("numeric_id", _obj(id=4242, audio_filepath=good, duration=speech_s), "4242", None),
         ManifestCase("unicode_id", _obj(id="ユニコード id", audio_filepath=good, duration=speech_s),
                      "ユニコード id", None),
+        # issue 12: one Latin-1 byte (0xe9, written through surrogateescape) is one bad line
+        ManifestCase("latin1_byte", _obj(id="latin1_byte", audio_filepath=good, text="caf" + LATIN1_E_ACUTE),
+                     "@line", "bad_manifest_line"),
     ]
 
 
+LATIN1_E_ACUTE = "\udce9"  # "é" in Latin-1: the byte 0xe9, which is not UTF-8 on its own
 LABELED = "label"  # the outcome "a TeacherLabel was written" in ``write_job_manifest``'s table
 
 
@@ -365,7 +414,9 @@ def write_job_manifest(
         hour = make_one_hour(d / "audio", speech_file)
         lines.append(_obj(id=HOUR_CASE, audio_filepath=str(hour), duration=float(HOUR_SECONDS)))
         expected[HOUR_CASE] = {LABELED, "silent"}
-    manifest.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    # issue 12: a UTF-8 BOM first (Windows editors write one): the first line must still be read
+    text = "\ufeff" + "".join(line + "\n" for line in lines)
+    manifest.write_text(text, encoding="utf-8", errors="surrogateescape")
     return manifest, expected
 
 
@@ -432,3 +483,115 @@ def config_cases(directory: str | Path) -> list[ConfigCase]:
         ConfigCase("train_wrong_type", ("train", "--config", dump(
             "train_type.yaml", {**train_ok, "model": {**train_ok["model"], "lr": "fast"}})), "lr"),
     ]
+
+
+# --- hostile inputs (issue 12), library level ----------------------------------------------
+# Each case names its class and whether the CLI still has to be wired to the library check
+# (``cli_pending``): tests/test_hostile.py asserts the library outcome of every case now; the
+# CLI-level assertions (exit 2, one line, nothing written) come when the commands call
+# ``outputs.guard_output`` and ``safe_load.load_checkpoint``.
+
+
+@dataclass(frozen=True)
+class HostileCase:
+    name: str
+    klass: str  # "reading", "audio", "code", "output", "lock", "review", "cost"
+    cli_pending: bool
+
+
+HOSTILE_CASES = [
+    HostileCase("manifest_utf8_bom", "reading", False),  # read_manifest: also in the label CLI job
+    HostileCase("manifest_gzip_named_gz", "reading", False),
+    HostileCase("manifest_gzip_named_jsonl", "reading", False),
+    HostileCase("manifest_latin1_line", "reading", False),  # also in the label CLI job
+    HostileCase("manifest_utf16", "reading", False),
+    HostileCase("manifest_truncated_gzip", "reading", False),
+    HostileCase("float_int16_range", "audio", False),  # SPECS: also in the label CLI job
+    HostileCase("float_x1e20", "audio", False),
+    HostileCase("float_x1e12_8khz", "audio", False),
+    HostileCase("dc_only", "audio", False),
+    HostileCase("zero_data_chunk_size", "audio", False),
+    HostileCase("x1e20_between_good_clips", "audio", False),
+    HostileCase("crafted_pickle_zip", "code", False),  # CLI: export, evaluate (run --from export: pipeline)
+    HostileCase("crafted_pickle_legacy", "code", False),
+    HostileCase("truncated_checkpoint", "code", False),
+    HostileCase("output_is_input", "output", True),
+    HostileCase("output_hard_link_to_input", "output", True),
+    HostileCase("output_symlink_file", "output", True),
+    HostileCase("output_symlink_to_input", "output", True),
+    HostileCase("output_unrelated_file", "output", True),
+    HostileCase("output_unrelated_file_forced", "output", True),
+    HostileCase("output_manifest_as_labels", "output", True),
+    HostileCase("output_dir_unrelated_file", "output", False),  # CLI: filter
+    HostileCase("output_dir_is_input_folder", "output", False),  # CLI: review import d/kept.jsonl --out d
+    HostileCase("output_dir_would_overwrite_input", "output", False),  # CLI: filter d/kept.jsonl --out d
+    HostileCase("output_dir_of_another_step", "output", False),  # CLI: evaluate
+    HostileCase("output_dir_named_file_not_ours", "output", False),  # CLI: filter
+    HostileCase("resumable_writer_on_foreign_file", "output", False),  # ResumableJsonlWriter refuses
+    HostileCase("lock_held_names_holder", "lock", True),  # label already locks; others to wire
+    HostileCase("lock_probe_for_merge", "lock", True),  # merge must call lock_holder on each shard
+]
+# Filter, review, evaluate, export and report at the CLI (issue 12): the review edits schema,
+# the review sheet, bounded-cost scoring, and every writer's guard and lock.
+HOSTILE_CASES.extend([
+    HostileCase("edits_text_null", "review", False),
+    HostileCase("edits_text_list", "review", False),
+    HostileCase("edits_text_number", "review", False),
+    HostileCase("edits_reject_then_accept", "review", False),
+    HostileCase("edits_json_is_a_list", "review", False),
+    HostileCase("edits_items_not_objects", "review", False),
+    HostileCase("edits_broken_json", "review", False),
+    HostileCase("edits_not_utf8", "review", False),
+    HostileCase("edits_unknown_decision", "review", False),
+    HostileCase("edits_reviewer_not_a_string", "review", False),
+    HostileCase("edits_time_not_a_string", "review", False),
+    HostileCase("edits_huge_reviewer_name", "review", False),
+    HostileCase("edits_reviewer_ansi_escapes", "review", False),
+    HostileCase("edits_id_with_control_characters", "review", False),
+    HostileCase("edits_identical_duplicates", "review", False),
+    HostileCase("review_audit_appended_never_truncated", "review", False),
+    HostileCase("review_tsv_formula_cells", "review", False),
+    HostileCase("review_import_edits_in_out_folder", "output", False),
+    HostileCase("output_dir_kept_symlink", "output", False),
+    HostileCase("filter_out_is_a_file", "output", False),
+    HostileCase("filter_force_keeps_foreign_files", "output", False),
+    HostileCase("filter_write_all_or_nothing", "output", False),
+    HostileCase("export_out_is_the_checkpoint", "output", False),
+    HostileCase("export_out_unrelated_file", "output", False),
+    HostileCase("report_dir_unrelated_file", "output", False),
+    HostileCase("lock_held_review_import", "lock", False),
+    HostileCase("lock_held_evaluate", "lock", False),
+    HostileCase("label_wer_50mb_reference", "cost", False),
+    HostileCase("evaluate_50mb_reference", "cost", False),
+    HostileCase("filter_cli_5mb_reference", "cost", False),
+])
+HOSTILE_NAMES = [c.name for c in HOSTILE_CASES]
+
+
+def crafted_pickle(path: str | Path, marker: str | Path, *, legacy: bool) -> Path:
+    """A ``.ckpt`` whose unpickling would create the folder ``marker`` (the payload is harmless).
+
+    ``legacy``: a bare pickle stream (what ``torch.load`` reads through its legacy path),
+    else a torch zip checkpoint that hides the payload among real tensors.
+    """
+    import pickle
+
+    import torch
+
+    class Payload:
+        def __reduce__(self):
+            return os.mkdir, (str(marker),)
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if legacy:
+        path.write_bytes(pickle.dumps({"state_dict": {}, "x": Payload()}, protocol=2))
+    else:
+        torch.save({"state_dict": {"w": torch.zeros(2)}, "hyper_parameters": Payload()}, path)
+    return path
+
+
+def manifest_bytes(lines: list[dict]) -> bytes:
+    import json
+
+    return "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in lines).encode("utf-8")

@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from asr_distill.calibrate import (
+from asr_distill.metrics import word_error_rate
+from asr_distill.quality.calibrate import (
     calibrate,
     choose_point,
     plot_calibration,
@@ -15,7 +16,6 @@ from asr_distill.calibrate import (
     utterance_errors,
     write_calibration,
 )
-from asr_distill.metrics import word_error_rate
 
 # Ten utterances of two words each. The first six are right, the last four each have one
 # wrong word: unfiltered label WER = 4 errors / 20 words = 20 %.

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
+import test_filter
 
-from asr_distill.confidence import (
+from asr_distill.quality.confidence import (
     SCORES,
     agreement_between,
     char_agreement_between,
@@ -16,41 +17,12 @@ from asr_distill.confidence import (
     score_labels,
     vocab_size,
 )
-from asr_distill.records import Provenance, TeacherLabel, TokenScore
+from asr_distill.quality.filter import read_labels
+from asr_distill.records import TokenScore
 
+# One label maker and one labeled fixture (a pytest fixture) for the quality tests.
+make_label, fixture_labels = test_filter.make_label, test_filter.fixture_labels
 V = 51865
-
-
-def make_label(
-    text="enter seven",
-    *,
-    id="u1",
-    duration=2.0,
-    avg_logprob=-0.2,
-    no_speech_prob=0.05,
-    compression_ratio=1.0,
-    tokens=None,
-    teacher="base",
-    **kw,
-) -> TeacherLabel:
-    if tokens is None:
-        tokens = tuple(TokenScore(w, avg_logprob, 0.5, 10.0, 2.0) for w in text.split())
-    prov = Provenance(teacher, "0" * 64, "whisper", {"entropy_alpha": 0.33}, "0.1.0")
-    return TeacherLabel(
-        id=id,
-        audio_filepath=f"/a/{id}.flac",
-        offset=0.0,
-        duration=duration,
-        text=text,
-        language="en",
-        avg_logprob=avg_logprob,
-        no_speech_prob=no_speech_prob,
-        compression_ratio=compression_ratio,
-        temperature=0.0,
-        tokens=tuple(tokens),
-        provenance=prov,
-        **kw,
-    )
 
 
 def uniform_entropies(v: int, alpha: float) -> tuple[float, float, float]:
@@ -185,7 +157,7 @@ def test_registry_names_scores_and_refuses_duplicates():
 
 
 def test_scores_on_real_teacher_labels_are_finite_and_bounded(fixture_labels):
-    for lab in fixture_labels:
+    for lab in read_labels(fixture_labels):
         for name, s in SCORES.items():
             v = s.fn(lab, lab)
             assert math.isfinite(v), (name, lab.id)
@@ -196,15 +168,3 @@ def test_scores_on_real_teacher_labels_are_finite_and_bounded(fixture_labels):
                 "agreement",
             ):
                 assert 0.0 <= v <= 1.0, (name, v)
-
-
-@pytest.fixture(scope="module")
-def fixture_labels(tmp_path_factory, an4_fixture, tiny_teacher):
-    """The committed AN4 clips labeled by tiny.en, once per session (the quality tests share the file)."""
-    from asr_distill.filter import read_labels
-    from asr_distill.label import label_to_file
-
-    out = tmp_path_factory.getbasetemp() / "quality_fixture_labels.jsonl"
-    if not out.is_file():
-        label_to_file(an4_fixture, out, teacher=tiny_teacher, batch_size=8)
-    return read_labels(out)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from asr_distill.correct import (
+from asr_distill.normalise import NORMALISERS, format_insensitive, get_normaliser
+from asr_distill.quality.correct import (
     Correction,
     CorrectionConfig,
     correct_text,
@@ -15,7 +16,6 @@ from asr_distill.correct import (
     read_lexicon,
     trim_loops,
 )
-from asr_distill.normalise import NORMALISERS, format_insensitive, get_normaliser
 
 SPOKEN = [
     ("G-M-E-F 39.", "g m e f three nine"),  # AN4: spelled letters, digits as words

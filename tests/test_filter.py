@@ -8,15 +8,13 @@ import math
 
 import pytest
 
-from asr_distill.correct import Correction, correct_text
-from asr_distill.filter import (
+from asr_distill.quality.correct import Correction, correct_text
+from asr_distill.quality.filter import PseudoLabel, filter_labels, read_labels, read_pseudo_labels
+from asr_distill.quality.filter_report import format_filter_report, label_wer
+from asr_distill.quality.rules import (
     RULES,
     Candidate,
     FilterConfig,
-    PseudoLabel,
-    filter_labels,
-    read_labels,
-    read_pseudo_labels,
     rule_empty,
     rule_hallucination_phrase,
     rule_low_confidence,
@@ -28,6 +26,7 @@ from asr_distill.filter import (
     rule_too_short,
     rule_wrong_language,
 )
+from asr_distill.quality.stage import FilterOptions, run_filter
 from asr_distill.records import Provenance, TeacherLabel, TokenScore
 
 CFG = FilterConfig()
@@ -41,11 +40,14 @@ def make_label(
     avg_logprob=-0.2,
     no_speech_prob=0.05,
     compression_ratio=1.0,
-    ref_text=None,
+    tokens=None,
+    teacher="base",
     **kw,
 ) -> TeacherLabel:
-    tokens = tuple(TokenScore(f" {w}", avg_logprob, 0.5, 10.0, 2.0) for w in text.split())
-    prov = Provenance("base", "0" * 64, "whisper", {"entropy_alpha": 0.33}, "0.1.0")
+    """A teacher label with one token per word (the confidence and filter tests share it)."""
+    if tokens is None:
+        tokens = tuple(TokenScore(f" {w}", avg_logprob, 0.5, 10.0, 2.0) for w in text.split())
+    prov = Provenance(teacher, "0" * 64, "whisper", {"entropy_alpha": 0.33}, "0.1.0")
     return TeacherLabel(
         id=id,
         audio_filepath=f"/data/{id}.flac",
@@ -57,9 +59,8 @@ def make_label(
         no_speech_prob=no_speech_prob,
         compression_ratio=compression_ratio,
         temperature=0.0,
-        tokens=tokens,
+        tokens=tuple(tokens),
         provenance=prov,
-        ref_text=ref_text,
         **kw,
     )
 
@@ -311,3 +312,90 @@ def test_filter_cli_lists_scores(capsys):
     assert main(["filter", "x.jsonl", "--out", "y", "--list-scores"]) == 0
     out = capsys.readouterr().out
     assert "agreement" in out and "needs --second" in out and "entropy_gibbs_exp_mean" in out
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        (dict(threshold=0.5, keep=0.5), "only one of threshold, keep, target_wer"),
+        (dict(keep=0.5, target_wer=5.0), "only one of"),
+        (dict(keep=1.5), "keep"),
+        (dict(target_wer=-1.0), "target_wer"),
+        (dict(score="confidence_of_the_moon"), "known scores"),
+        (dict(normaliser="shouting"), "shouting"),
+        (dict(lexicon_similarity=150.0), "similarity"),
+        (dict(review_fraction=1.5), "review_fraction"),
+    ],
+)
+def test_filter_options_refuse_bad_values_naming_the_option(options, match):
+    with pytest.raises(ValueError, match=match):
+        FilterOptions(**options)
+
+
+@pytest.mark.parametrize("language, expected", [("en", "en"), ("any", None), (None, None), ("de", "de")])
+def test_filter_options_language_any_turns_wrong_language_off(language, expected):
+    assert FilterOptions(language=language).filter_config().language == expected
+
+
+def test_filter_options_defaults_match_the_rules():
+    cfg = FilterOptions().filter_config()
+    assert cfg == FilterConfig()
+
+
+def write_labels(path, labels):
+    path.write_text("".join(json.dumps(lab.to_dict()) + "\n" for lab in labels))
+    return path
+
+
+def test_run_filter_writes_the_stage_files(tmp_path, caplog):
+    labels, second = synthetic_set()
+    lpath = write_labels(tmp_path / "labels.jsonl", labels)
+    spath = write_labels(tmp_path / "second.jsonl", [s for i, s in second.items() if i != "g3"])
+    out = tmp_path / "f"
+    with caplog.at_level("WARNING"):
+        r = run_filter(lpath, out, FilterOptions(review_fraction=0.5), second=spath)
+    assert "1 labels have no second decoding" in caplog.text
+    assert [p.id for p in read_pseudo_labels(out / "kept.jsonl")] == [p.id for p in r.kept]
+    assert [p.id for p in read_pseudo_labels(out / "dropped.jsonl")] == [p.id for p in r.dropped]
+    report = json.loads((out / "filter_report.json").read_text())
+    assert report["labels"] == str(lpath) and report["second_labels"] == str(spath)
+    assert report["review_fraction"] == 0.5 and report["references"] == 8
+    assert report["calibration"] == str(out / "calibration.json") and (out / "calibration.png").is_file()
+    text = format_filter_report(report, out)
+    assert text.splitlines()[0].startswith(f"kept {r.report.kept} of 8 labels")
+    assert "label WER vs references" in text and "50% least confident" in text
+    assert text.endswith("filter_report.json, calibration.json, calibration.png")
+
+
+def test_run_filter_refuses_a_missing_or_empty_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        run_filter(tmp_path / "nope.jsonl", tmp_path / "f", FilterOptions())
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(ValueError, match="holds no labels"):
+        run_filter(tmp_path / "empty.jsonl", tmp_path / "f", FilterOptions())
+
+
+def test_format_filter_report_without_references_or_drops():
+    labels = [make_label(id=f"u{i}") for i in range(3)]
+    report = filter_labels(labels, config=FilterConfig(score="avg_logprob", keep=1.0)).report.to_dict()
+    lines = format_filter_report(report).splitlines()
+    assert lines[0].startswith("kept 3 of 3 labels (100.0%") and "reference-free" in lines[0]
+    assert not any(x.startswith(("dropped by reason", "label WER", "wrote")) for x in lines)
+    assert lines[-1].startswith("review load:")
+
+
+def test_label_wer_measures_teacher_and_pseudo_labels_alike():
+    labels = [make_label("enter seven", id="a", ref_text="enter seven"), make_label("enter", id="b")]
+    labels.append(make_label("enter nine", id="c", ref_text="enter seven"))
+    r = label_wer(labels)
+    assert (r.wer, r.utterances, r.ref_words) == (25.0, 2, 4)
+    pseudo = filter_labels(labels, config=FilterConfig(score="avg_logprob", threshold=-5)).kept
+    assert label_wer(pseudo, "format_insensitive").wer == 25.0
+    assert label_wer([make_label()]) is None
+
+
+def test_filter_cli_refuses_two_threshold_choices(capsys):
+    from asr_distill.cli import main
+
+    assert main(["filter", "x.jsonl", "--out", "y", "--threshold", "0.5", "--keep", "0.5"]) == 2
+    assert "only one of threshold, keep" in capsys.readouterr().err

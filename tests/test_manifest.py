@@ -12,8 +12,13 @@ import soundfile as sf
 from bad_inputs import speechlike
 
 from asr_distill.audio import SAMPLE_RATE, iter_audio, load_audio
-from asr_distill.jsonl import atomic_write_jsonl
-from asr_distill.manifest import build_manifest, parse_shard, read_manifest, shard_filter
+from asr_distill.manifest import (
+    build_manifest,
+    parse_shard,
+    read_manifest,
+    shard_filter,
+    write_folder_manifest,
+)
 from asr_distill.records import Skip, Utterance
 
 FIXTURE = Path(__file__).parent / "fixtures" / "an4" / "manifest.jsonl"
@@ -212,31 +217,33 @@ def test_build_manifest_walks_sorted_and_reports_unreadable(tmp_path):
     (root / "a" / "notes.txt").write_text("not audio")
     (root / "a" / "broken.wav").write_bytes(b"RIFF....")
     (root / "a" / "empty.flac").write_bytes(b"")
-    lines = list(build_manifest(root))
-    assert [x["audio_filepath"] for x in lines] == [
+    records = list(build_manifest(root))
+    assert [x.audio_filepath for x in records] == [
         "a/Z.ogg",
         "a/broken.wav",
         "a/empty.flac",
         "a/one.wav",
         "b/two.flac",
     ]
-    by_path = {x["audio_filepath"]: x for x in lines}
-    assert by_path["a/one.wav"] == {"audio_filepath": "a/one.wav", "duration": 2.0}
-    assert by_path["b/two.flac"]["duration"] == 1.25
-    assert by_path["a/broken.wav"]["skip_reason"] == "unreadable"
-    assert by_path["a/empty.flac"]["skip_reason"] == "empty_file"
-    assert all("text" not in x for x in lines)
+    by_path = {x.audio_filepath: x for x in records}
+    assert by_path["a/one.wav"] == Utterance("a/one", "a/one.wav", 2.0)
+    assert by_path["b/two.flac"].duration == 1.25
+    assert isinstance(by_path["a/broken.wav"], Skip) and by_path["a/broken.wav"].reason == "unreadable"
+    assert isinstance(by_path["a/empty.flac"], Skip) and by_path["a/empty.flac"].reason == "empty_file"
+    assert all(x.message for x in records if isinstance(x, Skip))
 
-    readable = [x for x in lines if "skip_reason" not in x]
-    atomic_write_jsonl(root / "manifest.jsonl", readable)
+    written, skipped = write_folder_manifest(root, root / "manifest.jsonl")
+    assert [u.id for u in written] == ["a/Z", "a/one", "b/two"] and len(skipped) == 2
+    lines = [json.loads(x) for x in (root / "manifest.jsonl").read_text().splitlines()]
+    assert lines[1] == {"audio_filepath": str((root / "a" / "one.wav").resolve()), "duration": 2.0}
     records = list(read_manifest(root / "manifest.jsonl"))
-    assert [r.id for r in records] == ["a/Z", "a/one", "b/two"]
+    assert [r.id for r in records] == [u.id for u in written]  # the ids read_manifest gives them
     assert all(isinstance(r, Utterance) and os.path.exists(r.audio_filepath) for r in records)
 
 
 def test_build_manifest_extension_filter_and_bad_root(tmp_path):
     _audio(tmp_path / "x.wav")
     _audio(tmp_path / "y.flac")
-    assert [x["audio_filepath"] for x in build_manifest(tmp_path, extensions=(".FLAC",))] == ["y.flac"]
+    assert [x.audio_filepath for x in build_manifest(tmp_path, extensions=(".FLAC",))] == ["y.flac"]
     with pytest.raises(NotADirectoryError):
         next(build_manifest(tmp_path / "x.wav"))

@@ -3,6 +3,7 @@ teacher and student, and resuming after parts of the output root are deleted."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -11,7 +12,8 @@ import pytest
 from conftest import fixture_lines, write_manifest
 
 from asr_distill.jsonl import OutputLockedError, exclusive_lock
-from asr_distill.pipeline import ConfigError, config_from_dict, plan, run
+from asr_distill.pipeline import ConfigError, LabelConfig, ReviewConfig, config_from_dict, plan, run
+from asr_distill.teacher.options import LabelOptions
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -42,8 +44,16 @@ def _config(tmp: Path) -> dict:
     ({"label": {"batch_size": 2.5}}, "label.batch_size: expected an integer"),
     ({"evaluate": {"normaliser": "nope"}}, "evaluate.normaliser: unknown normaliser 'nope'"),
     ({"train": {"overrides": ["x"]}}, "train.overrides: expected a mapping"),
-    ({"filter": {"keep": 0.5, "threshold": 1.0}}, "at most one of threshold, keep, target_wer"),
+    ({"filter": {"keep": 0.5, "threshold": 1.0}}, "only one of threshold, keep, target_wer"),
     ({"data": {"test": "t.jsonl"}}, "missing required key data.train"),
+    ({"data": {"train": "t.jsonl", "sources": [{"nme": "x"}]}}, "unknown key data.sources[0].nme"),
+    ({"filter": 3}, "filter: expected a mapping (FilterStageConfig), got 3"),
+    ({"train": {"enabled": None}}, "train.enabled: expected true or false, got None"),
+    ({"label": {"backend": "kaldi"}}, "label.backend: expected one of whisper, faster-whisper, got 'kaldi'"),
+    ({"label": {"precision": "fp64"}}, "label.precision: expected one of auto, fp32, bf16, fp16, got 'fp64'"),
+    ({"label": {"min_window": 12}}, "label.min_window: expected one of 10, 15, 20, 30, got 12"),
+    ({"label": {"beam_size": 0}}, "label: beam_size must be >= 1"),
+    ({"label": {"workers": 0}}, "label.workers: must be >= 1, got 0"),
 ])
 def test_bad_configs_name_the_key(tmp_path, change, message):
     cfg = _config(tmp_path)
@@ -51,6 +61,54 @@ def test_bad_configs_name_the_key(tmp_path, change, message):
     with pytest.raises(ConfigError) as e:
         config_from_dict(cfg)
     assert message in str(e.value)
+
+
+def test_a_bad_yaml_config_exits_2_naming_the_key(tmp_path, capsys):
+    from asr_distill.cli import main
+
+    config = tmp_path / "pipeline.yaml"
+    config.write_text("out: run\ndata: {train: t.jsonl}\nfilter: {keep: lots}\n")
+    assert main(["run", str(config), "--check"]) == 2
+    assert "filter.keep: expected a number or null, got 'lots'" in capsys.readouterr().err
+
+
+def test_a_null_section_takes_its_defaults(tmp_path):
+    cfg = config_from_dict(_config(tmp_path) | {"review": None})
+    assert cfg.review == ReviewConfig()
+
+
+def test_every_labeling_option_of_the_cli_reaches_the_label_stage(tmp_path, monkeypatch):
+    import asr_distill.label
+    from asr_distill.cli import build_parser
+    from asr_distill.label import LabelStats
+
+    flags = {a.dest for a in build_parser()._subparsers._group_actions[0].choices["label"]._actions}
+    named_otherwise = {"help", "input", "out", "model", "shard", "no_progress"}  # see LabelConfig
+    assert flags - named_otherwise <= {f.name for f in dataclasses.fields(LabelConfig)}
+
+    calls = []
+
+    def fake_label_to_file(manifest, out, **kwargs):
+        calls.append(kwargs)
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text("")
+        return LabelStats(labeled=0, skipped=0, already_done=0, audio_s=0.0, wall_s=1.0)
+
+    monkeypatch.setattr(asr_distill.label, "label_to_file", fake_label_to_file)
+    cfg = _config(tmp_path)
+    cfg["label"] = {"teacher": "base", "second": "tiny.en", "beam_size": 5, "min_window": 15,
+                    "precision": "bf16", "language": "auto", "device": "cpu", "seed": 3,
+                    "full_context": False}
+    result = run(cfg, stop="label")
+    assert [s.status for s in result.stages] == ["ran"]
+    teacher, second = calls
+    assert teacher["teacher"] == "base" and second["teacher"] == "tiny.en"
+    assert teacher["precision"] == second["precision"] == "bf16"
+    assert teacher["device"] == second["device"] == "cpu" and teacher["seed"] == 3
+    assert teacher["options"].window_for(3.0) == second["options"].window_for(3.0) == 15.0  # min_window
+    assert teacher["options"].language is None and teacher["options"].beam_size == 5
+    assert second["options"].beam_size is None  # the second model decodes greedily
+    assert config_from_dict(_config(tmp_path)).label.options() == LabelOptions()  # defaults: the CLI's
 
 
 def test_paths_resolve_against_the_config_folder(tmp_path):

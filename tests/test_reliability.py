@@ -31,7 +31,7 @@ from asr_distill.jsonl import OutputNotWritableError, read_jsonl
 from asr_distill.label import _prefetch, label, label_to_file, shard_path, skips_path
 from asr_distill.parallel import label_parallel, threads_per_worker
 from asr_distill.records import Skip, TeacherLabel
-from asr_distill.teacher.options import LabelOptions
+from asr_distill.teacher.options import FULL_CONTEXT, LabelOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEECH = FIXTURE.parent / "audio" / "an406-fcaw-b.flac"
@@ -174,7 +174,7 @@ def test_same_seed_same_labels_even_when_sampling(tiny_teacher, tmp_path):
     One clip per batch: batched sampling hits the openai-whisper bug in the next test.
     """
     manifest = write_manifest(tmp_path / "m.jsonl", fixture_lines()[:2])
-    sampled = LabelOptions(temperatures=(1.0,), best_of=2, short_context=False)
+    sampled = LabelOptions(temperatures=(1.0,), best_of=2, windows=FULL_CONTEXT)
 
     def run(seed: int) -> list[dict]:
         records = list(label(manifest, teacher=tiny_teacher, options=sampled, batch_size=1, seed=seed))
@@ -187,7 +187,7 @@ def test_same_seed_same_labels_even_when_sampling(tiny_teacher, tmp_path):
 
 
 @pytest.mark.parametrize("options", [
-    LabelOptions(logprob_threshold=0.0, temperatures=(0.0, 1.0), best_of=2, short_context=False),
+    LabelOptions(logprob_threshold=0.0, temperatures=(0.0, 1.0), best_of=2, windows=FULL_CONTEXT),
     LabelOptions(beam_size=3),
 ], ids=["fallback-sampling", "beam-search"])
 def test_groups_of_hypotheses_in_a_batch_of_two(tiny_teacher, tmp_path, options):

@@ -12,9 +12,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import test_filter
 
-from asr_distill.filter import FilterConfig, filter_labels, read_labels, read_pseudo_labels
-from asr_distill.review import (
+from asr_distill.quality.filter import FilterConfig, filter_labels, read_labels, read_pseudo_labels
+from asr_distill.quality.review import (
     REJECT_REASON,
     ReviewEdit,
     apply_review,
@@ -23,19 +24,11 @@ from asr_distill.review import (
     read_edits,
     select_for_review,
 )
+from asr_distill.quality.stage import ReviewOptions, run_review_export, run_review_import
 
+# The AN4 clips labeled by tiny.en, shared with the filter tests (a pytest fixture).
+fixture_labels = test_filter.fixture_labels
 CHROMIUM = "/usr/bin/chromium"
-
-
-@pytest.fixture(scope="module")
-def fixture_labels(tmp_path_factory, an4_fixture, tiny_teacher):
-    """The committed AN4 clips labeled by tiny.en, once per session (the quality tests share the file)."""
-    from asr_distill.label import label_to_file
-
-    out = tmp_path_factory.getbasetemp() / "quality_fixture_labels.jsonl"
-    if not out.is_file():
-        label_to_file(an4_fixture, out, teacher=tiny_teacher, batch_size=8)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -267,3 +260,24 @@ def test_filtered_labels_survive_review_round_trip_unchanged_when_all_accepted(f
     out = apply_review(res.kept, res.dropped, edits, reviewer="x", time="t")
     assert [dataclasses.replace(p, review=()) for p in out.kept] == list(res.kept)
     assert out.edited == 0 and all(len(p.review) == 1 for p in out.kept)
+
+
+def test_review_options_take_one_selection():
+    with pytest.raises(ValueError, match="only one of k, band"):
+        ReviewOptions(k=3, band=(-1.0, 0.0))
+
+
+def test_review_stage_export_then_import_needs_a_reviewer(filtered, tmp_path):
+    r = run_review_export(filtered / "kept.jsonl", tmp_path / "rev", ReviewOptions())
+    n = len(read_pseudo_labels(filtered / "kept.jsonl"))
+    assert r.items == -(-n // 10)  # 10 % of the kept labels by default
+    report = json.loads((tmp_path / "rev" / "review_report.json").read_text())
+    assert report["items"] == r.items and report["kept"] == str(filtered / "kept.jsonl")
+    kept, edits, out = filtered / "kept.jsonl", Path(r.tsv), tmp_path / "out"
+    with pytest.raises(ValueError, match="reviewer"):
+        run_review_import(kept, edits, out, ReviewOptions())
+    res = run_review_import(kept, edits, out, ReviewOptions(reviewer="bo"))
+    assert (res.reviewer, res.edits, res.accepted) == ("bo", r.items, r.items)
+    dropped = read_pseudo_labels(tmp_path / "out" / "dropped.jsonl")
+    assert len(dropped) == len(read_pseudo_labels(filtered / "dropped.jsonl"))  # carried over
+    assert len((tmp_path / "out" / "review_audit.jsonl").read_text().splitlines()) == r.items

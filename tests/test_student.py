@@ -21,7 +21,8 @@ from asr_distill.cli import main as cli_main
 from asr_distill.jsonl import exclusive_lock
 from asr_distill.student.build import cut_student, param_count, spaced_layers
 from asr_distill.student.checkpoint_io import AtomicCheckpointIO
-from asr_distill.student.short_context import StudentOptions, WindowPolicy
+from asr_distill.student.short_context import WindowPolicy, student_options
+from asr_distill.teacher.options import ContextFloor, LabelOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "student_an4_cut.yaml"
@@ -58,22 +59,32 @@ def test_cut_student_keeps_first_and_last_decoder_layers(tiny_teacher):
                                               (29.7, 30.0), (45.0, 30.0)])
 def test_window_policy_pads_to_the_clip_not_to_30s(duration, window):
     assert WindowPolicy().window_for(duration) == window
-    assert StudentOptions().window_for(duration) == window
-    assert StudentOptions(short_context=False).window_for(duration) == 30.0
+    assert student_options(WindowPolicy()).window_for(duration) == window
+    assert student_options(WindowPolicy(short=False)).window_for(duration) == 30.0
 
 
 def test_a_student_decodes_as_it_was_trained():
     """Students learn labels after <|notimestamps|>; decoding them in timestamp mode truncated numbers."""
-    assert StudentOptions().timestamps is False
-    assert StudentOptions.from_policy(WindowPolicy(), temperatures=(0.0,)).timestamps is False
+    assert student_options(WindowPolicy()).timestamps is False
+    options = student_options(WindowPolicy(), temperatures=(0.0,))
+    assert options.timestamps is False and options.temperatures == (0.0,)
+    assert student_options(WindowPolicy()).temperatures == LabelOptions().temperatures
 
 
 def test_student_window_policy_survives_the_labelers_option_checks():
     """A student's 2 s windows are not the teacher's 10/20/30 s steps, and must not be refused."""
-    from asr_distill.student.short_context import WindowPolicy
-
-    options = StudentOptions.from_policy(WindowPolicy(True, 1.0, 0.5, 2.0))
+    options = student_options(WindowPolicy(True, 1.0, 0.5, 2.0))
     assert options.window_for(1.0) == 2.0 and options.window_for(3.2) == 4.0
+    assert options.as_dict()["min_window_s"] == 2.0 and options.as_dict()["window_step_s"] == 1.0
+
+
+def test_teacher_floor_and_student_policy_are_distinct_types():
+    """The labeler holds one policy or the other; neither is checked by the other's rules."""
+    assert isinstance(LabelOptions().windows, ContextFloor)
+    assert isinstance(student_options(WindowPolicy()).windows, WindowPolicy)
+    with pytest.raises(ValueError, match="min_window_s"):
+        ContextFloor(2.0)  # a student's minimum is no teacher floor
+    assert ContextFloor(10.0) != WindowPolicy(min_s=10.0)
 
 
 def _config(tmp: Path, manifest: Path) -> Path:
@@ -205,9 +216,10 @@ def test_export_round_trip_whisper_and_faster_whisper(trained, an4_fixture):
     assert len(exported) == 2 and exported == in_memory
 
     fw = WhisperModel(str(ct2_dir), device="cpu", compute_type="float32")
-    segments, _ = fw.transcribe(audio, language="en", beam_size=1, temperature=0.0, without_timestamps=True,
-                                max_new_tokens=24, condition_on_previous_text=False)
-    assert isinstance(" ".join(s.text for s in segments), str)
+    segments, info = fw.transcribe(audio, language="en", beam_size=1, temperature=0.0, max_new_tokens=24,
+                                   without_timestamps=True, condition_on_previous_text=False)
+    list(segments)  # the generator runs the model: the exported folder must load and decode
+    assert info.duration == pytest.approx(len(audio) / 16000, abs=0.01)
 
 
 def test_ct2_writer_reproduces_the_packaged_model(tmp_path, tiny_teacher, an4_fixture):

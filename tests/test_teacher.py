@@ -14,7 +14,7 @@ from asr_distill.records import Provenance
 from asr_distill.teacher import ct2
 from asr_distill.teacher.backends import make_backend
 from asr_distill.teacher.decode import decode_batch
-from asr_distill.teacher.options import LabelOptions
+from asr_distill.teacher.options import FULL_CONTEXT, ContextFloor, LabelOptions
 
 
 def _clips(manifest):
@@ -97,8 +97,8 @@ def test_short_context_agrees_with_full_window(an4_fixture, tiny_teacher):
     clips = _clips(an4_fixture)
     prov = Provenance("tiny.en", tiny_teacher.weights_sha256, "whisper", {}, "test")
     backend = make_backend(tiny_teacher, "whisper")
-    short = decode_batch(backend, clips, LabelOptions(min_window_s=10.0), prov)
-    full = decode_batch(backend, clips, LabelOptions(short_context=False), prov)
+    short = decode_batch(backend, clips, LabelOptions(windows=ContextFloor(10.0)), prov)
+    full = decode_batch(backend, clips, LabelOptions(windows=FULL_CONTEXT), prov)
     refs = [u.text for u, _ in clips]
     wer_short = word_error_rate(refs, [x.text for x in short]).wer
     wer_full = word_error_rate(refs, [x.text for x in full]).wer
@@ -124,7 +124,7 @@ def test_timestamp_tokens_do_not_count_in_avg_logprob(an4_fixture, tiny_teacher)
     clips = _clips(an4_fixture)
     prov = Provenance("tiny.en", tiny_teacher.weights_sha256, "whisper", {}, "test")
     backend = make_backend(tiny_teacher, "whisper")
-    one_try = dict(temperatures=(0.0,), short_context=False)
+    one_try = dict(temperatures=(0.0,), windows=FULL_CONTEXT)
     ts = decode_batch(backend, clips, LabelOptions(timestamps=True, **one_try), prov)
     plain = decode_batch(backend, clips, LabelOptions(timestamps=False, **one_try), prov)
     same = [(a, b) for a, b in zip(ts, plain, strict=True) if a.text == b.text]
@@ -133,19 +133,35 @@ def test_timestamp_tokens_do_not_count_in_avg_logprob(an4_fixture, tiny_teacher)
         assert abs(a.avg_logprob - b.avg_logprob) < 0.15, (a.text, a.avg_logprob, b.avg_logprob)
 
 
-def test_window_floor():
-    assert LabelOptions().window_for(3.0) == 20.0
-    assert LabelOptions(min_window_s=10.0).window_for(3.0) == 10.0
-    assert LabelOptions(min_window_s=10.0).window_for(12.0) == 15.0
-    assert LabelOptions(min_window_s=15.0).window_for(3.0) == 15.0
-    assert LabelOptions(min_window_s=15.0).window_for(16.0) == 20.0
-    assert LabelOptions().window_for(25.0) == 30.0
-    assert LabelOptions(short_context=False).window_for(3.0) == 30.0
+@pytest.mark.parametrize("floor, duration, window", [
+    (20.0, 3.0, 20.0), (10.0, 3.0, 10.0), (10.0, 12.0, 15.0), (15.0, 3.0, 15.0), (15.0, 16.0, 20.0),
+    (20.0, 25.0, 30.0), (10.0, 29.7, 30.0),
+])
+def test_window_floor(floor, duration, window):
+    assert ContextFloor(floor).window_for(duration) == window
+    assert LabelOptions(windows=ContextFloor(floor)).window_for(duration) == window
+    assert LabelOptions(windows=ContextFloor(floor, short=False)).window_for(duration) == 30.0
+
+
+def test_default_options_keep_the_20s_floor_and_their_provenance_keys():
+    """Label files record the options flat, in the order and under the names they always had."""
+    assert LabelOptions().window_for(3.0) == 20.0 and FULL_CONTEXT.window_for(3.0) == 30.0
+    expected = {
+        "beam_size": None, "best_of": 5, "temperatures": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+        "compression_ratio_threshold": 2.4, "logprob_threshold": -1.0, "no_speech_threshold": 0.6,
+        "language": "en", "task": "transcribe", "short_context": True, "min_window_s": 20.0,
+        "max_tokens": None, "entropy_alpha": 0.33, "timestamps": True,
+    }
+    d = LabelOptions().as_dict()
+    assert d == expected and list(d) == list(expected)
+    assert LabelOptions(windows=FULL_CONTEXT).as_dict()["short_context"] is False
 
 
 def test_options_reject_bad_combinations():
     with pytest.raises(ValueError, match="min_window_s"):
-        LabelOptions(min_window_s=12.0)
+        ContextFloor(12.0)
+    with pytest.raises(TypeError, match="windows"):
+        LabelOptions(windows=10.0)
     with pytest.raises(ValueError, match="beam_size"):
         LabelOptions(beam_size=0)
     with pytest.raises(ValueError, match="task"):

@@ -32,14 +32,17 @@ def add_parser(sub) -> None:
     p.add_argument("--redo", action="store_true", help="decode again even if OUT holds hypotheses")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--force", action="store_true",
+                   help="write into an existing --out folder that holds files evaluate did not write")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     import torch
 
-    from ..evaluate import evaluate, format_comparisons, format_table
+    from ..evaluate import check_model_files, evaluate, format_comparisons, format_table, parse_model_spec
     from ..metrics import DEFAULT_NORMALISER
+    from ..outputs import guard_output
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -47,10 +50,14 @@ def run(args) -> int:
     if not manifest.is_file():
         raise SystemExit(f"error: manifest {manifest} does not exist")
     out = Path(args.out) if args.out else manifest.parent / "eval"
-    ev = evaluate(args.models, manifest, out, normaliser=args.normaliser or DEFAULT_NORMALISER,
-                  other_normalisers=args.also, batch_size=args.batch_size, backend=args.backend,
-                  device=args.device, resamples=args.resamples, seed=args.seed, reuse=not args.redo,
-                  progress=not args.no_progress)
+    check_model_files(args.models)  # a crafted checkpoint is refused before anything is written
+    models = [m for _, m in map(parse_model_spec, args.models) if Path(m).exists()]
+    force = args.force and (out.is_dir() or not out.exists())
+    with guard_output(out, inputs=[manifest, *models], kind="evaluate_dir", force=force):
+        ev = evaluate(args.models, manifest, out, normaliser=args.normaliser or DEFAULT_NORMALISER,
+                      other_normalisers=args.also, batch_size=args.batch_size, backend=args.backend,
+                      device=args.device, resamples=args.resamples, seed=args.seed, reuse=not args.redo,
+                      progress=not args.no_progress)
     print(format_table(ev.results))
     if ev.comparisons:
         print()

@@ -16,27 +16,50 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="output .pt")
     p.add_argument("--ct2", default=None, metavar="DIR", help="also write a CTranslate2 folder here")
     p.add_argument("--half", action="store_true", help="store float16 weights in the .pt (half the size)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing --out (or --ct2 folder) that export did not write")
     p.set_defaults(func=_cmd_export)
 
 
-def _cmd_export(args) -> int:
+def _outputs(args) -> list[tuple[str, str, list[str]]]:
+    """``(path, kind, inputs)`` of each output: the ``.pt``, and the CTranslate2 folder when asked."""
+    found = [(args.out, "export", [args.ckpt])]
+    return found + ([(args.ct2, "export_ct2", [args.ckpt, args.out])] if args.ct2 else [])
+
+
+def _force(args, out: str, kind: str) -> bool:
+    """``--force`` replaces an output of the same shape only: never a folder with a file, or back."""
     from pathlib import Path
 
+    path = Path(out)
+    return args.force and (not path.exists() or path.is_dir() == (kind == "export_ct2"))
+
+
+def _cmd_export(args) -> int:
+    from contextlib import ExitStack
+    from pathlib import Path
+
+    from ..outputs import check_output, guard_output
     from ..student.export import export_ct2, export_whisper_pt, load_student_checkpoint
     from ..teacher import load_teacher
 
     ckpt = Path(args.ckpt)
     if not ckpt.is_file():
         raise SystemExit(f"error: checkpoint {ckpt} does not exist")
+    for out, kind, inputs in _outputs(args):  # refuse before the (slow) load, then lock after it
+        check_output(out, inputs=inputs, kind=kind, force=_force(args, out, kind))
     module = load_student_checkpoint(ckpt)
     desc = module.describe() | {"exported_from": str(ckpt.resolve())}
-    out = export_whisper_pt(module.model, args.out, desc, half=args.half)
-    print(f"wrote {out} ({module.layout.describe()})")
-    if args.ct2:
-        init = module.hparams.init
-        side = load_teacher(module.hparams.teacher if init == "teacher" else init).ct2_dir
-        if side is None:
-            raise SystemExit("error: the student's tokenizer source has no CTranslate2 folder to copy "
-                             "tokenizer.json from; export the .pt only")
-        print(f"wrote {export_ct2(module.model, args.ct2, side, desc)}")
+    with ExitStack() as stack:
+        for out, kind, inputs in _outputs(args):
+            stack.enter_context(guard_output(out, inputs=inputs, kind=kind, force=_force(args, out, kind)))
+        out = export_whisper_pt(module.model, args.out, desc, half=args.half)
+        print(f"wrote {out} ({module.layout.describe()})")
+        if args.ct2:
+            init = module.hparams.init
+            side = load_teacher(module.hparams.teacher if init == "teacher" else init).ct2_dir
+            if side is None:
+                raise SystemExit("error: the student's tokenizer source has no CTranslate2 folder to copy "
+                                 "tokenizer.json from; export the .pt only")
+            print(f"wrote {export_ct2(module.model, args.ct2, side, desc)}")
     return 0

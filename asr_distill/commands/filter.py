@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -25,10 +26,10 @@ def add_parser(sub) -> None:
         help="confidence score for low_confidence (default: agreement_entropy with "
         "--second, else avg_logprob); see --list-scores",
     )
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--threshold", type=float, help="keep labels whose score is >= this")
-    g.add_argument("--target-wer", type=float, help="label WER (%%) to meet, calibrated on ref_text")
-    g.add_argument("--keep", type=float, help="fraction of all labels to keep (reference-free)")
+    # One of these three; FilterOptions says so when more are given.
+    p.add_argument("--threshold", type=float, help="keep labels whose score is >= this")
+    p.add_argument("--target-wer", type=float, help="label WER (%%) to meet, calibrated on ref_text")
+    p.add_argument("--keep", type=float, help="fraction of all labels to keep (reference-free)")
     p.add_argument("--lexicon", help="domain words/names, one per line: near-misses are replaced")
     p.add_argument(
         "--lexicon-similarity", type=float, default=None, help="rapidfuzz ratio 0-100 (default 85)"
@@ -40,13 +41,21 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--language", default="en", help="expected language ('any' turns wrong_language off)")
     p.add_argument("--min-agreement", type=float, default=None, help="teacher_disagreement below this (0.5)")
+    p.add_argument(
+        "--review-fraction",
+        type=float,
+        default=0.1,
+        help="share of kept labels (least confident first) the report's review load counts (default 0.1)",
+    )
     p.add_argument("--list-scores", action="store_true", help="print the confidence scores and exit")
+    p.add_argument("--force", action="store_true",
+                   help="write into an existing --out folder that holds files this step did not write")
     p.set_defaults(func=run)
 
 
 def _print_scores() -> None:
-    from ..calibrate import DEFAULT_THRESHOLDS
-    from ..confidence import SCORES
+    from ..quality.calibrate import DEFAULT_THRESHOLDS
+    from ..quality.confidence import SCORES
 
     for s in SCORES.values():
         default = DEFAULT_THRESHOLDS.get(s.name)
@@ -60,104 +69,23 @@ def run(args) -> int:
     if args.list_scores:
         _print_scores()
         return 0
-    from ..calibrate import calibrate, write_calibration
-    from ..correct import LEXICON_MIN_SIMILARITY, CorrectionConfig, read_lexicon
-    from ..filter import MIN_AGREEMENT, FilterConfig, filter_labels, read_labels
-    from ..jsonl import atomic_write_jsonl, atomic_write_text
+    from ..outputs import guard_output
+    from ..quality.filter_report import format_filter_report
+    from ..quality.stage import FilterOptions, run_filter
 
-    labels_path = Path(args.labels)
-    if not labels_path.is_file():
-        raise SystemExit(
-            f"error: {labels_path} does not exist (give the labels written by `asr-distill label`)"
-        )
-    labels = read_labels(labels_path)
-    if not labels:
-        raise SystemExit(f"error: {labels_path} holds no labels")
-    second = None
-    if args.second:
-        second = {lab.id: lab for lab in read_labels(args.second)}
-        missing = sum(lab.id not in second for lab in labels)
-        if missing:
-            print(
-                f"warning: {missing} labels have no second decoding in {args.second}; "
-                "their agreement is undefined (they count as least confident)"
-            )
-    correction = CorrectionConfig(
-        normaliser=args.normaliser,
-        lexicon=read_lexicon(args.lexicon) if args.lexicon else (),
-        lexicon_min_similarity=args.lexicon_similarity or LEXICON_MIN_SIMILARITY,
-    )
-    config = FilterConfig(
-        score=args.score,
-        threshold=args.threshold,
-        keep=args.keep,
-        target_wer=args.target_wer,
-        language=None if args.language == "any" else args.language,
-        min_agreement=MIN_AGREEMENT if args.min_agreement is None else args.min_agreement,
-        correction=correction,
-    )
-    result = filter_labels(labels, second=second, config=config)
-    out = Path(args.out)
-    atomic_write_jsonl(out / "kept.jsonl", (p.to_dict() for p in result.kept))
-    atomic_write_jsonl(out / "dropped.jsonl", (p.to_dict() for p in result.dropped))
-    report = result.report.to_dict()
-    report["labels"] = str(labels_path)
-    report["second_labels"] = args.second
-    cal = result.calibration
-    if cal is None and result.report.references:
-        # References present: the curves are informative even when they did not pick the threshold.
-        every = [*result.kept, *result.dropped]
-        ok = [
-            p
-            for p in every
-            if p.ref_text is not None and all(v.keep for v in p.filter_history if v.rule != "low_confidence")
-        ]
-        if ok:
-            cal = calibrate(
-                {n: [_nan(p.scores[n]) for p in ok] for n in ok[0].scores},
-                [p.ref_text for p in ok],
-                [p.text for p in ok],
-                keep=result.report.retention if result.report.retention > 0 else 1.0,
-                score=result.report.score,
-                total=result.report.references,
-            )
-    if cal is not None:
-        write_calibration(cal, out / "calibration.json", out / "calibration.png")
-        report["calibration"] = str(out / "calibration.json")
-    atomic_write_text(out / "filter_report.json", json.dumps(report, indent=1) + "\n")
-    _summary(report, out)
+    # Every FilterOptions field is a flag of the same name.
+    options = FilterOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FilterOptions)})
+    out, labels = Path(args.out), Path(args.labels)
+    if not labels.is_file():  # before the output folder is made
+        raise SystemExit(f"error: {labels} does not exist (give the labels written by `asr-distill label`)")
+    inputs = [p for p in (args.labels, args.second, args.lexicon) if p]
+    # --force replaces files in a folder, never a file where the folder should be
+    force = args.force and (out.is_dir() or not out.exists())
+    try:
+        with guard_output(out, inputs=inputs, kind="filter_dir", force=force):
+            run_filter(labels, out, options, second=Path(args.second) if args.second else None)
+    except FileNotFoundError as e:
+        raise SystemExit(f"error: {e}") from None
+    report = json.loads((out / "filter_report.json").read_text())
+    print(format_filter_report(report, out))
     return 0
-
-
-def _nan(x):
-    return float("nan") if x is None else x
-
-
-def _summary(r: dict, out: Path) -> None:
-    thr = "keep all" if r["threshold"] is None else f">= {r['threshold']:.4g}"
-    print(
-        f"kept {r['kept']} of {r['utterances']} labels ({r['retention']:.1%}, {r['kept_hours']:.2f} of "
-        f"{r['hours']:.2f} h) with {r['score']} {thr}: {r['threshold_note']}"
-    )
-    if r["by_reason"]:
-        print(
-            "dropped by reason: "
-            + ", ".join(
-                f"{k} {v['utterances']} ({v['hours'] * 60:.1f} min)" for k, v in r["by_reason"].items()
-            )
-        )
-    if r["corrections"]:
-        print("corrections: " + ", ".join(f"{k} {v}" for k, v in r["corrections"].items()))
-    if r["label_wer_all"] is not None:
-        print(
-            f"label WER vs references ({r['wer_normaliser']}): all {r['label_wer_all']:.2f}%, kept "
-            f"{r['label_wer_kept'] if r['label_wer_kept'] is not None else float('nan'):.2f}%"
-        )
-    print(
-        f"review load: {r['review_load_min_per_h']:.1f} min of audio per hour kept for the "
-        f"{r['review_fraction']:.0%} least confident"
-    )
-    print(
-        f"wrote {out}/kept.jsonl, dropped.jsonl, filter_report.json"
-        + (", calibration.json, calibration.png" if r.get("calibration") else "")
-    )

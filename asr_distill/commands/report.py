@@ -13,14 +13,25 @@ def add_parser(sub) -> None:
         "RUN_DIR/report/report.md with PNG plots beside it. Missing inputs only drop their section.",
     )
     p.add_argument("run_dir", help="output root of `asr-distill run` (or a folder holding eval/summary.json)")
+    p.add_argument("--force", action="store_true",
+                   help="write into an existing RUN_DIR/report folder that holds files report did not write")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..report import write_report
+    from pathlib import Path
 
+    from ..outputs import guard_output
+    from ..pipeline.layout import stage_seconds
+    from ..report import REPORT_DIR, report_inputs, write_report
+
+    out = Path(args.run_dir) / REPORT_DIR
+    force = args.force and (out.is_dir() or not out.exists())
     try:
-        path = write_report(args.run_dir)
+        if not Path(args.run_dir).is_dir():
+            raise FileNotFoundError(f"{args.run_dir} is not a folder (give the output root of a run)")
+        with guard_output(out, inputs=report_inputs(args.run_dir), kind="report_dir", force=force):
+            path = write_report(args.run_dir, stage_seconds(args.run_dir))
     except FileNotFoundError as e:
         raise SystemExit(f"error: {e}") from None
     print(f"wrote {path}")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+FORCE_HELP = "write into an existing --out folder that holds files this step did not write"
+KIND = "review_dir"
 
 
 def add_parser(sub) -> None:
@@ -18,9 +20,10 @@ def add_parser(sub) -> None:
     e = rsub.add_parser("export", help="write review.tsv and review.html for the least-confident labels")
     e.add_argument("kept", help="kept.jsonl written by `asr-distill filter`")
     e.add_argument("--out", required=True, help="folder for review.tsv and review.html")
-    g = e.add_mutually_exclusive_group()
-    g.add_argument("--k", type=int, help="the K least-confident labels (default: 10%% of them)")
-    g.add_argument("--band", type=float, nargs=2, metavar=("LO", "HI"), help="labels with LO <= score < HI")
+    # One of these two; ReviewOptions says so when both are given.
+    e.add_argument("--k", type=int, help="the K least-confident labels (default: 10%% of them)")
+    e.add_argument("--band", type=float, nargs=2, metavar=("LO", "HI"), help="labels with LO <= score < HI")
+    e.add_argument("--force", action="store_true", help=FORCE_HELP)
     e.set_defaults(func=run_export)
     i = rsub.add_parser(
         "import", help="apply a reviewer's edits (review_edits.json or the edited review.tsv)"
@@ -32,23 +35,32 @@ def add_parser(sub) -> None:
     )
     i.add_argument("--dropped", help="the filter's dropped.jsonl, carried over (default: beside KEPT)")
     i.add_argument("--reviewer", help="who reviewed (default: the name saved by the page)")
+    i.add_argument("--force", action="store_true", help=FORCE_HELP)
     i.set_defaults(func=run_import)
 
 
+def _kept(args) -> Path:
+    """KEPT, checked before the output folder is made."""
+    kept = Path(args.kept)
+    if not kept.is_file():
+        raise SystemExit(f"error: {kept} does not exist (give the kept.jsonl `asr-distill filter` wrote)")
+    return kept
+
+
+def _force(args) -> bool:
+    """``--force`` replaces files in a folder, never a file standing where the folder should be."""
+    out = Path(args.out)
+    return args.force and (out.is_dir() or not out.exists())
+
+
 def run_export(args) -> int:
-    import math
+    from ..outputs import guard_output
+    from ..quality.stage import ReviewOptions, run_review_export
 
-    from ..filter import read_pseudo_labels
-    from ..jsonl import atomic_write_text
-    from ..review import export_review
-
-    labels = read_pseudo_labels(args.kept)
-    k = args.k if args.k is not None or args.band else math.ceil(0.1 * len(labels))
-    r = export_review(labels, args.out, k=k, band=tuple(args.band) if args.band else None)
-    atomic_write_text(
-        Path(args.out) / "review_report.json",
-        json.dumps({**r.__dict__, "kept": str(args.kept)}, indent=1) + "\n",
-    )
+    options = ReviewOptions(k=args.k, band=tuple(args.band) if args.band else None)
+    kept = _kept(args)
+    with guard_output(args.out, inputs=[kept], kind=KIND, force=_force(args)):
+        r = run_review_export(kept, Path(args.out), options)
     print(
         f"{r.items} labels to review ({r.selection}): {r.audio_min:.1f} min of audio, "
         f"{r.load_min_per_h:.1f} min per hour labeled -> {r.html} (open in a browser), {r.tsv}"
@@ -57,28 +69,24 @@ def run_export(args) -> int:
 
 
 def run_import(args) -> int:
-    from ..filter import read_pseudo_labels
-    from ..jsonl import atomic_write_jsonl
-    from ..review import apply_review, read_edits
+    from ..outputs import guard_output
+    from ..quality.edits import printable, quoted_ids, read_edits
+    from ..quality.stage import ReviewOptions, run_review_import
 
-    kept = read_pseudo_labels(args.kept)
-    dropped_path = Path(args.dropped) if args.dropped else Path(args.kept).with_name("dropped.jsonl")
-    dropped = read_pseudo_labels(dropped_path) if dropped_path.is_file() else []
-    edits, reviewer, time = read_edits(args.edits)
-    reviewer = args.reviewer or reviewer
-    if not reviewer:
-        raise SystemExit("error: say who reviewed: --reviewer NAME (the TSV does not record it)")
-    r = apply_review(kept, dropped, edits, reviewer=reviewer, time=time)
+    kept = _kept(args)
+    if not Path(args.edits).is_file():
+        raise SystemExit(f"error: {args.edits} does not exist (give the review_edits.json the page saved)")
+    read_edits(args.edits)  # a malformed edits file is refused before the output folder is made
     out = Path(args.out)
-    atomic_write_jsonl(out / "kept.jsonl", (p.to_dict() for p in r.kept))
-    atomic_write_jsonl(out / "dropped.jsonl", (p.to_dict() for p in r.dropped))
-    atomic_write_jsonl(out / "review_audit.jsonl", r.audit)
+    dropped = Path(args.dropped) if args.dropped else kept.with_name("dropped.jsonl")
+    inputs = [kept, Path(args.edits), *([dropped] if args.dropped or dropped.exists() else [])]
+    with guard_output(out, inputs=inputs, kind=KIND, force=_force(args)):
+        r = run_review_import(kept, Path(args.edits), out, ReviewOptions(reviewer=args.reviewer),
+                              dropped=Path(args.dropped) if args.dropped else None)
     print(
-        f"reviewed {len(edits)} labels by {reviewer}: accepted {r.accepted} ({r.edited} edited), rejected "
-        f"{r.rejected}; kept {len(r.kept)} -> {out}/kept.jsonl, audit in {out}/review_audit.jsonl"
+        f"reviewed {r.edits} labels by {printable(r.reviewer)}: accepted {r.accepted} ({r.edited} edited), "
+        f"rejected {r.rejected}; kept {len(r.kept)} -> {out}/kept.jsonl, audit in {out}/review_audit.jsonl"
     )
     if r.unknown_ids:
-        print(
-            f"warning: {len(r.unknown_ids)} edited ids are not in {args.kept}: {', '.join(r.unknown_ids[:5])}"
-        )
+        print(f"warning: {len(r.unknown_ids)} edited ids are not in {args.kept}: {quoted_ids(r.unknown_ids)}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def add_parser(sub) -> None:
-    from ..pipeline import STAGES
+    from ..pipeline.layout import STAGES
 
     p = sub.add_parser(
         "run",

@@ -8,6 +8,6 @@ Lightning is imported by ``data`` and ``module``; import those where you train.
 """
 
 from .build import StudentLayout, cut_student, param_count, spaced_layers
-from .short_context import StudentOptions, WindowPolicy
+from .short_context import WindowPolicy, student_options
 
-__all__ = ["StudentLayout", "StudentOptions", "WindowPolicy", "cut_student", "param_count", "spaced_layers"]
+__all__ = ["StudentLayout", "WindowPolicy", "cut_student", "param_count", "spaced_layers", "student_options"]

@@ -35,10 +35,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from whisper.tokenizer import Tokenizer
 
 from ..audio import AudioError, load_audio
+from ..features import encode_mels, log_mel_batch
 from ..jsonl import read_jsonl
 from ..manifest import read_manifest
 from ..records import Skip
-from ..teacher.backends import encode_mels, log_mel_batch
 from .short_context import WindowPolicy
 
 log = logging.getLogger(__name__)

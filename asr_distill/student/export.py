@@ -23,9 +23,10 @@ import torch
 from whisper.model import ModelDimensions, Whisper
 
 from ..jsonl import atomic_write_text
+from ..safe_load import checkpoint_globals, load_checkpoint
 from ..teacher import Teacher, ct2
-from ..teacher.resolve import sha256_files
-from .short_context import StudentOptions, WindowPolicy
+from ..teacher.options import LabelOptions
+from .short_context import WindowPolicy, student_options
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,18 @@ SIDE_FILES = ("tokenizer.json", "vocabulary.txt", "vocabulary.json", "preprocess
 
 
 def load_student_checkpoint(ckpt: str | os.PathLike, map_location: str = "cpu"):
-    """A Lightning checkpoint back into a ``StudentModule`` (teacher reloaded by name)."""
+    """A Lightning checkpoint back into a ``StudentModule`` (teacher reloaded by name).
+
+    Raises:
+        UnsafeCheckpointError: the file would run code when unpickled (nothing is run).
+        CheckpointError: the file is not a readable torch checkpoint.
+    """
     from .module import StudentModule
 
-    return StudentModule.load_from_checkpoint(str(ckpt), map_location=map_location).eval()
+    load_checkpoint(ckpt)  # refuses a crafted or broken file in one line, before Lightning reads it
+    with checkpoint_globals():
+        module = StudentModule.load_from_checkpoint(str(ckpt), map_location=map_location, weights_only=True)
+    return module.eval()
 
 
 def _default_alignment_heads(dims: ModelDimensions) -> torch.Tensor:
@@ -102,7 +111,7 @@ def export_ct2(model: Whisper, out_dir: str | os.PathLike, side_dir: str | os.Pa
     return out
 
 
-def student_teacher(path: str | os.PathLike) -> tuple[Teacher, StudentOptions]:
+def student_teacher(path: str | os.PathLike) -> tuple[Teacher, LabelOptions]:
     """An exported ``.pt`` as a ``Teacher`` for the labeler, with the window policy it was trained for.
 
     ``decode_batch(make_backend(teacher), batch, options, provenance)`` then decodes it
@@ -111,11 +120,7 @@ def student_teacher(path: str | os.PathLike) -> tuple[Teacher, StudentOptions]:
     from ..teacher import load_teacher
 
     teacher = load_teacher(path)
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(path)
     desc = ckpt.get("asr_distill") or {}
     policy = WindowPolicy(**desc["window_policy"]) if "window_policy" in desc else WindowPolicy(short=False)
-    return teacher, StudentOptions.from_policy(policy)
-
-
-def ct2_sha(out_dir: str | os.PathLike) -> str:
-    return sha256_files([Path(out_dir) / "model.bin"])
+    return teacher, student_options(policy)

@@ -23,10 +23,10 @@ from whisper.model import Whisper
 from whisper.tokenizer import get_tokenizer
 
 from .. import __version__
+from ..features import encode_mels
 from ..metrics import word_error_rate
 from ..teacher import load_teacher
-from ..teacher.backends import encode_mels
-from .build import StudentLayout, cut_student, encoder_shared, pretrained_student, same_tokenizer
+from .build import cut_student, encoder_shared, pretrained_student, same_tokenizer
 from .data import IGNORE, FeatureSpec, encoder_sha
 from .short_context import WindowPolicy
 
@@ -165,10 +165,6 @@ class StudentModule(L.LightningModule):
             "training_config": dict(self.hparams),
             "label_provenance": self.label_provenance,
         }
-
-    @property
-    def student_layout(self) -> StudentLayout:
-        return self.layout
 
     # -- Lightning hooks --------------------------------------------------------------------
     def on_fit_start(self) -> None:

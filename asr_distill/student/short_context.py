@@ -4,13 +4,16 @@ Whisper pads every input to 30 s, and on CPU the encoder dominates, so a 3 s cli
 for 30 s. Untrained Whisper tolerates a 10 s context but loops below it (NOTES.md); a
 student whose decoder is trained on the same short windows it decodes with does not.
 The policy is one function, used identically by training (``data.py``) and decoding
-(``StudentOptions.window_for``), and stored in every exported checkpoint.
+(``student_options``: the labeler's ``LabelOptions`` holding this policy), and stored in
+every exported checkpoint. It is its own type, not the teacher's ``ContextFloor``: a
+student's 2 s minimum is not a teacher floor, and neither is checked by the other's rules.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from ..teacher.options import WINDOW_S, LabelOptions
 
@@ -43,34 +46,24 @@ class WindowPolicy:
         w = math.ceil((duration + self.margin_s) / self.step_s - 1e-9) * self.step_s
         return float(min(WINDOW_S, max(self.min_s, round(w, 2))))
 
+    def as_fields(self) -> dict[str, Any]:
+        """Flat ``LabelOptions.as_dict`` entries, under the names student provenance always had."""
+        return {"short_context": self.short, "min_window_s": self.min_s, "window_step_s": self.step_s,
+                "window_margin_s": self.margin_s}
 
-@dataclass(frozen=True)
-class StudentOptions(LabelOptions):
-    """``LabelOptions`` whose short context follows a student's ``WindowPolicy``.
+
+def student_options(policy: WindowPolicy, temperatures: tuple[float, ...] | None = None) -> LabelOptions:
+    """The labeler's options for decoding a student: its ``WindowPolicy`` and no timestamps.
 
     Everything else (fallback ladder, quality checks, token cap, retry at 30 s) is the
     teacher's, so a student is decoded by exactly the labeler's code. One exception: a
     student learns its labels after ``<|notimestamps|>`` and is decoded that way; in
     timestamp mode the adapted support student closed a segment mid-number and stopped
     ("call me back at 555-"), 10.93% WER against 8.86% without timestamps.
+
+    Args:
+        policy: the windows the student was trained on (stored in its checkpoint).
+        temperatures: the fallback ladder; None keeps the labeler's.
     """
-
-    window_step_s: float = WINDOW_STEP_S
-    window_margin_s: float = WINDOW_MARGIN_S
-    min_window_s: float = MIN_WINDOW_S
-    timestamps: bool = False
-
-    def _check_windows(self) -> None:
-        self.policy  # noqa: B018 - WindowPolicy checks its own fields
-
-    @property
-    def policy(self) -> WindowPolicy:
-        return WindowPolicy(self.short_context, self.window_step_s, self.window_margin_s, self.min_window_s)
-
-    def window_for(self, duration: float) -> float:
-        return self.policy.window_for(duration)
-
-    @classmethod
-    def from_policy(cls, policy: WindowPolicy, **kwargs) -> StudentOptions:
-        return cls(short_context=policy.short, window_step_s=policy.step_s, window_margin_s=policy.margin_s,
-                   min_window_s=policy.min_s, **kwargs)
+    options = LabelOptions(windows=policy, timestamps=False)
+    return options if temperatures is None else replace(options, temperatures=tuple(temperatures))

@@ -15,15 +15,12 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-import whisper
 from whisper.decoding import DecodingOptions, DecodingTask
 from whisper.tokenizer import Tokenizer, get_tokenizer
 
+from ..features import FRAMES_PER_S, SAMPLE_RATE, encode_mels, log_mel_batch
+from .options import check_precision
 from .resolve import Teacher
-
-SAMPLE_RATE = whisper.audio.SAMPLE_RATE
-FRAMES_PER_S = SAMPLE_RATE // whisper.audio.HOP_LENGTH  # mel frames per second (100)
 
 
 @dataclass(frozen=True)
@@ -43,9 +40,6 @@ class RawHypothesis:
     language: tuple[str, float | None] | None = None
 
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
 @cache
 def cpu_has_bf16() -> bool:
     """Native bf16 matrix units (AMX or AVX512-BF16). Elsewhere bf16 on a CPU is emulated and slower."""
@@ -54,11 +48,6 @@ def cpu_has_bf16() -> bool:
     except OSError:
         return False
     return bool(flags & {"amx_bf16", "avx512_bf16"})
-
-
-def check_precision(precision: str) -> None:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
 
 
 def encoder_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -118,34 +107,6 @@ class Backend(Protocol):
         self, features: Any, *, language: str, task: str, temperature: float,
         beam_size: int | None, best_of: int, max_tokens: int, entropy_alpha: float, timestamps: bool,
     ) -> list[RawHypothesis]: ...
-
-
-def log_mel_batch(audios: list[np.ndarray], window_s: float, n_mels: int) -> torch.Tensor:
-    """16 kHz clips → log-mel ``(B, n_mels, 100 * window_s)``, each padded or cut to the window.
-
-    One clip at a time, because Whisper's log-mel clamps against the maximum of its input,
-    and a batch-wide maximum would change quiet clips.
-    """
-    n_samples = int(window_s * SAMPLE_RATE)
-    return torch.stack([
-        whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(a), n_samples), n_mels)
-        for a in audios
-    ])
-
-
-def encode_mels(model: whisper.model.Whisper, mels: torch.Tensor) -> torch.Tensor:
-    """Whisper's encoder on a window of any length up to 30 s: ``(B, n_mels, 2T)`` → ``(B, T, d)``.
-
-    The positional embedding is sliced to the input, so a 10 s window costs about a third
-    of the 30 s one. openai-whisper's own ``AudioEncoder.forward`` insists on 30 s.
-    """
-    enc = model.encoder
-    x = F.gelu(enc.conv1(mels))
-    x = F.gelu(enc.conv2(x)).permute(0, 2, 1)
-    x = x + enc.positional_embedding[: x.shape[1]]
-    for block in enc.blocks:
-        x = block(x)
-    return enc.ln_post(x)
 
 
 def _language_codes(tokenizer: Tokenizer) -> dict[int, str]:
@@ -421,16 +382,18 @@ class FasterWhisperBackend:
         return RawHypothesis(tuple(tokens[:n]), text, avg, float(r.no_speech_prob), tuple(stats))
 
 
-def make_backend(teacher: Teacher, name: str = "whisper", precision: str = "auto", **kwargs) -> Backend:
+def make_backend(teacher: Teacher, name: str = "whisper", precision: str = "auto",
+                 device: str = "cpu") -> Backend:
     """``whisper`` (PyTorch, any checkpoint) or ``faster-whisper`` (CTranslate2 teachers).
 
-    ``precision`` (``PRECISIONS``): the PyTorch encoder's dtype, or CTranslate2's compute
-    type (``auto``: int8 on CPU, float16 on CUDA).
+    ``precision`` (``teacher.options.PRECISIONS``): the PyTorch encoder's dtype, or
+    CTranslate2's compute type (``auto``: int8 on CPU, float16 on CUDA). ``device`` places
+    the CTranslate2 engine; the PyTorch backend runs where the teacher's model already is.
     """
     if name == "whisper":
         return WhisperBackend(teacher, precision)
     if name in ("faster-whisper", "ct2"):
         check_precision(precision)
         compute = {"auto": None, "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[precision]
-        return FasterWhisperBackend(teacher, compute_type=compute, **kwargs)
+        return FasterWhisperBackend(teacher, compute_type=compute, device=device)
     raise ValueError(f"unknown backend {name!r}: choose 'whisper' or 'faster-whisper'")

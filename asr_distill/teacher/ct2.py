@@ -30,7 +30,6 @@ import torch
 
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 6: np.int32}
 _BFLOAT16 = 5
-N_TEXT_CTX = 448  # Whisper's decoder context; CT2 stores the position table with this many rows
 
 
 class CT2FormatError(ValueError):

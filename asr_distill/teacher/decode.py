@@ -124,10 +124,7 @@ def _to_label(u: Utterance, h: RawHypothesis, temperature: float, window: float,
         if t < tok.timestamp_begin
     )
     return TeacherLabel(
-        id=u.id,
-        audio_filepath=u.audio_filepath,
-        offset=u.offset,
-        duration=u.duration,
+        id=u.id, audio_filepath=u.audio_filepath, offset=u.offset, duration=u.duration,  # the utterance's
         text=h.text,
         language=o.language or lang[0],
         avg_logprob=round(h.avg_logprob, 5),

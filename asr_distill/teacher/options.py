@@ -1,32 +1,90 @@
-"""Decoding options for labeling, checked in one place."""
+"""Decoding options for labeling, checked in one place; the encoder-window policies they hold.
+
+This module imports neither torch nor whisper: the command line reads its constants
+(window steps, precisions, backends) for ``--help``, and the library reads the same ones.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, Protocol, runtime_checkable
 
 WINDOW_S = 30.0  # Whisper's trained input length
 SHORT_WINDOWS_S = (10.0, 15.0, 20.0, 30.0)  # encoder contexts tried, shortest that fits first
+DEFAULT_MIN_WINDOW_S = 20.0  # the teacher's floor: writes letters and digits as the 30 s context does
+WINDOW_HEADROOM_S = 0.5  # a clip takes a window at least this much longer than itself
 TOKENS_BASE = 16  # token cap = TOKENS_BASE + TOKENS_PER_S * duration: a loop hits it early
 TOKENS_PER_S = 12
 ENTROPY_ALPHA = 0.33  # NeMo's default alpha for Tsallis/Renyi token entropies
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # encoder dtype (or CTranslate2 compute type)
+BACKENDS = ("whisper", "faster-whisper")
+DEFAULT_TEACHER = "base"
+DEFAULT_BATCH_SIZE = 8
+DEFAULT_SEED = 0  # temperature-fallback sampling seed (per batch, see label.batch_seed)
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+
+
+@runtime_checkable
+class EncoderWindows(Protocol):
+    """Which encoder window (seconds) a clip of a given duration is padded to.
+
+    Two policies exist, as two types: the teacher's ``ContextFloor`` (fixed steps with a
+    floor) and a student's ``student.short_context.WindowPolicy`` (whole seconds).
+    """
+
+    def window_for(self, duration: float) -> float: ...
+
+    def as_fields(self) -> dict[str, Any]:
+        """The policy as flat ``LabelOptions.as_dict`` entries (label provenance)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ContextFloor:
+    """The teacher's encoder windows: the shortest of ``SHORT_WINDOWS_S`` that holds a clip
+    and is at least ``min_window_s`` (positional embedding sliced), instead of padding every
+    clip to 30 s: on CPU the encoder dominates and a 3 s clip pays for 30 s.
+
+    The 20 s floor is measured (``benchmarks/label_throughput.py``): in a 10 s context
+    Whisper base writes spelled letters and digit strings differently (about +1 to +2.6 WER
+    points after Whisper's English normaliser on AN4 test + synthetic clips, none after the
+    format-insensitive one); at 20 s it writes them as it does at 30 s; 15 s lies between.
+    ``min_window_s=10`` is the fastest setting. ``short=False`` always uses 30 s.
+    """
+
+    min_window_s: float = DEFAULT_MIN_WINDOW_S
+    short: bool = True
+
+    def __post_init__(self) -> None:
+        if self.min_window_s not in SHORT_WINDOWS_S:
+            raise ValueError(f"min_window_s must be one of {SHORT_WINDOWS_S}, got {self.min_window_s}")
+
+    def window_for(self, duration: float) -> float:
+        if not self.short:
+            return WINDOW_S
+        fits = (w for w in SHORT_WINDOWS_S if w >= self.min_window_s and duration <= w - WINDOW_HEADROOM_S)
+        return next(fits, WINDOW_S)
+
+    def as_fields(self) -> dict[str, Any]:
+        return {"short_context": self.short, "min_window_s": self.min_window_s}
+
+
+FULL_CONTEXT = ContextFloor(short=False)  # every clip padded to Whisper's 30 s, as transcribe does
 
 
 @dataclass(frozen=True)
 class LabelOptions:
     """How the teacher decodes. Defaults follow ``whisper.transcribe`` where it has one.
 
-    ``short_context`` encodes an utterance in the shortest of ``SHORT_WINDOWS_S`` that
-    holds it and is at least ``min_window_s`` (positional embedding sliced), instead of
-    padding every clip to 30 s: on CPU the encoder dominates and a 3 s clip pays for 30 s.
-    The 20 s floor is measured (``benchmarks/label_throughput.py``): in a 10 s context
-    Whisper base writes spelled letters and digit strings differently (about +1 to +2.6 WER
-    points after Whisper's English normaliser on AN4 test + synthetic clips, none after the
-    format-insensitive one); at 20 s it writes them as it does at 30 s; 15 s lies between.
-    ``min_window_s=10`` is the fastest setting. Outputs that fail the checks, or that hit the
-    token cap, are decoded again at 30 s before any temperature fallback, so the quality
-    floor is that of plain Whisper.
+    ``windows`` chooses each clip's encoder window (``ContextFloor`` for a teacher, a
+    student's ``WindowPolicy`` for a student). Outputs that fail the checks, or that hit
+    the token cap, are decoded again at 30 s before any temperature fallback, so the
+    quality floor is that of plain Whisper.
 
     ``timestamps`` decodes in Whisper's timestamp mode, as ``transcribe`` does: the two
     modes write spelled letters and numbers differently ("G-M-E-F" vs "GMEF"), and the
@@ -42,8 +100,7 @@ class LabelOptions:
     no_speech_threshold: float | None = 0.6
     language: str | None = "en"
     task: str = "transcribe"
-    short_context: bool = True
-    min_window_s: float = 20.0
+    windows: EncoderWindows = ContextFloor()
     max_tokens: int | None = None
     entropy_alpha: float = ENTROPY_ALPHA
     timestamps: bool = True
@@ -59,7 +116,9 @@ class LabelOptions:
             raise ValueError(f"task must be 'transcribe' or 'translate', got {self.task!r}")
         if not 0 < self.entropy_alpha < 1:
             raise ValueError(f"entropy_alpha must be in (0, 1), got {self.entropy_alpha}")
-        self._check_windows()
+        if not isinstance(self.windows, EncoderWindows):
+            raise TypeError(f"windows must be a ContextFloor or a student's WindowPolicy, "
+                            f"got {self.windows!r}")
         if self.best_of < 1:
             raise ValueError(f"best_of must be >= 1, got {self.best_of}")
 
@@ -68,17 +127,16 @@ class LabelOptions:
         cap = TOKENS_BASE + math.ceil(TOKENS_PER_S * duration)
         return min(cap, self.max_tokens or 224)
 
-    def _check_windows(self) -> None:
-        """The teacher's contexts are fixed steps; a student's policy checks its own."""
-        if self.min_window_s not in SHORT_WINDOWS_S:
-            raise ValueError(f"min_window_s must be one of {SHORT_WINDOWS_S}, got {self.min_window_s}")
-
     def window_for(self, duration: float) -> float:
-        if not self.short_context:
-            return WINDOW_S
-        return next((w for w in SHORT_WINDOWS_S if w >= self.min_window_s and duration <= w - 0.5), WINDOW_S)
+        return self.windows.window_for(duration)
 
     def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["temperatures"] = list(self.temperatures)
+        """Flat and JSON-ready, for provenance: the window policy's entries take its place."""
+        d: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "windows":
+                d.update(value.as_fields())
+            else:
+                d[f.name] = list(value) if f.name == "temperatures" else value
         return d

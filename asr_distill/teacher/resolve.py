@@ -27,14 +27,11 @@ import whisper
 from whisper.model import ModelDimensions, Whisper
 
 from . import ct2
+from .errors import TeacherNotFoundError
 
 log = logging.getLogger(__name__)
 
 _HASH_CHUNK = 1 << 22
-
-
-class TeacherNotFoundError(LookupError):
-    """No model could be resolved from the given name or path."""
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 
-from .normalise import get_normaliser
-from .records import TeacherLabel
+from ..normalise import get_normaliser
+from ..records import TeacherLabel
 
 AGREEMENT_NORMALISER = "format_insensitive"
 DEFAULT_ALPHA = 0.33  # NeMo's default; used when a label's provenance does not name one
@@ -188,7 +188,7 @@ def spoken_words(text: str) -> int:
 
 @cache
 def _pair_agreement(a: str, b: str) -> float:
-    from .metrics import word_error_rate
+    from ..metrics import word_error_rate
 
     ra = get_normaliser(AGREEMENT_NORMALISER)(a)
     rb = get_normaliser(AGREEMENT_NORMALISER)(b)

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .correct import Correction
+from .edits import ReviewEdit, read_edits, spreadsheet_cell
 from .filter import PseudoLabel, ReviewEntry, Verdict
 
-DECISIONS = ("accept", "reject")
 REJECT_REASON = "review_rejected"
 TSV_FIELDS = ("id", "decision", "text", "teacher_text", "score", "audio", "offset", "duration")
 
@@ -46,15 +46,6 @@ class ReviewItem:
 
 
 @dataclass(frozen=True)
-class ReviewEdit:
-    """One decision read back from the reviewer's file."""
-
-    id: str
-    decision: str
-    text: str
-
-
-@dataclass(frozen=True)
 class ReviewExport:
     """What ``export`` wrote, and the review load it implies."""
 
@@ -69,7 +60,7 @@ class ReviewExport:
 
 @dataclass(frozen=True)
 class ReviewImport:
-    """The labels after review, and the audit of what changed."""
+    """The labels after review, and the audit of what changed (``edits`` decisions read, by ``reviewer``)."""
 
     kept: tuple[PseudoLabel, ...]
     dropped: tuple[PseudoLabel, ...]
@@ -78,6 +69,8 @@ class ReviewImport:
     edited: int
     rejected: int
     unknown_ids: tuple[str, ...]
+    edits: int = 0
+    reviewer: str = ""
 
 
 def _score_key(p: PseudoLabel) -> float:
@@ -144,19 +137,23 @@ def _items(labels: Sequence[PseudoLabel], page_dir: Path) -> list[ReviewItem]:
 
 
 def render_tsv(items: Sequence[ReviewItem]) -> str:
-    """The review sheet: edit ``text``, set ``decision`` to accept or reject, save as TSV."""
+    """The review sheet: edit ``text``, set ``decision`` to accept or reject, save as TSV.
+
+    Cells a spreadsheet would run as formulas (``=``, ``+``, ``-``, ``@``...) start with a quote;
+    :func:`~asr_distill.quality.edits.read_edits` removes it again.
+    """
     buf = io.StringIO()
     w = csv.writer(buf, delimiter="\t", lineterminator="\n")
     w.writerow(TSV_FIELDS)
     for it in items:
         w.writerow(
             [
-                it.id,
+                spreadsheet_cell(it.id),
                 "accept",
-                it.text,
-                it.teacher_text,
-                "" if it.score is None else f"{it.score:.4f}",
-                it.audio,
+                spreadsheet_cell(it.text),
+                spreadsheet_cell(it.teacher_text),
+                "" if it.score is None else f"{it.score:.4f}",  # numbers we format are never formulas
+                spreadsheet_cell(it.audio),
                 f"{it.offset:.3f}",
                 f"{it.duration:.3f}",
             ]
@@ -269,7 +266,7 @@ def export_review(
 
     The review load is the audio to listen to, in minutes, per hour of ``labels``.
     """
-    from .jsonl import atomic_write_text
+    from ..jsonl import atomic_write_text
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -294,37 +291,6 @@ def export_review(
         round(audio_min / hours, 3) if hours else 0.0,
         selection,
     )
-
-
-def read_edits(path: str | Path) -> tuple[list[ReviewEdit], str | None, str | None]:
-    """Edits from the page's JSON or the TSV sheet: (edits, reviewer, time) (None when the file has none).
-
-    Raises:
-        ValueError: naming the file and row of a bad decision or a missing column.
-    """
-    p = Path(path)
-    text = p.read_text(encoding="utf-8")
-    if p.suffix.lower() == ".json":
-        d = json.loads(text)
-        rows = d.get("edits")
-        if not isinstance(rows, list):
-            raise ValueError(f"{p}: no 'edits' list; give the review_edits.json the review page saved")
-        reviewer, time = d.get("reviewer"), d.get("time")
-    else:
-        rows = list(csv.DictReader(io.StringIO(text), delimiter="\t"))
-        reviewer = time = None
-    edits = []
-    for n, r in enumerate(rows, start=1):
-        missing = [k for k in ("id", "decision", "text") if k not in r]
-        if missing:
-            raise ValueError(f"{p}: edit {n} lacks {', '.join(missing)}")
-        decision = str(r["decision"]).strip().lower()
-        if decision not in DECISIONS:
-            raise ValueError(
-                f"{p}: edit {n} (id {r['id']}) has decision {r['decision']!r}; use accept or reject"
-            )
-        edits.append(ReviewEdit(str(r["id"]), decision, str(r["text"]).strip()))
-    return edits, reviewer, time
 
 
 def now_iso() -> str:
@@ -380,7 +346,15 @@ def apply_review(
             )
         new_kept.append(dataclasses.replace(p, review=(*p.review, entry)))
     return ReviewImport(
-        tuple(new_kept), tuple(new_dropped), tuple(audit), accepted, edited, rejected, tuple(sorted(by_id))
+        tuple(new_kept),
+        tuple(new_dropped),
+        tuple(audit),
+        accepted,
+        edited,
+        rejected,
+        tuple(sorted(by_id)),
+        len(edits),
+        reviewer,
     )
 
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .metrics import DEFAULT_NORMALISER, word_error_rate
+from ..metrics import DEFAULT_NORMALISER, word_error_rate
 
 # Reference-free defaults, per score: used when neither references nor --threshold/--keep
 # are given. Each is a property of the signal, not a figure fitted to a test set:
@@ -104,12 +104,27 @@ def finite_for_json(obj):
     return obj
 
 
+# A text longer than this is not aligned: normalising and aligning a 50 MB manifest line takes
+# minutes and gigabytes. An hour of speech is about 9,000 words; 20 characters a word is generous.
+MAX_ALIGN_WORDS = 10_000
+MAX_ALIGN_CHARS = 20 * MAX_ALIGN_WORDS
+
+
+def too_long_to_align(text: str) -> bool:
+    """More than ``MAX_ALIGN_WORDS`` words (or ``MAX_ALIGN_CHARS`` characters), counted at bounded cost."""
+    return len(text) > MAX_ALIGN_CHARS or len(text.split(maxsplit=MAX_ALIGN_WORDS)) > MAX_ALIGN_WORDS
+
+
 def utterance_errors(
     refs: Sequence[str], hyps: Sequence[str], normaliser: str = DEFAULT_NORMALISER
 ) -> list[tuple[int, int]]:
-    """Per utterance: (word errors, reference words) under ``normaliser``."""
+    """Per utterance: (word errors, reference words) under ``normaliser``; ``(0, 0)``, not scored,
+    for a pair too long to align (:func:`too_long_to_align`)."""
     out = []
     for r, h in zip(refs, hyps, strict=True):
+        if too_long_to_align(r) or too_long_to_align(h):
+            out.append((0, 0))
+            continue
         w = word_error_rate([r], [h], normaliser)
         out.append((w.substitutions + w.deletions + w.insertions, w.ref_words))
     return out
@@ -230,21 +245,8 @@ def calibrate(
     )
 
 
-def plot_calibration(cal: Calibration, path: str | Path, highlight: Sequence[str] = ()) -> Path:
-    """Retention (x) vs label WER (y), one line per score, the chosen point marked.
-
-    Scores named in ``highlight`` (and the chosen one) are drawn thick; the rest thin,
-    so twenty lines stay readable. Written atomically as PNG (matplotlib, Agg backend).
-    """
-    try:
-        import matplotlib
-    except ImportError:
-        raise ImportError("plotting needs matplotlib: pip install 'asr_distill[dev]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    bold = set(highlight) | {cal.score}
-    fig, ax = plt.subplots(figsize=(12, 6.5), dpi=120)
+def _plot_curves(ax, cal: Calibration, bold: set[str], plt) -> None:
+    """One line per score: those in ``bold`` thick and strongly coloured, the rest thin."""
     # Highlighted scores get the strong tab10 colours, one each; the rest pale tab20 and dashed.
     strong, pale = plt.get_cmap("tab10"), plt.get_cmap("tab20")
     styles = ("--", "-.", ":")
@@ -267,6 +269,10 @@ def plot_calibration(cal: Calibration, path: str | Path, highlight: Sequence[str
                 zorder=2,
             )
             n_thin += 1
+
+
+def _mark_choice(ax, cal: Calibration) -> None:
+    """The unfiltered WER, the target, the asked retention and the chosen point."""
     ax.axhline(cal.wer_all, color="grey", ls=":", lw=1.2, label=f"unfiltered {cal.wer_all:.1f}%")
     if cal.target_wer is not None:
         ax.axhline(cal.target_wer, color="black", ls="--", lw=1, label=f"target {cal.target_wer:g}%")
@@ -285,6 +291,24 @@ def plot_calibration(cal: Calibration, path: str | Path, highlight: Sequence[str
             zorder=5,
             label=f"chosen: {cal.score} >= {p.threshold:.3g}\n(keep {p.retention:.0%}, WER {p.wer:.1f}%)",
         )
+
+
+def plot_calibration(cal: Calibration, path: str | Path, highlight: Sequence[str] = ()) -> Path:
+    """Retention (x) vs label WER (y), one line per score, the chosen point marked.
+
+    Scores named in ``highlight`` (and the chosen one) are drawn thick; the rest thin,
+    so twenty lines stay readable. Written atomically as PNG (matplotlib, Agg backend).
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("plotting needs matplotlib: pip install 'asr_distill[dev]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(12, 6.5), dpi=120)
+    _plot_curves(ax, cal, set(highlight) | {cal.score}, plt)
+    _mark_choice(ax, cal)
     ax.set_xlabel("retention (fraction of labels kept, most confident first)")
     ax.set_ylabel(f"label WER, % ({cal.normaliser})")
     ax.set_title(f"Label WER vs retention per confidence score ({cal.scored} utterances with references)")
@@ -308,7 +332,7 @@ def plot_calibration(cal: Calibration, path: str | Path, highlight: Sequence[str
 
 def write_calibration(cal: Calibration, json_path: str | Path, png_path: str | Path | None = None) -> None:
     """calibration.json (every curve, the choice) and, if asked, the plot."""
-    from .jsonl import atomic_write_text
+    from ..jsonl import atomic_write_text
 
     atomic_write_text(json_path, json.dumps(cal.to_dict(), indent=1) + "\n")
     if png_path is not None:
@@ -317,6 +341,8 @@ def write_calibration(cal: Calibration, json_path: str | Path, png_path: str | P
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
+    "MAX_ALIGN_CHARS",
+    "MAX_ALIGN_WORDS",
     "Calibration",
     "CurvePoint",
     "ScoreCurve",
@@ -324,6 +350,7 @@ __all__ = [
     "choose_point",
     "plot_calibration",
     "retention_curve",
+    "too_long_to_align",
     "utterance_errors",
     "write_calibration",
 ]

@@ -16,7 +16,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .normalise import get_normaliser
+from ..normalise import get_normaliser
+from ..records import Correction
 
 # A loop is an n-gram repeated at least LOOP_MIN_REPEATS times in a row. Three copies of
 # a word or digit are real speech in AN4 ("five five five", "l l"), four almost never are.
@@ -49,15 +50,6 @@ NO_NORMALISER = "none"
 
 _WORD_EDGE = re.compile(r"^(\W*)(.*?)(\W*)$", re.DOTALL)
 _SPACES = re.compile(r"\s+")
-
-
-@dataclass(frozen=True)
-class Correction:
-    """One change to a label: which rule, the text before and after."""
-
-    rule: str
-    old: str
-    new: str
 
 
 @dataclass(frozen=True)

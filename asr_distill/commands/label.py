@@ -1,0 +1,144 @@
+"""``asr-distill label``: pseudo-label a manifest or an audio folder with the Whisper teacher."""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import logging
+from pathlib import Path
+
+from ..teacher.options import (
+    BACKENDS,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MIN_WINDOW_S,
+    DEFAULT_SEED,
+    DEFAULT_TEACHER,
+    PRECISIONS,
+    SHORT_WINDOWS_S,
+)
+
+log = logging.getLogger("asr_distill")
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from ..manifest import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+SUMMARY = "transcribe a manifest or an audio folder with the Whisper teacher (batched, resumable)"
+DESCRIPTION = ("Pseudo-label audio with a Whisper teacher. Writes OUT (one TeacherLabel per line, "
+               "NeMo-compatible) and OUT's .skips.jsonl (inputs that could not be used, with the reason). "
+               "A rerun resumes: ids already in OUT are skipped.")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("label", help=SUMMARY, description=DESCRIPTION)
+    p.add_argument("input", help="NeMo JSON Lines manifest, or a folder of audio files")
+    p.add_argument("--out", required=True, help="output JSON Lines file (e.g. labels.jsonl)")
+    p.add_argument("--model", default=DEFAULT_TEACHER,
+                   help="packaged name (base, tiny.en), openai-whisper name, .pt checkpoint, or "
+                        f"CTranslate2 folder (default: {DEFAULT_TEACHER})")
+    p.add_argument("--backend", choices=BACKENDS, default="whisper")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    p.add_argument("--beam-size", type=int, default=None, help="beam search width (default: greedy)")
+    p.add_argument("--language", default="en", help="language code, or 'auto' to detect per clip")
+    p.add_argument("--full-context", action="store_true",
+                   help="always pad to Whisper's 30 s window (slower on short clips)")
+    p.add_argument("--min-window", type=float, default=DEFAULT_MIN_WINDOW_S, choices=SHORT_WINDOWS_S,
+                   help="shortest encoder context for short clips, seconds (10: fastest; 15: a third faster "
+                        "than 20 at nearly its WER; 20: default, writes letters and digits as the 30 s "
+                        "context does)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="encoder dtype (auto: fp16 on CUDA, bf16 on CPUs with bf16 units, else fp32); "
+                        "with faster-whisper, the compute type (auto: int8 on CPU)")
+    p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                   help="label only lines with index %% N == I (0-based); output gets a shard suffix")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes labeling shards at once, merged into OUT (one per GPU; cores/N torch "
+                        "threads each); resume with the same N")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                   help="seed for temperature-fallback sampling (per batch)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    p.add_argument("--device", default=None,
+                   help="cpu, cuda or cuda:N (default: CUDA when present); --workers: one GPU each")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def _resolve_input(path: Path, out: Path) -> Path:
+    """A manifest as given, or one written next to ``out`` for a folder of audio."""
+    if path.is_dir():
+        from ..manifest import write_folder_manifest
+
+        manifest = out.with_name(f"{out.stem}.input.jsonl")
+        written, _ = write_folder_manifest(path, manifest)
+        log.info("built %s from %s (%d audio files)", manifest, path, len(written))
+        return manifest
+    if not path.exists():
+        raise SystemExit(f"error: {path} does not exist (give a manifest .jsonl or an audio folder)")
+    return path
+
+
+def _options(args):
+    from ..teacher.options import ContextFloor, LabelOptions
+
+    return LabelOptions(
+        beam_size=args.beam_size,
+        language=None if args.language == "auto" else args.language,
+        windows=ContextFloor(args.min_window, short=not args.full_context),
+    )
+
+
+def run(args) -> int:
+    import torch
+
+    from ..label import label_to_file, shard_path, skips_path
+    from ..parallel import label_parallel, launched_by_torchrun
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    manifest = _resolve_input(Path(args.input), out)
+    if args.workers > 1 or launched_by_torchrun():
+        if args.shard:
+            raise SystemExit("error: --workers and --shard both split a job; use one")
+        stats = label_parallel(manifest, out, workers=args.workers, threads=args.threads or None,
+                               teacher=args.model, backend=args.backend, options=_options(args),
+                               batch_size=args.batch_size, precision=args.precision, seed=args.seed,
+                               progress=not args.no_progress)
+    else:
+        stats = label_to_file(manifest, out, teacher=args.model, backend=args.backend, options=_options(args),
+                              batch_size=args.batch_size, shard=args.shard, seed=args.seed,
+                              progress=not args.no_progress, device=args.device, precision=args.precision)
+    written = shard_path(out, args.shard) if args.shard else out
+    print(f"labeled {stats.labeled} (already done {stats.already_done}), skipped {stats.skipped}, "
+          f"{stats.audio_s / 60:.1f} min of audio at RTFx {stats.rtfx:.1f} -> {written}")
+    _print_skip_reasons(skips_path(written))
+    _print_label_wer(written)
+    return 0
+
+
+def _print_skip_reasons(path: Path) -> None:
+    from ..jsonl import read_jsonl
+
+    if not path.exists():
+        return
+    reasons = collections.Counter(d["reason"] for d in read_jsonl(path))
+    if reasons:
+        print("skipped by reason: " + ", ".join(f"{r} {n}" for r, n in reasons.most_common()) + f" ({path})")
+
+
+def _print_label_wer(path: Path) -> None:
+    """When the manifest had transcripts, say how good the labels are against them."""
+    from ..jsonl import read_jsonl
+    from ..metrics import word_error_rate
+
+    pairs = [(d["ref_text"], d["text"]) for d in read_jsonl(path) if d.get("ref_text") is not None]
+    if pairs:
+        r = word_error_rate([p[0] for p in pairs], [p[1] for p in pairs])
+        print(f"label WER vs the manifest's transcripts: {r.wer:.2f}% over {r.utterances} utterances "
+              f"({r.ref_words} words, normaliser {r.normaliser})")

@@ -1,0 +1,138 @@
+"""The files an evaluation leaves, and reading them back.
+
+Per model, in ``OUT/<name>/``: ``hyps.jsonl`` and ``timing.json`` (the decoding, reused by
+a rerun), ``alignment.jsonl`` and ``alignment.txt`` (every error, inspectable) and
+``result.json``; for the whole run, ``OUT/summary.json`` and ``OUT/table.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..jsonl import atomic_write_jsonl, atomic_write_text, read_jsonl
+from ..records import Evaluation, ModelResult, Transcription, UtteranceScore, from_dict, to_dict
+from .tables import format_comparisons, format_table
+
+RESULT_NAME = "result.json"
+HYPS_NAME = "hyps.jsonl"
+TIMING_NAME = "timing.json"
+ALIGNMENT_NAME = "alignment.jsonl"
+ALIGNMENT_TEXT_NAME = "alignment.txt"
+SUMMARY_NAME = "summary.json"
+TABLE_NAME = "table.md"
+_SLUG = re.compile(r"[^A-Za-z0-9._-]+")
+_OP_MARK = {"substitute": "S", "delete": "D", "insert": "I", "equal": " "}
+
+
+def slug(name: str) -> str:
+    """A model name as a folder name ("runs/x/student.pt" -> "runs_x_student.pt")."""
+    return _SLUG.sub("_", name).strip("_") or "model"
+
+
+def save_transcription(t: Transcription, folder: Path) -> None:
+    """Hypotheses then timing, each atomically: timing's presence means the set is whole."""
+    atomic_write_jsonl(folder / HYPS_NAME, (
+        {"id": i, "ref": r, "hyp": h, "duration": d, "speaker": s}
+        for i, r, h, d, s in zip(t.ids, t.refs, t.hyps, t.durations, t.speakers, strict=True)
+    ))
+    timing = {"model": t.model, "source": t.source, "params": t.params, "audio_s": t.audio_s,
+              "wall_s": t.wall_s, "skipped": t.skipped}
+    atomic_write_text(folder / TIMING_NAME, json.dumps(timing, indent=2) + "\n")
+
+
+def load_transcription(folder: Path) -> Transcription | None:
+    """A transcription saved by :func:`save_transcription`, or None if it is incomplete."""
+    timing_path, hyps_path = folder / TIMING_NAME, folder / HYPS_NAME
+    if not (timing_path.is_file() and hyps_path.is_file()):
+        return None
+    timing = json.loads(timing_path.read_text())
+    rows = list(read_jsonl(hyps_path))
+    return Transcription(
+        model=timing["model"], source=timing["source"], params=timing["params"],
+        ids=tuple(r["id"] for r in rows), refs=tuple(r["ref"] for r in rows),
+        hyps=tuple(r["hyp"] for r in rows), durations=tuple(r["duration"] for r in rows),
+        speakers=tuple(r.get("speaker") for r in rows), audio_s=timing["audio_s"],
+        wall_s=timing["wall_s"], skipped=timing.get("skipped", 0),
+    )
+
+
+def write_alignment(scores: Sequence[UtteranceScore], folder: Path) -> None:
+    """``alignment.jsonl`` (one utterance per line, chunks as op/ref/hyp) and a readable
+    ``alignment.txt`` in jiwer's REF/HYP layout, utterances with most errors first."""
+    atomic_write_jsonl(folder / ALIGNMENT_NAME, (to_dict(s) for s in scores))
+    blocks = []
+    for s in sorted(scores, key=lambda s: (-s.errors, s.id)):
+        blocks.append(_alignment_block(s))
+    atomic_write_text(folder / ALIGNMENT_TEXT_NAME, "\n".join(blocks))
+
+
+def _alignment_block(s: UtteranceScore) -> str:
+    ref_row, hyp_row, ops_row = [], [], []
+    for op, r, h in s.alignment:
+        rw, hw = r.split(), h.split()
+        for k in range(max(len(rw), len(hw))):
+            a = rw[k] if k < len(rw) else "*"
+            b = hw[k] if k < len(hw) else "*"
+            width = max(len(a), len(b))
+            ref_row.append(a.ljust(width))
+            hyp_row.append(b.ljust(width))
+            ops_row.append(_OP_MARK[op].ljust(width))
+    head = f"=== {s.id}  S={s.substitutions} D={s.deletions} I={s.insertions} N={s.ref_words} ==="
+    return "\n".join([head, "REF: " + " ".join(ref_row), "HYP: " + " ".join(hyp_row),
+                      "     " + " ".join(ops_row).rstrip(), ""])
+
+
+def result_dict(r: ModelResult) -> dict[str, Any]:
+    """A :class:`ModelResult` as JSON-ready dict, with ``wer``/``cer`` at the top level.
+
+    The two copies are for readers of the file; :func:`asr_distill.records.from_dict`
+    ignores them when it reads the record back.
+    """
+    d = to_dict(r)
+    d["wer"] = r.score.wer
+    d["cer"] = r.score.cer
+    return d
+
+
+def write_result(r: ModelResult, folder: Path) -> None:
+    """One model's ``result.json``."""
+    atomic_write_text(folder / RESULT_NAME, json.dumps(result_dict(r), indent=2) + "\n")
+
+
+def write_summary(ev: Evaluation, out: Path) -> None:
+    """``summary.json`` (every figure) and ``table.md`` (the comparison a reader wants)."""
+    summary = {
+        "manifest": ev.manifest,
+        "normaliser": ev.normaliser,
+        "models": [result_dict(r) for r in ev.results],
+        "comparisons": [dict(to_dict(c), a_better=c.a_better) for c in ev.comparisons],
+    }
+    atomic_write_text(out / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
+    table = format_table(ev.results) + "\n\n" + format_comparisons(ev.comparisons)
+    atomic_write_text(out / TABLE_NAME, table)
+
+
+def load_evaluation(out: str | Path) -> Evaluation:
+    """Read back an evaluation written by :func:`asr_distill.evaluate.evaluate` (its ``summary.json``)."""
+    d = json.loads((Path(out) / SUMMARY_NAME).read_text())
+    return from_dict(Evaluation, {"manifest": d["manifest"], "normaliser": d["normaliser"],
+                                  "results": d["models"], "comparisons": d["comparisons"],
+                                  "out_dir": str(out)})
+
+
+__all__ = [
+    "SUMMARY_NAME",
+    "TABLE_NAME",
+    "load_evaluation",
+    "load_transcription",
+    "result_dict",
+    "save_transcription",
+    "slug",
+    "write_alignment",
+    "write_result",
+    "write_summary",
+]

@@ -1,0 +1,192 @@
+"""Decode a test manifest with a model, timed, and measure the hypotheses.
+
+:func:`transcribe` runs the labeler's own decoding loop (:func:`asr_distill.label.label_batches`)
+so a model is measured as it labels; :func:`measure` turns its hypotheses into a
+:class:`~asr_distill.records.ModelResult`. Speed is RTFx (seconds of audio per wall
+second of decoding, model loading excluded), size is the parameter count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..metrics import DEFAULT_NORMALISER, word_error_rate
+from ..records import ModelResult, Transcription, UtteranceScore
+from ..safe_load import load_checkpoint
+from .bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap_wer
+from .scoring import (
+    MAX_SCORED_WORDS,
+    corpus_score,
+    per_duration,
+    per_speaker,
+    score_utterances,
+    too_long_to_score,
+)
+
+log = logging.getLogger(__name__)
+
+# Evaluation decodes greedily with no temperature fallback, as ASR benchmarks do: every
+# model gets the same deterministic search, so differences are the models'. (Fallback
+# samples best_of=5 candidates per clip, and openai-whisper's batched DecodingTask does
+# not repeat the audio features for them: batch > 1 with fallback fails inside whisper.)
+EVAL_TEMPERATURES = (0.0,)
+
+
+def _decode_options(teacher, options):
+    """Decoding options for a model: the caller's, else those its checkpoint names.
+
+    A student trained on short encoder windows stores its window policy in the
+    checkpoint; decoding it with the teacher's defaults would measure another model.
+    """
+    if options is not None:
+        return options
+    from ..teacher.options import ContextFloor, LabelOptions
+
+    stored = _stored_options(teacher)
+    # Off-the-shelf models at their fastest short context (10 s): speed comparisons against
+    # a student are then conservative. Formatting may differ from the 20 s labeling default.
+    fastest = LabelOptions(temperatures=EVAL_TEMPERATURES, windows=ContextFloor(10.0))
+    return stored if stored is not None else fastest
+
+
+def _stored_options(teacher):
+    """Options for the window policy an exported student's ``.pt`` names (``asr_distill.window_policy``)."""
+    source = Path(str(teacher.source))
+    if source.suffix != ".pt" or not source.is_file():
+        return None
+    ckpt = load_checkpoint(source)
+    desc = ckpt.get("asr_distill") if isinstance(ckpt, dict) else None
+    policy = desc.get("window_policy") if isinstance(desc, dict) else None
+    if not isinstance(policy, dict):
+        return None
+    from ..student.short_context import WindowPolicy, student_options
+
+    try:
+        return student_options(WindowPolicy(**policy), temperatures=EVAL_TEMPERATURES)
+    except (TypeError, ValueError) as e:
+        log.warning("%s: ignoring its stored window policy %r (%s)", source, policy, e)
+        return None
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; anything else as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def transcribe(
+    model: Any,
+    manifest: str | Path,
+    *,
+    name: str | None = None,
+    batch_size: int = 8,
+    options: Any = None,
+    backend: str = "whisper",
+    device: str = "auto",
+    progress: bool = False,
+    precision: str = "auto",
+) -> Transcription:
+    """Decode every utterance of ``manifest`` with ``model`` and time it.
+
+    Args:
+        model: anything :func:`asr_distill.load_teacher` resolves (``"base"``,
+            ``"tiny.en"``, an exported student ``.pt``, a CTranslate2 folder) or a loaded
+            ``Teacher``.
+        manifest: NeMo manifest whose ``text`` is the reference.
+        name: the model's display name (default: its resolved name).
+        batch_size: clips per forward pass.
+        options: ``LabelOptions``; default: greedy without temperature fallback
+            (:data:`EVAL_TEMPERATURES`), in the encoder windows a student checkpoint names,
+            else the labeler's short windows (with a retry at 30 s).
+        backend: ``whisper`` or ``faster-whisper``.
+        device: ``cpu``, ``cuda``, ``cuda:N``, or ``auto`` (the GPU when there is one).
+        precision: the encoder's dtype (``auto``, ``fp32``, ``bf16``, ``fp16``), as in labeling.
+    """
+    from ..label import label_batches
+    from ..teacher import Teacher, load_teacher
+
+    teacher = model if isinstance(model, Teacher) else load_teacher(model, device=resolve_device(device))
+    opts = _decode_options(teacher, options)
+    ids, refs, hyps, durs, spk = [], [], [], [], []
+    skipped = 0
+    missing_refs = 0
+    start = time.perf_counter()
+    for labels, skips in label_batches(manifest, teacher=teacher, backend=backend, options=opts,
+                                       batch_size=batch_size, progress=progress, precision=precision):
+        skipped += len(skips)
+        for lab in labels:
+            if lab.ref_text is None:
+                missing_refs += 1
+                continue
+            ids.append(lab.id)
+            refs.append(lab.ref_text)
+            hyps.append(lab.text)
+            durs.append(lab.duration)
+            spk.append(lab.speaker)
+    wall = time.perf_counter() - start
+    if missing_refs:
+        log.warning("%s: %d utterances have no reference text and are not scored", manifest, missing_refs)
+    if skipped:
+        log.warning("%s: %d utterances could not be decoded (bad audio) and are not scored",
+                    manifest, skipped)
+    return Transcription(
+        model=name or teacher.name, source=str(teacher.source), params=teacher.n_params,
+        ids=tuple(ids), refs=tuple(refs), hyps=tuple(hyps), durations=tuple(durs), speakers=tuple(spk),
+        audio_s=round(sum(durs), 3), wall_s=round(wall, 3), skipped=skipped,
+    )
+
+
+def measure(
+    t: Transcription,
+    manifest: str | Path,
+    normaliser: str = DEFAULT_NORMALISER,
+    *,
+    other_normalisers: Sequence[str] = (),
+    resamples: int = DEFAULT_RESAMPLES,
+    level: float = DEFAULT_LEVEL,
+    seed: int = DEFAULT_SEED,
+) -> tuple[ModelResult, list[UtteranceScore]]:
+    """Score a transcription: corpus WER/CER, bootstrap CI, breakdowns, alignments."""
+    t = _scorable(t)
+    if not t.ids:
+        raise ValueError(f"{t.model}: nothing to score in {manifest} (no utterance with a reference)")
+    scores = score_utterances(t.refs, t.hyps, normaliser, ids=t.ids, durations=t.durations,
+                              speakers=t.speakers)
+    other = {n: round(word_error_rate(t.refs, t.hyps, n).wer, 4)
+             for n in other_normalisers if n != normaliser}
+    result = ModelResult(
+        model=t.model, source=t.source, manifest=str(manifest), normaliser=normaliser,
+        score=corpus_score(scores, normaliser), ci=bootstrap_wer(scores, resamples, level, seed),
+        rtfx=round(t.rtfx, 3), params=t.params, audio_s=t.audio_s, wall_s=t.wall_s, skipped=t.skipped,
+        per_speaker=per_speaker(scores), per_duration=per_duration(scores), other_wer=other,
+    )
+    return result, scores
+
+
+def _scorable(t: Transcription) -> Transcription:
+    """``t`` without the utterances too long to align (a recorded skip each, with a warning)."""
+    keep = [not (too_long_to_score(r) or too_long_to_score(h)) for r, h in zip(t.refs, t.hyps, strict=True)]
+    if all(keep):
+        return t
+    dropped = [i for i, k in zip(t.ids, keep, strict=True) if not k]
+    log.warning("%s: %d utterances have a reference or hypothesis over %d words, too long to align, and "
+                "are not scored: %s", t.model, len(dropped), MAX_SCORED_WORDS,
+                ", ".join(repr(i) for i in dropped[:5]))
+
+    def kept(values):
+        return tuple(v for v, k in zip(values, keep, strict=True) if k)
+
+    return dataclasses.replace(t, ids=kept(t.ids), refs=kept(t.refs), hyps=kept(t.hyps),
+                               durations=kept(t.durations), speakers=kept(t.speakers),
+                               skipped=t.skipped + len(dropped))
+
+
+__all__ = ["EVAL_TEMPERATURES", "measure", "resolve_device", "transcribe"]

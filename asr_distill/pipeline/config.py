@@ -1,0 +1,381 @@
+"""The pipeline's config: one frozen dataclass per stage, read with jsonargparse.
+
+jsonargparse (the library LightningCLI reads the student's YAML with) builds the schema
+from the dataclasses' type hints, so a field added here is a config key at once. It is
+checked before any work starts, and every problem is one :class:`ConfigError` that names
+the key in full (``filter.keep: expected a number or null, got 'lots'``). Relative paths
+in a config file are read against the file's own folder; ``{out}`` in a path stands for
+the output root.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..quality.stage import FilterOptions, ReviewOptions
+from ..teacher.options import (
+    BACKENDS,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MIN_WINDOW_S,
+    DEFAULT_TEACHER,
+    PRECISIONS,
+    SHORT_WINDOWS_S,
+    ContextFloor,
+    LabelOptions,
+)
+
+
+class ConfigError(ValueError):
+    """A pipeline config that cannot run: the message names the key and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where audio came from, for the data card."""
+
+    name: str
+    licence: str | None = None
+    url: str | None = None
+    notes: str | None = None
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """``train``: the unlabeled pool (NeMo manifest; its ``text``, if any, is used only to
+    measure label quality). ``test``: the evaluation manifest, with references."""
+
+    train: str
+    test: str | None = None
+    sources: list[Source] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """The teacher, an optional second model (its agreement is the strongest confidence
+    score), and how both decode. ``labels`` names labels made elsewhere (e.g. a SLURM
+    array, merged): the stage then decodes nothing.
+
+    The decoding keys are ``asr-distill label``'s options under the same names
+    (``--min-window 15`` is ``min_window: 15``); ``teacher`` is its ``--model``,
+    ``language: auto`` detects per clip, and ``progress`` is the opposite of
+    ``--no-progress`` (off here: a pipeline's log is read later). The second model decodes
+    with the same settings, greedily. ``--shard`` has no key: label shards apart and name
+    the merged file in ``labels``.
+    """
+
+    teacher: str = DEFAULT_TEACHER
+    second: str | None = "tiny.en"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    beam_size: int | None = None
+    backend: Literal[BACKENDS] = "whisper"
+    labels: str | None = None
+    second_labels: str | None = None
+    language: str = "en"
+    full_context: bool = False
+    min_window: float = DEFAULT_MIN_WINDOW_S
+    precision: Literal[PRECISIONS] = "auto"
+    workers: int = 1
+    seed: int = 0
+    threads: int = 0
+    device: str | None = None
+    progress: bool = False
+
+    def options(self, greedy: bool = False) -> LabelOptions:
+        """Decoding options as ``asr-distill label`` builds them from its flags.
+
+        Args:
+            greedy: no beam search whatever ``beam_size`` says (the second model).
+
+        Raises:
+            ValueError: from :class:`LabelOptions`, e.g. a ``min_window`` it has no step for.
+        """
+        return LabelOptions(beam_size=None if greedy else self.beam_size,
+                            language=None if self.language == "auto" else self.language,
+                            windows=ContextFloor(self.min_window, short=not self.full_context))
+
+
+@dataclass(frozen=True)
+class FilterStageConfig(FilterOptions):
+    """The filter stage: every option of ``asr-distill filter`` (:class:`FilterOptions`, checked
+    there), plus ``enabled``."""
+
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class ReviewConfig(ReviewOptions):
+    """Human review (:class:`ReviewOptions`). Enabled without ``edits``: the page is exported and
+    training goes on with the filter's labels; with ``edits`` (the page's JSON or the edited TSV)
+    they are applied and training uses the reviewed labels."""
+
+    enabled: bool = False
+    edits: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """``config``: the student's LightningCLI YAML; the pipeline points its data, cache,
+    logs and checkpoints into the run root. ``overrides``: dotted keys applied last
+    (``{"trainer.max_epochs": 3}``). ``launcher``: a command the training process is
+    started under, e.g. ``[srun]`` inside a SLURM job with one task per GPU, so Lightning
+    runs DDP across them."""
+
+    enabled: bool = True
+    config: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    launcher: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Models compared on ``data.test`` beside the student (name -> model; ``teacher``
+    defaults to the labeling teacher)."""
+
+    enabled: bool = True
+    models: dict[str, str] = field(default_factory=lambda: {"tiny.en": "tiny.en"})
+    normaliser: str = "format_insensitive"
+    also: list[str] = field(default_factory=lambda: ["whisper_en"])
+    batch_size: int = 8
+    resamples: int = 1000
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """``ct2``: also a CTranslate2 folder; ``half``: fp16 weights in ``student.pt``."""
+
+    enabled: bool = True
+    ct2: bool = False
+    half: bool = False
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """One run: where it writes, what it reads, and each stage's settings."""
+
+    out: str
+    data: DataConfig
+    name: str = "run"
+    label: LabelConfig = field(default_factory=LabelConfig)
+    filter: FilterStageConfig = field(default_factory=FilterStageConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def config_from_dict(data: Mapping[str, Any], base_dir: str | Path = ".",
+                     out: str | None = None) -> PipelineConfig:
+    """Check a config mapping and resolve its paths.
+
+    Args:
+        data: the parsed YAML.
+        base_dir: folder relative paths are read against (a config file's folder).
+        out: overrides ``out`` (taken as given, i.e. relative to the working directory).
+
+    Raises:
+        ConfigError: naming the first unknown key, wrong type or missing key.
+    """
+    data = dict(data)
+    if out is not None:
+        data["out"] = str(Path(out).resolve())
+    cfg = _parse(_known_keys(PipelineConfig, data))
+    _check_choices(cfg)
+    return _resolve_paths(cfg, Path(base_dir))
+
+
+def load_config(path: str | Path, out: str | None = None) -> PipelineConfig:
+    """Read and check a pipeline YAML file (see :func:`config_from_dict`)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    try:
+        return config_from_dict(data or {}, path.parent, out)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+@functools.cache
+def _parser():
+    """A jsonargparse parser whose one argument is the whole config (built once)."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--config", type=PipelineConfig, required=True)
+    return parser
+
+
+def _parse(data: dict[str, Any]) -> PipelineConfig:
+    """Types checked and the dataclasses built by jsonargparse; its errors as ConfigError."""
+    from jsonargparse import ArgumentError
+
+    parser = _parser()
+    try:
+        return parser.instantiate(parser.parse_object({"config": data})).config
+    except ArgumentError as e:
+        raise ConfigError(_message(str(e), data)) from None
+    except ValueError as e:  # a section's own check (``FilterOptions.__post_init__``...)
+        raise ConfigError(f"{_failed_section(e)}: {e}") from None
+
+
+def _failed_section(error: ValueError) -> str:
+    """The config key of the section whose ``__post_init__`` raised ``error``."""
+    sections = {tp: key for key, tp in typing.get_type_hints(PipelineConfig).items()}
+    tb, key = error.__traceback__, "config"
+    while tb is not None:  # the innermost frame whose ``self`` is a section wins
+        key = sections.get(type(tb.tb_frame.f_locals.get("self")), key)
+        tb = tb.tb_next
+    return key
+
+
+_WRONG_TYPE = re.compile(r'Parser key "config\.([^"]+)"')
+_MISSING = re.compile(r"arguments are required: (.+)")
+
+
+def _message(error: str, data: Mapping[str, Any]) -> str:
+    """jsonargparse's error, said with the key's full name and the value it got."""
+    if m := _MISSING.search(error):
+        keys = [k.strip().removeprefix("config.") for k in m.group(1).split(",")]
+        return f"missing required key {', '.join(keys)}"
+    if m := _WRONG_TYPE.search(error):
+        key = m.group(1)
+        tp, value = PipelineConfig, data
+        for part in key.split("."):
+            tp = typing.get_type_hints(tp).get(part) if dataclasses.is_dataclass(tp) else None
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if tp is not None:
+            return f"{key}: expected {_expected(tp)}, got {value!r}"
+        return f"{key}: {error.splitlines()[-1].strip()}"
+    return f"config: {error.splitlines()[0]}"
+
+
+def _known_keys(cls: type, data: Any, prefix: str = "") -> dict[str, Any]:
+    """``data`` with every key, nested sections included, checked against ``cls``'s fields.
+
+    jsonargparse drops an unknown key that holds an empty mapping and takes null for any
+    field; both are caught here, so a typo never passes silently. A null section means
+    its defaults (``review:`` with everything under it commented out).
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected {_expected(cls)}, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    checked = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if key not in hints:
+            where = f" of {prefix.rstrip('.')}" if prefix else ""
+            raise ConfigError(f"unknown key {name}; known keys{where}: {', '.join(hints)}")
+        tp = hints[key]
+        item = typing.get_args(tp)[0] if typing.get_origin(tp) is list else None
+        if dataclasses.is_dataclass(tp):
+            value = _known_keys(tp, value, f"{name}.")
+        elif dataclasses.is_dataclass(item) and isinstance(value, list):
+            value = [_known_keys(item, v, f"{name}[{i}].") for i, v in enumerate(value)]
+        elif value is None and type(None) not in typing.get_args(tp):
+            raise ConfigError(f"{name}: expected {_expected(tp)}, got None")
+        checked[key] = value
+    return checked
+
+
+_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _expected(tp: Any) -> str:
+    """A field's type in words, for error messages."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(str(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        words = [_expected(a) for a in args if a is not type(None)]
+        return " or ".join(words + (["null"] if type(None) in args else []))
+    if origin is list:
+        return "a list"
+    if origin is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(tp):
+        return f"a mapping ({tp.__name__})"
+    return _WORDS.get(tp, str(tp))
+
+
+# --- checks beyond types, and paths -----------------------------------------------------------
+
+
+def _check_choices(cfg: PipelineConfig) -> None:
+    """Value checks the types cannot say: ranges, names, combinations."""
+    from ..normalise import get_normaliser
+
+    for key, value, least in (("label.batch_size", cfg.label.batch_size, 1),
+                              ("label.workers", cfg.label.workers, 1),
+                              ("label.threads", cfg.label.threads, 0),
+                              ("evaluate.batch_size", cfg.evaluate.batch_size, 1),
+                              ("evaluate.resamples", cfg.evaluate.resamples, 1)):
+        if value < least:
+            raise ConfigError(f"{key}: must be >= {least}, got {value}")
+    if cfg.label.min_window not in SHORT_WINDOWS_S:
+        steps = ", ".join(f"{w:g}" for w in SHORT_WINDOWS_S)
+        raise ConfigError(f"label.min_window: expected one of {steps}, got {cfg.label.min_window:g}")
+    try:
+        cfg.label.options()
+    except ValueError as e:
+        raise ConfigError(f"label: {e}") from None
+    for key, name in (("evaluate.normaliser", cfg.evaluate.normaliser),
+                      *((f"evaluate.also[{i}]", n) for i, n in enumerate(cfg.evaluate.also))):
+        try:
+            get_normaliser(name)
+        except ValueError as e:
+            raise ConfigError(f"{key}: {e}") from None
+    if cfg.train.enabled and not cfg.train.config:
+        raise ConfigError("train.config: name the student's LightningCLI YAML (or set train.enabled: false)")
+    if cfg.evaluate.enabled and not cfg.data.test:
+        raise ConfigError("data.test: evaluation needs a test manifest (or set evaluate.enabled: false)")
+
+
+def _resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
+    out = _path(cfg.out, base, None)
+
+    def p(value: str | None) -> str | None:
+        return None if value is None else _path(value, base, out)
+
+    def model(value: str) -> str:
+        # a model is a name (base, tiny.en) unless it looks like a path
+        looks_like_path = "/" in value or value.endswith((".pt", ".bin")) or "{out}" in value
+        return p(value) if looks_like_path else value
+
+    r = dataclasses.replace
+    return r(
+        cfg, out=out,
+        data=r(cfg.data, train=p(cfg.data.train), test=p(cfg.data.test)),
+        label=r(cfg.label, teacher=model(cfg.label.teacher),
+                second=model(cfg.label.second) if cfg.label.second else None,
+                labels=p(cfg.label.labels), second_labels=p(cfg.label.second_labels)),
+        filter=r(cfg.filter, lexicon=p(cfg.filter.lexicon)),
+        review=r(cfg.review, edits=p(cfg.review.edits)),
+        train=r(cfg.train, config=p(cfg.train.config)),
+        evaluate=r(cfg.evaluate, models={k: model(v) for k, v in cfg.evaluate.models.items()}),
+    )
+
+
+def _path(value: str, base: Path, out: str | None) -> str:
+    if out is not None:
+        value = value.replace("{out}", out)
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())

@@ -1,0 +1,217 @@
+"""The runner: which stages to run, in order, skipping those finished before.
+
+A stage is done when its ``.done`` marker and its outputs exist and no earlier stage
+finished after it; a stage that runs makes every later one run again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..jsonl import OutputNotWritableError, atomic_write_text, exclusive_lock
+from .config import ConfigError, PipelineConfig, config_from_dict, load_config
+from .layout import STAGES, Paths, mark_done, stage_outputs
+from .stages import STAGE_FNS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StageStatus:
+    """What happened to one stage in this call: ``ran``, ``skipped`` (already done) or
+    ``disabled`` (switched off in the config)."""
+
+    name: str
+    status: str
+    seconds: float = 0.0
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished run: its root, what each stage did, and where the report is."""
+
+    root: str
+    stages: tuple[StageStatus, ...]
+    report: str | None = None
+    table: str | None = None
+
+
+def _clear_stale(p: Paths, stage: str) -> None:
+    """Remove what a stage resumes from, when an earlier stage just made new inputs for it
+    (or the stage is forced to run again).
+
+    Without this, training would "resume" a finished run on old labels and evaluation
+    would reuse an old student's hypotheses. Outputs that are simply overwritten (filter,
+    export, report) and the encoder-feature cache (keyed by audio, not labels) are kept;
+    the review folder is never touched, since it may hold a person's edits.
+    """
+    import shutil
+
+    doomed: list[Path] = []
+    if stage == "train":
+        doomed = [p.checkpoints, p.train_dir / "metrics.csv", p.train_dir / "hparams.yaml",
+                  p.train_dir / "logs"]
+    elif stage == "evaluate":
+        doomed = [p.eval_dir]
+    for path in doomed:
+        if path.is_dir():
+            log.info("%s: inputs changed, removing %s", stage, path)
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def _enabled(cfg: PipelineConfig, stage: str) -> bool:
+    return {
+        "label": True,
+        "filter": cfg.filter.enabled,
+        "review": cfg.review.enabled,
+        "train": cfg.train.enabled,
+        "export": cfg.train.enabled and cfg.export.enabled,
+        "evaluate": cfg.evaluate.enabled,
+        "report": True,
+    }[stage]
+
+
+def _stage_range(start: str | None, stop: str | None) -> list[str]:
+    for name in (start, stop):
+        if name is not None and name not in STAGES:
+            raise ConfigError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
+    a = STAGES.index(start) if start else 0
+    b = STAGES.index(stop) if stop else len(STAGES) - 1
+    return list(STAGES[a:b + 1])
+
+
+def _as_config(config: str | os.PathLike | Mapping[str, Any] | PipelineConfig) -> PipelineConfig:
+    if isinstance(config, PipelineConfig):
+        return config
+    if isinstance(config, Mapping):
+        return config_from_dict(config)
+    return load_config(config)
+
+
+def _finished(p: Paths, stage: str) -> bool:
+    return p.done(stage).is_file() and all(x.exists() for x in stage_outputs(p, stage))
+
+
+def _newer_upstream(p: Paths, stage: str) -> str | None:
+    """The name of an enabled earlier stage that finished after ``stage`` did, if any."""
+    marker = p.done(stage)
+    if not marker.is_file():
+        return None
+    mine = marker.stat().st_mtime_ns
+    for up in STAGES[:STAGES.index(stage)]:
+        m = p.done(up)
+        if _enabled(p.cfg, up) and m.is_file() and m.stat().st_mtime_ns > mine:
+            return up
+    return None
+
+
+def plan(config: str | os.PathLike | Mapping[str, Any] | PipelineConfig) -> list[tuple[str, str]]:
+    """What :func:`run` would do to each stage, without doing it: ``(stage, why)`` where
+    ``why`` is ``done``, ``disabled``, ``not done``, ``outputs missing`` (marker without
+    its files) or ``stale: ...`` (an earlier stage is newer, or will run)."""
+    cfg = _as_config(config)
+    p = Paths(cfg)
+    out, rerun = [], False
+    for stage in STAGES:
+        if not _enabled(cfg, stage):
+            out.append((stage, "disabled"))
+            continue
+        newer = _newer_upstream(p, stage)
+        if not p.done(stage).is_file():
+            why = "not done"
+        elif not _finished(p, stage):
+            why = "outputs missing"
+        elif newer is not None:
+            why = f"stale: {newer} is newer"
+        elif rerun:
+            why = "stale: an earlier stage will run"
+        else:
+            why = "done"
+        rerun = rerun or why != "done"
+        out.append((stage, why))
+    return out
+
+
+def run(
+    config: str | os.PathLike | Mapping[str, Any] | PipelineConfig,
+    *,
+    start: str | None = None,
+    stop: str | None = None,
+    force: bool = False,
+) -> RunResult:
+    """Run the pipeline, skipping stages that have finished before.
+
+    A stage is skipped when its ``.done`` marker and its outputs exist and no earlier
+    stage finished after it (markers are compared by time, so this holds across separate calls, e.g.
+    a recipe that runs one stage per call). A stage that runs after an earlier one ran
+    first drops what it would resume from (old checkpoints, old hypotheses).
+
+    Args:
+        config: a YAML path, a mapping, or a :class:`PipelineConfig`.
+        start, stop: run only the stages from ``start`` to ``stop`` (names in
+            :data:`STAGES`); earlier stages must have finished.
+        force: run the selected stages even when their ``.done`` marker exists.
+
+    Returns:
+        A :class:`RunResult` saying which stages ran and which were skipped.
+
+    Raises:
+        ConfigError: for a bad config, before any work starts.
+        RuntimeError: when a stage fails; its marker is not written, so a rerun retries it.
+    """
+    cfg = _as_config(config)
+    p = Paths(cfg)
+    try:
+        p.root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputNotWritableError(f"cannot create the output root {p.root}: {e.strerror}") from e
+    with exclusive_lock(p.root / ".lock", p.root, "wait for that run, or give this one another out"):
+        return _run_locked(cfg, p, start, stop, force)
+
+
+def _run_locked(cfg: PipelineConfig, p: Paths, start: str | None, stop: str | None, force: bool) -> RunResult:
+    atomic_write_text(p.root / "pipeline_config.json", json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
+    selected = _stage_range(start, stop)
+    for stage in STAGES[:STAGES.index(selected[0])]:
+        if _enabled(cfg, stage) and not p.done(stage).is_file():
+            raise RuntimeError(f"stage {stage} has not finished ({p.done(stage)} missing); "
+                               f"run from an earlier stage")
+    statuses: list[StageStatus] = []
+    upstream_ran = False
+    for stage in selected:
+        if not _enabled(cfg, stage):
+            statuses.append(StageStatus(stage, "disabled"))
+            continue
+        marker = p.done(stage)
+        newer = _newer_upstream(p, stage)
+        if _finished(p, stage) and not force and not upstream_ran and newer is None:
+            log.info("stage %s: done before (%s), skipped", stage, marker)
+            statuses.append(StageStatus(stage, "skipped"))
+            continue
+        if marker.is_file():
+            marker.unlink()  # rerun: forget the old marker first, so a kill now cannot look finished
+        if force or upstream_ran or newer is not None:
+            _clear_stale(p, stage)  # forced: from scratch, not a resume of the old run
+        log.info("stage %s: running%s", stage, f" ({newer} is newer)" if newer else "")
+        started = time.perf_counter()
+        notes = STAGE_FNS[stage](p)
+        seconds = time.perf_counter() - started
+        mark_done(marker, seconds, {"stage": stage, **notes})
+        log.info("stage %s: finished in %.1f s", stage, seconds)
+        statuses.append(StageStatus(stage, "ran", round(seconds, 2)))
+        upstream_ran = True
+    report = p.report_dir / "report.md"
+    table = p.eval_dir / "table.md"
+    return RunResult(str(p.root), tuple(statuses), str(report) if report.is_file() else None,
+                     table.read_text() if table.is_file() else None)
