@@ -17,8 +17,8 @@ import sys
 from . import commands
 
 # Subcommands in the order the pipeline runs them; a new module in ``commands`` comes after.
-ORDER = ("synth", "manifest", "label", "merge", "filter", "review", "train", "export", "evaluate", "report",
-         "run")
+ORDER = ("synth", "manifest", "label", "merge", "filter", "review", "train", "export", "export_labels",
+         "evaluate", "report", "run")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,8 +26,21 @@ import numpy as np
 
 from . import __version__
 from .audio import SKIP_REASONS as AUDIO_SKIP_REASONS
-from .jsonl import OutputNotWritableError, ResumableJsonlWriter, atomic_write_jsonl, iter_jsonl, read_jsonl
-from .manifest import read_manifest
+from .features import NON_FINITE_FEATURES, FeatureError
+from .interop.inputs import read_input
+from .jsonl import (
+    OutputLockedError,
+    OutputNotWritableError,
+    ResumableJsonlWriter,
+    UnsafeOutputError,
+    atomic_write_jsonl,
+    iter_jsonl,
+    lock_holder,
+    lock_path_for,
+    output_lock,
+    read_jsonl,
+)
+from .outputs import check_output
 from .records import Provenance, Skip, TeacherLabel, Utterance
 from .teacher import Teacher, load_teacher
 from .teacher.backends import Backend, make_backend
@@ -44,6 +57,8 @@ LOADER_THREADS = 2  # audio decoding threads per labeling process
 _DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
                           errno.EIO})
 SHARD_NAME = "{stem}.shard{index:05d}-of-{count:05d}{suffix}"
+# Reasons a clip is skipped for its content: a rerun counts such a skip as done (not relabeled).
+SKIP_REASONS = (*AUDIO_SKIP_REASONS, NON_FINITE_FEATURES)
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,7 @@ class LabelStats:
 
     @property
     def rtfx(self) -> float:
+        """Audio seconds per wall second."""
         return self.audio_s / self.wall_s if self.wall_s > 0 else 0.0
 
 
@@ -215,11 +231,13 @@ def label_batches(
     progress: bool = False,
     device: str | None = None,
     precision: str = "auto",
+    engine: Backend | None = None,
 ) -> Iterator[tuple[list[TeacherLabel], list[Skip]]]:
     """Like ``label`` but yields one ``(labels, skips)`` pair per decoded batch (for writers).
 
     Args:
-        manifest: NeMo JSON Lines manifest (see ``manifest.read_manifest``).
+        manifest: NeMo JSON Lines manifest (see ``manifest.read_manifest``), a saved Hugging
+            Face dataset or a lhotse CutSet (see ``interop.inputs.read_input``).
         teacher: a ``load_teacher`` name or path, or a loaded ``Teacher``.
         backend: ``whisper`` or ``faster-whisper`` (``teacher.options.BACKENDS``).
         options: how to decode (default ``LabelOptions()``).
@@ -235,13 +253,16 @@ def label_batches(
             given by name, and the faster-whisper engine.
         precision: the encoder's dtype, ``teacher.options.PRECISIONS`` (see
             ``teacher.backends.encoder_dtype``).
+        engine: the backend of a loaded ``teacher`` (then ``backend``, ``device`` and
+            ``precision`` are not used): made once by a caller that loads before writing.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     options = options or LabelOptions()
-    teacher, engine = _engine(teacher, backend, device, precision)
+    if engine is None or not isinstance(teacher, Teacher):
+        teacher, engine = _engine(teacher, backend, device, precision)
     prov = provenance_for(teacher, engine, options)
-    records = read_manifest(manifest, shard=shard)
+    records = read_input(manifest, shard=shard)
     segments = _prefetch(records, lambda r: _load(r, done_ids, done_skips), loader_threads,
                          depth=batch_size * 4, weight=_audio_weight, budget=PREFETCH_AUDIO_S)
     bar = _Progress() if progress else None
@@ -249,12 +270,42 @@ def label_batches(
         labels = []
         if batch:
             with _seeded(batch_seed(seed, batch), engine):
-                labels = decode_batch(engine, batch, options, prov)
+                labels, refused = decode_isolated(engine, batch, options, prov)
+            skips = [*skips, *refused]
         if bar is not None:
             bar.update(labels, skips, sum(u.duration for u, _ in batch))
         yield labels, skips
     if bar is not None:
         bar.close()
+
+
+def decode_isolated(engine: Backend, batch: list[tuple[Utterance, np.ndarray]], options: LabelOptions,
+                    provenance: Provenance) -> tuple[list[TeacherLabel], list[Skip]]:
+    """``decode_batch``, with clips whose features are unusable taken out as recorded skips.
+
+    The backend checks each clip's log-mel features before its encoder runs; a clip the
+    audio checks let through but whose features are NaN or absurd (``FeatureError``) becomes
+    a ``non_finite_features`` skip, and the rest of the batch is decoded without it.
+    """
+    refused: list[Skip] = []
+    while batch:
+        try:
+            return decode_batch(engine, batch, options, provenance), refused
+        except FeatureError as e:
+            why = {id(audio): message for audio, message in e.clips}
+            bad = [(u, a) for u, a in batch if id(a) in why]
+            if not bad:
+                raise  # clips we cannot tell apart: a bug, not an input to skip
+            refused += [Skip(u.id, u.audio_filepath, NON_FINITE_FEATURES,
+                             f"{_where(u)}: {why[id(a)]}; check the file's sample format or gain",
+                             u.offset, u.duration) for u, a in bad]
+            batch = [(u, a) for u, a in batch if id(a) not in why]
+    return [], refused
+
+
+def _where(u: Utterance) -> str:
+    span = f" [{u.offset:.2f}s +{u.duration:.2f}s]" if u.offset or "@" in u.id else ""
+    return f"{u.audio_filepath}{span}"
 
 
 class _Progress:
@@ -307,6 +358,7 @@ def skips_path(out: str | Path) -> Path:
 
 
 def shard_path(out: str | Path, shard: tuple[int, int]) -> Path:
+    """Where shard ``(i, n)`` of ``out`` is written: ``labels.shard00001-of-00004.jsonl``."""
     out = Path(out)
     return out.with_name(SHARD_NAME.format(stem=out.stem, index=shard[0], count=shard[1],
                                            suffix=out.suffix or ".jsonl"))
@@ -316,27 +368,37 @@ def label_to_file(
     manifest: str | Path, out: str | Path, *, teacher: str | os.PathLike | Teacher = DEFAULT_TEACHER,
     backend: str = "whisper", options: LabelOptions | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
     shard: tuple[int, int] | None = None, loader_threads: int = LOADER_THREADS, seed: int = DEFAULT_SEED,
-    progress: bool = False, device: str | None = None, precision: str = "auto",
+    progress: bool = False, device: str | None = None, precision: str = "auto", force: bool = False,
 ) -> LabelStats:
     """Label into ``out`` (and its ``.skips`` file), resuming whatever is already there.
 
-    With ``shard=(i, n)`` the output goes to ``shard_path(out, shard)``. The other
-    arguments are those of ``label_batches``.
+    With ``shard=(i, n)`` the output goes to ``shard_path(out, shard)``. Both files are
+    checked (``check_output_files``) and the teacher is loaded before either is opened, so
+    a refused output or a bad model leaves nothing behind. ``force`` replaces an existing
+    file this toolkit did not write. The other arguments are those of ``label_batches``.
+
+    Raises:
+        UnsafeOutputError: an output is the manifest, a link, or a file we did not write.
     """
     out = shard_path(out, shard) if shard else Path(out)
+    check_output_files(out, [manifest], force=force)
+    _refuse_if_locked(out)  # at once, not after loading the model (the writers lock for real)
     start = time.perf_counter()
+    teacher, engine = _engine(teacher, backend, device, precision)
+    if force:
+        _clear_foreign(out, [manifest])
     labeled = skipped = 0
     audio_s = 0.0
     with _clear_write_errors(out), ResumableJsonlWriter(out) as lw, \
             ResumableJsonlWriter(skips_path(out)) as sw:
         done_skips = _skip_pairs(sw.path) if sw.done_ids else set()
-        done = lw.done_ids | {i for i, reason in done_skips if reason in AUDIO_SKIP_REASONS}
+        done = lw.done_ids | {i for i, reason in done_skips if reason in SKIP_REASONS}
         if done or done_skips:
             log.info("resuming %s: %d ids already done", out, len(lw.done_ids | sw.done_ids))
         for labels, skips in label_batches(
             manifest, teacher=teacher, backend=backend, options=options, batch_size=batch_size, shard=shard,
             done_ids=done, done_skips=done_skips, loader_threads=loader_threads, seed=seed, progress=progress,
-            device=device, precision=precision,
+            engine=engine,
         ):
             lw.write(labels)
             sw.write(skips)
@@ -345,6 +407,35 @@ def label_to_file(
             audio_s += sum(lab.duration for lab in labels)
     return LabelStats(labeled, skipped, len(done | {i for i, _ in done_skips}), audio_s,
                       time.perf_counter() - start)
+
+
+def check_output_files(out: str | Path, inputs: list, *, force: bool = False) -> None:
+    """Refuse a label file (or its ``.skips`` file) that would destroy data: see ``outputs.check_output``."""
+    for path in (Path(out), skips_path(out)):
+        check_output(path, inputs=inputs, kind="labels", force=force)
+
+
+def _refuse_if_locked(out: Path) -> None:
+    for path in (out, skips_path(out)):
+        try:
+            holder = lock_holder(lock_path_for(path, folder=False))
+        except OSError:  # no folder to write in: the writer says so, with the reason
+            holder = None
+        if holder is not None:
+            raise OutputLockedError(f"{path} is being written by another process ({holder}); wait for it, "
+                                    "or give this job another --out")
+
+
+def _clear_foreign(out: Path, inputs: list) -> None:
+    """``--force``: empty the label files that are not ours, under their lock, so the writer starts afresh."""
+    for path in (out, skips_path(out)):
+        try:
+            check_output(path, inputs=inputs, kind="labels")
+        except UnsafeOutputError:
+            with output_lock(path, folder=False):
+                log.warning("--force: replacing %s, which this toolkit did not write", path)
+                with open(path, "wb"):
+                    pass
 
 
 @contextmanager
@@ -390,26 +481,81 @@ def find_shards(out: str | Path) -> tuple[list[Path], int | None]:
     return parts, counts.pop() if counts else None
 
 
-def merge_shards(out: str | Path, parts: list[Path] | None = None, allow_missing: bool = False) -> int:
+def merge_shards(out: str | Path, parts: list[Path] | None = None, allow_missing: bool = False,
+                 force: bool = False) -> int:
     """Join shard files into ``out`` (and their skips), dropping duplicate ids; atomic.
 
     Refuses when a shard is missing, unless ``allow_missing``: a merged file that looks
-    complete but is not would be worse than an error.
+    complete but is not would be worse than an error. Refuses, too, while a shard is being
+    written (its lock is held), when a shard is not a label file, and when ``out`` or its
+    skips file exists and is not ours (unless ``force``). The caller holds ``out``'s lock
+    (``merge_to_file``, or the parallel job's).
+
+    Raises:
+        FileNotFoundError: no shards, or some missing.
+        OutputLockedError: a shard is being written (the message names it and its holder).
+        UnsafeOutputError: ``out`` or a shard is not a file this toolkit wrote.
     """
     out = Path(out)
     if parts is None:
-        parts, count = find_shards(out)
-        if not parts:
-            raise FileNotFoundError(f"no shard files like {shard_path(out, (0, 1)).name} next to {out}")
-        have = {int(_SHARD_RE.search(p.stem).group(1)) for p in parts}
-        missing = sorted(set(range(count)) - have)
-        if missing and not allow_missing:
-            raise FileNotFoundError(f"shards {missing} of {count} are missing for {out}; "
-                                    "run them, or pass --allow-missing")
+        parts = _complete_shards(out, allow_missing)
+    _check_shards(out, parts, force)
     atomic_write_jsonl(out, _unique(parts, key=lambda d: d["id"]))
     atomic_write_jsonl(skips_path(out), _unique([skips_path(p) for p in parts],
                                                 key=lambda d: (d["id"], d.get("reason"))))
     return sum(1 for _ in iter_jsonl(out))
+
+
+def _complete_shards(out: Path, allow_missing: bool) -> list[Path]:
+    parts, count = find_shards(out)
+    if not parts:
+        raise FileNotFoundError(f"no shard files like {shard_path(out, (0, 1)).name} next to {out}")
+    have = {int(_SHARD_RE.search(p.stem).group(1)) for p in parts}
+    missing = sorted(set(range(count)) - have)
+    if missing and not allow_missing:
+        raise FileNotFoundError(f"shards {missing} of {count} are missing for {out}; "
+                                "run them, or pass --allow-missing")
+    return parts
+
+
+def _check_shards(out: Path, parts: list[Path], force: bool) -> None:
+    """Nothing half-written goes in, nothing that is not ours comes out (see ``merge_shards``)."""
+    sources = [x for p in parts for x in (p, skips_path(p)) if x.exists()]
+    for shard in sources:
+        holder = lock_holder(lock_path_for(shard, folder=False))
+        if holder is not None:
+            raise OutputLockedError(f"shard {shard} is still being written ({holder}); merge when its "
+                                    "label run has finished, or the merged file would lack its labels")
+        if _torn(shard):
+            raise ValueError(f"shard {shard} ends in a line cut short (its label run was killed); rerun that "
+                             "shard's label command (it repairs the line), then merge")
+        try:
+            check_output(shard, kind="labels")
+        except UnsafeOutputError:
+            raise UnsafeOutputError(f"shard {shard} is not a label file written by `asr-distill label`; "
+                                    f"move it out of {shard.parent}, then merge") from None
+    check_output_files(out, sources, force=force)
+
+
+def _torn(path: Path) -> bool:
+    with open(path, "rb") as f:
+        if f.seek(0, os.SEEK_END) == 0:
+            return False
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b"\n"
+
+
+def merge_to_file(out: str | Path, allow_missing: bool = False, force: bool = False) -> int:
+    """``merge_shards`` under ``out``'s lock (what ``asr-distill merge`` runs); returns the count.
+
+    Raises:
+        OutputLockedError: a label run writes ``out``, or a shard, now.
+        Others: see ``merge_shards``.
+    """
+    out = Path(out)
+    _check_shards(out, _complete_shards(out, allow_missing), force)  # before the lock file is made
+    with output_lock(out, folder=False, what_to_do="wait for it to finish, then merge"):
+        return merge_shards(out, allow_missing=allow_missing, force=force)
 
 
 def _unique(paths: list[Path], key: Callable[[dict], object]) -> Iterator[dict]:
@@ -420,7 +566,8 @@ def _unique(paths: list[Path], key: Callable[[dict], object]) -> Iterator[dict]:
             continue
         for _, obj in iter_jsonl(p):
             if isinstance(obj, Exception):
-                raise obj
+                raise ValueError(f"{obj}; rerun that shard's label command (it repairs a line cut by a "
+                                 "kill), then merge") from None
             k = key(obj)
             if k not in seen:
                 seen.add(k)

@@ -150,9 +150,22 @@ _CT2 = {"model.bin": None, "config.json": _json_object, "tokenizer.json": _json_
         "vocabulary.txt": _text, "vocabulary.json": _json_object, "preprocessor_config.json": _json_object,
         "asr_distill.json": _json_object}
 _TRAIN = {"checkpoints": None, "logs": None, "lightning_logs": None, "version_*": None, "feature_cache": None,
-          "metrics.csv": _text, "hparams.yaml": _text, "student.yaml": _text, "config.yaml": _text}
-_RUN = {name: None for name in ("label", "filter", "review", "train", "export", "eval", "report")} | {
+          "metrics.csv": _text, "hparams.yaml": _text, "student.yaml": _text, "config.yaml": _text,
+          "train.log": _text}  # the pipeline's log of the training process
+# Stage folders (``evaluate`` holds its .done, ``eval`` its results) and what the recipes put
+# under the root before the first stage (``data``, ``slurm``, ``mini``).
+_RUN = {name: None for name in ("label", "filter", "review", "train", "export", "eval", "evaluate", "report",
+                                "data", "slurm", "mini")} | {
     "data_card.json": _json_object, "data_card.md": _text, "pipeline_config.json": _json_object}
+
+
+def _wav(path: Path) -> str | None:
+    with open(path, "rb") as f:
+        head = f.read(12)
+    return None if head == b"" or (head[:4] == b"RIFF" and head[8:12] == b"WAVE") else "it is not a WAV file"
+
+
+_SYNTH = {"manifest.jsonl": _manifest, "*.wav": _wav}
 
 OUTPUT_KINDS: dict[str, OutputKind] = {k.name: k for k in (
     OutputKind("labels", folder=False, file_check=_labels),  # label, merge (and each .skips/shard file)
@@ -166,6 +179,7 @@ OUTPUT_KINDS: dict[str, OutputKind] = {k.name: k for k in (
     OutputKind("report_dir", folder=True, names={"report.md": _text, "*.png": _png}),
     OutputKind("train_dir", folder=True, names=_TRAIN),
     OutputKind("run_dir", folder=True, names=_RUN),
+    OutputKind("synth_dir", folder=True, names=_SYNTH),
 )}
 
 
@@ -257,16 +271,19 @@ def _subfolder_problem(folder: Path, spec: OutputKind) -> str | None:
     return None
 
 
-def _existing_problem(out: Path, spec: OutputKind) -> str | None:
-    """Why the existing ``out`` is not this kind's resumable output, or None."""
+def _shape_problem(out: Path, spec: OutputKind) -> str | None:
+    """Why the existing ``out`` cannot be this kind's output whatever it holds, or None."""
     if spec.folder:
-        if not out.is_dir():
-            return "it is a file, and this step writes a folder"
-        return _folder_problem(out, spec)
+        return None if out.is_dir() else "it is a file, and this step writes a folder"
     if out.is_dir():
         return "it is a folder, and this step writes a file"
-    if not out.is_file():
-        return "it is not a regular file"
+    return None if out.is_file() else "it is not a regular file"
+
+
+def _existing_problem(out: Path, spec: OutputKind) -> str | None:
+    """Why the existing ``out`` (of the right shape) is not this kind's resumable output, or None."""
+    if spec.folder:
+        return _folder_problem(out, spec)
     return spec.file_check(out) if spec.file_check else None
 
 
@@ -290,9 +307,12 @@ def check_output(out: str | os.PathLike, *, inputs: Sequence[str | os.PathLike] 
     if not spec.folder and out.is_symlink():
         raise UnsafeOutputError(f"output {out} is a symbolic link (to {os.path.realpath(out)}); give the "
                                 "real path, so it is clear which file is written")
-    if force or not (out.exists() or out.is_symlink()):
+    if not (out.exists() or out.is_symlink()):
         return out
-    problem = _existing_problem(Path(os.path.realpath(out)) if spec.folder else out, spec)
+    shape = _shape_problem(out, spec)
+    if shape:  # --force replaces what is in an output, never a file with a folder or back
+        raise UnsafeOutputError(f"output {out} exists and {shape}; give another --out")
+    problem = None if force else _existing_problem(Path(os.path.realpath(out)) if spec.folder else out, spec)
     if problem:
         what = "folder" if spec.folder else "file"
         raise UnsafeOutputError(f"output {out} exists and is not a {kind} {what} written by this toolkit "

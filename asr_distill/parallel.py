@@ -35,7 +35,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from .jsonl import OutputLockedError, OutputNotWritableError, exclusive_lock
-from .label import LOADER_THREADS, LabelStats, find_shards, label_to_file, merge_shards
+from .label import LOADER_THREADS, LabelStats, check_output_files, find_shards, label_to_file, merge_shards
 from .proc import tie_to_parent
 from .teacher.errors import TeacherNotFoundError
 from .teacher.options import DEFAULT_BATCH_SIZE, DEFAULT_SEED, DEFAULT_TEACHER, LabelOptions
@@ -72,6 +72,7 @@ class ParallelStats:
 
     @property
     def rtfx(self) -> float:
+        """Audio seconds per wall second of the whole job."""
         return self.audio_s / self.wall_s if self.wall_s > 0 else 0.0
 
 
@@ -91,6 +92,7 @@ class _Job:
     seed: int
     progress: bool
     log_level: int = logging.WARNING
+    force: bool = False
 
 
 def available_cores() -> int:
@@ -125,6 +127,7 @@ def label_parallel(
     threads: int | None = None,
     seed: int = DEFAULT_SEED,
     progress: bool = False,
+    force: bool = False,
 ) -> ParallelStats:
     """Label ``manifest`` into ``out`` with ``workers`` processes, one shard each, then merge.
 
@@ -137,14 +140,20 @@ def label_parallel(
         workers: Processes (one per GPU on a cluster). Under torchrun, ``WORLD_SIZE`` wins.
         teacher: A teacher name or path (each worker loads its own copy).
         threads: Torch threads per worker; default ``available_cores() // workers``.
-        seed: Sampling seed, per batch (see ``label.batch_seed``): labels do not depend on
-            how many workers ran.
-        Other arguments are those of ``label.label_batches``.
+        seed: Sampling seed, per batch (``label.batch_seed``): labels do not depend on N.
+        force: Replace an existing ``out`` (or part file) this toolkit did not write.
+        backend: As for ``label.label_batches``, like the five below.
+        options: See ``backend``.
+        batch_size: See ``backend``.
+        precision: See ``backend``.
+        loader_threads: See ``backend``.
+        progress: See ``backend``.
 
     Raises:
         ValueError: ``workers < 1``, a loaded teacher instead of a name, or part files of
             a run with another worker count next to ``out`` (resume with that count).
         OutputLockedError: another job writes ``out``.
+        UnsafeOutputError: ``out`` is the manifest, a link, or a file we did not write.
         OutputNotWritableError: ``out``'s folder is read-only or full (a worker's error
             comes back as it is, like ``TeacherNotFoundError``).
     """
@@ -155,20 +164,25 @@ def label_parallel(
     world = int(os.environ["WORLD_SIZE"]) if launched_by_torchrun() else workers
     if world != workers:
         log.warning("torchrun started %d ranks; labeling with %d workers, not %d", world, world, workers)
+    check_output_files(out, [manifest], force=force)
     _check_no_other_run(out, world)
-    job = _Job(
+    return _run_job(_Job(
         manifest=str(manifest), out=str(out), teacher=str(teacher), backend=backend,
         options=options or LabelOptions(), batch_size=batch_size, loader_threads=loader_threads,
         precision=precision, threads=threads or threads_per_worker(world), seed=seed, progress=progress,
-        log_level=logging.getLogger("asr_distill").getEffectiveLevel(),
-    )
+        log_level=logging.getLogger("asr_distill").getEffectiveLevel(), force=force,
+    ), world)
+
+
+def _run_job(job: _Job, world: int) -> ParallelStats:
+    """This rank under torchrun, else ``world`` spawned ranks; ``out``'s lock held from start to merge."""
     start = time.perf_counter()
     if launched_by_torchrun():
         rank = int(os.environ["RANK"])
-        with job_lock(out) if rank == 0 else contextlib.nullcontext():
+        with job_lock(job.out) if rank == 0 else contextlib.nullcontext():
             shards, merged = _run_rank(rank, world, job, "env://")
     else:
-        with job_lock(out):
+        with job_lock(job.out):
             shards, merged = _spawn(job, world)
     return ParallelStats(world, tuple(shards), merged, time.perf_counter() - start, job.threads)
 
@@ -245,13 +259,13 @@ def _run_rank(rank: int, world: int, job: _Job, init: str) -> tuple[list[LabelSt
             job.manifest, job.out, teacher=_load_for_rank(job.teacher), backend=job.backend,
             options=job.options, batch_size=job.batch_size, shard=(rank, world),
             loader_threads=job.loader_threads, seed=job.seed, progress=job.progress and rank == 0,
-            precision=job.precision,
+            precision=job.precision, force=job.force,
         )
         log.info("shard %d/%d: labeled %d, skipped %d, already done %d, RTFx %.1f",
                  rank, world, stats.labeled, stats.skipped, stats.already_done, stats.rtfx)
         gathered: list[LabelStats | None] = [None] * world
         dist.all_gather_object(gathered, stats)  # also waits for every shard to finish
-        merged = merge_shards(job.out) if rank == 0 else 0
+        merged = merge_shards(job.out, force=job.force) if rank == 0 else 0
         return list(gathered), merged
     finally:
         dist.destroy_process_group()

@@ -197,7 +197,10 @@ class PseudoLabel(Record):
     ``text`` is the label to train on (a NeMo manifest's ``text``); ``teacher_text`` is
     what the teacher wrote. ``drop_reasons`` is empty for a kept label; its first entry is
     the primary reason. ``scores`` holds every computed confidence (None where undefined),
-    ``score``/``score_name`` the one the filter used.
+    ``score``/``score_name`` the one the filter used. ``word_confidence`` holds one
+    confidence in [0, 1] per spoken word of ``teacher_text`` (its ``format_insensitive``
+    words, as :func:`asr_distill.quality.consensus.word_confidences` gives them; None
+    where unknown), empty where none was computed.
     """
 
     id: str
@@ -217,6 +220,7 @@ class PseudoLabel(Record):
     review: tuple[ReviewEntry, ...] = ()
     ref_text: str | None = None
     speaker: str | None = None
+    word_confidence: tuple[float | None, ...] = ()
 
     @property
     def kept(self) -> bool:

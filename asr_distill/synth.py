@@ -177,41 +177,53 @@ def synthesize(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    voice = None
-    made = 0
-    made_audio_s = 0.0
-    started = time.perf_counter()
+    render = _Renderer(length_scale_jitter, seed)
     for utt_id, text in texts:
-        if not _SAFE_ID.match(utt_id):
-            raise ValueError(f"utterance id {utt_id!r} is not a plain file name")
-        if not text.strip():
-            raise ValueError(f"utterance {utt_id!r} has an empty text")
+        _check_item(utt_id, text)
         path = out / f"{utt_id}.wav"
-        if path.exists():
-            duration = sf.info(path).duration
-        else:
-            if voice is None:
-                voice = _load_voice()
-            length_scale = None
-            if length_scale_jitter:
-                length_scale = jittered_length_scale(
-                    voice.config.length_scale, length_scale_jitter, seed, utt_id
-                )
-            audio = _render(voice, text, length_scale)
-            _write_wav(path, audio)
-            duration = len(audio) / SAMPLE_RATE
-            made += 1
-            made_audio_s += duration
-            if made % PROGRESS_EVERY == 0:
-                _log_rate(made, made_audio_s, started)
+        duration = sf.info(path).duration if path.exists() else render(path, utt_id, text)
         yield {
             "audio_filepath": path.name,
             "duration": round(duration, DURATION_DECIMALS),
             "text": text,
             "speaker": SPEAKER,
         }
-    if made:
-        _log_rate(made, made_audio_s, started)
+    render.log_rate()
+
+
+def _check_item(utt_id: str, text: str) -> None:
+    if not _SAFE_ID.match(utt_id):
+        raise ValueError(f"utterance id {utt_id!r} is not a plain file name")
+    if not text.strip():
+        raise ValueError(f"utterance {utt_id!r} has an empty text")
+
+
+class _Renderer:
+    """Renders one utterance to a WAV file; the voice is loaded on first use, so a fully
+    resumed job never loads it. Counts what it made, for the rate log."""
+
+    def __init__(self, jitter: float, seed: int) -> None:
+        self.jitter, self.seed = jitter, seed
+        self.voice = None
+        self.made, self.audio_s, self.started = 0, 0.0, time.perf_counter()
+
+    def __call__(self, path: Path, utt_id: str, text: str) -> float:
+        if self.voice is None:
+            self.voice = _load_voice()
+        default = self.voice.config.length_scale
+        length_scale = jittered_length_scale(default, self.jitter, self.seed, utt_id) if self.jitter else None
+        audio = _render(self.voice, text, length_scale)
+        _write_wav(path, audio)
+        duration = len(audio) / SAMPLE_RATE
+        self.made += 1
+        self.audio_s += duration
+        if self.made % PROGRESS_EVERY == 0:
+            self.log_rate()
+        return duration
+
+    def log_rate(self) -> None:
+        if self.made:
+            _log_rate(self.made, self.audio_s, self.started)
 
 
 def _log_rate(made: int, audio_s: float, started: float) -> None:

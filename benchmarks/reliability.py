@@ -17,6 +17,11 @@ heavy jobs at once, the cores are shared):
    runs it; a case is handled when its outcome (label, or skip reason) is the expected one.
    Plus ``tests/bad_inputs.config_cases``: bad YAML configs through ``asr-distill run`` and
    ``train``, handled when the exit code is 2 and the message names the key.
+2b. **hostile** (``--only hostile`` runs it alone): every case of ``tests/bad_inputs.HOSTILE_CASES``
+   (outputs that would clobber data, held locks, crafted checkpoints, broken manifests and
+   edits, absurd audio, huge references) through the ``asr-distill`` command line, with the
+   checks of tests/test_hostile*.py: ``handled``, ``lost`` (good data changed or gone),
+   ``code_executed`` (a payload ran), ``tracebacks`` (a traceback instead of one line).
 3. **memory**: a generated 100k-line manifest of short real clips. Labeling all of it takes
    hours here, so (a) a fresh run labels for ``--rss-seconds`` and is then killed, with RSS
    sampled every 0.5 s (flat = no growth per labeled line), and (b) a resume where all but the
@@ -33,7 +38,6 @@ heavy jobs at once, the cores are shared):
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -58,14 +62,6 @@ MEMORY_LINES = 100_000
 RESUME_LEFT = 200  # default of --resume-left
 
 
-def _load_campaign():
-    spec = importlib.util.spec_from_file_location("fault_campaign", ROOT / "scripts" / "fault_campaign.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fault_campaign"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -74,7 +70,7 @@ def _log(msg: str) -> None:
 
 
 def run_campaign(args, work: Path) -> dict:
-    fc = _load_campaign()
+    from asr_distill.testing import fault_campaign as fc
     manifest = fc.an4_manifest(work / "campaign_manifest.jsonl", args.copies)
     targets = [fc.label_target(manifest, "tiny.en", 4, workers=1),
                fc.label_target(manifest, "tiny.en", 4, workers=2),
@@ -140,6 +136,88 @@ def run_config_cases(folder: Path) -> dict:
         out[case.name] = {"rc": proc.returncode, "ok": ok, "expected_in_message": case.names,
                           "message": (message[0] if message else proc.stderr.strip()[-300:])[:400]}
     return out
+
+
+# --- 2b. hostile inputs --------------------------------------------------------------------
+
+PAYLOAD_MARKER = "payload_ran"  # the folder a crafted pickle creates when it is (wrongly) run
+
+
+class _Watch:
+    """Wraps the in-process ``asr-distill`` the hostile cases call: did a traceback reach the user?"""
+
+    def __init__(self, real):
+        self.real, self.traceback = real, False
+
+    def __call__(self, argv):
+        rc = self.real(argv)
+        err = sys.stderr.getvalue() if hasattr(sys.stderr, "getvalue") else ""
+        self.traceback = self.traceback or "Traceback" in err
+        return rc
+
+
+def _lost(error: BaseException) -> bool:
+    """A failed case that found good data changed or gone (not merely a wrong message)."""
+    import traceback
+
+    if type(error).__name__ == "DataLost":
+        return True
+    line = (traceback.extract_tb(error.__traceback__)[-1].line or "") if error.__traceback__ else ""
+    return isinstance(error, AssertionError) and any(w in line for w in ("_snapshot", "before", "read_bytes"))
+
+
+def _hostile_case(name: str, fn, folder: Path, watch: _Watch) -> dict:
+    folder.mkdir(parents=True)
+    watch.traceback = False
+    outcome: dict = {"ok": True, "lost": False}
+    try:
+        fn(folder)
+    except Exception as e:  # the case's own assertion, or an error that escaped the CLI
+        outcome = {"ok": False, "lost": _lost(e), "error": f"{type(e).__name__}: {str(e)[:300]}"}
+        watch.traceback = watch.traceback or not isinstance(e, AssertionError)
+    except BaseException as e:  # pytest.skip: not tried here
+        if type(e).__name__ != "Skipped":
+            raise
+        return {"skipped": str(e)[:200]}
+    outcome["code_executed"] = any(folder.rglob(PAYLOAD_MARKER))
+    outcome["traceback"] = watch.traceback
+    return outcome
+
+
+def run_hostile(work: Path) -> dict:
+    """Every case of ``bad_inputs.HOSTILE_CASES`` through the ``asr-distill`` command line.
+
+    The checks are those of tests/test_hostile.py and tests/test_hostile_label.py (the CLI
+    version where both hold one). ``handled``: the exact outcome was seen; ``lost``: good data
+    changed or vanished; ``code_executed``: a crafted pickle's payload ran; ``tracebacks``: a
+    traceback reached the user (or an error escaped the command) instead of one line.
+    """
+    import test_hostile as th
+    import test_hostile_label as tl
+    from bad_inputs import HOSTILE_CASES
+
+    cases = {**th.CASES, **tl.CASES}
+    watch = _Watch(th.main)
+    th.main = watch
+    results: dict[str, dict] = {}
+    try:
+        for case in HOSTILE_CASES:
+            _log(f"hostile {case.name}")
+            results[case.name] = {"class": case.klass, **_hostile_case(case.name, cases[case.name],
+                                                                         work / "hostile" / case.name, watch)}
+    finally:
+        th.main = watch.real
+    tried = {k: v for k, v in results.items() if "skipped" not in v}
+    by_class: dict[str, dict] = {}
+    for v in tried.values():
+        c = by_class.setdefault(v["class"], {"tried": 0, "handled": 0})
+        c["tried"] += 1
+        c["handled"] += v["ok"]
+    return {"tried": len(tried), "handled": sum(v["ok"] for v in tried.values()),
+            "lost": sum(v["lost"] for v in tried.values()),
+            "code_executed": sum(v["code_executed"] for v in tried.values()),
+            "tracebacks": sum(v["traceback"] for v in tried.values()), "by_class": by_class,
+            "skipped": sorted(set(results) - set(tried)), "cases": results}
 
 
 # --- 3. memory -----------------------------------------------------------------------------
@@ -322,14 +400,16 @@ def main() -> int:
     p.add_argument("--campaign-targets", nargs="+", default=None,
                    choices=["label", "label_workers2", "run", "train"],
                    help="rerun only these campaign targets; the others keep their previous results")
-    p.add_argument("--only", nargs="+", default=["bad", "memory", "campaign", "workers", "overlap"],
+    p.add_argument("--only", nargs="+",
+                   default=["bad", "hostile", "memory", "campaign", "workers", "overlap"],
                    help="sections to run; the others keep their previous results")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="reliability."))
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     result = dict(previous.get("details", {}))
     args.previous = dict(result)
-    steps = {"campaign": run_campaign, "bad": lambda a, w: run_bad_inputs(w), "memory": run_memory,
+    steps = {"campaign": run_campaign, "bad": lambda a, w: run_bad_inputs(w),
+             "hostile": lambda a, w: run_hostile(w), "memory": run_memory,
              "workers": run_workers, "overlap": run_overlap}
     try:
         for name in args.only:
@@ -376,6 +456,8 @@ def _headline(r: dict) -> dict:
         "peak_rss_mb_100k": r.get("memory", {}).get("peak_rss_mb_100k"),
         "workers_1_rtfx": r.get("workers", {}).get("workers_1", {}).get("rtfx"),
         "workers_2_rtfx": r.get("workers", {}).get("workers_2", {}).get("rtfx"),
+        "hostile": {k: r["hostile"][k] for k in ("tried", "handled", "lost", "code_executed", "tracebacks",
+                                                 "by_class")} if "hostile" in r else None,
     }
 
 

@@ -515,21 +515,21 @@ HOSTILE_CASES = [
     HostileCase("crafted_pickle_zip", "code", False),  # CLI: export, evaluate (run --from export: pipeline)
     HostileCase("crafted_pickle_legacy", "code", False),
     HostileCase("truncated_checkpoint", "code", False),
-    HostileCase("output_is_input", "output", True),
-    HostileCase("output_hard_link_to_input", "output", True),
-    HostileCase("output_symlink_file", "output", True),
-    HostileCase("output_symlink_to_input", "output", True),
-    HostileCase("output_unrelated_file", "output", True),
-    HostileCase("output_unrelated_file_forced", "output", True),
-    HostileCase("output_manifest_as_labels", "output", True),
+    HostileCase("output_is_input", "output", False),  # CLI: label (test_hostile_label)
+    HostileCase("output_hard_link_to_input", "output", False),  # CLI: label (test_hostile_label)
+    HostileCase("output_symlink_file", "output", False),  # CLI: label (test_hostile_label)
+    HostileCase("output_symlink_to_input", "output", False),  # CLI: label (test_hostile_label)
+    HostileCase("output_unrelated_file", "output", False),  # CLI: label (test_hostile_label)
+    HostileCase("output_unrelated_file_forced", "output", False),  # CLI: label (test_hostile_label)
+    HostileCase("output_manifest_as_labels", "output", False),  # CLI: label (test_hostile_label)
     HostileCase("output_dir_unrelated_file", "output", False),  # CLI: filter
     HostileCase("output_dir_is_input_folder", "output", False),  # CLI: review import d/kept.jsonl --out d
     HostileCase("output_dir_would_overwrite_input", "output", False),  # CLI: filter d/kept.jsonl --out d
     HostileCase("output_dir_of_another_step", "output", False),  # CLI: evaluate
     HostileCase("output_dir_named_file_not_ours", "output", False),  # CLI: filter
     HostileCase("resumable_writer_on_foreign_file", "output", False),  # ResumableJsonlWriter refuses
-    HostileCase("lock_held_names_holder", "lock", True),  # label already locks; others to wire
-    HostileCase("lock_probe_for_merge", "lock", True),  # merge must call lock_holder on each shard
+    HostileCase("lock_held_names_holder", "lock", False),  # CLI: label (test_hostile_label)
+    HostileCase("lock_probe_for_merge", "lock", False),  # CLI: merge (test_hostile_label)
 ]
 # Filter, review, evaluate, export and report at the CLI (issue 12): the review edits schema,
 # the review sheet, bounded-cost scoring, and every writer's guard and lock.
@@ -565,6 +565,46 @@ HOSTILE_CASES.extend([
     HostileCase("evaluate_50mb_reference", "cost", False),
     HostileCase("filter_cli_5mb_reference", "cost", False),
 ])
+# label, merge, manifest, synth, train and run at the CLI (issue 12): checked in
+# tests/test_hostile_label.py, which also runs the cases above that name a label or merge CLI.
+LABEL_HOSTILE_CASES = [
+    HostileCase("label_out_is_idless_input", "output", False),
+    HostileCase("label_out_other_idless_manifest", "output", False),
+    HostileCase("label_skips_file_foreign", "output", False),
+    HostileCase("label_out_parent_is_a_file", "output", False),
+    HostileCase("label_out_is_a_directory", "output", False),
+    HostileCase("label_folder_manifest_foreign", "output", False),
+    HostileCase("label_missing_input", "reading", False),
+    HostileCase("label_manifest_is_empty_directory", "reading", False),
+    HostileCase("label_resume_labels_truncated_mid_line", "output", False),
+    HostileCase("label_crafted_model_pt", "code", False),
+    HostileCase("label_crafted_model_pt_legacy", "code", False),
+    HostileCase("label_truncated_model_pt", "code", False),
+    HostileCase("label_cli_gzip_manifest", "reading", False),
+    HostileCase("label_cli_bom_manifest", "reading", False),
+    HostileCase("label_cli_latin1_line", "reading", False),
+    HostileCase("label_cli_utf16_manifest", "reading", False),
+    HostileCase("label_cli_x1e20_between_good_clips", "audio", False),
+    HostileCase("label_non_finite_features_isolated", "audio", False),
+    HostileCase("label_cli_50mb_reference", "cost", False),
+    HostileCase("merge_missing_shard", "output", False),
+    HostileCase("merge_out_unrelated_file", "output", False),
+    HostileCase("merge_out_symlink", "output", False),
+    HostileCase("merge_shard_not_labels", "output", False),
+    HostileCase("merge_shard_truncated_mid_line", "output", False),
+    HostileCase("merge_out_locked_by_label_job", "lock", False),
+    HostileCase("manifest_out_unrelated_file", "output", False),
+    HostileCase("manifest_out_symlink", "output", False),
+    HostileCase("synth_out_unrelated_folder", "output", False),
+    HostileCase("synth_out_is_a_file", "output", False),
+    HostileCase("run_from_export_crafted_last_ckpt", "code", False),
+    HostileCase("run_out_unrelated_folder", "output", False),
+    HostileCase("run_out_is_a_file", "output", False),
+    HostileCase("run_out_locked", "lock", False),
+    HostileCase("train_dir_unrelated_folder", "output", False),
+]
+LABEL_HOSTILE_NAMES = [c.name for c in LABEL_HOSTILE_CASES]
+HOSTILE_CASES.extend(LABEL_HOSTILE_CASES)
 HOSTILE_NAMES = [c.name for c in HOSTILE_CASES]
 
 

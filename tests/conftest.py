@@ -33,6 +33,20 @@ def tiny_teacher():
     return load_teacher("tiny.en")
 
 
+@pytest.fixture(scope="session")
+def fixture_labels(tmp_path_factory, an4_fixture, tiny_teacher) -> Path:
+    """The committed AN4 clips labeled by tiny.en once per session: the label file's path.
+
+    The quality tests (filter, confidence, review) all read this one file.
+    """
+    from asr_distill.label import label_to_file
+
+    out = tmp_path_factory.getbasetemp() / "quality_fixture_labels.jsonl"
+    if not out.is_file():
+        label_to_file(an4_fixture, out, teacher=tiny_teacher, batch_size=8)
+    return out
+
+
 def write_manifest(path: Path, lines: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(d) + "\n" for d in lines))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import test_filter
 
 from asr_distill.quality.confidence import (
     SCORES,
@@ -19,9 +18,8 @@ from asr_distill.quality.confidence import (
 )
 from asr_distill.quality.filter import read_labels
 from asr_distill.records import TokenScore
+from asr_distill.testing.labels import make_label
 
-# One label maker and one labeled fixture (a pytest fixture) for the quality tests.
-make_label, fixture_labels = test_filter.make_label, test_filter.fixture_labels
 V = 51865
 
 

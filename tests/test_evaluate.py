@@ -1,5 +1,8 @@
-"""Evaluation: per-utterance counts on pairs with known errors, bootstrap intervals, paired
-comparisons, breakdowns, and one real run of ``asr-distill evaluate`` on the AN4 fixture."""
+"""Evaluation: scoring, bootstrap intervals, paired comparisons, breakdowns, and the CLI.
+
+Per-utterance counts are checked on pairs with known errors, and ``asr-distill evaluate``
+runs once for real on the AN4 fixture.
+"""
 
 from __future__ import annotations
 
@@ -129,6 +132,7 @@ def test_model_specs_name_rows():
     assert parse_model_spec("tiny.en") == ("tiny.en", "tiny.en")
 
 
+@pytest.mark.slow
 def test_evaluate_command_on_real_audio(an4_fixture, tmp_path, capsys):
     """``asr-distill evaluate`` with tiny.en on the 8 AN4 clips: files, figures, reuse."""
     from asr_distill.cli import main

@@ -27,42 +27,9 @@ from asr_distill.quality.rules import (
     rule_wrong_language,
 )
 from asr_distill.quality.stage import FilterOptions, run_filter
-from asr_distill.records import Provenance, TeacherLabel, TokenScore
+from asr_distill.testing.labels import make_label, write_labels
 
 CFG = FilterConfig()
-
-
-def make_label(
-    text="enter seven",
-    *,
-    id="u1",
-    duration=2.0,
-    avg_logprob=-0.2,
-    no_speech_prob=0.05,
-    compression_ratio=1.0,
-    tokens=None,
-    teacher="base",
-    **kw,
-) -> TeacherLabel:
-    """A teacher label with one token per word (the confidence and filter tests share it)."""
-    if tokens is None:
-        tokens = tuple(TokenScore(f" {w}", avg_logprob, 0.5, 10.0, 2.0) for w in text.split())
-    prov = Provenance(teacher, "0" * 64, "whisper", {"entropy_alpha": 0.33}, "0.1.0")
-    return TeacherLabel(
-        id=id,
-        audio_filepath=f"/data/{id}.flac",
-        offset=0.0,
-        duration=duration,
-        text=text,
-        language="en",
-        avg_logprob=avg_logprob,
-        no_speech_prob=no_speech_prob,
-        compression_ratio=compression_ratio,
-        temperature=0.0,
-        tokens=tuple(tokens),
-        provenance=prov,
-        **kw,
-    )
 
 
 def cand(
@@ -267,17 +234,6 @@ def test_hallucination_removed_when_unsure_then_label_filtered_as_empty():
     assert r.dropped[0].teacher_text == "Thank you for watching."
 
 
-@pytest.fixture(scope="module")
-def fixture_labels(tmp_path_factory, an4_fixture, tiny_teacher):
-    """The committed AN4 clips labeled by tiny.en, once per session (the quality tests share the file)."""
-    from asr_distill.label import label_to_file
-
-    out = tmp_path_factory.getbasetemp() / "quality_fixture_labels.jsonl"
-    if not out.is_file():
-        label_to_file(an4_fixture, out, teacher=tiny_teacher, batch_size=8)
-    return out
-
-
 def test_filter_cli_on_real_teacher_labels(fixture_labels, tmp_path, capsys):
     from asr_distill.cli import main
 
@@ -340,11 +296,6 @@ def test_filter_options_language_any_turns_wrong_language_off(language, expected
 def test_filter_options_defaults_match_the_rules():
     cfg = FilterOptions().filter_config()
     assert cfg == FilterConfig()
-
-
-def write_labels(path, labels):
-    path.write_text("".join(json.dumps(lab.to_dict()) + "\n" for lab in labels))
-    return path
 
 
 def test_run_filter_writes_the_stage_files(tmp_path, caplog):

@@ -1,5 +1,8 @@
-"""The pipeline: config checking, one real end-to-end run on the AN4 fixture with tiny.en as
-teacher and student, and resuming after parts of the output root are deleted."""
+"""The pipeline: config checking, one real end-to-end run, and resuming.
+
+The run uses the AN4 fixture with tiny.en as teacher and student; resuming is checked after
+parts of the output root are deleted.
+"""
 
 from __future__ import annotations
 
@@ -83,7 +86,7 @@ def test_every_labeling_option_of_the_cli_reaches_the_label_stage(tmp_path, monk
     from asr_distill.label import LabelStats
 
     flags = {a.dest for a in build_parser()._subparsers._group_actions[0].choices["label"]._actions}
-    named_otherwise = {"help", "input", "out", "model", "shard", "no_progress"}  # see LabelConfig
+    named_otherwise = {"help", "input", "out", "model", "shard", "no_progress", "force"}  # LabelConfig; run
     assert flags - named_otherwise <= {f.name for f in dataclasses.fields(LabelConfig)}
 
     calls = []
@@ -129,6 +132,7 @@ def finished_run(tmp_path_factory):
     return cfg, result
 
 
+@pytest.mark.slow
 def test_a_run_chains_every_stage_and_writes_its_artefacts(finished_run):
     cfg, result = finished_run
     root = Path(cfg["out"])
@@ -152,6 +156,7 @@ def test_a_run_chains_every_stage_and_writes_its_artefacts(finished_run):
     assert "CMU AN4 fixture" in (root / "data_card.md").read_text()
 
 
+@pytest.mark.slow
 def test_rerun_resumes_after_parts_of_the_root_are_deleted(finished_run):
     cfg, first = finished_run
     root = Path(cfg["out"])
@@ -181,6 +186,7 @@ def test_rerun_resumes_after_parts_of_the_root_are_deleted(finished_run):
     assert dict(plan(cfg))["train"] == "stale: filter is newer"
 
 
+@pytest.mark.slow
 def test_forced_training_starts_over_instead_of_resuming(finished_run):
     cfg, _ = finished_run
     log = Path(cfg["out"]) / "train" / "train.log"

@@ -1,7 +1,9 @@
-"""Every recipe's first stages run for real (the full chain runs in `make demo`):
-support stages 0-1 (Piper synthesis, labeling), AN4 stages 0-1 on a folder laid out like
+"""Every recipe's first stages run for real (the full chain runs in `make demo`).
+
+Support stages 0-1 (Piper synthesis, labeling), AN4 stages 0-1 on a folder laid out like
 the shared AN4 data, LibriSpeech's dry run (sbatch scripts written, two shards labeled
-locally, merged)."""
+locally, merged).
+"""
 
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ def test_run_sh_parses_and_documents_its_stages(recipe):
     assert "run.sh" in readme and "\n| " in results  # exact commands and a results table
 
 
+@pytest.mark.slow
 def test_support_stages_0_1(tmp_path):
     out = tmp_path / "support"
     _run(["bash", str(REPO / "recipes/support/run.sh"), "--size", "smoke", "--stop-stage", "1",
@@ -57,6 +60,7 @@ def test_support_stages_0_1(tmp_path):
     assert not (out / "filter").exists()  # --stop-stage 1 stops before the filter
 
 
+@pytest.mark.slow
 def test_an4_stages_0_1(tmp_path):
     an4 = tmp_path / "an4_data"  # laid out like ../shared/data/an4: train.jsonl, test.jsonl
     lines = fixture_lines()
@@ -78,6 +82,7 @@ def test_an4_stage_0_says_where_the_data_should_be(tmp_path):
     assert p.returncode != 0 and "set AN4_DIR" in p.stderr
 
 
+@pytest.mark.slow
 def test_librispeech_dry_run_writes_sbatch_and_labels_two_shards(tmp_path):
     out = tmp_path / "ls"
     _run(["bash", str(REPO / "recipes/librispeech/run.sh"), "--dry-run", "--stop-stage", "2",

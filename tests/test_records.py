@@ -1,5 +1,7 @@
-"""Records: every record type survives ``to_dict`` -> JSON -> ``from_dict`` unchanged, and
-the one generic decoder handles nesting, optional fields, unknown and missing keys."""
+"""Records: every record type survives ``to_dict`` -> JSON -> ``from_dict`` unchanged.
+
+The one generic decoder handles nesting, optional fields, unknown and missing keys.
+"""
 
 from __future__ import annotations
 

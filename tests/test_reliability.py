@@ -1,14 +1,15 @@
-"""Reliability, short form: kills and resume, a second writer, unwritable outputs, the bad-input
-corpus through ``asr-distill label``, determinism, and 2 workers matching 1.
+"""Reliability, short form: kills, resume, locks, bad inputs, determinism, workers.
 
-The long form is ``scripts/fault_campaign.py`` (more kills, the 2-worker target) and
+Kills and resume, a second writer, unwritable outputs, the bad-input corpus through
+``asr-distill label``, determinism, and 2 workers matching 1.
+
+The long form is ``asr_distill.testing.fault_campaign`` (more kills, the 2-worker target) and
 ``benchmarks/reliability.py``. Everything here runs the real CLI or library with tiny.en.
 """
 
 from __future__ import annotations
 
 import gc
-import importlib.util
 import json
 import os
 import subprocess
@@ -32,20 +33,10 @@ from asr_distill.label import _prefetch, label, label_to_file, shard_path, skips
 from asr_distill.parallel import label_parallel, threads_per_worker
 from asr_distill.records import Skip, TeacherLabel
 from asr_distill.teacher.options import FULL_CONTEXT, LabelOptions
+from asr_distill.testing import fault_campaign as fc
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEECH = FIXTURE.parent / "audio" / "an406-fcaw-b.flac"
-
-
-def _campaign_module():
-    spec = importlib.util.spec_from_file_location("fault_campaign", ROOT / "scripts" / "fault_campaign.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fault_campaign"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fc = _campaign_module()
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +52,7 @@ def campaign(tmp_path_factory):
     return target, work, work / "lock", lock
 
 
+@pytest.mark.slow
 def test_second_writer_is_refused_and_first_finishes(campaign):
     _, _, _, lock = campaign
     assert lock.ok, lock.detail
@@ -69,6 +61,7 @@ def test_second_writer_is_refused_and_first_finishes(campaign):
     assert lock.detail["lines"] == 16
 
 
+@pytest.mark.slow
 def test_kill9_twice_then_resume_loses_and_duplicates_nothing(campaign):
     target, work, reference, _ = campaign
     report = fc.kill_resume(target, work, kills=2, seed=7, reference=reference)
@@ -78,6 +71,7 @@ def test_kill9_twice_then_resume_loses_and_duplicates_nothing(campaign):
     assert report.text_mismatches == 0  # per-batch seeds: resumed batches label the same
 
 
+@pytest.mark.slow
 def test_read_only_output_is_clear_and_resumable(campaign):
     target, work, reference, _ = campaign
     try:
@@ -88,6 +82,7 @@ def test_read_only_output_is_clear_and_resumable(campaign):
     assert "writable" in case.detail["message"] and case.detail["unchanged"]
 
 
+@pytest.mark.slow
 def test_full_disk_is_clear_and_resumable(campaign):
     target, work, reference, _ = campaign
     case = fc.full_disk(target, work, reference)
@@ -96,12 +91,15 @@ def test_full_disk_is_clear_and_resumable(campaign):
     assert 0 < case.detail["lines_kept_at_failure"] < 16
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["run", "train"])
 def test_pipeline_and_training_survive_kills_and_refuse_a_second_process(name, tmp_path):
-    """The short form of the campaign's ``run`` and ``train`` targets: a second process is
-    refused, two kills at random moments (one in start-up), and the resume ends where a clean
-    run ends (pipeline: the same labels, kept ids, hypotheses and stages; training: each
-    restart at the checkpoint's step)."""
+    """The short form of the campaign's ``run`` and ``train`` targets.
+
+    A second process is refused, two kills at random moments (one in start-up), and the
+    resume ends where a clean run ends (pipeline: the same labels, kept ids, hypotheses and
+    stages; training: each restart at the checkpoint's step).
+    """
     # long enough that the second process reaches its lock while the first still runs
     manifest = fc.an4_manifest(tmp_path / "m.jsonl", copies=1 if name == "run" else 3)
     target = fc.run_target(manifest, epochs=1) if name == "run" else fc.train_target(manifest, epochs=6)
@@ -121,6 +119,7 @@ def test_pipeline_and_training_survive_kills_and_refuse_a_second_process(name, t
         assert report.final_steps == report.expected_steps
 
 
+@pytest.mark.slow
 def test_bad_input_corpus_through_the_cli(tmp_path):
     """Every bad case in one manifest, as a user runs it: each gets its expected outcome."""
     manifest, expected = write_job_manifest(tmp_path, SPEECH)
@@ -168,6 +167,7 @@ def _fields(records: list) -> list[dict]:
     return [json.loads(json.dumps(r.__dict__, default=str)) for r in records]
 
 
+@pytest.mark.slow
 def test_same_seed_same_labels_even_when_sampling(tiny_teacher, tmp_path):
     """Only temperature 1.0 on the ladder, so every clip is sampled.
 
@@ -197,6 +197,7 @@ def test_groups_of_hypotheses_in_a_batch_of_two(tiny_teacher, tmp_path, options)
     assert len(records) == 2 and all(isinstance(r, TeacherLabel) and r.text for r in records)
 
 
+@pytest.mark.slow
 def test_two_workers_label_like_one(tiny_teacher, tmp_path):
     manifest = write_manifest(tmp_path / "m.jsonl", fixture_lines()[:5])
     single = tmp_path / "one" / "labels.jsonl"
@@ -263,13 +264,15 @@ def test_prefetch_caps_audio_in_flight():
 
 
 def test_full_disk_mid_batch_stays_a_clear_error(tiny_teacher, tmp_path):
-    """A batch that half fits: closing the file flushes the rest and fails again (ENOSPC);
-    the user must still get the clear error, and a rerun with space must finish the job."""
+    """A batch that half fits: the user still gets the clear error, and a rerun finishes the job.
+
+    Closing the file flushes the rest of the batch and fails again (ENOSPC).
+    """
     disk = tmp_path / "disk"
     disk.mkdir()
     if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(disk)],
                                            capture_output=True).returncode != 0:
-        pytest.skip("needs root and tmpfs to fill a real disk (scripts/fault_campaign.py has a fallback)")
+        pytest.skip("needs root and tmpfs to fill a real disk (the fault campaign has a fallback)")
     try:
         manifest = write_manifest(tmp_path / "m.jsonl", fixture_lines())
         out = disk / "labels.jsonl"

@@ -12,7 +12,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-import test_filter
 
 from asr_distill.quality.filter import FilterConfig, filter_labels, read_labels, read_pseudo_labels
 from asr_distill.quality.review import (
@@ -26,8 +25,6 @@ from asr_distill.quality.review import (
 )
 from asr_distill.quality.stage import ReviewOptions, run_review_export, run_review_import
 
-# The AN4 clips labeled by tiny.en, shared with the filter tests (a pytest fixture).
-fixture_labels = test_filter.fixture_labels
 CHROMIUM = "/usr/bin/chromium"
 
 

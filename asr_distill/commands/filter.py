@@ -8,6 +8,7 @@ from pathlib import Path
 
 
 def add_parser(sub) -> None:
+    """Add ``filter`` to the CLI's subcommands."""
     p = sub.add_parser(
         "filter",
         help="score teacher labels, correct them lightly, keep or drop each with a reason",
@@ -20,7 +21,13 @@ def add_parser(sub) -> None:
     )
     p.add_argument("labels", help="teacher labels (JSON Lines from `asr-distill label`)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--second", help="the same audio labeled by a second model: enables the agreement scores")
+    p.add_argument(
+        "--second",
+        action="append",
+        help="the same audio labeled by a second model: enables the agreement scores. Give it again for "
+        "more opinions (another model, beam search, a temperature): the consensus_* scores vote with all, "
+        "the agreement scores compare with the first",
+    )
     p.add_argument(
         "--score",
         help="confidence score for low_confidence (default: agreement_entropy with "
@@ -48,8 +55,11 @@ def add_parser(sub) -> None:
         help="share of kept labels (least confident first) the report's review load counts (default 0.1)",
     )
     p.add_argument("--list-scores", action="store_true", help="print the confidence scores and exit")
-    p.add_argument("--force", action="store_true",
-                   help="write into an existing --out folder that holds files this step did not write")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into an existing --out folder that holds files this step did not write",
+    )
     p.set_defaults(func=run)
 
 
@@ -66,6 +76,7 @@ def _print_scores() -> None:
 
 
 def run(args) -> int:
+    """Filter the labels as the parsed ``args`` say and print the report."""
     if args.list_scores:
         _print_scores()
         return 0
@@ -78,12 +89,13 @@ def run(args) -> int:
     out, labels = Path(args.out), Path(args.labels)
     if not labels.is_file():  # before the output folder is made
         raise SystemExit(f"error: {labels} does not exist (give the labels written by `asr-distill label`)")
-    inputs = [p for p in (args.labels, args.second, args.lexicon) if p]
+    seconds = [Path(s) for s in args.second or ()]
+    inputs = [p for p in (args.labels, *seconds, args.lexicon) if p]
     # --force replaces files in a folder, never a file where the folder should be
     force = args.force and (out.is_dir() or not out.exists())
     try:
         with guard_output(out, inputs=inputs, kind="filter_dir", force=force):
-            run_filter(labels, out, options, second=Path(args.second) if args.second else None)
+            run_filter(labels, out, options, second=seconds or None)
     except FileNotFoundError as e:
         raise SystemExit(f"error: {e}") from None
     report = json.loads((out / "filter_report.json").read_text())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
+import sys
 from pathlib import Path
 
 from ..teacher.options import (
@@ -36,6 +37,7 @@ DESCRIPTION = ("Pseudo-label audio with a Whisper teacher. Writes OUT (one Teach
 
 
 def add_parser(sub) -> None:
+    """Add ``label`` to the CLI's subcommands."""
     p = sub.add_parser("label", help=SUMMARY, description=DESCRIPTION)
     p.add_argument("input", help="NeMo JSON Lines manifest, or a folder of audio files")
     p.add_argument("--out", required=True, help="output JSON Lines file (e.g. labels.jsonl)")
@@ -66,21 +68,33 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default=None,
                    help="cpu, cuda or cuda:N (default: CUDA when present); --workers: one GPU each")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing OUT (or its .skips file) that this toolkit did not write")
     p.set_defaults(func=run)
 
 
-def _resolve_input(path: Path, out: Path) -> Path:
-    """A manifest as given, or one written next to ``out`` for a folder of audio."""
-    if path.is_dir():
-        from ..manifest import write_folder_manifest
+def _resolve_input(path: Path, out: Path, written: Path, force: bool) -> Path:
+    """A manifest as given, or one written next to ``out`` for a folder of audio.
 
-        manifest = out.with_name(f"{out.stem}.input.jsonl")
-        written, _ = write_folder_manifest(path, manifest)
-        log.info("built %s from %s (%d audio files)", manifest, path, len(written))
-        return manifest
+    The label files (``written``: ``out`` or its shard) and the folder's manifest are checked
+    before anything is written, so a refused output leaves no trace.
+    """
+    from ..interop.inputs import detect_input
+    from ..label import check_output_files
+    from ..outputs import check_output
+
     if not path.exists():
-        raise SystemExit(f"error: {path} does not exist (give a manifest .jsonl or an audio folder)")
-    return path
+        raise FileNotFoundError(f"{path} does not exist (give a manifest .jsonl or an audio folder)")
+    check_output_files(written, [path], force=force)
+    if not path.is_dir() or detect_input(path):
+        return path
+    from ..manifest import write_folder_manifest
+
+    manifest = out.with_name(f"{out.stem}.input.jsonl")
+    check_output(manifest, inputs=[written], kind="manifest", force=force)
+    found, _ = write_folder_manifest(path, manifest)
+    log.info("built %s from %s (%d audio files)", manifest, path, len(found))
+    return manifest
 
 
 def _options(args):
@@ -94,6 +108,7 @@ def _options(args):
 
 
 def run(args) -> int:
+    """Label (refusing unsafe outputs before anything is written), then summarise the run."""
     import torch
 
     from ..label import label_to_file, shard_path, skips_path
@@ -102,19 +117,25 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
-    manifest = _resolve_input(Path(args.input), out)
-    if args.workers > 1 or launched_by_torchrun():
-        if args.shard:
-            raise SystemExit("error: --workers and --shard both split a job; use one")
+    parallel = args.workers > 1 or launched_by_torchrun()
+    if parallel and args.shard:
+        raise SystemExit("error: --workers and --shard both split a job; use one")
+    written = shard_path(out, args.shard) if args.shard else out
+    try:
+        manifest = _resolve_input(Path(args.input), out, written, args.force)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if parallel:
         stats = label_parallel(manifest, out, workers=args.workers, threads=args.threads or None,
                                teacher=args.model, backend=args.backend, options=_options(args),
                                batch_size=args.batch_size, precision=args.precision, seed=args.seed,
-                               progress=not args.no_progress)
+                               progress=not args.no_progress, force=args.force)
     else:
         stats = label_to_file(manifest, out, teacher=args.model, backend=args.backend, options=_options(args),
                               batch_size=args.batch_size, shard=args.shard, seed=args.seed,
-                              progress=not args.no_progress, device=args.device, precision=args.precision)
-    written = shard_path(out, args.shard) if args.shard else out
+                              progress=not args.no_progress, device=args.device, precision=args.precision,
+                              force=args.force)
     print(f"labeled {stats.labeled} (already done {stats.already_done}), skipped {stats.skipped}, "
           f"{stats.audio_s / 60:.1f} min of audio at RTFx {stats.rtfx:.1f} -> {written}")
     _print_skip_reasons(skips_path(written))
@@ -133,12 +154,21 @@ def _print_skip_reasons(path: Path) -> None:
 
 
 def _print_label_wer(path: Path) -> None:
-    """When the manifest had transcripts, say how good the labels are against them."""
-    from ..jsonl import read_jsonl
-    from ..metrics import word_error_rate
+    """When the manifest had transcripts, say how good the labels are against them.
 
-    pairs = [(d["ref_text"], d["text"]) for d in read_jsonl(path) if d.get("ref_text") is not None]
-    if pairs:
-        r = word_error_rate([p[0] for p in pairs], [p[1] for p in pairs])
+    Bounded: a label whose reference is too long to align is left out with a warning
+    (``quality.filter_report.label_wer``), so one absurd manifest line cannot stall the end
+    of a finished run.
+    """
+    from types import SimpleNamespace
+
+    from ..jsonl import read_jsonl
+    from ..metrics import DEFAULT_NORMALISER
+    from ..quality.filter_report import label_wer
+
+    labels = (SimpleNamespace(id=d.get("id"), text=str(d.get("text") or ""), ref_text=d["ref_text"])
+              for d in read_jsonl(path) if d.get("ref_text") is not None)
+    r = label_wer(labels, normaliser=DEFAULT_NORMALISER)
+    if r is not None:
         print(f"label WER vs the manifest's transcripts: {r.wer:.2f}% over {r.utterances} utterances "
               f"({r.ref_words} words, normaliser {r.normaliser})")

@@ -4,23 +4,28 @@ from __future__ import annotations
 
 
 def add_parser(sub) -> None:
+    """Add ``manifest`` to the CLI's subcommands."""
     p = sub.add_parser("manifest", help="build a NeMo manifest from a folder of audio files",
                        description="Walk DIR (wav, flac, ogg; mp3/m4a where a decoder exists) and write "
                        "one NeMo line per readable file; unreadable files are listed with the reason.")
     p.add_argument("dir")
     p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing --out that is not a manifest (never a link or a folder)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    """Check ``--out`` (nothing is written to a file that is not a manifest), then write it."""
     from pathlib import Path
 
     from ..manifest import write_folder_manifest
+    from ..outputs import check_output
 
     root = Path(args.dir)
     if not root.is_dir():
         raise SystemExit(f"error: {root} is not a directory")
-    out = Path(args.out)
+    out = check_output(args.out, kind="manifest", force=args.force)
     written, skipped = write_folder_manifest(root, out)
     print(f"wrote {len(written)} lines ({sum(u.duration for u in written) / 3600:.2f} h) to {out}")
     for skip in skipped:

@@ -18,7 +18,8 @@ def add_parser(sub) -> None:
     p.add_argument("--from", dest="start", choices=STAGES, default=None, help="first stage to run")
     p.add_argument("--to", dest="stop", choices=STAGES, default=None, help="last stage to run")
     p.add_argument("--force", action="store_true",
-                   help="rerun the selected stages from scratch, even if done (training starts over)")
+                   help="rerun the selected stages from scratch, even if done (training starts over); "
+                   "also write into an existing output root that holds files a run did not write")
     p.add_argument("--check", action="store_true",
                    help="only check the config, print it resolved and say what each stage would do")
     p.set_defaults(func=run)

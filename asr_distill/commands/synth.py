@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 def add_parser(sub) -> None:
+    """Add ``synth`` to the CLI's subcommands."""
     p = sub.add_parser("synth", help="synthesise customer-support speech with a known transcript (Piper TTS)",
                        description="Write N templated support-call utterances (product names, order "
                        "numbers, amounts, dates, addresses) as 16 kHz WAV with Piper's offline voice, and "
@@ -11,12 +12,17 @@ def add_parser(sub) -> None:
     p.add_argument("--n", type=int, default=40)
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true",
+                   help="write into an existing --out folder that holds files synth did not write")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    """Synthesise into ``--out`` under its lock, once it is checked to be empty or ours."""
+    from ..outputs import guard_output
     from ..synth import write_corpus
 
-    manifest = write_corpus(args.out, args.n, seed=args.seed)
+    with guard_output(args.out, kind="synth_dir", force=args.force) as out:
+        manifest = write_corpus(out, args.n, seed=args.seed)
     print(f"wrote {args.n} utterances and {manifest}")
     return 0

@@ -5,7 +5,9 @@ overrides (``--trainer.max_epochs 5``, ``--model.kl_weight 0``) and ``--print_co
 work as in any Lightning project. The run's full config is saved as ``config.yaml`` in
 the run folder beside ``checkpoints/``. A rerun of the same command resumes from
 ``checkpoints/last.ckpt`` (``--ckpt_path last`` is the default; ``--ckpt_path null``
-starts over). Precision defaults to fp32 on CPU and bf16-mixed on GPU.
+starts over). Precision defaults to fp32 on CPU and bf16-mixed on GPU. The run folder is
+checked before anything is written into it: one holding files a training did not write is
+refused unless ``--force`` (taken off the arguments before LightningCLI sees them).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ def add_parser(sub) -> None:
         "train",
         help="train a compact Whisper student on pseudo-labels (LightningCLI: --config run.yaml ...)",
         description="Everything after 'train' is LightningCLI's: e.g. asr-distill train --config "
-        "configs/student_an4.yaml --trainer.max_epochs 5. 'asr-distill train --help' lists every option.",
+        "configs/student_an4.yaml --trainer.max_epochs 5. 'asr-distill train fit --help' lists every option.",
         prefix_chars="+",  # so that --config and --help reach LightningCLI untouched
         add_help=False,
     )
@@ -39,14 +41,18 @@ def lightning_args(args: list[str]) -> list[str]:
     return args
 
 
-def _run_config_callback():
+def _run_config_callback(force: bool = False):
     """LightningCLI's SaveConfigCallback, plus a copy of the config in the run folder beside
-    ``checkpoints/`` (the logger's own copy goes to its per-attempt ``logs/version_N``)."""
+    ``checkpoints/`` (the logger's own copy goes to its per-attempt ``logs/version_N``).
+
+    ``force``: train into a folder that holds files a training did not write.
+    """
     from pathlib import Path
 
     from lightning.pytorch.cli import SaveConfigCallback
 
     from ..jsonl import acquire_lock, atomic_write_text, release_lock
+    from ..outputs import check_output, claim_output
 
     def run_root(trainer) -> Path:
         ckpt = trainer.checkpoint_callback
@@ -62,8 +68,15 @@ def _run_config_callback():
         def setup(self, trainer, pl_module, stage: str) -> None:
             if trainer.is_global_zero and self._lock is None:
                 root = run_root(trainer)
+                check_output(root, kind="train_dir", force=force)  # before the lock file is made
                 self._lock = acquire_lock(root / ".train.lock", root,
                                           "wait for that training, or give this one another default_root_dir")
+                try:
+                    check_output(root, kind="train_dir", force=force)
+                    claim_output(root, "train_dir")
+                except BaseException:
+                    self.teardown(trainer, pl_module, stage)
+                    raise
             super().setup(trainer, pl_module, stage)
 
         def teardown(self, trainer, pl_module, stage: str) -> None:
@@ -79,8 +92,11 @@ def _run_config_callback():
     return RunConfigCallback
 
 
-def run_cli(args: list[str]):
-    """Build and run the LightningCLI for the student (also used by benchmarks and tests)."""
+def run_cli(args: list[str], force: bool = False):
+    """Build and run the LightningCLI for the student (also used by benchmarks and tests).
+
+    ``force``: train into a run folder that holds files a training did not write.
+    """
     import warnings
 
     import torch
@@ -95,7 +111,7 @@ def run_cli(args: list[str]):
         StudentModule,
         StudentDataModule,
         args=lightning_args(args),
-        save_config_callback=_run_config_callback(),
+        save_config_callback=_run_config_callback(force),
         save_config_kwargs={"overwrite": True},  # a resumed run rewrites the same config
         trainer_defaults={"precision": "bf16-mixed" if gpu else "32-true", "use_distributed_sampler": False},
         seed_everything_default=0,
@@ -124,8 +140,29 @@ def _student_cli():
     return StudentCLI
 
 
+HELP = """usage: asr-distill train [fit|validate|test] --config STUDENT.yaml [--force] [--KEY VALUE ...]
+
+Train a compact Whisper student on pseudo-labels with LightningCLI. Everything after 'train'
+is LightningCLI's: a YAML config and dotted overrides, e.g.
+
+  asr-distill train --config configs/student_an4.yaml --trainer.max_epochs 5
+  asr-distill train --config run.yaml --model.kl_weight 0 --data.batch_size 16
+  asr-distill train --config run.yaml --print_config      # the full config, resolved
+
+A rerun of the same command resumes from checkpoints/last.ckpt (--ckpt_path null starts over).
+--force trains into a folder that holds files a training did not write.
+
+Every option of the model, data and trainer (this loads torch and Lightning):
+  asr-distill train fit --help
+"""
+
+
 def _cmd_train(args) -> int:
-    cli = run_cli(args.cli_args)
+    if args.cli_args in (["-h"], ["--help"]):  # a light answer; LightningCLI's own via 'train fit --help'
+        print(HELP, end="")
+        return 0
+    cli_args = [a for a in args.cli_args if a != "--force"]
+    cli = run_cli(cli_args, force=len(cli_args) < len(args.cli_args))
     trainer = getattr(cli, "trainer", None)
     if trainer is not None and trainer.checkpoint_callback is not None:
         cb = trainer.checkpoint_callback

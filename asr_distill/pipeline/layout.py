@@ -110,10 +110,14 @@ def best_checkpoint(ckpt_dir: Path) -> Path:
     """The checkpoint Lightning's ModelCheckpoint judged best (its ``best_model_path``, read
     from ``last.ckpt``), else ``last.ckpt``; without ``last.ckpt``, the newest checkpoint.
 
+    ``last.ckpt`` is read with ``safe_load.load_checkpoint``: a crafted file is refused
+    without running anything.
+
     Raises:
         FileNotFoundError: the folder holds no checkpoint.
+        CheckpointError: ``last.ckpt`` is unreadable, or would run code (``UnsafeCheckpointError``).
     """
-    import torch
+    from ..safe_load import load_checkpoint
 
     last = ckpt_dir / "last.ckpt"
     if not last.is_file():
@@ -121,8 +125,9 @@ def best_checkpoint(ckpt_dir: Path) -> Path:
         if not found:
             raise FileNotFoundError(f"no checkpoint in {ckpt_dir}: did training run?")
         return found[-1]
-    state = torch.load(last, map_location="cpu", weights_only=True)
-    for key, value in (state.get("callbacks") or {}).items():
+    state = load_checkpoint(last)
+    callbacks = state.get("callbacks") if isinstance(state, dict) else None
+    for key, value in (callbacks if isinstance(callbacks, dict) else {}).items():
         if "ModelCheckpoint" in str(key) and isinstance(value, dict):
             best = value.get("best_model_path")
             if best and Path(best).is_file():

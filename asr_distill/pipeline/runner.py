@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..jsonl import OutputNotWritableError, atomic_write_text, exclusive_lock
+from ..jsonl import atomic_write_text
+from ..outputs import guard_output
 from .config import ConfigError, PipelineConfig, config_from_dict, load_config
 from .layout import STAGES, Paths, mark_done, stage_outputs
 from .stages import STAGE_FNS
@@ -161,22 +162,23 @@ def run(
         config: a YAML path, a mapping, or a :class:`PipelineConfig`.
         start, stop: run only the stages from ``start`` to ``stop`` (names in
             :data:`STAGES`); earlier stages must have finished.
-        force: run the selected stages even when their ``.done`` marker exists.
+        force: run the selected stages even when their ``.done`` marker exists, and write
+            into an existing output root that holds files a run did not write.
 
     Returns:
         A :class:`RunResult` saying which stages ran and which were skipped.
 
     Raises:
         ConfigError: for a bad config, before any work starts.
+        UnsafeOutputError: the output root holds files a run did not write (see ``force``),
+            or is a file; before anything is written.
+        OutputLockedError: another run writes the same root.
         RuntimeError: when a stage fails; its marker is not written, so a rerun retries it.
     """
     cfg = _as_config(config)
     p = Paths(cfg)
-    try:
-        p.root.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputNotWritableError(f"cannot create the output root {p.root}: {e.strerror}") from e
-    with exclusive_lock(p.root / ".lock", p.root, "wait for that run, or give this one another out"):
+    inputs = [x for x in (cfg.data.train, cfg.data.test, cfg.label.labels) if x]
+    with guard_output(p.root, inputs=inputs, kind="run_dir", force=force):
         return _run_locked(cfg, p, start, stop, force)
 
 

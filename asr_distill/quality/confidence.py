@@ -20,17 +20,23 @@ is 0 for every label: with Whisper's 51,865 tokens and alpha 0.33 a Tsallis entr
 the hundreds of nats and ``exp(-h)`` underflows (NeMo's formula does the same); use the
 ``lin`` variants. ``no_speech``, ``compression`` and ``speaking_rate`` rank nothing on
 clean read speech; they serve the filter's rules (silence, loops, missed speech).
+
+A score's ``second`` is the other decodings of the utterance: one label (``--second``
+given once), a sequence of them (given several times), or None. The pairwise scores
+(``agreement*``) compare the teacher with the first; the ``consensus_*`` scores vote with
+all of them, word by word (:mod:`~asr_distill.quality.consensus`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
 from ..normalise import get_normaliser
 from ..records import TeacherLabel
+from . import consensus as cons
 
 AGREEMENT_NORMALISER = "format_insensitive"
 DEFAULT_ALPHA = 0.33  # NeMo's default; used when a label's provenance does not name one
@@ -47,7 +53,9 @@ COMPRESSION_RATIO_OK = 2.4
 # Weights of the ``agreement_entropy`` combination: agreement decides, confidence breaks ties.
 COMBINED_AGREEMENT_WEIGHT = 0.8
 
-ScoreFn = Callable[[TeacherLabel, "TeacherLabel | None"], float]
+# The other decodings of one utterance, as a score receives them (see the module's docstring).
+Opinions = TeacherLabel | Sequence[TeacherLabel] | None
+ScoreFn = Callable[[TeacherLabel, Opinions], float]
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,8 @@ class Score:
     Attributes:
         name: registry key, written into reports.
         fn: ``fn(label, second)`` -> float, higher is more trustworthy. ``second`` is
-            the same utterance decoded by another model (None when there is none).
+            the same utterance decoded by other models: one label, a sequence of
+            labels, or None when there is none.
         description: one line for ``--help`` and reports.
         needs_second: the score is undefined (NaN) without a second decoding.
     """
@@ -105,9 +114,9 @@ def get_score(name: str) -> Score:
 def score_labels(
     labels: Iterable[TeacherLabel],
     name: str,
-    second: Mapping[str, TeacherLabel] | None = None,
+    second: Mapping[str, TeacherLabel | Sequence[TeacherLabel]] | None = None,
 ) -> list[float]:
-    """Score every label with score ``name``; ``second`` maps id -> second decoding.
+    """Score every label with score ``name``; ``second`` maps id -> its other decoding(s).
 
     Raises:
         ValueError: if the score needs a second decoding and none was given.
@@ -125,6 +134,19 @@ def available_scores(has_second: bool) -> list[str]:
 
 
 # ---- helpers -------------------------------------------------------------------------
+
+
+def opinions_of(second: Opinions) -> tuple[TeacherLabel, ...]:
+    """Every other decoding a score was given, as a tuple (empty for None)."""
+    if second is None:
+        return ()
+    return (second,) if isinstance(second, TeacherLabel) else tuple(second)
+
+
+def first_opinion(second: Opinions) -> TeacherLabel | None:
+    """The decoding the pairwise scores compare with: the first one given (None without any)."""
+    opinions = opinions_of(second)
+    return opinions[0] if opinions else None
 
 
 def vocab_size(label: TeacherLabel) -> int:
@@ -253,6 +275,7 @@ def compression(label: TeacherLabel, second: TeacherLabel | None = None) -> floa
 
 
 def words_per_second(label: TeacherLabel) -> float:
+    """Spoken words per second of audio (format-insensitive, see :func:`spoken_words`)."""
     return spoken_words(label.text) / max(label.duration, 1e-6)
 
 
@@ -265,15 +288,21 @@ def speaking_rate(label: TeacherLabel, second: TeacherLabel | None = None) -> fl
     return max(0.0, min(1.0, rate / MIN_WORDS_PER_S, MAX_WORDS_PER_S / max(rate, 1e-6)))
 
 
-@register_score(
+def _pairwise(between: Callable[[str, str], float]) -> ScoreFn:
+    """A score comparing the teacher's text with the first other decoding's (NaN without one)."""
+
+    def fn(label: TeacherLabel, second: Opinions = None) -> float:
+        second = first_opinion(second)
+        return math.nan if second is None else between(label.text, second.text)
+
+    return fn
+
+
+agreement = register_score(
     "agreement",
     "1 - WER between the teacher and a second decoding (format_insensitive), clipped to [0, 1]",
     needs_second=True,
-)
-def agreement(label: TeacherLabel, second: TeacherLabel | None = None) -> float:
-    if second is None:
-        return math.nan
-    return agreement_between(label.text, second.text)
+)(_pairwise(agreement_between))
 
 
 @cache
@@ -298,15 +327,11 @@ def char_agreement_between(teacher_text: str, second_text: str) -> float:
     return _pair_char_agreement(teacher_text, second_text)
 
 
-@register_score(
+agreement_chars = register_score(
     "agreement_chars",
     "1 - CER between the teacher and a second decoding, format_insensitive, spaces ignored",
     needs_second=True,
-)
-def agreement_chars(label: TeacherLabel, second: TeacherLabel | None = None) -> float:
-    if second is None:
-        return math.nan
-    return char_agreement_between(label.text, second.text)
+)(_pairwise(char_agreement_between))
 
 
 @register_score(
@@ -315,7 +340,7 @@ def agreement_chars(label: TeacherLabel, second: TeacherLabel | None = None) -> 
     f"{1 - COMBINED_AGREEMENT_WEIGHT:.1f} x entropy_gibbs_exp_mean: agreement first, confidence breaks ties",
     needs_second=True,
 )
-def agreement_entropy(label: TeacherLabel, second: TeacherLabel | None = None) -> float:
+def agreement_entropy(label: TeacherLabel, second: Opinions = None) -> float:
     a = agreement(label, second)
     c = SCORES["entropy_gibbs_exp_mean"].fn(label, None)
     if math.isnan(c):
@@ -323,9 +348,45 @@ def agreement_entropy(label: TeacherLabel, second: TeacherLabel | None = None) -
     return COMBINED_AGREEMENT_WEIGHT * a + (1.0 - COMBINED_AGREEMENT_WEIGHT) * c
 
 
+def _consensus_score(measure: Callable[[cons.Consensus], float]) -> ScoreFn:
+    """A score that votes with every other decoding (NaN without one) and reads ``measure`` off the vote."""
+
+    def fn(label: TeacherLabel, second: Opinions = None) -> float:
+        opinions = opinions_of(second)
+        return measure(cons.consensus(label, opinions)) if opinions else math.nan
+
+    return fn
+
+
+# The consensus scores: name -> (description, what each reads off the vote).
+CONSENSUS_SCORES: dict[str, tuple[str, Callable[[cons.Consensus], float]]] = {
+    "consensus_agreement": (
+        "mean share of the other decodings agreeing with each teacher word (and each gap where "
+        "one heard more), word-aligned, format_insensitive; any number of --second",
+        lambda c: c.agreement,
+    ),
+    "consensus_min_word": (
+        f"the least confident word: {cons.AGREEMENT_WEIGHT} x its agreement + "
+        f"{1 - cons.AGREEMENT_WEIGHT:.1f} x the teacher's word probability (or a gap others filled)",
+        lambda c: c.min_confidence,
+    ),
+    "consensus_sure_share": (
+        f"1 - the share of doubtful words (word confidence < {cons.DOUBTFUL_CONFIDENCE}) "
+        "and of gaps where most other decodings heard more",
+        lambda c: 1.0 - c.doubtful_share(),
+    ),
+}
+for _name, (_description, _measure) in CONSENSUS_SCORES.items():
+    register_score(_name, _description, needs_second=True)(_consensus_score(_measure))
+
+
 __all__ = [
+    "CONSENSUS_SCORES",
     "SCORES",
+    "Opinions",
     "Score",
+    "first_opinion",
+    "opinions_of",
     "agreement_between",
     "char_agreement_between",
     "available_scores",

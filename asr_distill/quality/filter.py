@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from ..records import PseudoLabel, ReviewEntry, TeacherLabel, Verdict
 from . import confidence as conf
 from .calibrate import Calibration
+from .consensus import word_confidences
 from .correct import correct_text
 from .filter_report import DEFAULT_REVIEW_FRACTION, FilterReport, build_report, label_wer, review_load
 from .rules import CONFIDENCE_RULE, MIN_AGREEMENT, RULES, Candidate, FilterConfig, apply_rules
@@ -45,7 +46,7 @@ def _gate_confidence(scores: Mapping[str, float]) -> float:
 
 
 def score_all(
-    labels: Sequence[TeacherLabel], second: Mapping[str, TeacherLabel] | None
+    labels: Sequence[TeacherLabel], second: Mapping[str, conf.Opinions] | None
 ) -> list[dict[str, float]]:
     """Every available score of every label."""
     names = conf.available_scores(second is not None)
@@ -67,7 +68,7 @@ def _candidates(
 def filter_labels(
     labels: Iterable[TeacherLabel],
     *,
-    second: Mapping[str, TeacherLabel] | None = None,
+    second: Mapping[str, conf.Opinions] | None = None,
     config: FilterConfig | None = None,
     review_fraction: float = DEFAULT_REVIEW_FRACTION,
 ) -> FilterResult:
@@ -75,7 +76,8 @@ def filter_labels(
 
     Args:
         labels: the teacher's labels.
-        second: id -> the same utterance decoded by a second model (for ``agreement``).
+        second: id -> the same utterance decoded by one other model, or a tuple of several
+            (for ``agreement`` and the ``consensus_*`` scores, and per-word confidence).
         config: thresholds (default :class:`FilterConfig`); see
             :func:`asr_distill.quality.threshold.choose_threshold` for the confidence one.
         review_fraction: share of kept labels (least confident first) whose audio the
@@ -105,6 +107,8 @@ def filter_labels(
     for c, vs in zip(candidates, pre, strict=True):
         c = dataclasses.replace(c, score_name=choice.score, threshold=choice.threshold)
         out.append(_pseudo_label(c, (*vs, RULES[CONFIDENCE_RULE](c, config))))
+    if second is not None:
+        out = [_with_word_confidence(p, lab, second.get(lab.id)) for p, lab in zip(out, labels, strict=True)]
     report = build_report(
         out,
         score=choice.score,
@@ -150,6 +154,15 @@ def _pseudo_label(c: Candidate, verdicts: tuple[Verdict, ...]) -> PseudoLabel:
         ref_text=lab.ref_text,
         speaker=lab.speaker,
     )
+
+
+def _with_word_confidence(p: PseudoLabel, label: TeacherLabel, second: conf.Opinions) -> PseudoLabel:
+    """``p`` with one confidence per spoken word of the teacher's text (agreement of every
+    second opinion, and the teacher's own probability): what a review page or loss mask reads."""
+    opinions = conf.opinions_of(second)
+    if not opinions:
+        return p
+    return dataclasses.replace(p, word_confidence=tuple(_clean(x) for x in word_confidences(label, opinions)))
 
 
 def read_labels(path) -> list[TeacherLabel]:

@@ -21,7 +21,7 @@ from .edits import printable
 from .rules import FilterConfig
 
 if TYPE_CHECKING:
-    from .filter import PseudoLabel
+    from ..records import PseudoLabel
 
 log = logging.getLogger(__name__)
 

@@ -3,23 +3,24 @@
 A label is kept when every rule keeps it; a dropped label lists every rule that dropped it,
 and the first in :data:`RULES` order is its primary reason. To change a rule, change its
 function here and its rows in the table of ``tests/test_filter.py``.
+
+:data:`HALLUCINATION_RULES` are Granary's hallucination features (arXiv 2505.13404): few
+distinct words (a loop), an over-long "word", too many characters per second. Its fourth,
+stock phrases, is ``hallucination_phrase`` in :data:`RULES`.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from ..metrics import DEFAULT_NORMALISER
 from ..normalise import get_normaliser
-from ..records import TeacherLabel
+from ..records import TeacherLabel, Verdict
 from . import confidence as conf
 from .correct import Correction, CorrectionConfig, find_hallucination_phrases, find_loop
-
-if TYPE_CHECKING:
-    from .filter import Verdict
 
 # Whisper's silence rule (transcribe): no_speech_prob above 0.6 AND avg_logprob below -1.
 NO_SPEECH_PROB = 0.6
@@ -34,6 +35,24 @@ MIN_AGREEMENT = 0.5
 LANGUAGE_MIN_PROB = 0.8
 MIN_DURATION_S = 0.3
 MAX_DURATION_S = 30.0  # Whisper's window; a longer label was cut wrongly upstream
+# Granary's hallucination features. Each is off when its FilterConfig field is None.
+# Measured on the reference transcripts in spoken form (../shared/data: AN4 train and test,
+# speechocean762 pool and test, 3,578 utterances), none of which these limits drop:
+# - distinct words / words, for labels of at least UNIQUE_WORDS_MIN_COUNT words: the
+#   references reach 0.40 (AN4's repeated digits); a two-word loop of ten words is 0.2.
+UNIQUE_WORDS_MIN_RATIO = 0.3
+UNIQUE_WORDS_MIN_COUNT = 10
+# - the longest run of letters: the references' longest word has 13; English words in
+#   speech stay under 30, and Whisper's garbage ("Ahhhhhhhhh...") runs far longer.
+MAX_WORD_CHARS = 35
+# - letters and digits per second of the label in spoken form: the references reach 17.1
+#   (AN4 train); more is text the audio cannot hold.
+MAX_CHARS_PER_S = 25.0
+# Characters are counted in this form, whatever normaliser the corrections applied.
+CHAR_RATE_NORMALISER = "spoken_form"
+_WORD = re.compile(r"\w[\w']*")
+_LETTERS = re.compile(r"[^\W\d_]+")
+_WORD_CHAR = re.compile(r"[^\W_]")
 
 
 def check_confidence_choice(
@@ -80,6 +99,10 @@ class FilterConfig:
     max_duration_s: float = MAX_DURATION_S
     language: str | None = "en"
     language_min_prob: float = LANGUAGE_MIN_PROB
+    unique_words_min_ratio: float | None = UNIQUE_WORDS_MIN_RATIO
+    unique_words_min_count: int = UNIQUE_WORDS_MIN_COUNT
+    max_word_chars: int | None = MAX_WORD_CHARS
+    max_chars_per_s: float | None = MAX_CHARS_PER_S
     correction: CorrectionConfig = field(default_factory=CorrectionConfig)
     wer_normaliser: str = DEFAULT_NORMALISER
 
@@ -100,22 +123,15 @@ class Candidate:
     threshold: float
 
 
-Rule = Callable[[Candidate, FilterConfig], "Verdict"]
-
-
-def _verdict(rule: str, keep: bool, reason: str, value: float | None, threshold: float | None) -> Verdict:
-    # Imported here, not at the top: filter.py (which imports this module) holds the record for now.
-    from .filter import Verdict
-
-    return Verdict(rule, keep, reason, value, threshold)
+Rule = Callable[[Candidate, FilterConfig], Verdict]
 
 
 def _keep(rule: str, value: float | None = None, threshold: float | None = None) -> Verdict:
-    return _verdict(rule, True, "", value, threshold)
+    return Verdict(rule, True, "", value, threshold)
 
 
 def _drop(rule: str, reason: str, value: float | None = None, threshold: float | None = None) -> Verdict:
-    return _verdict(rule, False, reason, value, threshold)
+    return Verdict(rule, False, reason, value, threshold)
 
 
 def rule_empty(c: Candidate, cfg: FilterConfig) -> Verdict:
@@ -139,6 +155,7 @@ def rule_no_speech(c: Candidate, cfg: FilterConfig) -> Verdict:
 
 
 def rule_too_short(c: Candidate, cfg: FilterConfig) -> Verdict:
+    """Too little audio to learn from (or a cut gone wrong upstream)."""
     d = c.label.duration
     if d < cfg.min_duration_s:
         return _drop("too_short", f"{d:.2f} s < {cfg.min_duration_s} s", d, cfg.min_duration_s)
@@ -146,6 +163,7 @@ def rule_too_short(c: Candidate, cfg: FilterConfig) -> Verdict:
 
 
 def rule_too_long(c: Candidate, cfg: FilterConfig) -> Verdict:
+    """Longer than Whisper's window: the label was cut wrongly upstream."""
     d = c.label.duration
     if d > cfg.max_duration_s:
         return _drop("too_long", f"{d:.2f} s > {cfg.max_duration_s} s", d, cfg.max_duration_s)
@@ -242,6 +260,39 @@ def rule_low_confidence(c: Candidate, cfg: FilterConfig) -> Verdict:
     return _keep("low_confidence", s, c.threshold)
 
 
+def rule_low_unique_words(c: Candidate, cfg: FilterConfig) -> Verdict:
+    """Few distinct words in a long label: a loop that trim_loops did not recognise (Granary)."""
+    words = _WORD.findall(c.text.lower())
+    if cfg.unique_words_min_ratio is None or len(words) < cfg.unique_words_min_count:
+        return _keep("low_unique_words")
+    ratio = len(set(words)) / len(words)
+    if ratio < cfg.unique_words_min_ratio:
+        n = len(words)
+        reason = f"{len(set(words))} distinct of {n} words ({ratio:.2f} < {cfg.unique_words_min_ratio})"
+        return _drop("low_unique_words", reason, ratio, cfg.unique_words_min_ratio)
+    return _keep("low_unique_words", ratio, cfg.unique_words_min_ratio)
+
+
+def rule_overlong_word(c: Candidate, cfg: FilterConfig) -> Verdict:
+    """A run of letters longer than any word a person says ("Ahhhhhhhhh..."): invented (Granary)."""
+    longest = max(_LETTERS.findall(c.text), key=len, default="")
+    if cfg.max_word_chars is not None and len(longest) > cfg.max_word_chars:
+        reason = f"a {len(longest)}-letter word {longest[:20]!r}... > {cfg.max_word_chars} letters"
+        return _drop("overlong_word", reason, float(len(longest)), float(cfg.max_word_chars))
+    limit = None if cfg.max_word_chars is None else float(cfg.max_word_chars)
+    return _keep("overlong_word", float(len(longest)), limit)
+
+
+def rule_char_rate(c: Candidate, cfg: FilterConfig) -> Verdict:
+    """More letters per second than the audio can hold, counted in spoken form (Granary)."""
+    chars = len(_WORD_CHAR.findall(get_normaliser(CHAR_RATE_NORMALISER)(c.text)))
+    rate = chars / max(c.label.duration, 1e-6)
+    if cfg.max_chars_per_s is not None and rate > cfg.max_chars_per_s:
+        reason = f"{rate:.1f} characters/s > {cfg.max_chars_per_s}"
+        return _drop("char_rate", reason, rate, cfg.max_chars_per_s)
+    return _keep("char_rate", rate, cfg.max_chars_per_s)
+
+
 # In priority order: a label's primary drop reason is the first rule that drops it.
 RULES: dict[str, Rule] = {
     "too_short": rule_too_short,
@@ -257,6 +308,13 @@ RULES: dict[str, Rule] = {
 }
 # The rule whose threshold is chosen among the labels every other rule keeps.
 CONFIDENCE_RULE = "low_confidence"
+# Granary's hallucination features, in priority order; they would follow repetition_loop in
+# RULES. Run them with ``apply_rules(candidate, config, HALLUCINATION_RULES.values())``.
+HALLUCINATION_RULES: dict[str, Rule] = {
+    "low_unique_words": rule_low_unique_words,
+    "overlong_word": rule_overlong_word,
+    "char_rate": rule_char_rate,
+}
 
 
 def apply_rules(c: Candidate, cfg: FilterConfig, rules: Iterable[Rule] | None = None) -> tuple[Verdict, ...]:
@@ -266,16 +324,20 @@ def apply_rules(c: Candidate, cfg: FilterConfig, rules: Iterable[Rule] | None = 
 
 __all__ = [
     "CONFIDENCE_RULE",
+    "HALLUCINATION_RULES",
     "RULES",
     "Candidate",
     "FilterConfig",
     "Rule",
     "apply_rules",
     "check_confidence_choice",
+    "rule_char_rate",
     "rule_empty",
     "rule_hallucination_phrase",
     "rule_low_confidence",
+    "rule_low_unique_words",
     "rule_no_speech",
+    "rule_overlong_word",
     "rule_rate_out_of_range",
     "rule_repetition_loop",
     "rule_teacher_disagreement",

@@ -14,13 +14,14 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..jsonl import atomic_write_jsonl, atomic_write_text
+from ..records import TeacherLabel
 from .calibrate import Calibration, calibrate, write_calibration
 from .correct import LEXICON_MIN_SIMILARITY, CorrectionConfig, read_lexicon
 from .edits import check_reviewer
@@ -109,7 +110,9 @@ class FilterOptions:
         )
 
 
-def run_filter(labels: Path, out: Path, options: FilterOptions, second: Path | None = None) -> FilterResult:
+def run_filter(
+    labels: Path, out: Path, options: FilterOptions, second: Path | Sequence[Path] | None = None
+) -> FilterResult:
     """Filter the teacher labels in ``labels`` and write the stage's files in ``out``.
 
     Writes kept.jsonl, dropped.jsonl, filter_report.json and, where labels have references,
@@ -119,7 +122,9 @@ def run_filter(labels: Path, out: Path, options: FilterOptions, second: Path | N
         labels: teacher labels written by ``asr-distill label``.
         out: the output folder.
         options: the filter's options.
-        second: the same audio labeled by a second model (enables the agreement scores).
+        second: the same audio labeled by a second model (enables the agreement scores), or
+            several such files (each another opinion for the consensus scores; the
+            pairwise agreement scores use the first).
 
     Raises:
         FileNotFoundError: ``labels`` does not exist.
@@ -132,27 +137,57 @@ def run_filter(labels: Path, out: Path, options: FilterOptions, second: Path | N
     teacher = read_labels(labels)
     if not teacher:
         raise ValueError(f"{labels} holds no labels: nothing to filter")
-    by_id = None
-    if second is not None:
-        by_id = {lab.id: lab for lab in read_labels(second)}
-        missing = sum(lab.id not in by_id for lab in teacher)
-        if missing:
-            log.warning(
-                "%d labels have no second decoding in %s; their agreement is undefined "
-                "(they count as least confident)",
-                missing,
-                second,
-            )
+    by_id = read_second_opinions(teacher, second)
     config = options.filter_config()
     result = filter_labels(teacher, second=by_id, config=config, review_fraction=options.review_fraction)
     write_filter_outputs(result, out, labels_path=labels, second_path=second)
     return result
 
 
+def second_paths(second: Path | Sequence[Path] | None) -> list[Path]:
+    """The second-opinion files as a list, whether none, one or several were given."""
+    if second is None:
+        return []
+    return [Path(second)] if isinstance(second, (str, os.PathLike)) else [Path(p) for p in second]
+
+
+def read_second_opinions(
+    teacher: Sequence[TeacherLabel], second: Path | Sequence[Path] | None
+) -> Mapping[str, TeacherLabel | tuple[TeacherLabel, ...]] | None:
+    """Each id's other decodings, read from one or several label files.
+
+    One file gives id -> label, as the filter always took it; several give id -> the tuple
+    of labels the files hold for it, in the order given. An id no file has is left out.
+    """
+    paths = second_paths(second)
+    maps = []
+    for path in paths:
+        by_id = {lab.id: lab for lab in read_labels(path)}
+        missing = sum(lab.id not in by_id for lab in teacher)
+        if missing:
+            log.warning(
+                "%d labels have no second decoding in %s; their agreement is undefined "
+                "(they count as least confident)",
+                missing,
+                path,
+            )
+        maps.append(by_id)
+    if len(maps) <= 1:
+        return maps[0] if maps else None
+    merged = {lab.id: tuple(m[lab.id] for m in maps if lab.id in m) for lab in teacher}
+    return {k: v for k, v in merged.items() if v}
+
+
 def write_filter_outputs(
-    result: FilterResult, out: Path, labels_path: Path | None = None, second_path: Path | None = None
+    result: FilterResult,
+    out: Path,
+    labels_path: Path | None = None,
+    second_path: Path | Sequence[Path] | None = None,
 ) -> dict[str, Any]:
     """kept.jsonl, dropped.jsonl, filter_report.json and, where references exist, calibration.json/.png.
+
+    The report's ``second_labels`` is the second file's path, or the list of them when
+    there were several.
 
     Returns:
         the report as written to filter_report.json.
@@ -160,7 +195,8 @@ def write_filter_outputs(
     out = Path(out)
     report = result.report.to_dict()
     report["labels"] = str(labels_path) if labels_path else None
-    report["second_labels"] = str(second_path) if second_path else None
+    seconds = [str(p) for p in second_paths(second_path)]
+    report["second_labels"] = seconds[0] if len(seconds) == 1 else (seconds or None)
     cal = result.calibration or _reference_curves(result)
     with staged(out, last=("filter_report.json",)) as tmp:
         atomic_write_jsonl(tmp / "kept.jsonl", (p.to_dict() for p in result.kept))
@@ -297,9 +333,11 @@ __all__ = [
     "FilterOptions",
     "ReviewOptions",
     "append_audit",
+    "read_second_opinions",
     "run_filter",
     "run_review_export",
     "run_review_import",
+    "second_paths",
     "staged",
     "write_filter_outputs",
 ]

@@ -39,6 +39,7 @@ from ..features import encode_mels, log_mel_batch
 from ..jsonl import read_jsonl
 from ..manifest import read_manifest
 from ..records import Skip
+from ..safe_load import load_checkpoint
 from .short_context import WindowPolicy
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,7 @@ class FeatureCache:
         return self.root / f"w{window:g}" / key[:2] / f"{key[:20]}-a{copy}.pt"
 
     def load(self, item: ManifestItem, window: float, copy: int) -> torch.Tensor:
-        return torch.load(self.path(item, window, copy), map_location="cpu").float()
+        return load_checkpoint(self.path(item, window, copy)).float()
 
     def fill(self, items: Sequence[ManifestItem], copies: int, rank: int = 0, world: int = 1) -> int:
         """Compute what is missing (this rank's share); returns how many files were written."""

@@ -18,7 +18,7 @@ import torch
 from whisper.decoding import DecodingOptions, DecodingTask
 from whisper.tokenizer import Tokenizer, get_tokenizer
 
-from ..features import FRAMES_PER_S, SAMPLE_RATE, encode_mels, log_mel_batch
+from ..features import FRAMES_PER_S, SAMPLE_RATE, check_features, encode_mels, log_mel_batch
 from .options import check_precision
 from .resolve import Teacher
 
@@ -203,7 +203,9 @@ class WhisperBackend:
 
     @torch.no_grad()
     def encode(self, audios: list[np.ndarray], window_s: float) -> torch.Tensor:
-        mels = log_mel_batch(audios, window_s, self.model.dims.n_mels).to(self.device)
+        mels = log_mel_batch(audios, window_s, self.model.dims.n_mels)
+        check_features(audios, mels)  # one absurd clip must not turn the batch into NaN
+        mels = mels.to(self.device)
         cast = (torch.autocast(self.device.type, dtype=self._dtype) if self._dtype is not None
                 else contextlib.nullcontext())
         with cast:
@@ -329,10 +331,13 @@ class FasterWhisperBackend:
 
         n_frames = int(window_s * FRAMES_PER_S)
         n_samples = int(window_s * SAMPLE_RATE)
-        mels = np.stack([
-            self._features(np.pad(a[:n_samples], (0, max(0, n_samples - len(a)))), padding=0)[:, :n_frames]
-            for a in audios
-        ]).astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # check_features names such clips
+            mels = np.stack([
+                self._features(np.pad(a[:n_samples], (0, max(0, n_samples - len(a)))),
+                               padding=0)[:, :n_frames]
+                for a in audios
+            ]).astype(np.float32)
+        check_features(audios, mels)
         return self.model.encode(ctranslate2.StorageView.from_array(mels), to_cpu=True)
 
     def select(self, features, idx: list[int]):

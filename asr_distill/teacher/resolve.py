@@ -26,6 +26,7 @@ import torch
 import whisper
 from whisper.model import ModelDimensions, Whisper
 
+from ..safe_load import load_checkpoint
 from . import ct2
 from .errors import TeacherNotFoundError
 
@@ -138,7 +139,7 @@ def convert_ct2(bin_parts: Sequence[Path], side_dir: Path, label: str) -> tuple[
     digest = sha256_files(bin_parts)
     cached = cache_dir() / "converted" / f"{label}-{digest[:16]}.pt"
     if cached.is_file():
-        return _model_from_checkpoint(torch.load(cached, map_location="cpu")), digest, cached
+        return _model_from_checkpoint(load_checkpoint(cached)), digest, cached
     log.info("converting CTranslate2 model %s (sha256 %s) to openai-whisper", label, digest[:12])
     config_path = side_dir / "config.json"
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
@@ -218,7 +219,7 @@ def load_teacher(name_or_path: str | os.PathLike, device: str | torch.device = "
         if path.suffix == ".bin":
             path = path.parent
         else:
-            ckpt = torch.load(path, map_location="cpu")
+            ckpt = load_checkpoint(path)  # never runs code from the file: one line if it would
             if not isinstance(ckpt, dict) or "dims" not in ckpt:
                 raise TeacherNotFoundError(f"{path} is not an openai-whisper checkpoint (no 'dims' key)")
             teacher = Teacher(path.stem, _model_from_checkpoint(ckpt), sha256_files([path]), str(path))
