@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-fast lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,14 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
+# Lint (pyflakes, imports, bugbear, Google docstrings) and the formatter's check.
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check asr_distill tests benchmarks scripts recipes
+	$(VENV)/bin/ruff format --check asr_distill tests benchmarks scripts recipes
+
+# The quick loop while editing: everything but the tests marked slow (real models, kill campaigns).
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow"
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/label_throughput.py

@@ -215,8 +215,12 @@ def _soundfile(path: Path) -> Iterator[sf.SoundFile]:
             yield f
             return
     with _PatchedFile(path, patches) as raw, sf.SoundFile(raw) as f:
-        logger.warning("%s: the WAV header says its data chunk is empty, but %d frames follow it; "
-                       "reading them (a recording stopped before its header was finished?)", path, f.frames)
+        logger.warning(
+            "%s: the WAV header says its data chunk is empty, but %d frames follow it; "
+            "reading them (a recording stopped before its header was finished?)",
+            path,
+            f.frames,
+        )
         yield f
 
 
@@ -299,9 +303,7 @@ def _check_scale(samples: np.ndarray, where: str) -> None:
         why = "looks like int16 sample values stored as float; divide by 32768 or re-export as PCM_16"
     else:
         why = "is far beyond any audio level; re-export it from the source"
-    raise AudioError(
-        "out_of_range", f"{where}: peak {peak:.4g} (float audio is full scale at 1.0) {why}"
-    )
+    raise AudioError("out_of_range", f"{where}: peak {peak:.4g} (float audio is full scale at 1.0) {why}")
 
 
 def _read(path: str | os.PathLike, offset: float = 0.0, duration: float | None = None) -> np.ndarray:

@@ -17,11 +17,24 @@ import sys
 from . import commands
 
 # Subcommands in the order the pipeline runs them; a new module in ``commands`` comes after.
-ORDER = ("synth", "manifest", "label", "merge", "filter", "review", "train", "export", "export_labels",
-         "evaluate", "report", "run")
+ORDER = (
+    "synth",
+    "manifest",
+    "label",
+    "merge",
+    "filter",
+    "review",
+    "train",
+    "export",
+    "export_labels",
+    "evaluate",
+    "report",
+    "run",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``asr-distill`` parser, one subcommand per stage in pipeline order."""
     parser = argparse.ArgumentParser(
         prog="asr-distill",
         description="Pseudo-label speech with a Whisper teacher, filter, train a student, measure WER.",
@@ -54,9 +67,11 @@ def _unavailable(error: ImportError) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; logging is set up here, never in the library."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     from .jsonl import OutputLockedError, OutputNotWritableError
     from .teacher.errors import TeacherNotFoundError
 

@@ -40,11 +40,15 @@ def feature_problems(mels: torch.Tensor | np.ndarray) -> dict[int, str]:
     problems = {}
     for row, (all_finite, peak) in enumerate(zip(finite.all(-1).tolist(), peaks, strict=True)):
         if not all_finite:
-            problems[row] = ("its log-mel features are not finite (NaN or infinity): the samples are far "
-                             "beyond full scale or not numbers")
+            problems[row] = (
+                "its log-mel features are not finite (NaN or infinity): the samples are far "
+                "beyond full scale or not numbers"
+            )
         elif peak > MAX_LOG_MEL:
-            problems[row] = (f"its log-mel features peak at {peak:.2f}, above the {MAX_LOG_MEL} that audio "
-                             "within full scale gives: the samples are not scaled to [-1, 1]")
+            problems[row] = (
+                f"its log-mel features peak at {peak:.2f}, above the {MAX_LOG_MEL} that audio "
+                "within full scale gives: the samples are not scaled to [-1, 1]"
+            )
     return problems
 
 
@@ -66,10 +70,12 @@ def log_mel_batch(audios: list[np.ndarray], window_s: float, n_mels: int) -> tor
     and a batch-wide maximum would change quiet clips.
     """
     n_samples = int(window_s * SAMPLE_RATE)
-    return torch.stack([
-        whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(a), n_samples), n_mels)
-        for a in audios
-    ])
+    return torch.stack(
+        [
+            whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(a), n_samples), n_mels)
+            for a in audios
+        ]
+    )
 
 
 def encode_mels(model: whisper.model.Whisper, mels: torch.Tensor) -> torch.Tensor:
@@ -87,5 +93,14 @@ def encode_mels(model: whisper.model.Whisper, mels: torch.Tensor) -> torch.Tenso
     return enc.ln_post(x)
 
 
-__all__ = ["FRAMES_PER_S", "MAX_LOG_MEL", "NON_FINITE_FEATURES", "SAMPLE_RATE", "FeatureError",
-           "check_features", "encode_mels", "feature_problems", "log_mel_batch"]
+__all__ = [
+    "FRAMES_PER_S",
+    "MAX_LOG_MEL",
+    "NON_FINITE_FEATURES",
+    "SAMPLE_RATE",
+    "FeatureError",
+    "check_features",
+    "encode_mels",
+    "feature_problems",
+    "log_mel_batch",
+]

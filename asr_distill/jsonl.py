@@ -67,8 +67,10 @@ def _decode(raw: bytes, path: str | os.PathLike, n: int) -> str | ValueError:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        return ValueError(f"{path}:{n}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
-                          "save the file as UTF-8")
+        return ValueError(
+            f"{path}:{n}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+            "save the file as UTF-8"
+        )
 
 
 def _parse(line: str, path: str | os.PathLike, n: int) -> dict[str, Any] | ValueError:
@@ -103,8 +105,12 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any] | 
                 line = _decode(raw, path, n)
                 yield n, line if isinstance(line, Exception) else _parse(line, path, n)
         except (EOFError, gzip.BadGzipFile, zlib.error) as e:  # a truncated or corrupt .gz
-            yield n + 1, ValueError(f"{path}:{n + 1}: the gzip stream breaks off here ({e}); "
-                                    "the lines before it were read")
+            yield (
+                n + 1,
+                ValueError(
+                    f"{path}:{n + 1}: the gzip stream breaks off here ({e}); the lines before it were read"
+                ),
+            )
 
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
@@ -195,8 +201,9 @@ def release_lock(f: IO) -> None:
 
 
 @contextmanager
-def exclusive_lock(lock_path: str | os.PathLike, guarded: str | os.PathLike,
-                   what_to_do: str) -> Iterator[None]:
+def exclusive_lock(
+    lock_path: str | os.PathLike, guarded: str | os.PathLike, what_to_do: str
+) -> Iterator[None]:
     """``acquire_lock`` for the duration of a block."""
     f = acquire_lock(lock_path, guarded, what_to_do)
     try:
@@ -215,8 +222,12 @@ def lock_path_for(out: str | os.PathLike, *, folder: bool) -> Path:
 
 
 @contextmanager
-def output_lock(out: str | os.PathLike, *, folder: bool,
-                what_to_do: str = "wait for it to finish, or give this job another --out") -> Iterator[Path]:
+def output_lock(
+    out: str | os.PathLike,
+    *,
+    folder: bool,
+    what_to_do: str = "wait for it to finish, or give this job another --out",
+) -> Iterator[Path]:
     """Hold the lock of the output file or folder ``out`` for a block; yields the lock path.
 
     The one lock every writer takes (label, merge, filter, review, export, evaluate, report,
@@ -266,8 +277,11 @@ class ResumableJsonlWriter:
         self._lock = None
 
     def __enter__(self) -> ResumableJsonlWriter:
-        self._lock = acquire_lock(self.path.with_name(self.path.name + ".lock"), self.path,
-                                  "wait for it, or give this job another --out")
+        self._lock = acquire_lock(
+            self.path.with_name(self.path.name + ".lock"),
+            self.path,
+            "wait for it, or give this job another --out",
+        )
         self._repair_and_scan()
         try:
             self._file = open(self.path, "ab", buffering=0)
@@ -303,7 +317,8 @@ class ResumableJsonlWriter:
         if not isinstance(obj, dict) or self.id_key not in obj:
             raise UnsafeOutputError(
                 f"{self.path} line {n} is not a record this toolkit writes (no JSON object with "
-                f"'{self.id_key}'); it is not a resumable output: give another --out")
+                f"'{self.id_key}'); it is not a resumable output: give another --out"
+            )
         return str(obj[self.id_key])
 
     def write(self, records: Iterable[Any]) -> int:
@@ -331,6 +346,7 @@ class ResumableJsonlWriter:
             pass  # the next open repairs a torn last line anyway
 
     def close(self) -> None:
+        """Close the file and release the lock, even when closing fails."""
         try:
             if self._file is not None:
                 self._file.close()

@@ -54,8 +54,9 @@ PREFETCH_AUDIO_S = 900.0  # audio decoded ahead of the model is capped at this m
 UNKNOWN_DURATION_S = 30.0  # what a record of unknown length counts for in that cap
 LOADER_THREADS = 2  # audio decoding threads per labeling process
 # OSErrors that mean "this output cannot be written here", not a bug: reported as such.
-_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
-                          errno.EIO})
+_DISK_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+)
 SHARD_NAME = "{stem}.shard{index:05d}-of-{count:05d}{suffix}"
 # Reasons a clip is skipped for its content: a rerun counts such a skip as done (not relabeled).
 SKIP_REASONS = (*AUDIO_SKIP_REASONS, NON_FINITE_FEATURES)
@@ -205,8 +206,9 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _engine(teacher: str | os.PathLike | Teacher, backend: str, device: str | None,
-            precision: str) -> tuple[Teacher, Backend]:
+def _engine(
+    teacher: str | os.PathLike | Teacher, backend: str, device: str | None, precision: str
+) -> tuple[Teacher, Backend]:
     """The teacher (loaded on ``device`` when given by name) and its decoding backend."""
     if isinstance(teacher, Teacher):
         device = device or str(next(teacher.model.parameters()).device)
@@ -262,9 +264,7 @@ def label_batches(
     if engine is None or not isinstance(teacher, Teacher):
         teacher, engine = _engine(teacher, backend, device, precision)
     prov = provenance_for(teacher, engine, options)
-    records = read_input(manifest, shard=shard)
-    segments = _prefetch(records, lambda r: _load(r, done_ids, done_skips), loader_threads,
-                         depth=batch_size * 4, weight=_audio_weight, budget=PREFETCH_AUDIO_S)
+    segments = _segments(manifest, shard, done_ids, done_skips, loader_threads, batch_size)
     bar = _Progress() if progress else None
     for batch, skips in _batches(segments, batch_size):
         labels = []
@@ -279,8 +279,22 @@ def label_batches(
         bar.close()
 
 
-def decode_isolated(engine: Backend, batch: list[tuple[Utterance, np.ndarray]], options: LabelOptions,
-                    provenance: Provenance) -> tuple[list[TeacherLabel], list[Skip]]:
+def _segments(manifest, shard, done_ids, done_skips, loader_threads: int, batch_size: int) -> Iterator:
+    """The manifest's records decoded to audio ahead of the model, minus what is already done."""
+    records = read_input(manifest, shard=shard)
+    return _prefetch(
+        records,
+        lambda r: _load(r, done_ids, done_skips),
+        loader_threads,
+        depth=batch_size * 4,
+        weight=_audio_weight,
+        budget=PREFETCH_AUDIO_S,
+    )
+
+
+def decode_isolated(
+    engine: Backend, batch: list[tuple[Utterance, np.ndarray]], options: LabelOptions, provenance: Provenance
+) -> tuple[list[TeacherLabel], list[Skip]]:
     """``decode_batch``, with clips whose features are unusable taken out as recorded skips.
 
     The backend checks each clip's log-mel features before its encoder runs; a clip the
@@ -296,9 +310,17 @@ def decode_isolated(engine: Backend, batch: list[tuple[Utterance, np.ndarray]], 
             bad = [(u, a) for u, a in batch if id(a) in why]
             if not bad:
                 raise  # clips we cannot tell apart: a bug, not an input to skip
-            refused += [Skip(u.id, u.audio_filepath, NON_FINITE_FEATURES,
-                             f"{_where(u)}: {why[id(a)]}; check the file's sample format or gain",
-                             u.offset, u.duration) for u, a in bad]
+            refused += [
+                Skip(
+                    u.id,
+                    u.audio_filepath,
+                    NON_FINITE_FEATURES,
+                    f"{_where(u)}: {why[id(a)]}; check the file's sample format or gain",
+                    u.offset,
+                    u.duration,
+                )
+                for u, a in bad
+            ]
             batch = [(u, a) for u, a in batch if id(a) not in why]
     return [], refused
 
@@ -322,19 +344,28 @@ class _Progress:
         self._skipped += len(skips)
         self._bar.update(len(labels) + len(skips))
         wall = max(time.perf_counter() - self._start, 1e-9)
-        self._bar.set_postfix(audio_h=f"{self._audio_s / 3600:.2f}", rtfx=f"{self._audio_s / wall:.1f}",
-                              skipped=self._skipped)
+        self._bar.set_postfix(
+            audio_h=f"{self._audio_s / 3600:.2f}", rtfx=f"{self._audio_s / wall:.1f}", skipped=self._skipped
+        )
 
     def close(self) -> None:
         self._bar.close()
 
 
 def label(
-    manifest: str | Path, *, teacher: str | os.PathLike | Teacher = DEFAULT_TEACHER, backend: str = "whisper",
-    options: LabelOptions | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-    shard: tuple[int, int] | None = None, done_ids: set[str] | frozenset[str] = frozenset(),
-    loader_threads: int = LOADER_THREADS, seed: int = DEFAULT_SEED, progress: bool = False,
-    device: str | None = None, precision: str = "auto",
+    manifest: str | Path,
+    *,
+    teacher: str | os.PathLike | Teacher = DEFAULT_TEACHER,
+    backend: str = "whisper",
+    options: LabelOptions | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    shard: tuple[int, int] | None = None,
+    done_ids: set[str] | frozenset[str] = frozenset(),
+    loader_threads: int = LOADER_THREADS,
+    seed: int = DEFAULT_SEED,
+    progress: bool = False,
+    device: str | None = None,
+    precision: str = "auto",
 ) -> Iterator[TeacherLabel | Skip]:
     """Label every utterance of a NeMo manifest with a Whisper teacher.
 
@@ -343,8 +374,17 @@ def label(
     The arguments are those of ``label_batches``.
     """
     for labels, skips in label_batches(
-        manifest, teacher=teacher, backend=backend, options=options, batch_size=batch_size, shard=shard,
-        done_ids=done_ids, loader_threads=loader_threads, seed=seed, progress=progress, device=device,
+        manifest,
+        teacher=teacher,
+        backend=backend,
+        options=options,
+        batch_size=batch_size,
+        shard=shard,
+        done_ids=done_ids,
+        loader_threads=loader_threads,
+        seed=seed,
+        progress=progress,
+        device=device,
         precision=precision,
     ):
         yield from labels
@@ -360,15 +400,26 @@ def skips_path(out: str | Path) -> Path:
 def shard_path(out: str | Path, shard: tuple[int, int]) -> Path:
     """Where shard ``(i, n)`` of ``out`` is written: ``labels.shard00001-of-00004.jsonl``."""
     out = Path(out)
-    return out.with_name(SHARD_NAME.format(stem=out.stem, index=shard[0], count=shard[1],
-                                           suffix=out.suffix or ".jsonl"))
+    return out.with_name(
+        SHARD_NAME.format(stem=out.stem, index=shard[0], count=shard[1], suffix=out.suffix or ".jsonl")
+    )
 
 
 def label_to_file(
-    manifest: str | Path, out: str | Path, *, teacher: str | os.PathLike | Teacher = DEFAULT_TEACHER,
-    backend: str = "whisper", options: LabelOptions | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-    shard: tuple[int, int] | None = None, loader_threads: int = LOADER_THREADS, seed: int = DEFAULT_SEED,
-    progress: bool = False, device: str | None = None, precision: str = "auto", force: bool = False,
+    manifest: str | Path,
+    out: str | Path,
+    *,
+    teacher: str | os.PathLike | Teacher = DEFAULT_TEACHER,
+    backend: str = "whisper",
+    options: LabelOptions | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    shard: tuple[int, int] | None = None,
+    loader_threads: int = LOADER_THREADS,
+    seed: int = DEFAULT_SEED,
+    progress: bool = False,
+    device: str | None = None,
+    precision: str = "auto",
+    force: bool = False,
 ) -> LabelStats:
     """Label into ``out`` (and its ``.skips`` file), resuming whatever is already there.
 
@@ -387,26 +438,47 @@ def label_to_file(
     teacher, engine = _engine(teacher, backend, device, precision)
     if force:
         _clear_foreign(out, [manifest])
-    labeled = skipped = 0
-    audio_s = 0.0
-    with _clear_write_errors(out), ResumableJsonlWriter(out) as lw, \
-            ResumableJsonlWriter(skips_path(out)) as sw:
+    with (
+        _clear_write_errors(out),
+        ResumableJsonlWriter(out) as lw,
+        ResumableJsonlWriter(skips_path(out)) as sw,
+    ):
         done_skips = _skip_pairs(sw.path) if sw.done_ids else set()
         done = lw.done_ids | {i for i, reason in done_skips if reason in SKIP_REASONS}
         if done or done_skips:
             log.info("resuming %s: %d ids already done", out, len(lw.done_ids | sw.done_ids))
-        for labels, skips in label_batches(
-            manifest, teacher=teacher, backend=backend, options=options, batch_size=batch_size, shard=shard,
-            done_ids=done, done_skips=done_skips, loader_threads=loader_threads, seed=seed, progress=progress,
+        batches = label_batches(
+            manifest,
+            teacher=teacher,
+            backend=backend,
+            options=options,
+            batch_size=batch_size,
+            shard=shard,
+            done_ids=done,
+            done_skips=done_skips,
+            loader_threads=loader_threads,
+            seed=seed,
+            progress=progress,
             engine=engine,
-        ):
-            lw.write(labels)
-            sw.write(skips)
-            labeled += len(labels)
-            skipped += len(skips)
-            audio_s += sum(lab.duration for lab in labels)
-    return LabelStats(labeled, skipped, len(done | {i for i, _ in done_skips}), audio_s,
-                      time.perf_counter() - start)
+        )
+        labeled, skipped, audio_s = _write_batches(batches, lw, sw)
+    already = len(done | {i for i, _ in done_skips})
+    return LabelStats(labeled, skipped, already, audio_s, time.perf_counter() - start)
+
+
+def _write_batches(
+    batches: Iterable, lw: ResumableJsonlWriter, sw: ResumableJsonlWriter
+) -> tuple[int, int, float]:
+    """Write each batch's labels and skips as it comes; returns labels, skips and audio seconds written."""
+    labeled = skipped = 0
+    audio_s = 0.0
+    for labels, skips in batches:
+        lw.write(labels)
+        sw.write(skips)
+        labeled += len(labels)
+        skipped += len(skips)
+        audio_s += sum(lab.duration for lab in labels)
+    return labeled, skipped, audio_s
 
 
 def check_output_files(out: str | Path, inputs: list, *, force: bool = False) -> None:
@@ -422,8 +494,10 @@ def _refuse_if_locked(out: Path) -> None:
         except OSError:  # no folder to write in: the writer says so, with the reason
             holder = None
         if holder is not None:
-            raise OutputLockedError(f"{path} is being written by another process ({holder}); wait for it, "
-                                    "or give this job another --out")
+            raise OutputLockedError(
+                f"{path} is being written by another process ({holder}); wait for it, "
+                "or give this job another --out"
+            )
 
 
 def _clear_foreign(out: Path, inputs: list) -> None:
@@ -481,8 +555,9 @@ def find_shards(out: str | Path) -> tuple[list[Path], int | None]:
     return parts, counts.pop() if counts else None
 
 
-def merge_shards(out: str | Path, parts: list[Path] | None = None, allow_missing: bool = False,
-                 force: bool = False) -> int:
+def merge_shards(
+    out: str | Path, parts: list[Path] | None = None, allow_missing: bool = False, force: bool = False
+) -> int:
     """Join shard files into ``out`` (and their skips), dropping duplicate ids; atomic.
 
     Refuses when a shard is missing, unless ``allow_missing``: a merged file that looks
@@ -501,8 +576,9 @@ def merge_shards(out: str | Path, parts: list[Path] | None = None, allow_missing
         parts = _complete_shards(out, allow_missing)
     _check_shards(out, parts, force)
     atomic_write_jsonl(out, _unique(parts, key=lambda d: d["id"]))
-    atomic_write_jsonl(skips_path(out), _unique([skips_path(p) for p in parts],
-                                                key=lambda d: (d["id"], d.get("reason"))))
+    atomic_write_jsonl(
+        skips_path(out), _unique([skips_path(p) for p in parts], key=lambda d: (d["id"], d.get("reason")))
+    )
     return sum(1 for _ in iter_jsonl(out))
 
 
@@ -513,8 +589,9 @@ def _complete_shards(out: Path, allow_missing: bool) -> list[Path]:
     have = {int(_SHARD_RE.search(p.stem).group(1)) for p in parts}
     missing = sorted(set(range(count)) - have)
     if missing and not allow_missing:
-        raise FileNotFoundError(f"shards {missing} of {count} are missing for {out}; "
-                                "run them, or pass --allow-missing")
+        raise FileNotFoundError(
+            f"shards {missing} of {count} are missing for {out}; run them, or pass --allow-missing"
+        )
     return parts
 
 
@@ -524,16 +601,22 @@ def _check_shards(out: Path, parts: list[Path], force: bool) -> None:
     for shard in sources:
         holder = lock_holder(lock_path_for(shard, folder=False))
         if holder is not None:
-            raise OutputLockedError(f"shard {shard} is still being written ({holder}); merge when its "
-                                    "label run has finished, or the merged file would lack its labels")
+            raise OutputLockedError(
+                f"shard {shard} is still being written ({holder}); merge when its "
+                "label run has finished, or the merged file would lack its labels"
+            )
         if _torn(shard):
-            raise ValueError(f"shard {shard} ends in a line cut short (its label run was killed); rerun that "
-                             "shard's label command (it repairs the line), then merge")
+            raise ValueError(
+                f"shard {shard} ends in a line cut short (its label run was killed); rerun that "
+                "shard's label command (it repairs the line), then merge"
+            )
         try:
             check_output(shard, kind="labels")
         except UnsafeOutputError:
-            raise UnsafeOutputError(f"shard {shard} is not a label file written by `asr-distill label`; "
-                                    f"move it out of {shard.parent}, then merge") from None
+            raise UnsafeOutputError(
+                f"shard {shard} is not a label file written by `asr-distill label`; "
+                f"move it out of {shard.parent}, then merge"
+            ) from None
     check_output_files(out, sources, force=force)
 
 
@@ -566,8 +649,9 @@ def _unique(paths: list[Path], key: Callable[[dict], object]) -> Iterator[dict]:
             continue
         for _, obj in iter_jsonl(p):
             if isinstance(obj, Exception):
-                raise ValueError(f"{obj}; rerun that shard's label command (it repairs a line cut by a "
-                                 "kill), then merge") from None
+                raise ValueError(
+                    f"{obj}; rerun that shard's label command (it repairs a line cut by a kill), then merge"
+                ) from None
             k = key(obj)
             if k not in seen:
                 seen.add(k)

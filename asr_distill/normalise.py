@@ -153,9 +153,26 @@ def format_insensitive(text: str) -> str:
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # Ordinals below 100 are read as words ("29th" -> "twenty ninth"); longer ones as digits.
 ORDINAL_WORDS = (
-    "", "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
-    "eleventh", "twelfth", "thirteenth", "fourteenth", "fifteenth", "sixteenth", "seventeenth",
-    "eighteenth", "nineteenth",
+    "",
+    "first",
+    "second",
+    "third",
+    "fourth",
+    "fifth",
+    "sixth",
+    "seventh",
+    "eighth",
+    "ninth",
+    "tenth",
+    "eleventh",
+    "twelfth",
+    "thirteenth",
+    "fourteenth",
+    "fifteenth",
+    "sixteenth",
+    "seventeenth",
+    "eighteenth",
+    "nineteenth",
 )
 SYMBOL_WORDS = {"%": "percent", "&": "and", "+": "plus", "@": "at", "#": "number", "=": "equals"}
 # "G-M-E-F", "G.M.E.F.", "g-m-e-f": single letters or digits joined by hyphens or dots.

@@ -139,24 +139,67 @@ class OutputKind:
     apart_from_inputs: bool = False
 
 
-_FILTER = {"kept.jsonl": _pseudo, "dropped.jsonl": _pseudo, "filter_report.json": _json_object,
-           "calibration.json": _json_object, "calibration.png": _png}
-_REVIEW = {"kept.jsonl": _pseudo, "dropped.jsonl": _pseudo,
-           "review_audit.jsonl": _records((AUDIT_KEYS,), "a review audit record"),
-           "review.tsv": _text, "review.html": _text, "review_report.json": _json_object}
-_EVALUATE_MODEL = {"result.json": _json_object, "hyps.jsonl": _jsonl, "timing.json": _json_object,
-                   "alignment.jsonl": _jsonl, "alignment.txt": _text}
-_CT2 = {"model.bin": None, "config.json": _json_object, "tokenizer.json": _json_object,
-        "vocabulary.txt": _text, "vocabulary.json": _json_object, "preprocessor_config.json": _json_object,
-        "asr_distill.json": _json_object}
-_TRAIN = {"checkpoints": None, "logs": None, "lightning_logs": None, "version_*": None, "feature_cache": None,
-          "metrics.csv": _text, "hparams.yaml": _text, "student.yaml": _text, "config.yaml": _text,
-          "train.log": _text}  # the pipeline's log of the training process
+_FILTER = {
+    "kept.jsonl": _pseudo,
+    "dropped.jsonl": _pseudo,
+    "filter_report.json": _json_object,
+    "calibration.json": _json_object,
+    "calibration.png": _png,
+}
+_REVIEW = {
+    "kept.jsonl": _pseudo,
+    "dropped.jsonl": _pseudo,
+    "review_audit.jsonl": _records((AUDIT_KEYS,), "a review audit record"),
+    "review.tsv": _text,
+    "review.html": _text,
+    "review_report.json": _json_object,
+}
+_EVALUATE_MODEL = {
+    "result.json": _json_object,
+    "hyps.jsonl": _jsonl,
+    "timing.json": _json_object,
+    "alignment.jsonl": _jsonl,
+    "alignment.txt": _text,
+}
+_CT2 = {
+    "model.bin": None,
+    "config.json": _json_object,
+    "tokenizer.json": _json_object,
+    "vocabulary.txt": _text,
+    "vocabulary.json": _json_object,
+    "preprocessor_config.json": _json_object,
+    "asr_distill.json": _json_object,
+}
+_TRAIN = {
+    "checkpoints": None,
+    "logs": None,
+    "lightning_logs": None,
+    "version_*": None,
+    "feature_cache": None,
+    "metrics.csv": _text,
+    "hparams.yaml": _text,
+    "student.yaml": _text,
+    "config.yaml": _text,
+    "train.log": _text,
+}  # the pipeline's log of the training process
 # Stage folders (``evaluate`` holds its .done, ``eval`` its results) and what the recipes put
 # under the root before the first stage (``data``, ``slurm``, ``mini``).
-_RUN = {name: None for name in ("label", "filter", "review", "train", "export", "eval", "evaluate", "report",
-                                "data", "slurm", "mini")} | {
-    "data_card.json": _json_object, "data_card.md": _text, "pipeline_config.json": _json_object}
+_RUN = {
+    name: None
+    for name in (
+        "label",
+        "filter",
+        "review",
+        "train",
+        "export",
+        "eval",
+        "evaluate",
+        "report",
+        "data",
+        "slurm",
+        "mini",
+    )
+} | {"data_card.json": _json_object, "data_card.md": _text, "pipeline_config.json": _json_object}
 
 
 def _wav(path: Path) -> str | None:
@@ -167,20 +210,27 @@ def _wav(path: Path) -> str | None:
 
 _SYNTH = {"manifest.jsonl": _manifest, "*.wav": _wav}
 
-OUTPUT_KINDS: dict[str, OutputKind] = {k.name: k for k in (
-    OutputKind("labels", folder=False, file_check=_labels),  # label, merge (and each .skips/shard file)
-    OutputKind("manifest", folder=False, file_check=_manifest),
-    OutputKind("export", folder=False, file_check=_student_pt),
-    OutputKind("export_ct2", folder=True, names=_CT2),
-    OutputKind("filter_dir", folder=True, names=_FILTER),
-    OutputKind("review_dir", folder=True, names=_REVIEW, apart_from_inputs=True),
-    OutputKind("evaluate_dir", folder=True, names={"summary.json": _json_object, "table.md": _text},
-               subfolders=_EVALUATE_MODEL),
-    OutputKind("report_dir", folder=True, names={"report.md": _text, "*.png": _png}),
-    OutputKind("train_dir", folder=True, names=_TRAIN),
-    OutputKind("run_dir", folder=True, names=_RUN),
-    OutputKind("synth_dir", folder=True, names=_SYNTH),
-)}
+OUTPUT_KINDS: dict[str, OutputKind] = {
+    k.name: k
+    for k in (
+        OutputKind("labels", folder=False, file_check=_labels),  # label, merge (and each .skips/shard file)
+        OutputKind("manifest", folder=False, file_check=_manifest),
+        OutputKind("export", folder=False, file_check=_student_pt),
+        OutputKind("export_ct2", folder=True, names=_CT2),
+        OutputKind("filter_dir", folder=True, names=_FILTER),
+        OutputKind("review_dir", folder=True, names=_REVIEW, apart_from_inputs=True),
+        OutputKind(
+            "evaluate_dir",
+            folder=True,
+            names={"summary.json": _json_object, "table.md": _text},
+            subfolders=_EVALUATE_MODEL,
+        ),
+        OutputKind("report_dir", folder=True, names={"report.md": _text, "*.png": _png}),
+        OutputKind("train_dir", folder=True, names=_TRAIN),
+        OutputKind("run_dir", folder=True, names=_RUN),
+        OutputKind("synth_dir", folder=True, names=_SYNTH),
+    )
+}
 
 
 def _kind(kind: str) -> OutputKind:
@@ -205,17 +255,21 @@ def _check_inputs(out: Path, spec: OutputKind, inputs: Sequence[Path]) -> None:
     for given in inputs:
         inp = Path(given)
         if _same(out, inp):
-            raise UnsafeOutputError(f"output {out} is the input {inp}; writing it would destroy the input: "
-                                    "give another --out")
+            raise UnsafeOutputError(
+                f"output {out} is the input {inp}; writing it would destroy the input: give another --out"
+            )
         if not spec.folder:
             continue
         parent = Path(os.path.realpath(inp)).parent
         if spec.apart_from_inputs and parent == real_out:
-            raise UnsafeOutputError(f"output folder {out} holds the input {inp}; write the result to "
-                                    "another folder (--out), so the input is never replaced")
+            raise UnsafeOutputError(
+                f"output folder {out} holds the input {inp}; write the result to "
+                "another folder (--out), so the input is never replaced"
+            )
         if parent == real_out and _matches(spec.names, inp.name):
             raise UnsafeOutputError(
-                f"output folder {out} would overwrite the input {inp}; give another --out")
+                f"output folder {out} would overwrite the input {inp}; give another --out"
+            )
 
 
 def _matches(patterns: dict[str, Check | None] | Sequence[str], name: str) -> str | None:
@@ -287,8 +341,9 @@ def _existing_problem(out: Path, spec: OutputKind) -> str | None:
     return spec.file_check(out) if spec.file_check else None
 
 
-def check_output(out: str | os.PathLike, *, inputs: Sequence[str | os.PathLike] = (), kind: str,
-                 force: bool = False) -> Path:
+def check_output(
+    out: str | os.PathLike, *, inputs: Sequence[str | os.PathLike] = (), kind: str, force: bool = False
+) -> Path:
     """Make sure writing ``out`` destroys nothing; returns ``out`` as a Path. Opens nothing for writing.
 
     Args:
@@ -305,8 +360,10 @@ def check_output(out: str | os.PathLike, *, inputs: Sequence[str | os.PathLike] 
     spec, out = _kind(kind), Path(out)
     _check_inputs(out, spec, [Path(p) for p in inputs])
     if not spec.folder and out.is_symlink():
-        raise UnsafeOutputError(f"output {out} is a symbolic link (to {os.path.realpath(out)}); give the "
-                                "real path, so it is clear which file is written")
+        raise UnsafeOutputError(
+            f"output {out} is a symbolic link (to {os.path.realpath(out)}); give the "
+            "real path, so it is clear which file is written"
+        )
     if not (out.exists() or out.is_symlink()):
         return out
     shape = _shape_problem(out, spec)
@@ -315,8 +372,10 @@ def check_output(out: str | os.PathLike, *, inputs: Sequence[str | os.PathLike] 
     problem = None if force else _existing_problem(Path(os.path.realpath(out)) if spec.folder else out, spec)
     if problem:
         what = "folder" if spec.folder else "file"
-        raise UnsafeOutputError(f"output {out} exists and is not a {kind} {what} written by this toolkit "
-                                f"({problem}); give another --out, or --force to replace it")
+        raise UnsafeOutputError(
+            f"output {out} exists and is not a {kind} {what} written by this toolkit "
+            f"({problem}); give another --out, or --force to replace it"
+        )
     return out
 
 
@@ -331,8 +390,9 @@ def claim_output(out: str | os.PathLike, kind: str) -> None:
 
 
 @contextmanager
-def guard_output(out: str | os.PathLike, *, inputs: Sequence[str | os.PathLike] = (), kind: str,
-                 force: bool = False) -> Iterator[Path]:
+def guard_output(
+    out: str | os.PathLike, *, inputs: Sequence[str | os.PathLike] = (), kind: str, force: bool = False
+) -> Iterator[Path]:
     """``check_output``, then hold the output's lock for the block, then check again under it.
 
     The one call a writer makes before writing: the first check refuses before the lock
@@ -353,5 +413,13 @@ def guard_output(out: str | os.PathLike, *, inputs: Sequence[str | os.PathLike] 
         yield path
 
 
-__all__ = ["MARKER_NAME", "OUTPUT_KINDS", "OutputKind", "UnsafeOutputError", "check_output", "claim_output",
-           "guard_output", "lock_path_for"]
+__all__ = [
+    "MARKER_NAME",
+    "OUTPUT_KINDS",
+    "OutputKind",
+    "UnsafeOutputError",
+    "check_output",
+    "claim_output",
+    "guard_output",
+    "lock_path_for",
+]

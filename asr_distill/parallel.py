@@ -30,6 +30,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -43,8 +44,13 @@ from .teacher.options import DEFAULT_BATCH_SIZE, DEFAULT_SEED, DEFAULT_TEACHER, 
 log = logging.getLogger(__name__)
 
 # Errors a user can act on: a worker sends them back and the parent raises them as they are.
-WORKER_ERRORS = (OutputLockedError, OutputNotWritableError, TeacherNotFoundError, FileNotFoundError,
-                 ValueError)
+WORKER_ERRORS = (
+    OutputLockedError,
+    OutputNotWritableError,
+    TeacherNotFoundError,
+    FileNotFoundError,
+    ValueError,
+)
 GROUP_TIMEOUT = timedelta(days=7)  # shards finish at different times; the group only waits
 
 
@@ -113,6 +119,59 @@ def launched_by_torchrun() -> bool:
     return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
 
 
+def label_job(
+    manifest: str | Path,
+    out: str | Path,
+    *,
+    teacher: str | os.PathLike = DEFAULT_TEACHER,
+    backend: str = "whisper",
+    options: LabelOptions | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    precision: str = "auto",
+    device: str | None = None,
+    seed: int = DEFAULT_SEED,
+    shard: tuple[int, int] | None = None,
+    workers: int = 1,
+    threads: int = 0,
+    progress: bool = False,
+    force: bool = False,
+) -> LabelStats | ParallelStats:
+    """The label stage as ``asr-distill label`` and the pipeline both run it.
+
+    ``workers > 1`` (or a torchrun launch) labels with that many processes and merges
+    (:func:`label_parallel`); otherwise this process labels ``shard`` (or everything) with
+    ``threads`` torch threads (0: as they are) through :func:`label.label_to_file`. The other
+    arguments are theirs.
+
+    Raises:
+        ValueError: ``workers`` and ``shard`` together (both split a job).
+    """
+    same = dict(teacher=teacher, backend=backend, options=options, batch_size=batch_size)
+    same |= dict(precision=precision, seed=seed, progress=progress, force=force)
+    if workers > 1 or launched_by_torchrun():
+        if shard:
+            raise ValueError("--workers and --shard both split a job; use one")
+        return label_parallel(manifest, out, workers=workers, threads=threads or None, **same)
+    with torch_threads(threads):
+        return label_to_file(manifest, out, shard=shard, device=device, **same)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """``n`` torch threads inside the block (0: as they are), restored after it."""
+    if not n:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def label_parallel(
     manifest: str | Path,
     out: str | Path,
@@ -150,12 +209,35 @@ def label_parallel(
         progress: See ``backend``.
 
     Raises:
-        ValueError: ``workers < 1``, a loaded teacher instead of a name, or part files of
-            a run with another worker count next to ``out`` (resume with that count).
+        ValueError: ``workers < 1``, a loaded teacher, or part files beside ``out`` from another worker count.
         OutputLockedError: another job writes ``out``.
         UnsafeOutputError: ``out`` is the manifest, a link, or a file we did not write.
         OutputNotWritableError: ``out``'s folder is read-only or full (a worker's error
             comes back as it is, like ``TeacherNotFoundError``).
+    """
+    world = _checked_world(manifest, out, workers, teacher, force)
+    job = _Job(
+        manifest=str(manifest),
+        out=str(out),
+        teacher=str(teacher),
+        backend=backend,
+        options=options or LabelOptions(),
+        batch_size=batch_size,
+        loader_threads=loader_threads,
+        precision=precision,
+        threads=threads or threads_per_worker(world),
+        seed=seed,
+        progress=progress,
+        log_level=logging.getLogger("asr_distill").getEffectiveLevel(),
+        force=force,
+    )
+    return _run_job(job, world)
+
+
+def _checked_world(manifest: str | Path, out: str | Path, workers: int, teacher, force: bool) -> int:
+    """The number of workers to run (torchrun's ``WORLD_SIZE`` wins), once the job is safe to start.
+
+    Everything ``label_parallel`` refuses is refused here, before a process is spawned.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -166,12 +248,7 @@ def label_parallel(
         log.warning("torchrun started %d ranks; labeling with %d workers, not %d", world, world, workers)
     check_output_files(out, [manifest], force=force)
     _check_no_other_run(out, world)
-    return _run_job(_Job(
-        manifest=str(manifest), out=str(out), teacher=str(teacher), backend=backend,
-        options=options or LabelOptions(), batch_size=batch_size, loader_threads=loader_threads,
-        precision=precision, threads=threads or threads_per_worker(world), seed=seed, progress=progress,
-        log_level=logging.getLogger("asr_distill").getEffectiveLevel(), force=force,
-    ), world)
+    return world
 
 
 def _run_job(job: _Job, world: int) -> ParallelStats:
@@ -195,8 +272,9 @@ def job_lock(out: str | Path) -> contextlib.AbstractContextManager[None]:
     drops the lock when the holder dies, so a killed job never blocks its resume.
     """
     out = Path(out)
-    return exclusive_lock(out.with_name(out.name + ".lock"), out,
-                          "wait for it, or give this job another --out")
+    return exclusive_lock(
+        out.with_name(out.name + ".lock"), out, "wait for it, or give this job another --out"
+    )
 
 
 def _check_no_other_run(out: str | Path, workers: int) -> None:
@@ -229,8 +307,10 @@ def _spawn(job: _Job, workers: int) -> tuple[list[LabelStats], int]:
             raise payload
     done = [payload for kind, payload in messages if kind == "done"]
     if not done:
-        raise RuntimeError(f"labeling workers for {job.out} ended without a result ({exited}); "
-                           "finished batches are kept: rerun the same command to resume") from exited
+        raise RuntimeError(
+            f"labeling workers for {job.out} ended without a result ({exited}); "
+            "finished batches are kept: rerun the same command to resume"
+        ) from exited
     return done[0]
 
 
@@ -256,13 +336,28 @@ def _run_rank(rank: int, world: int, job: _Job, init: str) -> tuple[list[LabelSt
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world, timeout=GROUP_TIMEOUT)
     try:
         stats = label_to_file(
-            job.manifest, job.out, teacher=_load_for_rank(job.teacher), backend=job.backend,
-            options=job.options, batch_size=job.batch_size, shard=(rank, world),
-            loader_threads=job.loader_threads, seed=job.seed, progress=job.progress and rank == 0,
-            precision=job.precision, force=job.force,
+            job.manifest,
+            job.out,
+            teacher=_load_for_rank(job.teacher),
+            backend=job.backend,
+            options=job.options,
+            batch_size=job.batch_size,
+            shard=(rank, world),
+            loader_threads=job.loader_threads,
+            seed=job.seed,
+            progress=job.progress and rank == 0,
+            precision=job.precision,
+            force=job.force,
         )
-        log.info("shard %d/%d: labeled %d, skipped %d, already done %d, RTFx %.1f",
-                 rank, world, stats.labeled, stats.skipped, stats.already_done, stats.rtfx)
+        log.info(
+            "shard %d/%d: labeled %d, skipped %d, already done %d, RTFx %.1f",
+            rank,
+            world,
+            stats.labeled,
+            stats.skipped,
+            stats.already_done,
+            stats.rtfx,
+        )
         gathered: list[LabelStats | None] = [None] * world
         dist.all_gather_object(gathered, stats)  # also waits for every shard to finish
         merged = merge_shards(job.out, force=job.force) if rank == 0 else 0

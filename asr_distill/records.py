@@ -224,6 +224,7 @@ class PseudoLabel(Record):
 
     @property
     def kept(self) -> bool:
+        """Whether no rule dropped it."""
         return not self.drop_reasons
 
 
@@ -259,8 +260,10 @@ class WerResult(Record):
 
 @dataclass(frozen=True)
 class UtteranceScore(Record):
-    """One utterance scored: its texts before and after normalising, its error counts, and
-    the word alignment (jiwer's chunks as ``(op, ref_words, hyp_words)``)."""
+    """One utterance scored: its texts before and after normalising, and its error counts.
+
+    ``alignment`` holds jiwer's chunks as ``(op, ref_words, hyp_words)``.
+    """
 
     id: str
     ref: str
@@ -277,6 +280,7 @@ class UtteranceScore(Record):
 
     @property
     def errors(self) -> int:
+        """Substitutions, deletions and insertions together."""
         return self.substitutions + self.deletions + self.insertions
 
 
@@ -325,6 +329,7 @@ class Transcription(Record):
 
     @property
     def rtfx(self) -> float:
+        """Audio seconds per wall second of decoding."""
         return self.audio_s / self.wall_s if self.wall_s > 0 else 0.0
 
 
@@ -354,6 +359,7 @@ class ModelResult(Record):
 
     @property
     def wer(self) -> float:
+        """The headline WER in percent, under ``normaliser``."""
         return self.score.wer
 
 
@@ -378,6 +384,7 @@ class PairedComparison(Record):
 
     @property
     def a_better(self) -> bool:
+        """Whether A beats B beyond the noise: lower WER, significant at :data:`SIGNIFICANCE`."""
         return self.delta < 0 and self.p_value < SIGNIFICANCE
 
 

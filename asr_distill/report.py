@@ -61,8 +61,10 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_wer_vs_rtfx(results: Sequence[Any], path: Path) -> Path:
-    """Each model as a point: RTFx (x, log scale) vs WER (y) with its bootstrap CI; marker
-    area grows with the parameter count. Better models sit bottom right."""
+    """Each model as a point: RTFx (x, log scale) vs WER (y) with its bootstrap CI.
+
+    Marker area grows with the parameter count. Better models sit bottom right.
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.8))
     biggest = max(r.params for r in results) or 1
@@ -70,8 +72,15 @@ def plot_wer_vs_rtfx(results: Sequence[Any], path: Path) -> Path:
         color = plt.get_cmap("tab10")(k % 10)
         err = [[max(r.wer - r.ci.low, 0.0)], [max(r.ci.high - r.wer, 0.0)]]
         ax.errorbar([r.rtfx], [r.wer], yerr=err, fmt="none", ecolor=color, capsize=4, lw=1.2)
-        ax.scatter([r.rtfx], [r.wer], s=60 + 400 * r.params / biggest, color=color, edgecolor="black",
-                   zorder=3, label=f"{r.model} ({r.params / 1e6:.1f}M params)")
+        ax.scatter(
+            [r.rtfx],
+            [r.wer],
+            s=60 + 400 * r.params / biggest,
+            color=color,
+            edgecolor="black",
+            zorder=3,
+            label=f"{r.model} ({r.params / 1e6:.1f}M params)",
+        )
         ax.annotate(r.model, (r.rtfx, r.wer), textcoords="offset points", xytext=(8, 6), fontsize=9)
     ax.set_xscale("log")
     from matplotlib.ticker import FuncFormatter
@@ -105,8 +114,10 @@ def _wer_at_full(curve: dict) -> float:
 
 
 def plot_label_wer_vs_retention(calibration: dict, path: Path) -> Path:
-    """Label WER (y) against the fraction kept (x) for the chosen score and the best few
-    others, from the filter stage's ``calibration.json``; the chosen point is starred."""
+    """Label WER (y) against the fraction kept (x), from the filter stage's ``calibration.json``.
+
+    Shows the chosen score, starring the chosen point, and the best few others.
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     chosen_score = calibration.get("score")
@@ -116,15 +127,34 @@ def plot_label_wer_vs_retention(calibration: dict, path: Path) -> Path:
     for k, c in enumerate(shown):
         xs, ys = _curve_points(c)
         thick = c["score"] == chosen_score
-        ax.step(xs, ys, where="post", lw=2.4 if thick else 1.0, color=plt.get_cmap("tab10")(k % 10),
-                label=c["score"] + (" (used)" if thick else ""))
+        ax.step(
+            xs,
+            ys,
+            where="post",
+            lw=2.4 if thick else 1.0,
+            color=plt.get_cmap("tab10")(k % 10),
+            label=c["score"] + (" (used)" if thick else ""),
+        )
     if calibration.get("wer_all") is not None:
-        ax.axhline(calibration["wer_all"], color="grey", ls=":", lw=1,
-                   label=f"unfiltered {calibration['wer_all']:.1f}%")
+        ax.axhline(
+            calibration["wer_all"],
+            color="grey",
+            ls=":",
+            lw=1,
+            label=f"unfiltered {calibration['wer_all']:.1f}%",
+        )
     chosen = calibration.get("chosen")
     if chosen:
-        ax.plot([chosen["retention"]], [chosen["wer"]], marker="*", ms=16, color="red", mec="black", zorder=5,
-                label=f"chosen: keep {chosen['retention']:.0%}, WER {chosen['wer']:.1f}%")
+        ax.plot(
+            [chosen["retention"]],
+            [chosen["wer"]],
+            marker="*",
+            ms=16,
+            color="red",
+            mec="black",
+            zorder=5,
+            label=f"chosen: keep {chosen['retention']:.0%}, WER {chosen['wer']:.1f}%",
+        )
     ax.set_xlabel("retention (fraction of labels kept)")
     ax.set_ylabel(f"label WER % ({calibration.get('normaliser', '?')})")
     ax.set_title(f"Label WER vs retention ({calibration.get('scored', '?')} labels with references)")
@@ -138,8 +168,10 @@ def plot_label_wer_vs_retention(calibration: dict, path: Path) -> Path:
 
 def find_metrics_csv(run: Path) -> Path | None:
     """Lightning's CSVLogger file under the run (the newest, if a run was restarted)."""
-    found = sorted((run / "train").rglob("metrics.csv") if (run / "train").is_dir() else [],
-                   key=lambda x: x.stat().st_mtime)
+    found = sorted(
+        (run / "train").rglob("metrics.csv") if (run / "train").is_dir() else [],
+        key=lambda x: x.stat().st_mtime,
+    )
     if not found:
         found = sorted(run.rglob("metrics.csv"), key=lambda x: x.stat().st_mtime)
     return found[-1] if found else None
@@ -167,8 +199,10 @@ def read_metrics_csv(path: Path) -> dict[str, list[tuple[float, float]]]:
 
 
 def plot_training_curves(series: dict[str, list[tuple[float, float]]], path: Path) -> Path | None:
-    """Losses (left) and WER-like metrics (right) against the optimizer step; training
-    series thin, validation series with markers."""
+    """Losses (left) and WER-like metrics (right) against the optimizer step.
+
+    Training series are thin lines, validation series have markers.
+    """
     losses = {k: v for k, v in series.items() if "loss" in k.lower()}
     wers = {k: v for k, v in series.items() if "wer" in k.lower() or "cer" in k.lower()}
     if not losses and not wers:
@@ -216,13 +250,23 @@ def _eval_section(run: Path, out: Path, plots: list[str]) -> list[str]:
     if d is None:
         return []
     ev = load_evaluation(d)
-    lines = ["## Models on the test set", "",
-             f"Test manifest `{ev.manifest}`; every WER uses the `{ev.normaliser}` normaliser on both sides. "
-             "CI: bootstrap over utterances. RTFx: audio seconds per wall second of decoding (model "
-             "loading excluded), on this machine.", "", format_table(ev.results), ""]
+    lines = [
+        "## Models on the test set",
+        "",
+        f"Test manifest `{ev.manifest}`; every WER uses the `{ev.normaliser}` normaliser on both sides. "
+        "CI: bootstrap over utterances. RTFx: audio seconds per wall second of decoding (model "
+        "loading excluded), on this machine.",
+        "",
+        format_table(ev.results),
+        "",
+    ]
     if ev.comparisons:
-        lines += ["Paired bootstrap (same utterances, same resamples):", "",
-                  format_comparisons(ev.comparisons), ""]
+        lines += [
+            "Paired bootstrap (same utterances, same resamples):",
+            "",
+            format_comparisons(ev.comparisons),
+            "",
+        ]
     png = plot_wer_vs_rtfx(ev.results, out / WER_RTFX_PNG)
     plots.append(png.name)
     lines += [f"![WER vs RTFx]({png.name})", ""]
@@ -230,8 +274,10 @@ def _eval_section(run: Path, out: Path, plots: list[str]) -> list[str]:
     for r in ev.results:
         if len(r.per_speaker) > 1 and len(r.per_speaker) <= MAX_SPEAKER_ROWS:
             lines += [f"### WER by speaker: {r.model}", "", format_breakdown(r.per_speaker, "speaker"), ""]
-    lines += [f"Per-utterance alignments: `{d}/<model>/alignment.txt` (worst first) and "
-              "`alignment.jsonl`.", ""]
+    lines += [
+        f"Per-utterance alignments: `{d}/<model>/alignment.txt` (worst first) and `alignment.jsonl`.",
+        "",
+    ]
     return lines
 
 
@@ -257,27 +303,45 @@ def _filter_section(run: Path, out: Path, plots: list[str]) -> list[str]:
     report = _read_json(run / "filter" / "filter_report.json")
     if not report:
         return []
-    lines = ["## Pseudo-label filter", "",
-             f"Kept {report['kept']} of {report['utterances']} labels ({report['retention']:.1%}; "
-             f"{report['kept_hours']:.3f} of {report['hours']:.3f} h) with `{report['score']}` "
-             f">= {report['threshold']} (threshold from: {report['threshold_source']}"
-             + ("; no references, so the score's documented default"
-                if report["threshold_source"] == "default" else "") + ").", ""]
+    lines = [
+        "## Pseudo-label filter",
+        "",
+        f"Kept {report['kept']} of {report['utterances']} labels ({report['retention']:.1%}; "
+        f"{report['kept_hours']:.3f} of {report['hours']:.3f} h) with `{report['score']}` "
+        f">= {report['threshold']} (threshold from: {report['threshold_source']}"
+        + (
+            "; no references, so the score's documented default"
+            if report["threshold_source"] == "default"
+            else ""
+        )
+        + ").",
+        "",
+    ]
     if report.get("by_reason"):
         lines += ["| dropped for | utterances | hours |", "|---|---|---|"]
         lines += [f"| {k} | {v['utterances']} | {v['hours']:.4f} |" for k, v in report["by_reason"].items()]
         lines.append("")
     if report.get("corrections"):
-        lines += ["Corrections applied: " + ", ".join(f"{k} {v}" for k, v in report["corrections"].items())
-                  + f" (normaliser `{report['normaliser']}`).", ""]
+        lines += [
+            "Corrections applied: "
+            + ", ".join(f"{k} {v}" for k, v in report["corrections"].items())
+            + f" (normaliser `{report['normaliser']}`).",
+            "",
+        ]
     if report.get("label_wer_all") is not None:
         kept = report.get("label_wer_kept")
-        lines += [f"Label WER against the pool's references ({report['wer_normaliser']}; measured, never "
-                  f"used to choose labels unless the threshold came from calibration): all "
-                  f"{report['label_wer_all']:.2f}%, "
-                  f"kept {'-' if kept is None else f'{kept:.2f}%'}.", ""]
-    lines += [f"Review load: {report.get('review_load_min_per_h', 0):.1f} min of audio per hour kept for the "
-              f"{report.get('review_fraction', 0):.0%} least-confident labels.", ""]
+        lines += [
+            f"Label WER against the pool's references ({report['wer_normaliser']}; measured, never "
+            f"used to choose labels unless the threshold came from calibration): all "
+            f"{report['label_wer_all']:.2f}%, "
+            f"kept {'-' if kept is None else f'{kept:.2f}%'}.",
+            "",
+        ]
+    lines += [
+        f"Review load: {report.get('review_load_min_per_h', 0):.1f} min of audio per hour kept for the "
+        f"{report.get('review_fraction', 0):.0%} least-confident labels.",
+        "",
+    ]
     cal = _read_json(run / "filter" / "calibration.json")
     if cal and cal.get("curves"):
         png = plot_label_wer_vs_retention(cal, out / RETENTION_PNG)

@@ -114,8 +114,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     except pickle.UnpicklingError as e:
         names = _refused_globals(path, str(e))
         if not names:
-            raise CheckpointError(f"{path} is not a readable torch checkpoint (its pickle uses instructions "
-                                  "the safe loader does not accept, or it is another kind of file)") from None
+            raise CheckpointError(
+                f"{path} is not a readable torch checkpoint (its pickle uses instructions "
+                "the safe loader does not accept, or it is another kind of file)"
+            ) from None
         raise UnsafeCheckpointError(
             f"{path} holds Python objects that loading would construct or call ({', '.join(names)}); "
             "refused without running anything: only tensors and plain data are loaded. "
@@ -123,8 +125,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
         ) from None
     except Exception as e:  # the restricted unpickler and the zip reader raise many types on junk
         first = f"{type(e).__name__}: {str(e).splitlines()[0]}" if str(e) else type(e).__name__
-        raise CheckpointError(f"{path} is not a readable torch checkpoint ({first}); "
-                              "it may be truncated: copy or write it again") from None
+        raise CheckpointError(
+            f"{path} is not a readable torch checkpoint ({first}); "
+            "it may be truncated: copy or write it again"
+        ) from None
 
 
 __all__ = ["CheckpointError", "UnsafeCheckpointError", "checkpoint_globals", "load_checkpoint"]

@@ -122,16 +122,20 @@ def _render(voice: Any, text: str, length_scale: float | None) -> np.ndarray:
 
 
 def jittered_length_scale(default: float, jitter: float, seed: int, utt_id: str) -> float:
-    """Piper ``length_scale`` for one utterance: ``default * (1 + u)``, ``u`` uniform in
-    ``[-jitter, jitter]`` and fixed by ``(seed, utt_id)``, so a resumed job or another
-    order of work gives each utterance the same rate."""
+    """Piper ``length_scale`` for one utterance: ``default * (1 + u)``, ``u`` in ``[-jitter, jitter]``.
+
+    ``u`` is uniform and fixed by ``(seed, utt_id)``, so a resumed job or another order of
+    work gives each utterance the same rate.
+    """
     rng = random.Random(f"{seed}:{utt_id}")
     return default * (1.0 + rng.uniform(-jitter, jitter))
 
 
 def _write_wav(path: Path, audio: np.ndarray) -> None:
-    """Write 16-bit PCM under a temporary name, then rename: a killed job leaves no
-    truncated file that a rerun would take as finished."""
+    """Write 16-bit PCM under a temporary name, then rename.
+
+    A killed job leaves no truncated file that a rerun would take as finished.
+    """
     import soundfile as sf
 
     tmp = path.with_name(f".{path.name}.tmp")
@@ -199,8 +203,10 @@ def _check_item(utt_id: str, text: str) -> None:
 
 
 class _Renderer:
-    """Renders one utterance to a WAV file; the voice is loaded on first use, so a fully
-    resumed job never loads it. Counts what it made, for the rate log."""
+    """Renders one utterance to a WAV file, counting what it made for the rate log.
+
+    The voice is loaded on first use, so a fully resumed job never loads it.
+    """
 
     def __init__(self, jitter: float, seed: int) -> None:
         self.jitter, self.seed = jitter, seed

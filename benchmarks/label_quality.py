@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from asr_distill.jsonl import atomic_write_text
+from asr_distill.metrics import word_error_rate
 from asr_distill.quality.calibrate import (
     DEFAULT_THRESHOLDS,
     Calibration,
@@ -38,8 +40,6 @@ from asr_distill.quality.calibrate import (
     utterance_errors,
 )
 from asr_distill.quality.filter import FilterConfig, PseudoLabel, filter_labels, read_labels
-from asr_distill.jsonl import atomic_write_text
-from asr_distill.metrics import word_error_rate
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -262,8 +262,6 @@ def main(argv=None) -> int:
         f"-> {args.out}"
     )
     return 0
-
-
 
 
 if __name__ == "__main__":

@@ -62,8 +62,10 @@ def _utterances(manifests: list[Path]) -> list[Utterance]:
 
 
 def _write_manifest(utts: list[Utterance], path: Path) -> Path:
-    lines = [json.dumps({"id": u.id, "audio_filepath": u.audio_filepath, "duration": u.duration,
-                         "text": u.text}) for u in utts]
+    lines = [
+        json.dumps({"id": u.id, "audio_filepath": u.audio_filepath, "duration": u.duration, "text": u.text})
+        for u in utts
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -104,8 +106,13 @@ def _ids(manifest: Path) -> list[str]:
 def _score(name: str, refs, hyps, wall: float, audio_s: float) -> dict:
     en = word_error_rate(refs, hyps, "whisper_en")
     fi = word_error_rate(refs, hyps, "format_insensitive")
-    row = {"system": name, "wall_s": round(wall, 2), "rtfx": round(audio_s / wall, 2),
-           "wer": round(en.wer, 2), "wer_format_insensitive": round(fi.wer, 2)}
+    row = {
+        "system": name,
+        "wall_s": round(wall, 2),
+        "rtfx": round(audio_s / wall, 2),
+        "wer": round(en.wer, 2),
+        "wer_format_insensitive": round(fi.wer, 2),
+    }
     print(json.dumps(row), flush=True)
     return row
 
@@ -117,8 +124,11 @@ def main() -> None:
     ap.add_argument("--an4", default=str(ROOT.parent / "shared" / "data" / "an4"))
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--levers", action="store_true",
-                    help="also run each speed lever alone (batching, short context, int8): 2x longer")
+    ap.add_argument(
+        "--levers",
+        action="store_true",
+        help="also run each speed lever alone (batching, short context, int8): 2x longer",
+    )
     ap.add_argument("--rounds", type=int, default=4, help="interleave systems over this many slices")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (the issue's bar is for 2 CPU cores)")
     ap.add_argument("--manifests", nargs="*", help="label these manifests (with references) instead")
@@ -140,36 +150,47 @@ def main() -> None:
 
     systems = {
         SEQUENTIAL: None,
-        FASTER: dict(batch_size=args.batch_size, backend="faster-whisper", options=LabelOptions(),
-                     device=args.device),
+        FASTER: dict(
+            batch_size=args.batch_size, backend="faster-whisper", options=LabelOptions(), device=args.device
+        ),
         DEFAULT: dict(batch_size=args.batch_size, options=LabelOptions()),
         FP32: dict(batch_size=args.batch_size, options=LabelOptions(), precision="fp32"),
-        "batched, 15 s floor (--min-window 15)": dict(batch_size=args.batch_size,
-                                                      options=LabelOptions(windows=ContextFloor(15.0))),
-        "batched, 10 s floor (--min-window 10)": dict(batch_size=args.batch_size,
-                                                      options=LabelOptions(windows=ContextFloor(10.0))),
+        "batched, 15 s floor (--min-window 15)": dict(
+            batch_size=args.batch_size, options=LabelOptions(windows=ContextFloor(15.0))
+        ),
+        "batched, 10 s floor (--min-window 10)": dict(
+            batch_size=args.batch_size, options=LabelOptions(windows=ContextFloor(10.0))
+        ),
     }
     if args.device != "cpu":  # the GPU image has no CTranslate2 built for its CUDA
         del systems[FASTER]
     if args.levers:  # each lever on its own, to see what wins
-        systems.update({
-            "batched, full 30 s context": dict(batch_size=args.batch_size,
-                                               options=LabelOptions(windows=FULL_CONTEXT)),
-            "batch 1, 20 s floor": dict(batch_size=1, options=LabelOptions()),
-            "faster-whisper int8, batched, 10 s floor":
-                dict(batch_size=args.batch_size, backend="faster-whisper",
-                     options=LabelOptions(windows=ContextFloor(10.0))),
-            "faster-whisper int8, batched, full 30 s context":
-                dict(batch_size=args.batch_size, backend="faster-whisper",
-                     options=LabelOptions(windows=FULL_CONTEXT)),
-        })
+        systems.update(
+            {
+                "batched, full 30 s context": dict(
+                    batch_size=args.batch_size, options=LabelOptions(windows=FULL_CONTEXT)
+                ),
+                "batch 1, 20 s floor": dict(batch_size=1, options=LabelOptions()),
+                "faster-whisper int8, batched, 10 s floor": dict(
+                    batch_size=args.batch_size,
+                    backend="faster-whisper",
+                    options=LabelOptions(windows=ContextFloor(10.0)),
+                ),
+                "faster-whisper int8, batched, full 30 s context": dict(
+                    batch_size=args.batch_size,
+                    backend="faster-whisper",
+                    options=LabelOptions(windows=FULL_CONTEXT),
+                ),
+            }
+        )
     # Rounds: every system labels one slice of the data, then the next slice, so a machine
     # that gets busier or quieter during the run affects all systems alike.
     hyps: dict[str, dict[str, str]] = {name: {} for name in systems}
     wall = dict.fromkeys(systems, 0.0)
     for r in range(args.rounds):
-        part = _write_manifest([by_id[i] for i in ids[r::args.rounds]],
-                               ROOT / ".cache" / "bench_label" / f"round{r}.jsonl")
+        part = _write_manifest(
+            [by_id[i] for i in ids[r :: args.rounds]], ROOT / ".cache" / "bench_label" / f"round{r}.jsonl"
+        )
         for name, kwargs in systems.items():
             if kwargs is None:
                 out, w = run_sequential(teacher.model, list(read_manifest(part)))
@@ -177,8 +198,10 @@ def main() -> None:
                 out, w = run_batched(teacher, part, **kwargs)
             hyps[name].update(out)
             wall[name] += w
-        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n[:24]} {w:.0f}s" for n, w in wall.items()),
-              flush=True)
+        print(
+            f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n[:24]} {w:.0f}s" for n, w in wall.items()),
+            flush=True,
+        )
     rows = [_score(name, refs, [hyps[name][i] for i in ids], wall[name], audio_s) for name in systems]
     seq = rows[0]
     batched = next(r for r in rows if r["system"] == DEFAULT)
@@ -202,14 +225,24 @@ def main() -> None:
         "ratio_fp32_encoder": round(next(r for r in rows if r["system"] == FP32)["rtfx"] / seq["rtfx"], 2),
         "normaliser": "whisper_en",
         "systems": rows,
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "torch": torch.__version__, "cpu_bf16_units": cpu_has_bf16(),
-                    "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "cpu_bf16_units": cpu_has_bf16(),
+            "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+        },
         "command": "python " + " ".join(sys.argv),
     }
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("ratio", "rtfx_sequential", "rtfx_batched",
-                                             "wer_sequential", "wer_batched")}))
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in ("ratio", "rtfx_sequential", "rtfx_batched", "wer_sequential", "wer_batched")
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

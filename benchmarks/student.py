@@ -46,8 +46,15 @@ from asr_distill.teacher.options import ContextFloor, LabelOptions
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "student.json"
 CLI = [sys.executable, "-m", "asr_distill.cli"]
-SYSTEMS = ("teacher", "tiny_en", "student", "student_padded_30s", "student_checkpoint", "teacher_ct2_int8",
-           "student_ct2_int8")
+SYSTEMS = (
+    "teacher",
+    "tiny_en",
+    "student",
+    "student_padded_30s",
+    "student_checkpoint",
+    "teacher_ct2_int8",
+    "student_ct2_int8",
+)
 
 
 def _run_config(args, run: Path) -> Path:
@@ -82,12 +89,18 @@ def train(args, run: Path) -> dict:
 
 
 def training_summary(run: Path) -> dict:
-    rows = [r for path in [run / "metrics.csv", *sorted((run / "logs").glob("version_*/metrics.csv"))]
-            for r in _csv(path)]
+    rows = [
+        r
+        for path in [run / "metrics.csv", *sorted((run / "logs").glob("version_*/metrics.csv"))]
+        for r in _csv(path)
+    ]
     vals = [(int(r["epoch"]), float(r["val/wer"])) for r in rows if r.get("val/wer")]
     steps = [int(r["step"]) for r in rows if r.get("step")]
-    return {"epochs_validated": len(vals), "val_wer_by_epoch": [round(w, 2) for _, w in vals],
-            "steps": max(steps) + 1 if steps else 0}
+    return {
+        "epochs_validated": len(vals),
+        "val_wer_by_epoch": [round(w, 2) for _, w in vals],
+        "steps": max(steps) + 1 if steps else 0,
+    }
 
 
 def _csv(path: Path):
@@ -107,8 +120,11 @@ def export(run: Path) -> tuple[Path, Path, Path]:
 
 
 def step_times(ckpt: Path, labels: Path, n: int = 3) -> dict:
-    """Seconds per training step (loss as configured, forward + backward, batch 8) with cached
-    encoder outputs vs recomputing the encoder (trainable), at the student's short window and at 30 s."""
+    """Seconds per training step (loss as configured, forward + backward, batch 8).
+
+    With cached encoder outputs vs recomputing the encoder (trainable), at the student's short
+    window and at 30 s.
+    """
     from asr_distill.student.data import StudentDataset, collate, mel_features, read_items
     from asr_distill.student.export import load_student_checkpoint
 
@@ -121,8 +137,10 @@ def step_times(ckpt: Path, labels: Path, n: int = 3) -> dict:
     out = {}
     for name, win in (("short_window", window), ("window_30s", 30.0)):
         mels = mel_features(batch_items, win, module.model.dims.n_mels, [None] * len(batch_items), None)
-        samples = [{"text": it.text, "tokens": t, "mel": m}
-                   for it, t, m in zip(batch_items, ds.tokens, mels, strict=True)]
+        samples = [
+            {"text": it.text, "tokens": t, "mel": m}
+            for it, t, m in zip(batch_items, ds.tokens, mels, strict=True)
+        ]
         b = collate(samples, spec.tokenizer.eot, len(spec.prefix))
         with torch.no_grad():
             feats = encode_mels(module.model, mels)
@@ -150,22 +168,33 @@ def _step_loss(module, batch: dict, feats: torch.Tensor | None) -> torch.Tensor:
     logits = module.model.decoder(batch["tokens"], feats)
     targets = batch["targets"]
     loss = module.hparams.ce_weight * torch.nn.functional.cross_entropy(
-        logits.transpose(1, 2), targets, ignore_index=-100)
+        logits.transpose(1, 2), targets, ignore_index=-100
+    )
     if module._teacher is not None:
         with torch.no_grad():
             t_logits = module._teacher.decoder(batch["tokens"], feats.detach())
         loss = loss + module.hparams.kl_weight * distillation_kl(
-            logits, t_logits, (targets != -100).float(), module.hparams.temperature)
+            logits, t_logits, (targets != -100).float(), module.hparams.temperature
+        )
     return loss
 
 
-def evaluate(name: str, teacher: Teacher, test: Path, options: LabelOptions, backend: str = "whisper",
-             batch_size: int = 8) -> dict:
+def evaluate(
+    name: str,
+    teacher: Teacher,
+    test: Path,
+    options: LabelOptions,
+    backend: str = "whisper",
+    batch_size: int = 8,
+) -> dict:
     """Decode the test set through the labeler and score it; RTFx over the whole loop."""
     expected = sum(1 for _ in read_jsonl(test))
     start = time.perf_counter()
-    records = [r for r in label(test, teacher=teacher, backend=backend, options=options,
-                                batch_size=batch_size) if isinstance(r, TeacherLabel)]
+    records = [
+        r
+        for r in label(test, teacher=teacher, backend=backend, options=options, batch_size=batch_size)
+        if isinstance(r, TeacherLabel)
+    ]
     wall = time.perf_counter() - start
     audio_s = sum(r.duration for r in records)
     ref = [r.ref_text for r in records]
@@ -175,14 +204,27 @@ def evaluate(name: str, teacher: Teacher, test: Path, options: LabelOptions, bac
     windows: dict[str, int] = {}
     for r in records:
         windows[f"{r.window_s:g}"] = windows.get(f"{r.window_s:g}", 0) + 1
-    result = {"wer": round(fi.wer, 2), "wer_whisper_en": round(en.wer, 2), "rtfx": round(audio_s / wall, 2),
-              "params": sum(p.numel() for p in teacher.model.parameters()), "utterances": len(records),
-              "audio_s": round(audio_s, 1), "wall_s": round(wall, 2), "windows": windows,
-              "substitutions": fi.substitutions, "deletions": fi.deletions, "insertions": fi.insertions,
-              "ref_words": fi.ref_words, "backend": backend}
+    result = {
+        "wer": round(fi.wer, 2),
+        "wer_whisper_en": round(en.wer, 2),
+        "rtfx": round(audio_s / wall, 2),
+        "params": sum(p.numel() for p in teacher.model.parameters()),
+        "utterances": len(records),
+        "audio_s": round(audio_s, 1),
+        "wall_s": round(wall, 2),
+        "windows": windows,
+        "substitutions": fi.substitutions,
+        "deletions": fi.deletions,
+        "insertions": fi.insertions,
+        "ref_words": fi.ref_words,
+        "backend": backend,
+    }
     assert len(records) == expected, f"{name}: {len(records)} of {expected} test clips decoded"
-    print(f"{name:>22}: WER {result['wer']:.2f}% (whisper_en {result['wer_whisper_en']:.2f}%), "
-          f"RTFx {result['rtfx']:.1f}, windows {windows}", flush=True)
+    print(
+        f"{name:>22}: WER {result['wer']:.2f}% (whisper_en {result['wer_whisper_en']:.2f}%), "
+        f"RTFx {result['rtfx']:.1f}, windows {windows}",
+        flush=True,
+    )
     return result
 
 
@@ -193,11 +235,18 @@ def main() -> int:
     p.add_argument("--config", default=str(ROOT / "configs" / "student_an4.yaml"))
     p.add_argument("--run-dir", default=str(ROOT / "runs" / "bench_student"))
     p.add_argument("--max-time", default="00:00:45:00", help="training budget DD:HH:MM:SS")
-    p.add_argument("--augment-copies", type=int, default=0,
-                   help="SpecAugment copies cached per clip; each costs one more encoder pass over the "
-                        "training set (default 0: on 2 shared cores the 60 min budget goes to epochs)")
-    p.add_argument("--train-args", default="", help="extra overrides for asr-distill train, e.g. "
-                   "'--model.decoder_layers 4'")
+    p.add_argument(
+        "--augment-copies",
+        type=int,
+        default=0,
+        help="SpecAugment copies cached per clip; each costs one more encoder pass over the "
+        "training set (default 0: on 2 shared cores the 60 min budget goes to epochs)",
+    )
+    p.add_argument(
+        "--train-args",
+        default="",
+        help="extra overrides for asr-distill train, e.g. '--model.decoder_layers 4'",
+    )
     p.add_argument("--cache-dir", default=None, help="feature cache shared by runs (default: in the run)")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated: " + ", ".join(SYSTEMS))
     p.add_argument("--results", default=str(RESULTS), help="where the JSON goes")
@@ -207,11 +256,19 @@ def main() -> int:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     run, test = Path(args.run_dir).resolve(), Path(args.test)
-    result: dict = {"command": "python benchmarks/student.py " + " ".join(sys.argv[1:]),
-                    "machine": {"cpu_threads": args.threads, "platform": platform.platform(),
-                                "torch": torch.__version__, "gpu": torch.cuda.is_available()},
-                    "normaliser": "format_insensitive", "normaliser_also": "whisper_en",
-                    "test_manifest": str(test), "labels": str(Path(args.labels).resolve())}
+    result: dict = {
+        "command": "python benchmarks/student.py " + " ".join(sys.argv[1:]),
+        "machine": {
+            "cpu_threads": args.threads,
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "gpu": torch.cuda.is_available(),
+        },
+        "normaliser": "format_insensitive",
+        "normaliser_also": "whisper_en",
+        "test_manifest": str(test),
+        "labels": str(Path(args.labels).resolve()),
+    }
     if not args.skip_train:
         result["training"] = train(args, run)
     result.setdefault("training", {}).update(training_summary(run))
@@ -235,13 +292,16 @@ def main() -> int:
         "teacher": lambda: evaluate("teacher base", base, test, fastest),
         "tiny_en": lambda: evaluate("tiny.en", tiny, test, fastest),
         "student": lambda: evaluate("student (short window)", student, test, options),
-        "student_padded_30s": lambda: evaluate("student (padded 30 s)", student, test,
-                                               dataclasses.replace(options, windows=padded)),
+        "student_padded_30s": lambda: evaluate(
+            "student (padded 30 s)", student, test, dataclasses.replace(options, windows=padded)
+        ),
         "student_checkpoint": lambda: evaluate("student (Lightning ckpt)", in_training, test, options),
-        "teacher_ct2_int8": lambda: evaluate("teacher base (CT2 int8)", base, test, fastest,
-                                             backend="faster-whisper"),
-        "student_ct2_int8": lambda: evaluate("student (CT2 int8)", load_teacher(ct2_dir), test, options,
-                                             backend="faster-whisper"),
+        "teacher_ct2_int8": lambda: evaluate(
+            "teacher base (CT2 int8)", base, test, fastest, backend="faster-whisper"
+        ),
+        "student_ct2_int8": lambda: evaluate(
+            "student (CT2 int8)", load_teacher(ct2_dir), test, options, backend="faster-whisper"
+        ),
     }
     out = Path(args.results)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -253,11 +313,16 @@ def main() -> int:
     result["student"]["layout"] = module.layout.describe()
     t, s, tiny_r = result["teacher"], result["student"], result.get("tiny_en")
     result["speedup"] = round(s["rtfx"] / t["rtfx"], 2)
-    bars = {"rtfx_ge_2x_teacher": s["rtfx"] >= 2 * t["rtfx"], "goal_rtfx_3x": s["rtfx"] >= 3 * t["rtfx"],
-            "wer_le_teacher_plus_1": s["wer"] <= t["wer"] + 1.0}
+    bars = {
+        "rtfx_ge_2x_teacher": s["rtfx"] >= 2 * t["rtfx"],
+        "goal_rtfx_3x": s["rtfx"] >= 3 * t["rtfx"],
+        "wer_le_teacher_plus_1": s["wer"] <= t["wer"] + 1.0,
+    }
     if tiny_r:
-        bars |= {"wer_le_0.85_tiny_en": s["wer"] <= 0.85 * tiny_r["wer"],
-                 "goal_wer_0.7_tiny_en": s["wer"] <= 0.7 * tiny_r["wer"]}
+        bars |= {
+            "wer_le_0.85_tiny_en": s["wer"] <= 0.85 * tiny_r["wer"],
+            "goal_wer_0.7_tiny_en": s["wer"] <= 0.7 * tiny_r["wer"],
+        }
     if "student_padded_30s" in result:
         result["short_vs_padded_speedup"] = round(s["rtfx"] / result["student_padded_30s"]["rtfx"], 2)
     if "student_ct2_int8" in result:

@@ -216,33 +216,35 @@ if "MP3" in sf.available_formats():  # libsndfile >= 1.1 reads and writes mp3
     )
 # Issue 12, added last so the cases above keep their bytes. Library level (audio.py); the label
 # CLI sees them too, through write_job_manifest.
-SPECS.extend([
-    _Spec(
-        "float_int16_range",
-        "out_of_range",
-        lambda d, r: _float(d / "int16_as_float.wav", _peak(speechlike(2.0, RATE, r), 16384), RATE),
-        2.0,
-    ),
-    _Spec(
-        "float_x1e20",
-        "out_of_range",
-        lambda d, r: _float(d / "x1e20.wav", speechlike(2.0, RATE, r) * np.float32(1e20), RATE),
-        2.0,
-    ),
-    _Spec(
-        "float_x1e12_8khz",  # through the resampler
-        "out_of_range",
-        lambda d, r: _float(d / "x1e12.wav", speechlike(2.0, 8000, r) * np.float32(1e12), 8000),
-        2.0,
-    ),
-    _Spec(
-        "dc_only",
-        "silent",
-        lambda d, r: _float(d / "dc.wav", np.full(2 * RATE, 0.25, np.float32), RATE),
-        2.0,
-    ),
-    _Spec("zero_data_chunk_size", None, _zero_data_size, 2.0, 2 * RATE),
-])
+SPECS.extend(
+    [
+        _Spec(
+            "float_int16_range",
+            "out_of_range",
+            lambda d, r: _float(d / "int16_as_float.wav", _peak(speechlike(2.0, RATE, r), 16384), RATE),
+            2.0,
+        ),
+        _Spec(
+            "float_x1e20",
+            "out_of_range",
+            lambda d, r: _float(d / "x1e20.wav", speechlike(2.0, RATE, r) * np.float32(1e20), RATE),
+            2.0,
+        ),
+        _Spec(
+            "float_x1e12_8khz",  # through the resampler
+            "out_of_range",
+            lambda d, r: _float(d / "x1e12.wav", speechlike(2.0, 8000, r) * np.float32(1e12), 8000),
+            2.0,
+        ),
+        _Spec(
+            "dc_only",
+            "silent",
+            lambda d, r: _float(d / "dc.wav", np.full(2 * RATE, 0.25, np.float32), RATE),
+            2.0,
+        ),
+        _Spec("zero_data_chunk_size", None, _zero_data_size, 2.0, 2 * RATE),
+    ]
+)
 CASE_NAMES = [s.name for s in SPECS]
 LONG_CASE = "35_minutes"
 
@@ -333,49 +335,107 @@ def manifest_cases(speech_file: Path, speech_s: float, folder: Path) -> list[Man
         ManifestCase("json_array", f'["{good}", {speech_s}]', "@line", "bad_manifest_line"),
         ManifestCase("json_string", '"just a string"', "@line", "bad_manifest_line"),
         ManifestCase("empty_object", "{}", "@line", "bad_manifest_line"),
-        ManifestCase("missing_audio_filepath", _obj(id="missing_audio_filepath", duration=1.0),
-                     "missing_audio_filepath", "bad_manifest_line"),
-        ManifestCase("audio_filepath_number",
-                     _obj(id="audio_filepath_number", audio_filepath=7, duration=1.0),
-                     "audio_filepath_number", "bad_manifest_line"),
-        ManifestCase("negative_duration", _obj(id="negative_duration", audio_filepath=good, duration=-2.0),
-                     "negative_duration", "bad_manifest_line"),
-        ManifestCase("string_duration", _obj(id="string_duration", audio_filepath=good, duration="2.5s"),
-                     "string_duration", "bad_manifest_line"),
-        ManifestCase("nan_duration",  # Python's json reads the NaN literal other tools write
-                     '{"id": "nan_duration", "audio_filepath": "' + good + '", "duration": NaN}',
-                     "nan_duration", "bad_manifest_line"),
-        ManifestCase("negative_offset",
-                     _obj(id="negative_offset", audio_filepath=good, duration=1.0, offset=-1.0),
-                     "negative_offset", "bad_manifest_line"),
-        ManifestCase("text_not_string",
-                     _obj(id="text_not_string", audio_filepath=good, duration=1.0, text=42),
-                     "text_not_string", "bad_manifest_line"),
-        ManifestCase("duration_past_end", _obj(id="duration_past_end", audio_filepath=good,
-                                               duration=round(speech_s + 5.0, 2)),
-                     "duration_past_end", "bad_range"),
-        ManifestCase("huge_duration", _obj(id="huge_duration", audio_filepath=good, duration=1e9),
-                     "huge_duration", "bad_range"),
-        ManifestCase("offset_past_end", _obj(id="offset_past_end", audio_filepath=good, duration=1.0,
-                                             offset=round(speech_s + 10.0, 2)),
-                     "offset_past_end", "bad_range"),
-        ManifestCase("duplicate_id", _obj(id="duplicate_id", audio_filepath=good, duration=speech_s),
-                     "duplicate_id", None),  # the first use of an id is labeled...
-        ManifestCase("duplicate_id_again", _obj(id="duplicate_id", audio_filepath=good, duration=speech_s),
-                     "duplicate_id", "duplicate_id"),  # ...the second is a recorded skip
-        ManifestCase("missing_duration", _obj(id="missing_duration", audio_filepath=good),
-                     "missing_duration", None),  # read from the header
-        ManifestCase("duration_shorter_than_file", _obj(id="duration_shorter_than_file", audio_filepath=good,
-                                                        duration=round(speech_s / 2, 2)),
-                     "duration_shorter_than_file", None),  # a legal slice: the first half is labeled
-        ManifestCase("relative_path", _obj(id="relative_path", audio_filepath=rel, duration=speech_s),
-                     "relative_path", None),
+        ManifestCase(
+            "missing_audio_filepath",
+            _obj(id="missing_audio_filepath", duration=1.0),
+            "missing_audio_filepath",
+            "bad_manifest_line",
+        ),
+        ManifestCase(
+            "audio_filepath_number",
+            _obj(id="audio_filepath_number", audio_filepath=7, duration=1.0),
+            "audio_filepath_number",
+            "bad_manifest_line",
+        ),
+        ManifestCase(
+            "negative_duration",
+            _obj(id="negative_duration", audio_filepath=good, duration=-2.0),
+            "negative_duration",
+            "bad_manifest_line",
+        ),
+        ManifestCase(
+            "string_duration",
+            _obj(id="string_duration", audio_filepath=good, duration="2.5s"),
+            "string_duration",
+            "bad_manifest_line",
+        ),
+        ManifestCase(
+            "nan_duration",  # Python's json reads the NaN literal other tools write
+            '{"id": "nan_duration", "audio_filepath": "' + good + '", "duration": NaN}',
+            "nan_duration",
+            "bad_manifest_line",
+        ),
+        ManifestCase(
+            "negative_offset",
+            _obj(id="negative_offset", audio_filepath=good, duration=1.0, offset=-1.0),
+            "negative_offset",
+            "bad_manifest_line",
+        ),
+        ManifestCase(
+            "text_not_string",
+            _obj(id="text_not_string", audio_filepath=good, duration=1.0, text=42),
+            "text_not_string",
+            "bad_manifest_line",
+        ),
+        ManifestCase(
+            "duration_past_end",
+            _obj(id="duration_past_end", audio_filepath=good, duration=round(speech_s + 5.0, 2)),
+            "duration_past_end",
+            "bad_range",
+        ),
+        ManifestCase(
+            "huge_duration",
+            _obj(id="huge_duration", audio_filepath=good, duration=1e9),
+            "huge_duration",
+            "bad_range",
+        ),
+        ManifestCase(
+            "offset_past_end",
+            _obj(id="offset_past_end", audio_filepath=good, duration=1.0, offset=round(speech_s + 10.0, 2)),
+            "offset_past_end",
+            "bad_range",
+        ),
+        ManifestCase(
+            "duplicate_id",
+            _obj(id="duplicate_id", audio_filepath=good, duration=speech_s),
+            "duplicate_id",
+            None,
+        ),  # the first use of an id is labeled...
+        ManifestCase(
+            "duplicate_id_again",
+            _obj(id="duplicate_id", audio_filepath=good, duration=speech_s),
+            "duplicate_id",
+            "duplicate_id",
+        ),  # ...the second is a recorded skip
+        ManifestCase(
+            "missing_duration", _obj(id="missing_duration", audio_filepath=good), "missing_duration", None
+        ),  # read from the header
+        ManifestCase(
+            "duration_shorter_than_file",
+            _obj(id="duration_shorter_than_file", audio_filepath=good, duration=round(speech_s / 2, 2)),
+            "duration_shorter_than_file",
+            None,
+        ),  # a legal slice: the first half is labeled
+        ManifestCase(
+            "relative_path",
+            _obj(id="relative_path", audio_filepath=rel, duration=speech_s),
+            "relative_path",
+            None,
+        ),
         ManifestCase("numeric_id", _obj(id=4242, audio_filepath=good, duration=speech_s), "4242", None),
-        ManifestCase("unicode_id", _obj(id="ユニコード id", audio_filepath=good, duration=speech_s),
-                     "ユニコード id", None),
+        ManifestCase(
+            "unicode_id",
+            _obj(id="ユニコード id", audio_filepath=good, duration=speech_s),
+            "ユニコード id",
+            None,
+        ),
         # issue 12: one Latin-1 byte (0xe9, written through surrogateescape) is one bad line
-        ManifestCase("latin1_byte", _obj(id="latin1_byte", audio_filepath=good, text="caf" + LATIN1_E_ACUTE),
-                     "@line", "bad_manifest_line"),
+        ManifestCase(
+            "latin1_byte",
+            _obj(id="latin1_byte", audio_filepath=good, text="caf" + LATIN1_E_ACUTE),
+            "@line",
+            "bad_manifest_line",
+        ),
     ]
 
 
@@ -440,21 +500,32 @@ def observed_outcomes(labels: list[dict], skips: list[dict]) -> dict[str, set[st
 
 @dataclass(frozen=True)
 class ConfigCase:
-    """A bad YAML config given to a stage's CLI: it must exit with code 2 before any work,
-    with a message that contains ``names`` (the key or field, so the user knows what to fix)."""
+    """A bad YAML config given to a stage's CLI: exit code 2 before any work.
+
+    The message contains ``names`` (the key or field, so the user knows what to fix).
+    """
 
     name: str
     argv: tuple[str, ...]  # after ``asr-distill``
     names: str
 
 
-CONFIG_CASE_NAMES = ["run_unknown_key", "run_unknown_nested_key", "run_wrong_type", "run_not_yaml",
-                     "run_missing_file", "train_unknown_key", "train_wrong_type"]
+CONFIG_CASE_NAMES = [
+    "run_unknown_key",
+    "run_unknown_nested_key",
+    "run_wrong_type",
+    "run_not_yaml",
+    "run_missing_file",
+    "train_unknown_key",
+    "train_wrong_type",
+]
 
 
 def config_cases(directory: str | Path) -> list[ConfigCase]:
-    """Pipeline (``asr-distill run``) and student (``asr-distill train``) configs with unknown
-    keys, wrong types and broken YAML, written under ``directory``."""
+    """Bad configs for ``asr-distill run`` and ``asr-distill train``, written under ``directory``.
+
+    Unknown keys, wrong types and broken YAML.
+    """
     import yaml
 
     d = Path(directory)
@@ -465,23 +536,45 @@ def config_cases(directory: str | Path) -> list[ConfigCase]:
         (d / name).write_text(obj if isinstance(obj, str) else yaml.safe_dump(obj), encoding="utf-8")
         return str(d / name)
 
-    train_ok = {"model": {"teacher": "tiny.en", "init": "tiny.en", "kl_weight": 0.0},
-                "data": {"train_manifest": "train.jsonl"}, "trainer": {"default_root_dir": str(d / "run")}}
+    train_ok = {
+        "model": {"teacher": "tiny.en", "init": "tiny.en", "kl_weight": 0.0},
+        "data": {"train_manifest": "train.jsonl"},
+        "trainer": {"default_root_dir": str(d / "run")},
+    }
     return [
         ConfigCase("run_unknown_key", ("run", dump("unknown.yaml", {**run_ok, "lable": {}})), "lable"),
-        ConfigCase("run_unknown_nested_key",
-                   ("run", dump("nested.yaml", {**run_ok, "filter": {"kepe": 0.5}})), "filter.kepe"),
-        ConfigCase("run_wrong_type", ("run", dump(
-            "type.yaml", {**run_ok, "label": {"teacher": "tiny.en", "batch_size": "eight"}})),
-            "label.batch_size"),
-        ConfigCase("run_not_yaml", ("run", dump("broken.yaml", "data: {train: [unclosed\n")),
-                   "not valid YAML"),
+        ConfigCase(
+            "run_unknown_nested_key",
+            ("run", dump("nested.yaml", {**run_ok, "filter": {"kepe": 0.5}})),
+            "filter.kepe",
+        ),
+        ConfigCase(
+            "run_wrong_type",
+            ("run", dump("type.yaml", {**run_ok, "label": {"teacher": "tiny.en", "batch_size": "eight"}})),
+            "label.batch_size",
+        ),
+        ConfigCase(
+            "run_not_yaml", ("run", dump("broken.yaml", "data: {train: [unclosed\n")), "not valid YAML"
+        ),
         ConfigCase("run_missing_file", ("run", str(d / "missing.yaml")), "does not exist"),
-        ConfigCase("train_unknown_key", ("train", "--config", dump(
-            "train_unknown.yaml", {**train_ok, "model": {**train_ok["model"], "decoder_layerz": 2}})),
-            "decoder_layerz"),
-        ConfigCase("train_wrong_type", ("train", "--config", dump(
-            "train_type.yaml", {**train_ok, "model": {**train_ok["model"], "lr": "fast"}})), "lr"),
+        ConfigCase(
+            "train_unknown_key",
+            (
+                "train",
+                "--config",
+                dump("train_unknown.yaml", {**train_ok, "model": {**train_ok["model"], "decoder_layerz": 2}}),
+            ),
+            "decoder_layerz",
+        ),
+        ConfigCase(
+            "train_wrong_type",
+            (
+                "train",
+                "--config",
+                dump("train_type.yaml", {**train_ok, "model": {**train_ok["model"], "lr": "fast"}}),
+            ),
+            "lr",
+        ),
     ]
 
 
@@ -533,38 +626,40 @@ HOSTILE_CASES = [
 ]
 # Filter, review, evaluate, export and report at the CLI (issue 12): the review edits schema,
 # the review sheet, bounded-cost scoring, and every writer's guard and lock.
-HOSTILE_CASES.extend([
-    HostileCase("edits_text_null", "review", False),
-    HostileCase("edits_text_list", "review", False),
-    HostileCase("edits_text_number", "review", False),
-    HostileCase("edits_reject_then_accept", "review", False),
-    HostileCase("edits_json_is_a_list", "review", False),
-    HostileCase("edits_items_not_objects", "review", False),
-    HostileCase("edits_broken_json", "review", False),
-    HostileCase("edits_not_utf8", "review", False),
-    HostileCase("edits_unknown_decision", "review", False),
-    HostileCase("edits_reviewer_not_a_string", "review", False),
-    HostileCase("edits_time_not_a_string", "review", False),
-    HostileCase("edits_huge_reviewer_name", "review", False),
-    HostileCase("edits_reviewer_ansi_escapes", "review", False),
-    HostileCase("edits_id_with_control_characters", "review", False),
-    HostileCase("edits_identical_duplicates", "review", False),
-    HostileCase("review_audit_appended_never_truncated", "review", False),
-    HostileCase("review_tsv_formula_cells", "review", False),
-    HostileCase("review_import_edits_in_out_folder", "output", False),
-    HostileCase("output_dir_kept_symlink", "output", False),
-    HostileCase("filter_out_is_a_file", "output", False),
-    HostileCase("filter_force_keeps_foreign_files", "output", False),
-    HostileCase("filter_write_all_or_nothing", "output", False),
-    HostileCase("export_out_is_the_checkpoint", "output", False),
-    HostileCase("export_out_unrelated_file", "output", False),
-    HostileCase("report_dir_unrelated_file", "output", False),
-    HostileCase("lock_held_review_import", "lock", False),
-    HostileCase("lock_held_evaluate", "lock", False),
-    HostileCase("label_wer_50mb_reference", "cost", False),
-    HostileCase("evaluate_50mb_reference", "cost", False),
-    HostileCase("filter_cli_5mb_reference", "cost", False),
-])
+HOSTILE_CASES.extend(
+    [
+        HostileCase("edits_text_null", "review", False),
+        HostileCase("edits_text_list", "review", False),
+        HostileCase("edits_text_number", "review", False),
+        HostileCase("edits_reject_then_accept", "review", False),
+        HostileCase("edits_json_is_a_list", "review", False),
+        HostileCase("edits_items_not_objects", "review", False),
+        HostileCase("edits_broken_json", "review", False),
+        HostileCase("edits_not_utf8", "review", False),
+        HostileCase("edits_unknown_decision", "review", False),
+        HostileCase("edits_reviewer_not_a_string", "review", False),
+        HostileCase("edits_time_not_a_string", "review", False),
+        HostileCase("edits_huge_reviewer_name", "review", False),
+        HostileCase("edits_reviewer_ansi_escapes", "review", False),
+        HostileCase("edits_id_with_control_characters", "review", False),
+        HostileCase("edits_identical_duplicates", "review", False),
+        HostileCase("review_audit_appended_never_truncated", "review", False),
+        HostileCase("review_tsv_formula_cells", "review", False),
+        HostileCase("review_import_edits_in_out_folder", "output", False),
+        HostileCase("output_dir_kept_symlink", "output", False),
+        HostileCase("filter_out_is_a_file", "output", False),
+        HostileCase("filter_force_keeps_foreign_files", "output", False),
+        HostileCase("filter_write_all_or_nothing", "output", False),
+        HostileCase("export_out_is_the_checkpoint", "output", False),
+        HostileCase("export_out_unrelated_file", "output", False),
+        HostileCase("report_dir_unrelated_file", "output", False),
+        HostileCase("lock_held_review_import", "lock", False),
+        HostileCase("lock_held_evaluate", "lock", False),
+        HostileCase("label_wer_50mb_reference", "cost", False),
+        HostileCase("evaluate_50mb_reference", "cost", False),
+        HostileCase("filter_cli_5mb_reference", "cost", False),
+    ]
+)
 # label, merge, manifest, synth, train and run at the CLI (issue 12): checked in
 # tests/test_hostile_label.py, which also runs the cases above that name a label or merge CLI.
 LABEL_HOSTILE_CASES = [

@@ -46,12 +46,26 @@ def _help(*argv: str) -> dict:
 
 
 def test_every_stage_has_a_subcommand():
-    assert {"synth", "manifest", "label", "merge", "filter", "review", "train", "export", "evaluate",
-            "report", "run"} <= set(_subcommands())
+    assert {
+        "synth",
+        "manifest",
+        "label",
+        "merge",
+        "filter",
+        "review",
+        "train",
+        "export",
+        "evaluate",
+        "report",
+        "run",
+    } <= set(_subcommands())
 
 
-@pytest.mark.parametrize("argv", [(), *[(s,) for s in _subcommands() if s not in LIGHTNING_HELP]],
-                         ids=lambda argv: " ".join(argv) or "top")
+@pytest.mark.parametrize(
+    "argv",
+    [(), *[(s,) for s in _subcommands() if s not in LIGHTNING_HELP]],
+    ids=lambda argv: " ".join(argv) or "top",
+)
 def test_help_imports_neither_torch_nor_whisper(argv):
     result = _help(*argv)
     assert result["code"] == 0 and "usage: asr-distill" in result["help"]
@@ -68,9 +82,12 @@ def test_label_help_shows_the_librarys_constants():
 
 
 def test_package_import_is_light_and_names_still_load():
-    probe = ("import sys, asr_distill; light = 'torch' not in sys.modules; "
-             "from asr_distill import load_teacher, Teacher, TeacherNotFoundError; "
-             "print(light, callable(load_teacher), issubclass(TeacherNotFoundError, LookupError))")
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
-                          check=True)
+    probe = (
+        "import sys, asr_distill; light = 'torch' not in sys.modules; "
+        "from asr_distill import load_teacher, Teacher, TeacherNotFoundError; "
+        "print(light, callable(load_teacher), issubclass(TeacherNotFoundError, LookupError))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
     assert proc.stdout.split() == ["True", "True", "True"]

@@ -15,10 +15,13 @@ from asr_distill.quality.rules import (
     RULES,
     Candidate,
     FilterConfig,
+    rule_char_rate,
     rule_empty,
     rule_hallucination_phrase,
     rule_low_confidence,
+    rule_low_unique_words,
     rule_no_speech,
+    rule_overlong_word,
     rule_rate_out_of_range,
     rule_repetition_loop,
     rule_teacher_disagreement,
@@ -105,6 +108,22 @@ TABLE = [
         False,
         "undefined",
     ),
+    # Granary-style hallucination features (arXiv 2505.13404)
+    (rule_low_unique_words, cand("thank you " * 6), False, "2 distinct of 12 words"),
+    (rule_low_unique_words, cand("go " * 9), True, ""),  # under 10 words: repetition_loop's
+    (rule_low_unique_words, cand("one one one two two two three three three four"), True, ""),  # 0.4
+    (rule_low_unique_words, cand("please turn left at the next light and then stop by the door"), True, ""),
+    (rule_low_unique_words, cand(""), True, ""),
+    (rule_overlong_word, cand("A" + "h" * 40), False, "41-letter word"),
+    (rule_overlong_word, cand("antidisestablishmentarianism is long"), True, ""),  # 28 letters
+    (rule_overlong_word, cand("www.example-company.com/support"), True, ""),  # letter runs are short
+    (rule_overlong_word, cand("F-R-A-N-C-E-S-M-A-R-Y"), True, ""),
+    (rule_overlong_word, cand(""), True, ""),
+    (rule_char_rate, cand("enter seven", duration=0.2), False, "characters/s"),  # 50 letters/s
+    (rule_char_rate, cand("Enter 71544.", duration=0.8), False, "31.2 characters/s"),  # spoken form
+    (rule_char_rate, cand("Enter 71544.", duration=3.3), True, ""),
+    (rule_char_rate, cand("enter seven", duration=2.0), True, ""),
+    (rule_char_rate, cand(""), True, ""),
 ]
 
 
@@ -132,6 +151,9 @@ def test_every_listed_rule_has_a_table_row():
         "hallucination_phrase",
         "too_short",
         "too_long",
+        "low_unique_words",
+        "overlong_word",
+        "char_rate",
     }
 
 

@@ -11,17 +11,13 @@ traceback, nothing written that should not be, and every input byte for byte as 
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import gzip
 import io
 import json
-import logging
 import os
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +35,6 @@ from bad_inputs import (
 from conftest import fixture_lines
 
 from asr_distill.audio import SKIP_REASONS, iter_audio, iter_segments
-from asr_distill.cli import main
 from asr_distill.jsonl import (
     OutputLockedError,
     ResumableJsonlWriter,
@@ -52,6 +47,7 @@ from asr_distill.outputs import guard_output
 from asr_distill.quality.filter import read_pseudo_labels
 from asr_distill.records import Skip, Utterance
 from asr_distill.safe_load import CheckpointError, UnsafeCheckpointError, load_checkpoint
+from asr_distill.testing.cli import BIG_REFERENCE_BYTES, big_text, hold_output, logged, run_cli, snapshot
 from asr_distill.testing.labels import make_label, write_labels
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,53 +71,20 @@ def _plain(tmp_path: Path) -> tuple[list[dict], list[str]]:
 # --- the command line --------------------------------------------------------------------
 
 
-def _cli(*argv) -> tuple[int, str, str]:
-    """``asr-distill ARGV`` in this process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main([str(a) for a in argv])
-    return rc, out.getvalue(), err.getvalue()
-
-
-def _snapshot(*roots) -> dict[Path, bytes]:
-    """Every regular file at or under ``roots``, with its bytes (a new or changed file shows)."""
-    files: dict[Path, bytes] = {}
-    for root in map(Path, roots):
-        if root.is_file() and not root.is_symlink():
-            files[root] = root.read_bytes()
-        elif root.is_dir():
-            files.update({p: p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.is_symlink()})
-    return files
-
-
 def _cli_refused(argv, words, *, unchanged=(), absent=()) -> str:
     """The command exits 2 with one ``error:`` line holding ``words``; returns the line.
 
     ``unchanged`` is kept byte for byte (nothing added under a folder either), ``absent`` is
     never created.
     """
-    before = _snapshot(*unchanged)
-    rc, out, err = _cli(*argv)
+    before = snapshot(*unchanged)
+    rc, out, err = run_cli(*argv)
     line = err.strip()
     assert rc == 2 and line.startswith("error: ") and "\n" not in line and "Traceback" not in err, (rc, err)
     assert all(w in line for w in words), (words, line)
-    assert _snapshot(*unchanged) == before
+    assert snapshot(*unchanged) == before
     assert not [a for a in absent if Path(a).exists()]
     return line
-
-
-@contextlib.contextmanager
-def _logged() -> Iterator[list[str]]:
-    """The messages logged under ``asr_distill`` during the block."""
-    messages: list[str] = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = lambda record: messages.append(record.getMessage())
-    logger = logging.getLogger("asr_distill")
-    logger.addHandler(handler)
-    try:
-        yield messages
-    finally:
-        logger.removeHandler(handler)
 
 
 def _labels(tmp_path: Path, name: str = "labels.jsonl", texts=("enter seven",) * 4) -> Path:
@@ -135,7 +98,7 @@ FILTER_ARGS = ("--score", "avg_logprob", "--threshold", "-5", "--normaliser", "n
 def _filtered(tmp_path: Path, texts=("enter seven",) * 4) -> Path:
     """Four teacher labels through ``asr-distill filter`` (all kept): a review's input."""
     out = tmp_path / "filtered"
-    rc, _, err = _cli("filter", _labels(tmp_path, texts=texts), "--out", out, *FILTER_ARGS)
+    rc, _, err = run_cli("filter", _labels(tmp_path, texts=texts), "--out", out, *FILTER_ARGS)
     assert rc == 0, err
     return out
 
@@ -241,10 +204,18 @@ def _checkpoint_refused_by_cli(tmp_path: Path, path: Path, words: list[str]) -> 
     """``export CKPT`` and ``evaluate NAME=CKPT``: exit 2, one line naming it, nothing written."""
     manifest = _manifest(tmp_path, manifest_bytes(fixture_lines()[:1]))
     pt, ev = tmp_path / "student.pt", tmp_path / "eval"
-    _cli_refused(["export", path, "--out", pt, "--ct2", tmp_path / "ct2"], [str(path), *words],
-                 unchanged=[tmp_path], absent=[pt, ev, tmp_path / "ct2"])
-    _cli_refused(["evaluate", f"student={path}", "--manifest", manifest, "--out", ev], [str(path), *words],
-                 unchanged=[tmp_path], absent=[ev])
+    _cli_refused(
+        ["export", path, "--out", pt, "--ct2", tmp_path / "ct2"],
+        [str(path), *words],
+        unchanged=[tmp_path],
+        absent=[pt, ev, tmp_path / "ct2"],
+    )
+    _cli_refused(
+        ["evaluate", f"student={path}", "--manifest", manifest, "--out", ev],
+        [str(path), *words],
+        unchanged=[tmp_path],
+        absent=[ev],
+    )
 
 
 def _truncated_checkpoint(tmp_path: Path) -> None:
@@ -326,8 +297,11 @@ def _dir_unrelated(tmp_path: Path) -> None:
     home.mkdir()
     (home / "thesis.tex").write_text("\\section{}")
     _refused(home, "thesis.tex: this step does not write it", kind="filter_dir")
-    _cli_refused(["filter", _labels(tmp_path), "--out", home, *FILTER_ARGS],
-                 [str(home), "thesis.tex: this step does not write it", "--force"], unchanged=[home])
+    _cli_refused(
+        ["filter", _labels(tmp_path), "--out", home, *FILTER_ARGS],
+        [str(home), "thesis.tex: this step does not write it", "--force"],
+        unchanged=[home],
+    )
 
 
 def _dir_is_input_folder(tmp_path: Path) -> None:
@@ -338,10 +312,16 @@ def _dir_is_input_folder(tmp_path: Path) -> None:
     _refused(d, "holds the input", kind="review_dir", inputs=[kept, tmp_path / "edits.json"])
     d = _filtered(tmp_path)
     edits = _edits(tmp_path, {"reviewer": "ada", "edits": [{"id": "u1", "decision": "reject", "text": ""}]})
-    _cli_refused(["review", "import", d / "kept.jsonl", edits, "--out", d],
-                 [str(d), "holds the input", "kept.jsonl"], unchanged=[d, edits])
-    _cli_refused(["review", "import", d / "kept.jsonl", edits, "--out", d, "--force"],
-                 ["holds the input"], unchanged=[d, edits])
+    _cli_refused(
+        ["review", "import", d / "kept.jsonl", edits, "--out", d],
+        [str(d), "holds the input", "kept.jsonl"],
+        unchanged=[d, edits],
+    )
+    _cli_refused(
+        ["review", "import", d / "kept.jsonl", edits, "--out", d, "--force"],
+        ["holds the input"],
+        unchanged=[d, edits],
+    )
 
 
 def _dir_would_overwrite_input(tmp_path: Path) -> None:
@@ -351,8 +331,11 @@ def _dir_would_overwrite_input(tmp_path: Path) -> None:
     _refused(d, "would overwrite the input", kind="filter_dir", inputs=[d / "kept.jsonl"])
     labels = _labels(d, "kept.jsonl")  # teacher labels that happen to be called kept.jsonl
     for force in ((), ("--force",)):
-        _cli_refused(["filter", labels, "--out", d, *FILTER_ARGS, *force],
-                     [str(d), "would overwrite the input", str(labels)], unchanged=[d])
+        _cli_refused(
+            ["filter", labels, "--out", d, *FILTER_ARGS, *force],
+            [str(d), "would overwrite the input", str(labels)],
+            unchanged=[d],
+        )
 
 
 def _dir_of_another_step(tmp_path: Path) -> None:
@@ -361,8 +344,11 @@ def _dir_of_another_step(tmp_path: Path) -> None:
         pass
     _refused(d, "another step (filter_dir)", kind="evaluate_dir")
     manifest = _manifest(tmp_path, manifest_bytes(fixture_lines()[:1]))
-    _cli_refused(["evaluate", "tiny.en", "--manifest", manifest, "--out", d],  # refused before any decoding
-                 [str(d), "another step (filter_dir)"], unchanged=[d])
+    _cli_refused(
+        ["evaluate", "tiny.en", "--manifest", manifest, "--out", d],  # refused before any decoding
+        [str(d), "another step (filter_dir)"],
+        unchanged=[d],
+    )
 
 
 def _dir_named_file_not_ours(tmp_path: Path) -> None:
@@ -370,8 +356,11 @@ def _dir_named_file_not_ours(tmp_path: Path) -> None:
     d.mkdir()
     (d / "kept.jsonl").write_text("a line someone wrote\n")
     _refused(d, "kept.jsonl: line 1 is not JSON", kind="filter_dir")
-    _cli_refused(["filter", _labels(tmp_path), "--out", d, *FILTER_ARGS],
-                 [str(d), "kept.jsonl: line 1 is not JSON"], unchanged=[d])
+    _cli_refused(
+        ["filter", _labels(tmp_path), "--out", d, *FILTER_ARGS],
+        [str(d), "kept.jsonl: line 1 is not JSON"],
+        unchanged=[d],
+    )
 
 
 def _resumable_writer_on_foreign_file(tmp_path: Path) -> None:
@@ -386,26 +375,10 @@ def _resumable_writer_on_foreign_file(tmp_path: Path) -> None:
 
 # --- locks -------------------------------------------------------------------------------
 
-_HOLD = """
-import sys, time
-from asr_distill.outputs import guard_output
-from asr_distill.quality.filter import read_pseudo_labels
-with guard_output(sys.argv[1], kind=sys.argv[2]):
-    print("held", flush=True)
-    time.sleep(60)
-"""
-
-
-def _hold(out: Path, kind: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(out), kind, "--marker-arg"], cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "held"
-    return proc
-
 
 def _lock_held(tmp_path: Path) -> None:
     out = tmp_path / "filter"
-    proc = _hold(out, "filter_dir")
+    proc = hold_output(out, "filter_dir")
     try:
         with pytest.raises(OutputLockedError) as info:
             with guard_output(out, kind="filter_dir"):
@@ -413,8 +386,11 @@ def _lock_held(tmp_path: Path) -> None:
         message = str(info.value)
         assert f"pid {proc.pid}: " in message and str(out) in message  # the command line may be cut short
         assert "being written by another process" in message and "\n" not in message
-        line = _cli_refused(["filter", _labels(tmp_path), "--out", out, *FILTER_ARGS],
-                            [f"pid {proc.pid}: ", str(out)], unchanged=[out])
+        line = _cli_refused(
+            ["filter", _labels(tmp_path), "--out", out, *FILTER_ARGS],
+            [f"pid {proc.pid}: ", str(out)],
+            unchanged=[out],
+        )
         assert not (out / "kept.jsonl").exists() and "being written by another process" in line
     finally:
         proc.kill()
@@ -427,7 +403,7 @@ def _lock_probe(tmp_path: Path) -> None:
     shard = tmp_path / "labels.part0of2.jsonl"
     lock = lock_path_for(shard, folder=False)
     assert lock_holder(lock) is None and not lock.exists()  # probing creates nothing
-    proc = _hold(shard, "labels")
+    proc = hold_output(shard, "labels")
     try:
         assert lock_holder(lock).startswith(f"pid {proc.pid}:")
     finally:
@@ -462,8 +438,12 @@ def _import_refused(payload, words: list[str]) -> Callable[[Path], None]:
     def case(tmp_path: Path) -> None:
         d = _filtered(tmp_path)
         edits, out = _edits(tmp_path, payload), tmp_path / "reviewed"
-        _cli_refused(["review", "import", d / "kept.jsonl", edits, "--out", out], [str(edits), *words],
-                     unchanged=[d, edits], absent=[out])
+        _cli_refused(
+            ["review", "import", d / "kept.jsonl", edits, "--out", out],
+            [str(edits), *words],
+            unchanged=[d, edits],
+            absent=[out],
+        )
 
     return case
 
@@ -473,7 +453,7 @@ def _import(tmp_path: Path, payload, *extra) -> tuple[Path, Path, str]:
     d = _filtered(tmp_path)
     out = tmp_path / "reviewed"
     edits = _edits(tmp_path, payload)
-    rc, stdout, err = _cli("review", "import", d / "kept.jsonl", edits, "--out", out, *extra)
+    rc, stdout, err = run_cli("review", "import", d / "kept.jsonl", edits, "--out", out, *extra)
     assert rc == 0 and "Traceback" not in err, err
     return d, out, stdout
 
@@ -492,10 +472,18 @@ def _reviewer_escaped(tmp_path: Path) -> None:
 def _id_escaped(tmp_path: Path) -> None:
     _, out, stdout = _import(tmp_path, {"reviewer": "ada", "edits": [_edit(id="nope\x1b[2J")]})
     assert "\x1b" not in stdout and "are not in" in stdout and "nope\\x1b[2J" in stdout
-    _cli_refused(["review", "import", tmp_path / "filtered" / "kept.jsonl",
-                  _edits(tmp_path, {"edits": [_edit(decision="maybe", id="x\x1b[2J")]}, "bad.json"),
-                  "--out", tmp_path / "other"], ["edits[0]", "x\\u001b[2J", "maybe"],
-                 absent=[tmp_path / "other"])
+    _cli_refused(
+        [
+            "review",
+            "import",
+            tmp_path / "filtered" / "kept.jsonl",
+            _edits(tmp_path, {"edits": [_edit(decision="maybe", id="x\x1b[2J")]}, "bad.json"),
+            "--out",
+            tmp_path / "other",
+        ],
+        ["edits[0]", "x\\u001b[2J", "maybe"],
+        absent=[tmp_path / "other"],
+    )
 
 
 def _identical_duplicates(tmp_path: Path) -> None:
@@ -508,25 +496,33 @@ def _audit_appended(tmp_path: Path) -> None:
     first = (out / "review_audit.jsonl").read_bytes()
     second = {"reviewer": "bo", "edits": [_edit("enter nine"), _edit(id="u2", decision="reject")]}
     edits = _edits(tmp_path, second, "second.json")
-    assert _cli("review", "import", d / "kept.jsonl", edits, "--out", out)[0] == 0
+    assert run_cli("review", "import", d / "kept.jsonl", edits, "--out", out)[0] == 0
     after = (out / "review_audit.jsonl").read_bytes()
     assert after.startswith(first) and [a["reviewer"] for a in _audit(out)] == ["ada", "bo", "bo"]
     assert [p.id for p in read_pseudo_labels(out / "dropped.jsonl")] == ["u2"]
 
 
 def _tsv_formulas(tmp_path: Path) -> None:
-    texts = ("=HYPERLINK(\"http://x\") now", "-5 degrees out", "@sum of it", "+1 more please", "'tis the one",
-             "'=x still text", "plain words here")
+    texts = (
+        '=HYPERLINK("http://x") now',
+        "-5 degrees out",
+        "@sum of it",
+        "+1 more please",
+        "'tis the one",
+        "'=x still text",
+        "plain words here",
+    )
     d = _filtered(tmp_path, texts)
     rev = tmp_path / "rev"
-    assert _cli("review", "export", d / "kept.jsonl", "--out", rev, "--k", len(texts))[0] == 0
+    assert run_cli("review", "export", d / "kept.jsonl", "--out", rev, "--k", len(texts))[0] == 0
     sheet = io.StringIO((rev / "review.tsv").read_text())
     cells = [row["text"] for row in csv.DictReader(sheet, delimiter="\t")]
     assert sorted(cells) == sorted(["'" + t if t[0] in "=-@+'" else t for t in texts])
     assert all(not c.startswith(("=", "+", "-", "@")) for c in cells)
     out = tmp_path / "reviewed"
-    rc, stdout, err = _cli("review", "import", d / "kept.jsonl", rev / "review.tsv", "--out", out,
-                           "--reviewer", "bo")
+    rc, stdout, err = run_cli(
+        "review", "import", d / "kept.jsonl", rev / "review.tsv", "--out", out, "--reviewer", "bo"
+    )
     assert rc == 0 and f"accepted {len(texts)} (0 edited)" in stdout, err  # the quotes came off again
     assert sorted(p.text for p in read_pseudo_labels(out / "kept.jsonl")) == sorted(texts)
 
@@ -536,8 +532,11 @@ def _edits_in_out_folder(tmp_path: Path) -> None:
     rev = tmp_path / "rev"
     rev.mkdir()
     edits = _edits(rev, {"reviewer": "ada", "edits": [_edit()]})
-    _cli_refused(["review", "import", d / "kept.jsonl", edits, "--out", rev], [str(rev), "holds the input"],
-                 unchanged=[d, rev])
+    _cli_refused(
+        ["review", "import", d / "kept.jsonl", edits, "--out", rev],
+        [str(rev), "holds the input"],
+        unchanged=[d, rev],
+    )
 
 
 def _kept_symlink(tmp_path: Path) -> None:
@@ -547,9 +546,12 @@ def _kept_symlink(tmp_path: Path) -> None:
     d.mkdir()
     (d / "kept.jsonl").symlink_to(target)
     labels = _labels(tmp_path)
-    _cli_refused(["filter", labels, "--out", d, *FILTER_ARGS], ["kept.jsonl: it is a symbolic link"],
-                 unchanged=[target, d])
-    assert _cli("filter", labels, "--out", d, *FILTER_ARGS, "--force")[0] == 0
+    _cli_refused(
+        ["filter", labels, "--out", d, *FILTER_ARGS],
+        ["kept.jsonl: it is a symbolic link"],
+        unchanged=[target, d],
+    )
+    assert run_cli("filter", labels, "--out", d, *FILTER_ARGS, "--force")[0] == 0
     assert target.read_text() == "precious\n" and not (d / "kept.jsonl").is_symlink()  # the link replaced
 
 
@@ -557,15 +559,18 @@ def _filter_out_is_a_file(tmp_path: Path) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes\n")
     for force in ((), ("--force",)):
-        _cli_refused(["filter", _labels(tmp_path), "--out", notes, *FILTER_ARGS, *force],
-                     [str(notes), "it is a file, and this step writes a folder"], unchanged=[notes])
+        _cli_refused(
+            ["filter", _labels(tmp_path), "--out", notes, *FILTER_ARGS, *force],
+            [str(notes), "it is a file, and this step writes a folder"],
+            unchanged=[notes],
+        )
 
 
 def _filter_force(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     (home / "thesis.tex").write_text("\\section{}")
-    assert _cli("filter", _labels(tmp_path), "--out", home, *FILTER_ARGS, "--force")[0] == 0
+    assert run_cli("filter", _labels(tmp_path), "--out", home, *FILTER_ARGS, "--force")[0] == 0
     assert (home / "thesis.tex").read_text() == "\\section{}"
     assert len(read_pseudo_labels(home / "kept.jsonl")) == 4
 
@@ -575,13 +580,13 @@ def _filter_all_or_nothing(tmp_path: Path) -> None:
     from unittest import mock
 
     d = _filtered(tmp_path)
-    before = _snapshot(d)
+    before = snapshot(d)
     labels = _labels(tmp_path, "other.jsonl", texts=("enter nine",) * 3)
     with mock.patch("asr_distill.quality.stage.atomic_write_text", side_effect=OSError("disk full")):
         with pytest.raises(OSError, match="disk full"):
-            _cli("filter", labels, "--out", d, *FILTER_ARGS)
-    assert _snapshot(d) == before and not list(d.glob(".staging*"))
-    assert _cli("filter", labels, "--out", d, *FILTER_ARGS)[0] == 0  # the lock went with the failed run
+            run_cli("filter", labels, "--out", d, *FILTER_ARGS)
+    assert snapshot(d) == before and not list(d.glob(".staging*"))
+    assert run_cli("filter", labels, "--out", d, *FILTER_ARGS)[0] == 0  # the lock went with the failed run
     assert [p.text for p in read_pseudo_labels(d / "kept.jsonl")] == ["enter nine"] * 3
 
 
@@ -589,8 +594,9 @@ def _export_out_is_ckpt(tmp_path: Path) -> None:
     marker = tmp_path / "payload_ran"
     ckpt = crafted_pickle(tmp_path / "last.ckpt", marker, legacy=False)
     for force in ((), ("--force",)):
-        _cli_refused(["export", ckpt, "--out", ckpt, *force], [str(ckpt), "is the input"],
-                     unchanged=[tmp_path])
+        _cli_refused(
+            ["export", ckpt, "--out", ckpt, *force], [str(ckpt), "is the input"], unchanged=[tmp_path]
+        )
     assert not marker.exists()
 
 
@@ -599,8 +605,11 @@ def _export_out_unrelated(tmp_path: Path) -> None:
     ckpt = crafted_pickle(tmp_path / "last.ckpt", marker, legacy=False)
     notes = tmp_path / "student.pt"
     notes.write_text("not a model\n")
-    _cli_refused(["export", ckpt, "--out", notes], [str(notes), "not a torch checkpoint", "--force"],
-                 unchanged=[tmp_path])
+    _cli_refused(
+        ["export", ckpt, "--out", notes],
+        [str(notes), "not a torch checkpoint", "--force"],
+        unchanged=[tmp_path],
+    )
     assert not marker.exists()  # refused before the checkpoint was read
 
 
@@ -609,9 +618,10 @@ def _report_unrelated(tmp_path: Path) -> None:
     (run / "report").mkdir(parents=True)
     (run / "report" / "notes.txt").write_text("mine\n")
     (run / "data_card.md").write_text("# card\nsome data\n")
-    _cli_refused(["report", run], [str(run / "report"), "notes.txt: this step does not write it"],
-                 unchanged=[run])
-    rc, stdout, _ = _cli("report", run, "--force")
+    _cli_refused(
+        ["report", run], [str(run / "report"), "notes.txt: this step does not write it"], unchanged=[run]
+    )
+    rc, stdout, _ = run_cli("report", run, "--force")
     assert rc == 0 and (run / "report" / "report.md").is_file()
     assert (run / "report" / "notes.txt").read_text() == "mine\n"
 
@@ -620,42 +630,43 @@ def _lock_held_review(tmp_path: Path) -> None:
     d = _filtered(tmp_path)
     edits = _edits(tmp_path, {"reviewer": "ada", "edits": [_edit()]})
     out = tmp_path / "reviewed"
-    proc = _hold(out, "review_dir")
+    proc = hold_output(out, "review_dir")
     try:
-        _cli_refused(["review", "import", d / "kept.jsonl", edits, "--out", out],
-                     [f"pid {proc.pid}:", str(out), "being written by another process"], unchanged=[d, out])
+        _cli_refused(
+            ["review", "import", d / "kept.jsonl", edits, "--out", out],
+            [f"pid {proc.pid}:", str(out), "being written by another process"],
+            unchanged=[d, out],
+        )
     finally:
         proc.kill()
         proc.wait()
-    assert _cli("review", "import", d / "kept.jsonl", edits, "--out", out)[0] == 0
+    assert run_cli("review", "import", d / "kept.jsonl", edits, "--out", out)[0] == 0
 
 
 def _lock_held_evaluate(tmp_path: Path) -> None:
     manifest = _manifest(tmp_path, manifest_bytes(fixture_lines()[:1]))
     out = tmp_path / "eval"
-    proc = _hold(out, "evaluate_dir")
+    proc = hold_output(out, "evaluate_dir")
     try:  # refused before any model is loaded or any clip decoded
-        _cli_refused(["evaluate", "tiny.en", "--manifest", manifest, "--out", out],
-                     [f"pid {proc.pid}:", str(out)], unchanged=[out])
+        _cli_refused(
+            ["evaluate", "tiny.en", "--manifest", manifest, "--out", out],
+            [f"pid {proc.pid}:", str(out)],
+            unchanged=[out],
+        )
     finally:
         proc.kill()
         proc.wait()
 
 
-BIG_REFERENCE_BYTES = 50_000_000
-
-
-def _big(n_bytes: int) -> str:
-    return "word " * (n_bytes // 5)
-
-
 def _label_wer_big(tmp_path: Path) -> None:
     from asr_distill.quality.filter_report import label_wer
 
-    labels = [make_label("enter seven", id="ok", ref_text="enter seven"),
-              make_label("enter seven", id="book", ref_text=_big(BIG_REFERENCE_BYTES))]
+    labels = [
+        make_label("enter seven", id="ok", ref_text="enter seven"),
+        make_label("enter seven", id="book", ref_text=big_text(BIG_REFERENCE_BYTES)),
+    ]
     start = time.perf_counter()
-    with _logged() as messages:
+    with logged() as messages:
         r = label_wer(labels)
     assert time.perf_counter() - start < 5 and (r.utterances, r.wer) == (1, 0.0)
     assert any("book" in m and "10000 words" in m and "too long to align" in m for m in messages)
@@ -665,12 +676,20 @@ def _evaluate_big(tmp_path: Path) -> None:
     from asr_distill.evaluate import measure
     from asr_distill.records import Transcription
 
-    t = Transcription(model="m", source="m", params=1, ids=("ok", "book", "ok2"),
-                      refs=("enter seven", _big(BIG_REFERENCE_BYTES), "enter nine"),
-                      hyps=("enter seven", "enter", "enter five"), durations=(1.0, 1.0, 1.0),
-                      speakers=(None, None, None), audio_s=3.0, wall_s=1.0)
+    t = Transcription(
+        model="m",
+        source="m",
+        params=1,
+        ids=("ok", "book", "ok2"),
+        refs=("enter seven", big_text(BIG_REFERENCE_BYTES), "enter nine"),
+        hyps=("enter seven", "enter", "enter five"),
+        durations=(1.0, 1.0, 1.0),
+        speakers=(None, None, None),
+        audio_s=3.0,
+        wall_s=1.0,
+    )
     start = time.perf_counter()
-    with _logged() as messages:
+    with logged() as messages:
         result, scores = measure(t, "m.jsonl", resamples=50)
     assert time.perf_counter() - start < 5
     assert [s.id for s in scores] == ["ok", "ok2"] and result.skipped == 1 and result.score.wer == 25.0
@@ -679,11 +698,11 @@ def _evaluate_big(tmp_path: Path) -> None:
 
 def _filter_big(tmp_path: Path) -> None:
     labels = [make_label("enter seven", id=f"u{i}", ref_text="enter seven") for i in range(3)]
-    labels.append(make_label("enter seven", id="book", ref_text=_big(5_000_000)))
+    labels.append(make_label("enter seven", id="book", ref_text=big_text(5_000_000)))
     path = write_labels(tmp_path / "labels.jsonl", labels)
     start = time.perf_counter()
-    with _logged() as messages:
-        rc, stdout, err = _cli("filter", path, "--out", tmp_path / "f", *FILTER_ARGS)
+    with logged() as messages:
+        rc, stdout, err = run_cli("filter", path, "--out", tmp_path / "f", *FILTER_ARGS)
     assert rc == 0 and time.perf_counter() - start < 30, err
     report = json.loads((tmp_path / "f" / "filter_report.json").read_text())
     assert report["references"] == 3 and report["kept"] == 4  # the label itself is kept; only not scored
@@ -721,30 +740,45 @@ CASES: dict[str, Callable[[Path], None]] = {
     "resumable_writer_on_foreign_file": _resumable_writer_on_foreign_file,
     "lock_held_names_holder": _lock_held,
     "lock_probe_for_merge": _lock_probe,
-    "edits_text_null": _import_refused({"reviewer": "ada", "edits": [_edit(None)]},
-                                       ["edits[0]", '(id "u1")', "'text' must be a string, got null"]),
-    "edits_text_list": _import_refused({"reviewer": "ada", "edits": [_edit(["a", "b"])]},
-                                       ["edits[0]", '(id "u1")', "'text' must be a string, got a list"]),
-    "edits_text_number": _import_refused({"reviewer": "ada", "edits": [_edit(12345)]},
-                                         ["edits[0]", '(id "u1")', "'text' must be a string, got a number"]),
+    "edits_text_null": _import_refused(
+        {"reviewer": "ada", "edits": [_edit(None)]},
+        ["edits[0]", '(id "u1")', "'text' must be a string, got null"],
+    ),
+    "edits_text_list": _import_refused(
+        {"reviewer": "ada", "edits": [_edit(["a", "b"])]},
+        ["edits[0]", '(id "u1")', "'text' must be a string, got a list"],
+    ),
+    "edits_text_number": _import_refused(
+        {"reviewer": "ada", "edits": [_edit(12345)]},
+        ["edits[0]", '(id "u1")', "'text' must be a string, got a number"],
+    ),
     "edits_reject_then_accept": _import_refused(
-        {"reviewer": "ada",
-         "edits": [_edit(decision="reject"), _edit(), _edit(id="u2"), _edit("x", id="u2")]},
-        ["2 ids have conflicting decisions", "(u1, u2)", "one edit per id"]),
+        {
+            "reviewer": "ada",
+            "edits": [_edit(decision="reject"), _edit(), _edit(id="u2"), _edit("x", id="u2")],
+        },
+        ["2 ids have conflicting decisions", "(u1, u2)", "one edit per id"],
+    ),
     "edits_json_is_a_list": _import_refused([_edit()], ["is a list, not an object with an 'edits' list"]),
-    "edits_items_not_objects": _import_refused({"edits": [_edit(), "u1", 3]},
-                                               ["edits[1]", "is a string, not an object"]),
-    "edits_broken_json": _import_refused('{"reviewer": "ada", "edits": [\n{"id": "u1",',
-                                         ["not valid JSON", "line 2"]),
+    "edits_items_not_objects": _import_refused(
+        {"edits": [_edit(), "u1", 3]}, ["edits[1]", "is a string, not an object"]
+    ),
+    "edits_broken_json": _import_refused(
+        '{"reviewer": "ada", "edits": [\n{"id": "u1",', ["not valid JSON", "line 2"]
+    ),
     "edits_not_utf8": _import_refused(b'{"reviewer": "caf\xe9", "edits": []}', ["not UTF-8"]),
-    "edits_unknown_decision": _import_refused({"edits": [_edit(decision="maybe")]},
-                                              ["edits[0]", '(id "u1")', "decision 'maybe'"]),
-    "edits_reviewer_not_a_string": _import_refused({"reviewer": ["ada"], "edits": [_edit()]},
-                                                   ["'reviewer' must be a string, got a list"]),
-    "edits_time_not_a_string": _import_refused({"reviewer": "ada", "time": 12345, "edits": [_edit()]},
-                                               ["'time' must be a string, got a number"]),
-    "edits_huge_reviewer_name": _import_refused({"reviewer": "x" * 100_000, "edits": [_edit()]},
-                                                ["reviewer is 100000 characters long"]),
+    "edits_unknown_decision": _import_refused(
+        {"edits": [_edit(decision="maybe")]}, ["edits[0]", '(id "u1")', "decision 'maybe'"]
+    ),
+    "edits_reviewer_not_a_string": _import_refused(
+        {"reviewer": ["ada"], "edits": [_edit()]}, ["'reviewer' must be a string, got a list"]
+    ),
+    "edits_time_not_a_string": _import_refused(
+        {"reviewer": "ada", "time": 12345, "edits": [_edit()]}, ["'time' must be a string, got a number"]
+    ),
+    "edits_huge_reviewer_name": _import_refused(
+        {"reviewer": "x" * 100_000, "edits": [_edit()]}, ["reviewer is 100000 characters long"]
+    ),
     "edits_reviewer_ansi_escapes": _reviewer_escaped,
     "edits_id_with_control_characters": _id_escaped,
     "edits_identical_duplicates": _identical_duplicates,

@@ -21,11 +21,11 @@ from unittest import mock
 import numpy as np
 import pytest
 import soundfile as sf
-import test_hostile as th
 from bad_inputs import HOSTILE_NAMES, LABEL_HOSTILE_NAMES, crafted_pickle, manifest_bytes, speechlike
 from conftest import FIXTURE, fixture_lines
 
 from asr_distill.label import shard_path, skips_path
+from asr_distill.testing.cli import BIG_REFERENCE_BYTES, big_text, hold_output, logged, run_cli, snapshot
 
 MODEL = ("--model", "tiny.en", "--no-progress")
 PAYLOAD = "payload_ran"  # the folder a crafted pickle would create: never there after a case
@@ -35,8 +35,11 @@ class DataLost(AssertionError):
     """A case changed or removed a file it had no business touching."""
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
 def _kept(before: dict[Path, bytes], *roots) -> None:
-    after = th._snapshot(*roots)
+    after = snapshot(*roots)
     changed = sorted(str(p) for p in set(before) | set(after) if before.get(p) != after.get(p))
     if changed:
         raise DataLost(f"files changed or added: {changed[:5]}")
@@ -44,8 +47,8 @@ def _kept(before: dict[Path, bytes], *roots) -> None:
 
 def _refused(argv, words, *, unchanged=(), absent=()) -> str:
     """Exit 2, one ``error:`` line holding ``words``, ``unchanged`` as it was, ``absent`` not made."""
-    before = th._snapshot(*unchanged)
-    rc, _, err = th._cli(*argv)
+    before = snapshot(*unchanged)
+    rc, _, err = run_cli(*argv)
     line = err.strip().splitlines()[-1] if err.strip() else ""
     assert rc == 2 and "Traceback" not in err and line.startswith("error: "), (rc, err[-2000:])
     assert all(w in line for w in words), (words, line)
@@ -55,7 +58,7 @@ def _refused(argv, words, *, unchanged=(), absent=()) -> str:
 
 
 def _ok(*argv) -> str:
-    rc, out, err = th._cli(*argv)
+    rc, out, err = run_cli(*argv)
     assert rc == 0 and "Traceback" not in err, err[-2000:]
     return out
 
@@ -133,10 +136,11 @@ def _unrelated_forced(tmp_path: Path) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes\n")
     before = m.read_bytes()
-    with th._logged() as messages:
+    with logged() as messages:
         out = _label(m, notes, "--force")
-    assert "labeled 2" in out and sorted(d["id"] for d in _rows(notes)) == sorted(d["id"] for d in
-                                                                                  fixture_lines()[:2])
+    assert "labeled 2" in out and sorted(d["id"] for d in _rows(notes)) == sorted(
+        d["id"] for d in fixture_lines()[:2]
+    )
     assert m.read_bytes() == before and any("--force: replacing" in x for x in messages)
 
 
@@ -148,15 +152,20 @@ def _manifest_as_labels(tmp_path: Path) -> None:
 def _skips_foreign(tmp_path: Path) -> None:
     out = tmp_path / "labels.jsonl"
     skips_path(out).write_text("not mine to lose\n")
-    _refused(["label", _manifest(tmp_path), "--out", out, *MODEL],
-             [str(skips_path(out)), "not a labels file"], unchanged=[tmp_path], absent=[out])
+    _refused(
+        ["label", _manifest(tmp_path), "--out", out, *MODEL],
+        [str(skips_path(out)), "not a labels file"],
+        unchanged=[tmp_path],
+        absent=[out],
+    )
 
 
 def _parent_is_a_file(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine\n")
     out = tmp_path / "notes.txt" / "labels.jsonl"
-    _refused(["label", _manifest(tmp_path), "--out", out, *MODEL], ["cannot write", str(out)],
-             unchanged=[tmp_path])
+    _refused(
+        ["label", _manifest(tmp_path), "--out", out, *MODEL], ["cannot write", str(out)], unchanged=[tmp_path]
+    )
 
 
 def _out_is_a_directory(tmp_path: Path) -> None:
@@ -173,13 +182,20 @@ def _folder_manifest_foreign(tmp_path: Path) -> None:
     shutil.copy(FIXTURE.parent / fixture_lines()[0]["audio_filepath"], audio)
     out = tmp_path / "labels.jsonl"
     (tmp_path / "labels.input.jsonl").write_text("a list of mine\n")
-    _refused(["label", audio, "--out", out, *MODEL], [str(tmp_path / "labels.input.jsonl"), "not a manifest"],
-             unchanged=[tmp_path], absent=[out])
+    _refused(
+        ["label", audio, "--out", out, *MODEL],
+        [str(tmp_path / "labels.input.jsonl"), "not a manifest"],
+        unchanged=[tmp_path],
+        absent=[out],
+    )
 
 
 def _missing_input(tmp_path: Path) -> None:
-    _refused(["label", tmp_path / "nope.jsonl", "--out", tmp_path / "l.jsonl", *MODEL],
-             [str(tmp_path / "nope.jsonl"), "does not exist"], unchanged=[tmp_path])
+    _refused(
+        ["label", tmp_path / "nope.jsonl", "--out", tmp_path / "l.jsonl", *MODEL],
+        [str(tmp_path / "nope.jsonl"), "does not exist"],
+        unchanged=[tmp_path],
+    )
 
 
 def _empty_directory(tmp_path: Path) -> None:
@@ -207,9 +223,12 @@ def _crafted_model(legacy: bool) -> Callable[[Path], None]:
     def case(tmp_path: Path) -> None:
         pt = crafted_pickle(tmp_path / "model.pt", tmp_path / PAYLOAD, legacy=legacy)
         out = tmp_path / "labels.jsonl"
-        _refused(["label", _manifest(tmp_path), "--out", out, "--model", pt, "--no-progress"],
-                 [str(pt), "holds Python objects", "mkdir"], unchanged=[tmp_path],
-                 absent=[out, tmp_path / PAYLOAD])
+        _refused(
+            ["label", _manifest(tmp_path), "--out", out, "--model", pt, "--no-progress"],
+            [str(pt), "holds Python objects", "mkdir"],
+            unchanged=[tmp_path],
+            absent=[out, tmp_path / PAYLOAD],
+        )
 
     return case
 
@@ -220,12 +239,16 @@ def _truncated_model(tmp_path: Path) -> None:
     pt = tmp_path / "model.pt"
     torch.save({"dims": {}, "model_state_dict": {"w": torch.zeros(1000)}}, pt)
     pt.write_bytes(pt.read_bytes()[:700])
-    _refused(["label", _manifest(tmp_path), "--out", tmp_path / "l.jsonl", "--model", pt],
-             [str(pt), "not a readable torch checkpoint"], unchanged=[tmp_path])
+    _refused(
+        ["label", _manifest(tmp_path), "--out", tmp_path / "l.jsonl", "--model", pt],
+        [str(pt), "not a readable torch checkpoint"],
+        unchanged=[tmp_path],
+    )
 
 
-def _label_reads(data: Callable[[bytes], bytes], name: str, labeled: int, skips: list[str],
-                 words: str = "") -> Callable[[Path], None]:
+def _label_reads(
+    data: Callable[[bytes], bytes], name: str, labeled: int, skips: list[str], words: str = ""
+) -> Callable[[Path], None]:
     def case(tmp_path: Path) -> None:
         m = tmp_path / name
         m.write_bytes(data(manifest_bytes(fixture_lines()[:3])))
@@ -286,11 +309,11 @@ def _features_isolated(tmp_path: Path) -> None:
 
 def _big_reference(tmp_path: Path) -> None:
     lines = fixture_lines()[:2]
-    lines[1]["text"] = th._big(th.BIG_REFERENCE_BYTES)
+    lines[1]["text"] = big_text(BIG_REFERENCE_BYTES)
     m, out = tmp_path / "m.jsonl", tmp_path / "labels.jsonl"
     m.write_bytes(manifest_bytes(lines))
     start = time.perf_counter()
-    with th._logged() as messages:
+    with logged() as messages:
         stdout = _label(m, out)
     assert time.perf_counter() - start < 120 and "over 1 utterances" in stdout
     assert any("too long to align" in x and lines[1]["id"] in x for x in messages)
@@ -314,10 +337,14 @@ def _shards(tmp_path: Path, count: int = 2) -> Path:
 def _lock_probe(tmp_path: Path) -> None:
     out = _shards(tmp_path)
     shard = shard_path(out, (1, 2))
-    proc = th._hold(shard, "labels")
+    proc = hold_output(shard, "labels")
     try:
-        _refused(["merge", out], [str(shard), f"pid {proc.pid}:", "still being written"],
-                 unchanged=[tmp_path], absent=[out])
+        _refused(
+            ["merge", out],
+            [str(shard), f"pid {proc.pid}:", "still being written"],
+            unchanged=[tmp_path],
+            absent=[out],
+        )
     finally:
         proc.kill()
         proc.wait()
@@ -326,7 +353,7 @@ def _lock_probe(tmp_path: Path) -> None:
 
 def _merge_locked(tmp_path: Path) -> None:
     out = _shards(tmp_path)
-    proc = th._hold(out, "labels")
+    proc = hold_output(out, "labels")
     try:
         _refused(["merge", out], [str(out), f"pid {proc.pid}:"], unchanged=[tmp_path], absent=[])
     finally:
@@ -358,8 +385,9 @@ def _merge_symlink(tmp_path: Path) -> None:
 def _merge_shard_foreign(tmp_path: Path) -> None:
     out = _shards(tmp_path)
     shard_path(out, (1, 2)).write_text("someone's notes\n")
-    _refused(["merge", out], [str(shard_path(out, (1, 2))), "not a label file"], unchanged=[tmp_path],
-             absent=[out])
+    _refused(
+        ["merge", out], [str(shard_path(out, (1, 2))), "not a label file"], unchanged=[tmp_path], absent=[out]
+    )
 
 
 def _merge_shard_torn(tmp_path: Path) -> None:
@@ -391,24 +419,29 @@ def _manifest_symlink(tmp_path: Path) -> None:
     d = _audio_dir(tmp_path)
     (tmp_path / "real.jsonl").write_text("")
     (tmp_path / "m.jsonl").symlink_to(tmp_path / "real.jsonl")
-    _refused(["manifest", d, "--out", tmp_path / "m.jsonl", "--force"], ["symbolic link"],
-             unchanged=[tmp_path])
+    _refused(
+        ["manifest", d, "--out", tmp_path / "m.jsonl", "--force"], ["symbolic link"], unchanged=[tmp_path]
+    )
 
 
 def _synth_unrelated(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     (home / "thesis.tex").write_text("\\section{}")
-    _refused(["synth", "--n", "2", "--out", home], [str(home), "thesis.tex: this step does not write it"],
-             unchanged=[tmp_path])
+    _refused(
+        ["synth", "--n", "2", "--out", home],
+        [str(home), "thesis.tex: this step does not write it"],
+        unchanged=[tmp_path],
+    )
 
 
 def _synth_file(tmp_path: Path) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text("mine\n")
     for force in ((), ("--force",)):
-        _refused(["synth", "--n", "2", "--out", notes, *force], [str(notes), "it is a file"],
-                 unchanged=[tmp_path])
+        _refused(
+            ["synth", "--n", "2", "--out", notes, *force], [str(notes), "it is a file"], unchanged=[tmp_path]
+        )
 
 
 # --- run, train -------------------------------------------------------------------------------
@@ -418,9 +451,13 @@ def _run_config(tmp_path: Path, root: Path) -> Path:
     import yaml
 
     train = _manifest(tmp_path, name="train.jsonl")
-    cfg = {"out": str(root), "data": {"train": str(train), "test": str(train)},
-           "label": {"teacher": "tiny.en"}, "filter": {"normaliser": "none"},
-           "train": {"config": str(th.ROOT / "recipes" / "support" / "student.yaml")}}
+    cfg = {
+        "out": str(root),
+        "data": {"train": str(train), "test": str(train)},
+        "label": {"teacher": "tiny.en"},
+        "filter": {"normaliser": "none"},
+        "train": {"config": str(ROOT / "recipes" / "support" / "student.yaml")},
+    }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -433,34 +470,43 @@ def _run_crafted_ckpt(tmp_path: Path) -> None:
         (root / stage).mkdir(parents=True)
         (root / stage / ".done").write_text("{}\n")
     ckpt = crafted_pickle(root / "train" / "checkpoints" / "last.ckpt", tmp_path / PAYLOAD, legacy=False)
-    _refused(["run", config, "--from", "export"], [str(ckpt), "holds Python objects", "refused"],
-             unchanged=[root / "train", root / "label", config],
-             absent=[tmp_path / PAYLOAD, root / "export" / "student.pt", root / "export" / ".done"])
+    _refused(
+        ["run", config, "--from", "export"],
+        [str(ckpt), "holds Python objects", "refused"],
+        unchanged=[root / "train", root / "label", config],
+        absent=[tmp_path / PAYLOAD, root / "export" / "student.pt", root / "export" / ".done"],
+    )
 
 
 def _run_unrelated(tmp_path: Path) -> None:
     root = tmp_path / "home"
     root.mkdir()
     (root / "thesis.tex").write_text("\\section{}")
-    _refused(["run", _run_config(tmp_path, root)], [str(root), "thesis.tex: this step does not write it"],
-             unchanged=[tmp_path], absent=[root / "label"])
+    _refused(
+        ["run", _run_config(tmp_path, root)],
+        [str(root), "thesis.tex: this step does not write it"],
+        unchanged=[tmp_path],
+        absent=[root / "label"],
+    )
 
 
 def _run_file(tmp_path: Path) -> None:
     root = tmp_path / "run"
     root.write_text("mine\n")
     for force in ((), ("--force",)):
-        _refused(["run", _run_config(tmp_path, root), *force], [str(root), "it is a file"],
-                 unchanged=[tmp_path])
+        _refused(
+            ["run", _run_config(tmp_path, root), *force], [str(root), "it is a file"], unchanged=[tmp_path]
+        )
 
 
 def _run_locked(tmp_path: Path) -> None:
     root = tmp_path / "run"
     config = _run_config(tmp_path, root)
-    proc = th._hold(root, "run_dir")
+    proc = hold_output(root, "run_dir")
     try:
-        _refused(["run", config], [str(root), f"pid {proc.pid}:"], unchanged=[tmp_path],
-                 absent=[root / "label"])
+        _refused(
+            ["run", config], [str(root), f"pid {proc.pid}:"], unchanged=[tmp_path], absent=[root / "label"]
+        )
     finally:
         proc.kill()
         proc.wait()
@@ -476,7 +522,7 @@ def _train_unrelated(tmp_path: Path) -> None:
     (home / "thesis.tex").write_text("\\section{}")
     trainer = mock.Mock(is_global_zero=True, checkpoint_callback=mock.Mock(dirpath=str(home / "checkpoints")))
     callback = _run_config_callback()(mock.Mock(), mock.Mock())
-    before = th._snapshot(tmp_path)
+    before = snapshot(tmp_path)
     with pytest.raises(UnsafeOutputError, match="thesis.tex: this step does not write it"):
         callback.setup(trainer, mock.Mock(), "fit")
     _kept(before, tmp_path)
@@ -516,11 +562,13 @@ CASES: dict[str, Callable[[Path], None]] = {
     "label_crafted_model_pt_legacy": _crafted_model(legacy=True),
     "label_truncated_model_pt": _truncated_model,
     "label_cli_gzip_manifest": _label_reads(gzip.compress, "m.jsonl", 3, []),
-    "label_cli_bom_manifest": _label_reads(lambda b: b"\xef\xbb\xbf" + b.replace(b"\n", b"\r\n"),
-                                           "m.jsonl", 3, []),
+    "label_cli_bom_manifest": _label_reads(
+        lambda b: b"\xef\xbb\xbf" + b.replace(b"\n", b"\r\n"), "m.jsonl", 3, []
+    ),
     "label_cli_latin1_line": _label_reads(_latin1, "m.jsonl", 2, ["bad_manifest_line"], "(byte 0xe9"),
-    "label_cli_utf16_manifest": _label_reads(lambda b: b.decode().encode("utf-16"), "m.jsonl", 0,
-                                             ["bad_manifest_line"], "UTF-16"),
+    "label_cli_utf16_manifest": _label_reads(
+        lambda b: b.decode().encode("utf-16"), "m.jsonl", 0, ["bad_manifest_line"], "UTF-16"
+    ),
     "label_cli_x1e20_between_good_clips": _x1e20_between_good,
     "label_non_finite_features_isolated": _features_isolated,
     "label_cli_50mb_reference": _big_reference,
@@ -545,11 +593,15 @@ CASES: dict[str, Callable[[Path], None]] = {
 def _label_locked(tmp_path: Path) -> None:
     """A second label run on a held output is refused at once (before the model loads), naming the holder."""
     out = tmp_path / "labels.jsonl"
-    proc = th._hold(out, "labels")
+    proc = hold_output(out, "labels")
     try:
         start = time.perf_counter()
-        _refused(["label", _manifest(tmp_path), "--out", out, *MODEL], [str(out), f"pid {proc.pid}:"],
-                 unchanged=[tmp_path], absent=[out])
+        _refused(
+            ["label", _manifest(tmp_path), "--out", out, *MODEL],
+            [str(out), f"pid {proc.pid}:"],
+            unchanged=[tmp_path],
+            absent=[out],
+        )
         assert time.perf_counter() - start < 5
     finally:
         proc.kill()

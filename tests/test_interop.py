@@ -389,9 +389,7 @@ def test_cli_export_labels(labels, labels_file, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_the_labeler_reads_a_cutset_and_a_saved_dataset(
-    lhotse_dir, hf_dir, labels, tiny_teacher
-):
+def test_the_labeler_reads_a_cutset_and_a_saved_dataset(lhotse_dir, hf_dir, labels, tiny_teacher):
     import asr_distill.label as label_stage
 
     from_cuts = list(label_stage.label(lhotse_dir, teacher=tiny_teacher, backend="whisper"))

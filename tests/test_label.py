@@ -23,6 +23,7 @@ def _ids(path: Path) -> list[str]:
     return [d["id"] for d in read_jsonl(path)] if path.exists() else []
 
 
+@pytest.mark.slow
 def test_label_fixture_end_to_end(an4_fixture, tiny_teacher, tmp_path):
     out = tmp_path / "labels.jsonl"
     stats = label_to_file(an4_fixture, out, teacher=tiny_teacher, batch_size=3)
@@ -38,6 +39,7 @@ def test_label_fixture_end_to_end(an4_fixture, tiny_teacher, tmp_path):
     assert all({"audio_filepath", "duration", "text"} <= d.keys() for d in rows)
 
 
+@pytest.mark.slow
 def test_rerun_skips_done_ids(an4_fixture, tiny_teacher, tmp_path):
     out = tmp_path / "labels.jsonl"
     label_to_file(an4_fixture, out, teacher=tiny_teacher, batch_size=4)
@@ -102,12 +104,27 @@ def test_read_only_output_is_a_clear_error(tmp_path):
 
 
 def _label_cmd(manifest: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "asr_distill.cli", "label", str(manifest), "--out", str(out),
-            "--model", "tiny.en", "--batch-size", "2", "--no-progress", "--threads", "1"]
+    return [
+        sys.executable,
+        "-m",
+        "asr_distill.cli",
+        "label",
+        str(manifest),
+        "--out",
+        str(out),
+        "--model",
+        "tiny.en",
+        "--batch-size",
+        "2",
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
 
 
+@pytest.mark.slow
 def test_kill_mid_run_then_resume_equals_uninterrupted(tmp_path):
-    """kill -9 while labeling, rerun: same ids as one clean run, none lost, none twice."""
+    """Kill -9 while labeling, rerun: same ids as one clean run, none lost, none twice."""
     manifest = write_manifest(tmp_path / "m.jsonl", fixture_lines(copies=3))
     clean = tmp_path / "clean.jsonl"
     subprocess.run(_label_cmd(manifest, clean), check=True, capture_output=True)

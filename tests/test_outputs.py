@@ -21,8 +21,15 @@ from asr_distill.jsonl import (
 )
 from asr_distill.outputs import MARKER_NAME, OUTPUT_KINDS, check_output, claim_output, guard_output
 
-LABEL = {"id": "a", "audio_filepath": "a.wav", "offset": 0.0, "duration": 1.0, "text": "hi",
-         "provenance": {"teacher": "tiny.en"}, "tokens": []}
+LABEL = {
+    "id": "a",
+    "audio_filepath": "a.wav",
+    "offset": 0.0,
+    "duration": 1.0,
+    "text": "hi",
+    "provenance": {"teacher": "tiny.en"},
+    "tokens": [],
+}
 SKIP = {"id": "b", "audio_filepath": "b.wav", "reason": "silent", "message": "b.wav is silent"}
 PSEUDO = {"id": "a", "text": "hi", "teacher_text": "hi", "drop_reasons": [], "provenance": {}}
 
@@ -49,11 +56,14 @@ def test_our_labels_and_skips_resume_even_with_a_torn_last_line(tmp_path):
     assert check_output(out, kind="labels") == out
 
 
-@pytest.mark.parametrize(("text", "words"), [
-    ("hello\n", "line 1 is not JSON"),
-    ('{"id": "a"}\n', "line 1 is not a teacher label"),
-    (json.dumps(PSEUDO) + "\n", "line 1 is not a teacher label"),
-])
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("hello\n", "line 1 is not JSON"),
+        ('{"id": "a"}\n', "line 1 is not a teacher label"),
+        (json.dumps(PSEUDO) + "\n", "line 1 is not a teacher label"),
+    ],
+)
 def test_label_file_that_is_not_ours_is_refused(tmp_path, text, words):
     out = tmp_path / "labels.jsonl"
     out.write_text(text)
@@ -141,8 +151,16 @@ def test_exported_student_is_recognised_without_unpickling(tmp_path):
 def test_unknown_kind_is_a_programming_error(tmp_path):
     with pytest.raises(ValueError, match="unknown output kind 'lables'"):
         check_output(tmp_path / "x", kind="lables")
-    assert {"labels", "filter_dir", "review_dir", "export", "evaluate_dir", "report_dir", "train_dir",
-            "run_dir"} <= set(OUTPUT_KINDS)
+    assert {
+        "labels",
+        "filter_dir",
+        "review_dir",
+        "export",
+        "evaluate_dir",
+        "report_dir",
+        "train_dir",
+        "run_dir",
+    } <= set(OUTPUT_KINDS)
 
 
 def test_guard_marks_a_folder_and_locks_it_for_the_block(tmp_path):

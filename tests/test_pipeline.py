@@ -29,35 +29,54 @@ def _config(tmp: Path) -> dict:
     return {
         "out": str(tmp / "run"),
         "name": "fixture",
-        "data": {"train": str(train), "test": str(test),
-                 "sources": [{"name": "CMU AN4 fixture", "licence": "CMU AN4 licence"}]},
+        "data": {
+            "train": str(train),
+            "test": str(test),
+            "sources": [{"name": "CMU AN4 fixture", "licence": "CMU AN4 licence"}],
+        },
         "label": {"teacher": "tiny.en", "second": None, "batch_size": 8},
         "filter": {"normaliser": "spoken_form"},
-        "train": {"config": str(REPO / "recipes" / "support" / "student.yaml"), "overrides": {
-            "model.kl_weight": 0.0, "data.augment_copies": 0, "data.val_fraction": 0.25,
-            "data.batch_size": 4, "trainer.max_epochs": 1}},
+        "train": {
+            "config": str(REPO / "recipes" / "support" / "student.yaml"),
+            "overrides": {
+                "model.kl_weight": 0.0,
+                "data.augment_copies": 0,
+                "data.val_fraction": 0.25,
+                "data.batch_size": 4,
+                "trainer.max_epochs": 1,
+            },
+        },
         "evaluate": {"models": {}, "resamples": 100},
     }
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"lable": {}}, "unknown key lable"),
-    ({"filter": {"keep": "lots"}}, "filter.keep: expected a number or null, got 'lots'"),
-    ({"filter": {"kepe": 0.5}}, "unknown key filter.kepe"),
-    ({"label": {"batch_size": 2.5}}, "label.batch_size: expected an integer"),
-    ({"evaluate": {"normaliser": "nope"}}, "evaluate.normaliser: unknown normaliser 'nope'"),
-    ({"train": {"overrides": ["x"]}}, "train.overrides: expected a mapping"),
-    ({"filter": {"keep": 0.5, "threshold": 1.0}}, "only one of threshold, keep, target_wer"),
-    ({"data": {"test": "t.jsonl"}}, "missing required key data.train"),
-    ({"data": {"train": "t.jsonl", "sources": [{"nme": "x"}]}}, "unknown key data.sources[0].nme"),
-    ({"filter": 3}, "filter: expected a mapping (FilterStageConfig), got 3"),
-    ({"train": {"enabled": None}}, "train.enabled: expected true or false, got None"),
-    ({"label": {"backend": "kaldi"}}, "label.backend: expected one of whisper, faster-whisper, got 'kaldi'"),
-    ({"label": {"precision": "fp64"}}, "label.precision: expected one of auto, fp32, bf16, fp16, got 'fp64'"),
-    ({"label": {"min_window": 12}}, "label.min_window: expected one of 10, 15, 20, 30, got 12"),
-    ({"label": {"beam_size": 0}}, "label: beam_size must be >= 1"),
-    ({"label": {"workers": 0}}, "label.workers: must be >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"lable": {}}, "unknown key lable"),
+        ({"filter": {"keep": "lots"}}, "filter.keep: expected a number or null, got 'lots'"),
+        ({"filter": {"kepe": 0.5}}, "unknown key filter.kepe"),
+        ({"label": {"batch_size": 2.5}}, "label.batch_size: expected an integer"),
+        ({"evaluate": {"normaliser": "nope"}}, "evaluate.normaliser: unknown normaliser 'nope'"),
+        ({"train": {"overrides": ["x"]}}, "train.overrides: expected a mapping"),
+        ({"filter": {"keep": 0.5, "threshold": 1.0}}, "only one of threshold, keep, target_wer"),
+        ({"data": {"test": "t.jsonl"}}, "missing required key data.train"),
+        ({"data": {"train": "t.jsonl", "sources": [{"nme": "x"}]}}, "unknown key data.sources[0].nme"),
+        ({"filter": 3}, "filter: expected a mapping (FilterStageConfig), got 3"),
+        ({"train": {"enabled": None}}, "train.enabled: expected true or false, got None"),
+        (
+            {"label": {"backend": "kaldi"}},
+            "label.backend: expected one of whisper, faster-whisper, got 'kaldi'",
+        ),
+        (
+            {"label": {"precision": "fp64"}},
+            "label.precision: expected one of auto, fp32, bf16, fp16, got 'fp64'",
+        ),
+        ({"label": {"min_window": 12}}, "label.min_window: expected one of 10, 15, 20, 30, got 12"),
+        ({"label": {"beam_size": 0}}, "label: beam_size must be >= 1"),
+        ({"label": {"workers": 0}}, "label.workers: must be >= 1, got 0"),
+    ],
+)
 def test_bad_configs_name_the_key(tmp_path, change, message):
     cfg = _config(tmp_path)
     cfg.update(change)
@@ -99,9 +118,17 @@ def test_every_labeling_option_of_the_cli_reaches_the_label_stage(tmp_path, monk
 
     monkeypatch.setattr(asr_distill.label, "label_to_file", fake_label_to_file)
     cfg = _config(tmp_path)
-    cfg["label"] = {"teacher": "base", "second": "tiny.en", "beam_size": 5, "min_window": 15,
-                    "precision": "bf16", "language": "auto", "device": "cpu", "seed": 3,
-                    "full_context": False}
+    cfg["label"] = {
+        "teacher": "base",
+        "second": "tiny.en",
+        "beam_size": 5,
+        "min_window": 15,
+        "precision": "bf16",
+        "language": "auto",
+        "device": "cpu",
+        "seed": 3,
+        "full_context": False,
+    }
     result = run(cfg, stop="label")
     assert [s.status for s in result.stages] == ["ran"]
     teacher, second = calls
@@ -115,9 +142,16 @@ def test_every_labeling_option_of_the_cli_reaches_the_label_stage(tmp_path, monk
 
 
 def test_paths_resolve_against_the_config_folder(tmp_path):
-    cfg = config_from_dict({"out": "run", "data": {"train": "{out}/data/train.jsonl"},
-                            "train": {"enabled": False}, "evaluate": {"enabled": False},
-                            "label": {"teacher": "base", "second": "models/x.pt"}}, base_dir=tmp_path)
+    cfg = config_from_dict(
+        {
+            "out": "run",
+            "data": {"train": "{out}/data/train.jsonl"},
+            "train": {"enabled": False},
+            "evaluate": {"enabled": False},
+            "label": {"teacher": "base", "second": "models/x.pt"},
+        },
+        base_dir=tmp_path,
+    )
     assert cfg.out == str(tmp_path / "run")
     assert cfg.data.train == str(tmp_path / "run" / "data" / "train.jsonl")
     assert cfg.label.teacher == "base"  # a model name stays a name
@@ -137,8 +171,14 @@ def test_a_run_chains_every_stage_and_writes_its_artefacts(finished_run):
     cfg, result = finished_run
     root = Path(cfg["out"])
     assert {s.name: s.status for s in result.stages} == {
-        "label": "ran", "filter": "ran", "review": "disabled", "train": "ran", "export": "ran",
-        "evaluate": "ran", "report": "ran"}
+        "label": "ran",
+        "filter": "ran",
+        "review": "disabled",
+        "train": "ran",
+        "export": "ran",
+        "evaluate": "ran",
+        "report": "ran",
+    }
     for stage in ("label", "filter", "train", "export", "evaluate", "report"):
         assert (root / stage / ".done").is_file(), stage
     summary = json.loads((root / "eval" / "summary.json").read_text())
@@ -167,8 +207,14 @@ def test_rerun_resumes_after_parts_of_the_root_are_deleted(finished_run):
     (root / "report" / "report.md").unlink()
     second = run(cfg)
     assert {s.name: s.status for s in second.stages} == {
-        "label": "skipped", "filter": "skipped", "review": "disabled", "train": "skipped",
-        "export": "skipped", "evaluate": "ran", "report": "ran"}
+        "label": "skipped",
+        "filter": "skipped",
+        "review": "disabled",
+        "train": "skipped",
+        "export": "skipped",
+        "evaluate": "ran",
+        "report": "ran",
+    }
     assert (root / "export" / "student.pt").stat().st_mtime_ns == checkpoint_mtime
     after = json.loads((root / "eval" / "summary.json").read_text())["models"][0]
     assert after["model"] == "teacher" and after["wer"] == before["wer"]  # greedy: same hypotheses again
@@ -176,9 +222,14 @@ def test_rerun_resumes_after_parts_of_the_root_are_deleted(finished_run):
     # A marker without its output does not count; every later stage then becomes stale.
     (root / "filter" / "kept.jsonl").unlink()
     assert dict(plan(cfg)) == {
-        "label": "done", "filter": "outputs missing", "review": "disabled",
-        "train": "stale: an earlier stage will run", "export": "stale: an earlier stage will run",
-        "evaluate": "stale: an earlier stage will run", "report": "stale: an earlier stage will run"}
+        "label": "done",
+        "filter": "outputs missing",
+        "review": "disabled",
+        "train": "stale: an earlier stage will run",
+        "export": "stale: an earlier stage will run",
+        "evaluate": "stale: an earlier stage will run",
+        "report": "stale: an earlier stage will run",
+    }
     third = run(cfg, stop="filter")
     assert [s.status for s in third.stages] == ["skipped", "ran"]
     assert (root / "filter" / "kept.jsonl").is_file()

@@ -49,8 +49,18 @@ def test_run_sh_parses_and_documents_its_stages(recipe):
 @pytest.mark.slow
 def test_support_stages_0_1(tmp_path):
     out = tmp_path / "support"
-    _run(["bash", str(REPO / "recipes/support/run.sh"), "--size", "smoke", "--stop-stage", "1",
-          "--out", str(out)])
+    _run(
+        [
+            "bash",
+            str(REPO / "recipes/support/run.sh"),
+            "--size",
+            "smoke",
+            "--stop-stage",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     assert (out / "data" / ".done").is_file() and (out / "label" / ".done").is_file()
     train = _lines(out / "data" / "train" / "manifest.jsonl")
     labels = _lines(out / "label" / "labels.jsonl")
@@ -76,19 +86,41 @@ def test_an4_stages_0_1(tmp_path):
 
 
 def test_an4_stage_0_says_where_the_data_should_be(tmp_path):
-    p = subprocess.run(["env", f"AN4_DIR={tmp_path / 'missing'}", "bash", str(REPO / "recipes/an4/run.sh"),
-                        "--stop-stage", "0", "--out", str(tmp_path / "o")], env=_env(), capture_output=True,
-                       text=True, timeout=60)
+    p = subprocess.run(
+        [
+            "env",
+            f"AN4_DIR={tmp_path / 'missing'}",
+            "bash",
+            str(REPO / "recipes/an4/run.sh"),
+            "--stop-stage",
+            "0",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode != 0 and "set AN4_DIR" in p.stderr
 
 
 @pytest.mark.slow
 def test_librispeech_dry_run_writes_sbatch_and_labels_two_shards(tmp_path):
     out = tmp_path / "ls"
-    _run(["bash", str(REPO / "recipes/librispeech/run.sh"), "--dry-run", "--stop-stage", "2",
-          "--out", str(out)])
+    _run(
+        [
+            "bash",
+            str(REPO / "recipes/librispeech/run.sh"),
+            "--dry-run",
+            "--stop-stage",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     label = (out / "slurm" / "label.sbatch").read_text()
-    assert "#SBATCH --array=0-1" in label and "--shard \"${SLURM_ARRAY_TASK_ID}/2\"" in label
+    assert "#SBATCH --array=0-1" in label and '--shard "${SLURM_ARRAY_TASK_ID}/2"' in label
     pipeline = (out / "slurm" / "pipeline.sbatch").read_text()
     assert "#SBATCH --gres=gpu:8" in pipeline and "--from filter" in pipeline
     shards = sorted((out / "label").glob("labels.shard*-of-00002.jsonl"))

@@ -40,37 +40,95 @@ from asr_distill.records import (
 PROVENANCE = Provenance("base", "ab" * 32, "whisper", {"beam_size": None, "temperatures": [0.0, 0.2]}, "0.1")
 TOKENS = (TokenScore(" Hello", -0.1, 0.3, 0.2, 0.25), TokenScore(".", -0.01, None))
 TEACHER_LABEL = TeacherLabel(
-    id="u1", audio_filepath="/a/u1.wav", offset=0.0, duration=2.5, text=" Hello.", language="en",
-    avg_logprob=-0.2, no_speech_prob=0.01, compression_ratio=1.1, temperature=0.0, tokens=TOKENS,
-    provenance=PROVENANCE, language_prob=0.99, detected_language="en", window_s=10.0,
-    ref_text="hello", speaker="s1",
+    id="u1",
+    audio_filepath="/a/u1.wav",
+    offset=0.0,
+    duration=2.5,
+    text=" Hello.",
+    language="en",
+    avg_logprob=-0.2,
+    no_speech_prob=0.01,
+    compression_ratio=1.1,
+    temperature=0.0,
+    tokens=TOKENS,
+    provenance=PROVENANCE,
+    language_prob=0.99,
+    detected_language="en",
+    window_s=10.0,
+    ref_text="hello",
+    speaker="s1",
 )
 CORRECTION = Correction("trim_loops", "a a a a b", "a b")
 VERDICTS = (Verdict("no_speech", True, "", 0.01, 0.6), Verdict("low_confidence", False, "below", -1.2, -0.8))
 REVIEW = ReviewEntry("ann", "2024-01-01T00:00:00Z", "accept", "hello", "Hello", note="ok")
 PSEUDO_LABEL = PseudoLabel(
-    id="u1", audio_filepath="/a/u1.wav", offset=0.0, duration=2.5, text="hello", teacher_text=" Hello.",
-    language="en", score_name="avg_logprob", score=-0.2, scores={"avg_logprob": -0.2, "agreement": None},
-    corrections=(CORRECTION,), filter_history=VERDICTS, drop_reasons=("low_confidence",),
-    provenance=PROVENANCE, review=(REVIEW,), ref_text="hello", speaker=None,
+    id="u1",
+    audio_filepath="/a/u1.wav",
+    offset=0.0,
+    duration=2.5,
+    text="hello",
+    teacher_text=" Hello.",
+    language="en",
+    score_name="avg_logprob",
+    score=-0.2,
+    scores={"avg_logprob": -0.2, "agreement": None},
+    corrections=(CORRECTION,),
+    filter_history=VERDICTS,
+    drop_reasons=("low_confidence",),
+    provenance=PROVENANCE,
+    review=(REVIEW,),
+    ref_text="hello",
+    speaker=None,
 )
 WER = WerResult(12.5, 6.0, 1, 2, 3, 48, "format_insensitive", 10)
 INTERVAL = Interval(10.0, 15.0, 0.95, 1000)
 GROUPS = (GroupWer("s1", 4, 20, 2, 10.0, 8.5), GroupWer("s2", 6, 28, 4, 14.2857, 11.0))
 UTTERANCE_SCORE = UtteranceScore(
-    id="u1", ref="The cat", hyp="the bat", ref_norm="the cat", hyp_norm="the bat", substitutions=1,
-    deletions=0, insertions=0, ref_words=2, duration=1.5, speaker="s1",
+    id="u1",
+    ref="The cat",
+    hyp="the bat",
+    ref_norm="the cat",
+    hyp_norm="the bat",
+    substitutions=1,
+    deletions=0,
+    insertions=0,
+    ref_words=2,
+    duration=1.5,
+    speaker="s1",
     alignment=(("equal", "the", "the"), ("substitute", "cat", "bat")),
 )
 MODEL_RESULT = ModelResult(
-    model="teacher", source="base", manifest="test.jsonl", normaliser="format_insensitive", score=WER,
-    ci=INTERVAL, rtfx=20.5, params=74_000_000, audio_s=19.5, wall_s=0.95, skipped=1, per_speaker=GROUPS,
-    per_duration=GROUPS[:1], other_wer={"whisper_en": 13.0},
+    model="teacher",
+    source="base",
+    manifest="test.jsonl",
+    normaliser="format_insensitive",
+    score=WER,
+    ci=INTERVAL,
+    rtfx=20.5,
+    params=74_000_000,
+    audio_s=19.5,
+    wall_s=0.95,
+    skipped=1,
+    per_speaker=GROUPS,
+    per_duration=GROUPS[:1],
+    other_wer={"whisper_en": 13.0},
 )
-COMPARISON = PairedComparison("student", "teacher", "format_insensitive", 10.0, 12.5, -2.5,
-                              Interval(-4.0, -1.0, 0.95, 1000), 0.01, 10)
-TRANSCRIPTION = Transcription("teacher", "base", 74_000_000, ("u1", "u2"), ("a", "b"), ("a", "c"),
-                              (1.0, 2.5), ("s1", None), 3.5, 0.2, skipped=1)
+COMPARISON = PairedComparison(
+    "student", "teacher", "format_insensitive", 10.0, 12.5, -2.5, Interval(-4.0, -1.0, 0.95, 1000), 0.01, 10
+)
+TRANSCRIPTION = Transcription(
+    "teacher",
+    "base",
+    74_000_000,
+    ("u1", "u2"),
+    ("a", "b"),
+    ("a", "c"),
+    (1.0, 2.5),
+    ("s1", None),
+    3.5,
+    0.2,
+    skipped=1,
+)
 
 # One instance of every record type in asr_distill.records; the coverage test below fails
 # when a record is added without one.
@@ -97,8 +155,11 @@ SAMPLES = [
 
 
 def _record_types() -> set[type]:
-    return {v for v in vars(records).values()
-            if isinstance(v, type) and dataclasses.is_dataclass(v) and v.__module__ == records.__name__}
+    return {
+        v
+        for v in vars(records).values()
+        if isinstance(v, type) and dataclasses.is_dataclass(v) and v.__module__ == records.__name__
+    }
 
 
 def test_every_record_type_has_a_sample():

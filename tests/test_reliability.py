@@ -107,14 +107,16 @@ def test_pipeline_and_training_survive_kills_and_refuse_a_second_process(name, t
     assert lock.ok, lock.detail
     wall = lock.detail["first_wall_s"]
     if name == "run":
-        report = fc.kill_resume(target, tmp_path, kills=2, seed=3, reference=tmp_path / "lock",
-                                clean_wall=wall)
+        report = fc.kill_resume(
+            target, tmp_path, kills=2, seed=3, reference=tmp_path / "lock", clean_wall=wall
+        )
         assert report.ok and report.kills >= 1, report  # a timed kill may find the work done
         done = {u for u in target.units(tmp_path / "killed") if u.startswith("done:")}
         assert done >= {"done:label", "done:train", "done:evaluate"}
     else:
-        report = fc.kill_resume_training(target, tmp_path, kills=2, seed=3, reference=tmp_path / "lock",
-                                         clean_wall=wall)
+        report = fc.kill_resume_training(
+            target, tmp_path, kills=2, seed=3, reference=tmp_path / "lock", clean_wall=wall
+        )
         assert report.ok and report.kills >= 1, report  # a timed kill may find the work done
         assert report.final_steps == report.expected_steps
 
@@ -124,8 +126,23 @@ def test_bad_input_corpus_through_the_cli(tmp_path):
     """Every bad case in one manifest, as a user runs it: each gets its expected outcome."""
     manifest, expected = write_job_manifest(tmp_path, SPEECH)
     out = tmp_path / "out" / "labels.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "asr_distill.cli", "label", str(manifest), "--out", str(out),
-                           "--model", "tiny.en", "--no-progress"], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "asr_distill.cli",
+            "label",
+            str(manifest),
+            "--out",
+            str(out),
+            "--model",
+            "tiny.en",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     labels, skips = list(read_jsonl(out)), list(read_jsonl(skips_path(out)))
     seen = observed_outcomes(labels, skips)
@@ -135,8 +152,9 @@ def test_bad_input_corpus_through_the_cli(tmp_path):
     assert len(expected) >= 40
     for s in skips:  # every skip says where and what to do
         assert s["message"] and (s["audio_filepath"] in s["message"] or "line" in s["message"]), s
-    hour = sorted((d for d in labels + skips if d["id"].split("@")[0] == HOUR_CASE),
-                  key=lambda d: d["offset"])
+    hour = sorted(
+        (d for d in labels + skips if d["id"].split("@")[0] == HOUR_CASE), key=lambda d: d["offset"]
+    )
     assert hour[0]["offset"] == 0.0
     assert abs(hour[-1]["offset"] + hour[-1]["duration"] - HOUR_SECONDS) < 1e-3
     hour_labels = [d for d in labels if d["id"].startswith(HOUR_CASE + "@")]
@@ -155,8 +173,9 @@ def test_bad_config_is_a_clear_usage_error_before_any_work(name, tmp_path):
     cases = {c.name: c for c in config_cases(tmp_path)}
     assert sorted(cases) == sorted(CONFIG_CASE_NAMES)
     case = cases[name]
-    proc = subprocess.run([sys.executable, "-m", "asr_distill.cli", *case.argv], capture_output=True,
-                          text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "asr_distill.cli", *case.argv], capture_output=True, text=True, cwd=ROOT
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert case.names in proc.stderr and "error" in proc.stderr.lower(), proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
@@ -186,10 +205,14 @@ def test_same_seed_same_labels_even_when_sampling(tiny_teacher, tmp_path):
     assert first != other  # the seed reaches the sampler: the check above could fail
 
 
-@pytest.mark.parametrize("options", [
-    LabelOptions(logprob_threshold=0.0, temperatures=(0.0, 1.0), best_of=2, windows=FULL_CONTEXT),
-    LabelOptions(beam_size=3),
-], ids=["fallback-sampling", "beam-search"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        LabelOptions(logprob_threshold=0.0, temperatures=(0.0, 1.0), best_of=2, windows=FULL_CONTEXT),
+        LabelOptions(beam_size=3),
+    ],
+    ids=["fallback-sampling", "beam-search"],
+)
 def test_groups_of_hypotheses_in_a_batch_of_two(tiny_teacher, tmp_path, options):
     """best-of-n and beam search decode n rows per clip; a batch of clips must still line up."""
     manifest = write_manifest(tmp_path / "m.jsonl", fixture_lines()[:2])
@@ -230,8 +253,12 @@ def test_duplicate_id_skip_does_not_hide_the_first_line_on_resume(tiny_teacher, 
     first = list(label(manifest, teacher=tiny_teacher))
     dup = next(r for r in first if isinstance(r, Skip))
     assert dup.reason == "duplicate_id"
-    skips_path(out).write_text(json.dumps({"id": dup.id, "reason": dup.reason, "message": dup.message,
-                                           "audio_filepath": dup.audio_filepath}) + "\n")
+    skips_path(out).write_text(
+        json.dumps(
+            {"id": dup.id, "reason": dup.reason, "message": dup.message, "audio_filepath": dup.audio_filepath}
+        )
+        + "\n"
+    )
     stats = label_to_file(manifest, out, teacher=tiny_teacher)
     assert stats.labeled == 1 and stats.skipped == 0
     assert [d["id"] for d in read_jsonl(out)] == [line["id"]]
@@ -270,8 +297,13 @@ def test_full_disk_mid_batch_stays_a_clear_error(tiny_teacher, tmp_path):
     """
     disk = tmp_path / "disk"
     disk.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(disk)],
-                                           capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(disk)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("needs root and tmpfs to fill a real disk (the fault campaign has a fallback)")
     try:
         manifest = write_manifest(tmp_path / "m.jsonl", fixture_lines())

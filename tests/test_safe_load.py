@@ -17,8 +17,14 @@ L = pytest.importorskip("lightning")
 class Tiny(L.LightningModule):
     """Hyper-parameters of the kinds StudentModule and a user's config carry (a path among them)."""
 
-    def __init__(self, teacher: str = "tiny.en", encoder_layers: list[int] | None = None, lr: float = 1e-3,
-                 frozen_encoder: bool = True, cache_dir: Path | None = None):
+    def __init__(
+        self,
+        teacher: str = "tiny.en",
+        encoder_layers: list[int] | None = None,
+        lr: float = 1e-3,
+        frozen_encoder: bool = True,
+        cache_dir: Path | None = None,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.layer = torch.nn.Linear(4, 1)
@@ -37,8 +43,14 @@ class Tiny(L.LightningModule):
 def lightning_ckpt(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ckpt")
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(4, 4)), batch_size=2)
-    trainer = L.Trainer(max_steps=2, default_root_dir=root, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, accelerator="cpu")
+    trainer = L.Trainer(
+        max_steps=2,
+        default_root_dir=root,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
     trainer.fit(Tiny(encoder_layers=[0, 1], cache_dir=root / "cache"), data)
     path = root / "last.ckpt"
     trainer.save_checkpoint(path)
@@ -76,8 +88,9 @@ def test_crafted_pickle_is_refused_and_never_runs(tmp_path, legacy):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("data", [b"", b"not a checkpoint at all", b"PK\x03\x04broken zip"],
-                         ids=["empty", "text", "broken_zip"])
+@pytest.mark.parametrize(
+    "data", [b"", b"not a checkpoint at all", b"PK\x03\x04broken zip"], ids=["empty", "text", "broken_zip"]
+)
 def test_unreadable_file_is_a_checkpoint_error_not_unsafe(tmp_path, data):
     path = tmp_path / "x.ckpt"
     path.write_bytes(data)

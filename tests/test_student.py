@@ -29,9 +29,17 @@ CONFIG = ROOT / "configs" / "student_an4_cut.yaml"
 STEPS = 12
 
 
-@pytest.mark.parametrize("n, k, expected", [
-    (6, 2, (0, 5)), (6, 3, (0, 2, 5)), (4, 2, (0, 3)), (32, 2, (0, 31)), (4, 4, (0, 1, 2, 3)), (6, 1, (5,)),
-])
+@pytest.mark.parametrize(
+    "n, k, expected",
+    [
+        (6, 2, (0, 5)),
+        (6, 3, (0, 2, 5)),
+        (4, 2, (0, 3)),
+        (32, 2, (0, 31)),
+        (4, 4, (0, 1, 2, 3)),
+        (6, 1, (5,)),
+    ],
+)
 def test_spaced_layers(n, k, expected):
     assert spaced_layers(n, k) == expected
 
@@ -55,8 +63,10 @@ def test_cut_student_keeps_first_and_last_decoder_layers(tiny_teacher):
     assert layout.student_params == param_count(student) < layout.teacher_params == param_count(teacher)
 
 
-@pytest.mark.parametrize("duration, window", [(0.7, 2.0), (1.6, 3.0), (2.5, 3.0), (4.4, 5.0), (4.6, 6.0),
-                                              (29.7, 30.0), (45.0, 30.0)])
+@pytest.mark.parametrize(
+    "duration, window",
+    [(0.7, 2.0), (1.6, 3.0), (2.5, 3.0), (4.4, 5.0), (4.6, 6.0), (29.7, 30.0), (45.0, 30.0)],
+)
 def test_window_policy_pads_to_the_clip_not_to_30s(duration, window):
     assert WindowPolicy().window_for(duration) == window
     assert student_options(WindowPolicy()).window_for(duration) == window
@@ -90,11 +100,23 @@ def test_teacher_floor_and_student_policy_are_distinct_types():
 def _config(tmp: Path, manifest: Path) -> Path:
     cfg = yaml.safe_load(CONFIG.read_text())
     cfg["model"].update(teacher="tiny.en", lr=1e-3, warmup_steps=2, val_max_tokens=12)
-    cfg["data"].update(train_manifest=str(manifest), cache_dir=str(tmp / "cache"), batch_size=4,
-                       val_fraction=0.25, augment_copies=1)
+    cfg["data"].update(
+        train_manifest=str(manifest),
+        cache_dir=str(tmp / "cache"),
+        batch_size=4,
+        val_fraction=0.25,
+        augment_copies=1,
+    )
     t = cfg["trainer"]
-    t.update(default_root_dir=str(tmp / "run"), max_epochs=None, max_steps=STEPS, max_time=None,
-             log_every_n_steps=1, num_sanity_val_steps=0, enable_progress_bar=False)
+    t.update(
+        default_root_dir=str(tmp / "run"),
+        max_epochs=None,
+        max_steps=STEPS,
+        max_time=None,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+        enable_progress_bar=False,
+    )
     t["logger"]["init_args"]["save_dir"] = str(tmp / "run")
     t["callbacks"][0]["init_args"].update(dirpath=str(tmp / "run" / "checkpoints"), save_top_k=0)  # last only
     path = tmp / "student.yaml"
@@ -163,8 +185,10 @@ def test_second_training_in_the_same_folder_is_refused(trained, capsys):
 
 
 def test_checkpoint_write_is_all_or_nothing(tmp_path, monkeypatch):
-    """Dying after the bytes are written but before the rename leaves the previous checkpoint
-    whole under the final name (Lightning's own IO writes the final name in place)."""
+    """Dying between writing the bytes and the rename leaves the previous checkpoint whole.
+
+    Lightning's own IO writes the final name in place; ours writes a temporary one first.
+    """
     from asr_distill.student import checkpoint_io
 
     io = AtomicCheckpointIO()
@@ -202,8 +226,15 @@ def test_export_round_trip_whisper_and_faster_whisper(trained, an4_fixture):
         assert torch.equal(v, loaded.state_dict()[k]), k
     audio = load_audio(an4_fixture.parent / "audio" / "an406-fcaw-b.flac")
     # A 16-step student may still loop: one temperature and a token cap keep the test short.
-    result = whisper.transcribe(loaded, audio, language="en", fp16=False, temperature=0.0,
-                                condition_on_previous_text=False, sample_len=24)
+    result = whisper.transcribe(
+        loaded,
+        audio,
+        language="en",
+        fp16=False,
+        temperature=0.0,
+        condition_on_previous_text=False,
+        sample_len=24,
+    )
     assert isinstance(result["text"], str) and result["segments"] is not None
 
     teacher, options = student_teacher(pt)
@@ -216,8 +247,15 @@ def test_export_round_trip_whisper_and_faster_whisper(trained, an4_fixture):
     assert len(exported) == 2 and exported == in_memory
 
     fw = WhisperModel(str(ct2_dir), device="cpu", compute_type="float32")
-    segments, info = fw.transcribe(audio, language="en", beam_size=1, temperature=0.0, max_new_tokens=24,
-                                   without_timestamps=True, condition_on_previous_text=False)
+    segments, info = fw.transcribe(
+        audio,
+        language="en",
+        beam_size=1,
+        temperature=0.0,
+        max_new_tokens=24,
+        without_timestamps=True,
+        condition_on_previous_text=False,
+    )
     list(segments)  # the generator runs the model: the exported folder must load and decode
     assert info.duration == pytest.approx(len(audio) / 16000, abs=0.01)
 

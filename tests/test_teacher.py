@@ -21,13 +21,15 @@ def _clips(manifest):
     return [(u, load_audio(u.audio_filepath)) for u in read_manifest(manifest)]
 
 
+@pytest.mark.slow
 def test_converted_tiny_en_matches_faster_whisper(an4_fixture, tiny_teacher):
     """Same weights, two engines: greedy transcripts of real clips must be identical."""
     from faster_whisper import WhisperModel
 
     fw = WhisperModel(str(tiny_teacher.ct2_dir), device="cpu", compute_type="float32")
-    opts = dict(language="en", beam_size=1, temperature=0.0, without_timestamps=True,
-                condition_on_previous_text=False)
+    opts = dict(
+        language="en", beam_size=1, temperature=0.0, without_timestamps=True, condition_on_previous_text=False
+    )
     for _, audio in _clips(an4_fixture):
         ours = whisper.transcribe(tiny_teacher.model, audio, fp16=False, **opts)["text"].strip()
         segments, _ = fw.transcribe(audio, vad_filter=False, **opts)
@@ -55,7 +57,7 @@ def test_dims_of_packaged_models(tiny_teacher):
 def test_truncated_model_bin_is_a_clear_error(tiny_teacher, tmp_path):
     src = tiny_teacher.ct2_dir / "model.bin"
     bad = tmp_path / "model.bin"
-    bad.write_bytes(src.read_bytes()[: 1_000_000])
+    bad.write_bytes(src.read_bytes()[:1_000_000])
     with pytest.raises(ct2.CT2FormatError, match="truncated"):
         ct2.read_model_bin([bad])
 
@@ -90,6 +92,7 @@ def test_batched_decode_carries_confidence(an4_fixture, tiny_teacher, backend):
         assert lab.window_s == 20.0  # all fixture clips are short: the default 20 s floor
 
 
+@pytest.mark.slow
 def test_short_context_agrees_with_full_window(an4_fixture, tiny_teacher):
     """The 10 s encoder context is a speed lever; on these clips it must not change the words."""
     from asr_distill.metrics import word_error_rate
@@ -105,6 +108,7 @@ def test_short_context_agrees_with_full_window(an4_fixture, tiny_teacher):
     assert wer_short <= wer_full + 5.0
 
 
+@pytest.mark.slow
 def test_when_every_try_fails_the_most_probable_is_kept(an4_fixture, tiny_teacher):
     """A logprob threshold of 0 fails every try; adding hotter tries must never lower the kept score."""
     clips = _clips(an4_fixture)[:4]
@@ -112,13 +116,15 @@ def test_when_every_try_fails_the_most_probable_is_kept(an4_fixture, tiny_teache
     backend = make_backend(tiny_teacher, "whisper")
     torch.manual_seed(0)
     greedy = decode_batch(backend, clips, LabelOptions(logprob_threshold=0.0, temperatures=(0.0,)), prov)
-    ladder = decode_batch(backend, clips, LabelOptions(logprob_threshold=0.0, temperatures=(0.0, 0.6, 1.0),
-                                                       best_of=2), prov)
+    ladder = decode_batch(
+        backend, clips, LabelOptions(logprob_threshold=0.0, temperatures=(0.0, 0.6, 1.0), best_of=2), prov
+    )
     for g, lad in zip(greedy, ladder, strict=True):
         assert lad.avg_logprob >= g.avg_logprob
         assert lad.temperature > 0 or lad.text == g.text
 
 
+@pytest.mark.slow
 def test_timestamp_tokens_do_not_count_in_avg_logprob(an4_fixture, tiny_teacher):
     """Timestamp mode must score the same words like plain mode: the fallback threshold means one thing."""
     clips = _clips(an4_fixture)
@@ -133,10 +139,18 @@ def test_timestamp_tokens_do_not_count_in_avg_logprob(an4_fixture, tiny_teacher)
         assert abs(a.avg_logprob - b.avg_logprob) < 0.15, (a.text, a.avg_logprob, b.avg_logprob)
 
 
-@pytest.mark.parametrize("floor, duration, window", [
-    (20.0, 3.0, 20.0), (10.0, 3.0, 10.0), (10.0, 12.0, 15.0), (15.0, 3.0, 15.0), (15.0, 16.0, 20.0),
-    (20.0, 25.0, 30.0), (10.0, 29.7, 30.0),
-])
+@pytest.mark.parametrize(
+    "floor, duration, window",
+    [
+        (20.0, 3.0, 20.0),
+        (10.0, 3.0, 10.0),
+        (10.0, 12.0, 15.0),
+        (15.0, 3.0, 15.0),
+        (15.0, 16.0, 20.0),
+        (20.0, 25.0, 30.0),
+        (10.0, 29.7, 30.0),
+    ],
+)
 def test_window_floor(floor, duration, window):
     assert ContextFloor(floor).window_for(duration) == window
     assert LabelOptions(windows=ContextFloor(floor)).window_for(duration) == window
@@ -147,10 +161,19 @@ def test_default_options_keep_the_20s_floor_and_their_provenance_keys():
     """Label files record the options flat, in the order and under the names they always had."""
     assert LabelOptions().window_for(3.0) == 20.0 and FULL_CONTEXT.window_for(3.0) == 30.0
     expected = {
-        "beam_size": None, "best_of": 5, "temperatures": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
-        "compression_ratio_threshold": 2.4, "logprob_threshold": -1.0, "no_speech_threshold": 0.6,
-        "language": "en", "task": "transcribe", "short_context": True, "min_window_s": 20.0,
-        "max_tokens": None, "entropy_alpha": 0.33, "timestamps": True,
+        "beam_size": None,
+        "best_of": 5,
+        "temperatures": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+        "compression_ratio_threshold": 2.4,
+        "logprob_threshold": -1.0,
+        "no_speech_threshold": 0.6,
+        "language": "en",
+        "task": "transcribe",
+        "short_context": True,
+        "min_window_s": 20.0,
+        "max_tokens": None,
+        "entropy_alpha": 0.33,
+        "timestamps": True,
     }
     d = LabelOptions().as_dict()
     assert d == expected and list(d) == list(expected)
@@ -168,13 +191,22 @@ def test_options_reject_bad_combinations():
         LabelOptions(task="summarise")
 
 
+@pytest.mark.slow
 def test_statistics_read_during_decoding_equal_a_teacher_forced_pass(an4_fixture, tiny_teacher):
     """Greedy decoding scores its tokens as it goes; a second forward pass over them must agree."""
     backend = make_backend(tiny_teacher, "whisper", precision="fp32")
     clips = _clips(an4_fixture)[:5]
     feats = backend.encode([a for _, a in clips], 20.0)
-    kw = dict(language="en", task="transcribe", temperature=0.0, beam_size=None, best_of=5,
-              max_tokens=60, entropy_alpha=0.33, timestamps=True)
+    kw = dict(
+        language="en",
+        task="transcribe",
+        temperature=0.0,
+        beam_size=None,
+        best_of=5,
+        max_tokens=60,
+        entropy_alpha=0.33,
+        timestamps=True,
+    )
     hyps = backend.generate(feats, **kw)
     prefix = list(backend.tokenizer.sot_sequence)
     forced = backend._token_stats(feats, prefix, [list(h.tokens) for h in hyps], 0.33)
@@ -187,13 +219,23 @@ def test_statistics_read_during_decoding_equal_a_teacher_forced_pass(an4_fixture
     assert all(len(h.tokens) == len(h.token_stats) <= 3 for h in capped)
 
 
+@pytest.mark.slow
 def test_language_read_from_the_decoding_pass_equals_detection(an4_fixture, tiny_teacher):
     """The start-of-transcript distribution is the detector's: reading it from ``generate`` is free."""
     base = load_teacher("base")  # the packaged multilingual teacher
     backend = make_backend(base, "whisper", precision="fp32")
     feats = backend.encode([a for _, a in _clips(an4_fixture)[:3]], 20.0)
-    hyps = backend.generate(feats, language="en", task="transcribe", temperature=0.0, beam_size=None,
-                            best_of=5, max_tokens=40, entropy_alpha=0.33, timestamps=True)
+    hyps = backend.generate(
+        feats,
+        language="en",
+        task="transcribe",
+        temperature=0.0,
+        beam_size=None,
+        best_of=5,
+        max_tokens=40,
+        entropy_alpha=0.33,
+        timestamps=True,
+    )
     for h, (code, prob) in zip(hyps, backend.detect_language(feats), strict=True):
         assert h.language[0] == code == "en"
         assert abs(h.language[1] - prob) < 1e-4
@@ -212,6 +254,7 @@ def test_precision_choice():
         encoder_dtype("int4", cpu)
 
 
+@pytest.mark.slow
 def test_bf16_encoder_keeps_the_words(an4_fixture, tiny_teacher):
     """bf16 is a speed lever; on real clips it must leave the transcripts (nearly) as float32 has them."""
     from asr_distill.metrics import word_error_rate

@@ -35,13 +35,16 @@ def _params(fn) -> list[str]:
     return [p for p in inspect.signature(fn).parameters if p != "self"]
 
 
-@pytest.mark.parametrize("method, params", [
-    ("__init__", ["model", "options"]),
-    ("_get_audio_features", ["mel"]),
-    ("_detect_language", ["audio_features", "tokens"]),
-    ("_main_loop", ["audio_features", "tokens"]),
-    ("run", ["mel"]),
-])
+@pytest.mark.parametrize(
+    "method, params",
+    [
+        ("__init__", ["model", "options"]),
+        ("_get_audio_features", ["mel"]),
+        ("_detect_language", ["audio_features", "tokens"]),
+        ("_main_loop", ["audio_features", "tokens"]),
+        ("run", ["mel"]),
+    ],
+)
 def test_decoding_task_methods_we_override_or_call(method, params):
     assert hasattr(DecodingTask, method), _moved("DecodingTask", method)
     assert _params(getattr(DecodingTask, method)) == params, _moved("DecodingTask", f"{method}{params}")
@@ -55,15 +58,26 @@ def test_decoding_task_run_still_goes_through_our_overrides(call):
 
 def test_main_loop_still_calls_inference_logits():
     """``_FeaturesTask._main_loop`` wraps ``self.inference.logits`` to read each step's statistics."""
-    assert "self.inference.logits(" in inspect.getsource(DecodingTask._main_loop), \
-        _moved("DecodingTask", "_main_loop -> inference.logits")
+    assert "self.inference.logits(" in inspect.getsource(DecodingTask._main_loop), _moved(
+        "DecodingTask", "_main_loop -> inference.logits"
+    )
 
 
 def _tiny_whisper() -> Whisper:
     """A random English-only Whisper small enough to build in milliseconds."""
     torch.manual_seed(0)
-    dims = ModelDimensions(n_mels=80, n_audio_ctx=50, n_audio_state=64, n_audio_head=2, n_audio_layer=1,
-                           n_vocab=51864, n_text_ctx=64, n_text_state=64, n_text_head=2, n_text_layer=1)
+    dims = ModelDimensions(
+        n_mels=80,
+        n_audio_ctx=50,
+        n_audio_state=64,
+        n_audio_head=2,
+        n_audio_layer=1,
+        n_vocab=51864,
+        n_text_ctx=64,
+        n_text_state=64,
+        n_text_head=2,
+        n_text_layer=1,
+    )
     model = Whisper(dims).eval()
     with torch.no_grad():
         for p in model.parameters():  # some are torch.empty: whisper expects a checkpoint to fill them
@@ -79,8 +93,10 @@ def test_decoding_task_instance_attributes():
     assert callable(getattr(task.inference, "logits", None)), _moved("DecodingTask", "inference.logits")
 
 
-@pytest.mark.parametrize("field", ["task", "language", "temperature", "sample_len", "best_of", "beam_size",
-                                   "without_timestamps", "fp16"])
+@pytest.mark.parametrize(
+    "field",
+    ["task", "language", "temperature", "sample_len", "best_of", "beam_size", "without_timestamps", "fp16"],
+)
 def test_decoding_options_fields(field):
     assert field in {f.name for f in dataclasses.fields(DecodingOptions)}, _moved("DecodingOptions", field)
 
@@ -105,22 +121,41 @@ def test_module_level_names():
     assert whisper.audio.SAMPLE_RATE == 16000 and whisper.audio.HOP_LENGTH == 160, _moved("whisper", "audio")
     assert "download_root" in _params(whisper.load_model), _moved("whisper", "load_model(download_root=)")
     tok = get_tokenizer(False, num_languages=99, language="en", task="transcribe")
-    for attr in ("sot", "eot", "sot_sequence", "sot_sequence_including_notimestamps", "timestamp_begin",
-                 "all_language_tokens", "all_language_codes"):
+    for attr in (
+        "sot",
+        "eot",
+        "sot_sequence",
+        "sot_sequence_including_notimestamps",
+        "timestamp_begin",
+        "all_language_tokens",
+        "all_language_codes",
+    ):
         assert hasattr(tok, attr), _moved("whisper", f"tokenizer.Tokenizer.{attr}")
 
 
 @pytest.mark.parametrize("beam_size", [None, 2])
 def test_features_task_decodes_with_the_installed_whisper(beam_size):
-    """Our subclass end to end on a random model: one greedy path (statistics read in the loop)
-    and one beam path (rows repeated per clip, scored by teacher forcing)."""
+    """Our subclass end to end on a random model, greedy and beam.
+
+    Greedy reads the statistics in the loop; beam repeats rows per clip and scores them by
+    teacher forcing.
+    """
     from asr_distill.teacher.backends import WhisperBackend
     from asr_distill.teacher.resolve import Teacher
 
     backend = WhisperBackend(Teacher("random", _tiny_whisper(), "0" * 64, "test"), precision="fp32")
     features = torch.randn(2, 50, 64)
-    hyps = backend.generate(features, language="en", task="transcribe", temperature=0.0, beam_size=beam_size,
-                            best_of=5, max_tokens=4, entropy_alpha=0.33, timestamps=True)
+    hyps = backend.generate(
+        features,
+        language="en",
+        task="transcribe",
+        temperature=0.0,
+        beam_size=beam_size,
+        best_of=5,
+        max_tokens=4,
+        entropy_alpha=0.33,
+        timestamps=True,
+    )
     assert len(hyps) == 2
     for h in hyps:
         assert len(h.token_stats) == len(h.tokens) <= 4

@@ -1,24 +1,25 @@
-"""``asr-distill export``: a student checkpoint → openai-whisper ``.pt`` (+ CTranslate2 folder)."""
+"""``asr-distill export``: a student checkpoint → openai-whisper ``.pt`` (+ CTranslate2 folder).
+
+Write CKPT's student as an openai-whisper checkpoint that whisper.load_model opens, and with --ct2
+as a CTranslate2 folder that faster_whisper.WhisperModel opens. Both carry the student's
+self-description (tokenizer, normaliser, window policy, training config, label provenance).
+"""
 
 from __future__ import annotations
 
+from . import add_force, add_out, subcommand
+
+SUMMARY = "export a trained student: openai-whisper .pt (and a CTranslate2 folder for faster-whisper)"
+
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "export",
-        help="export a trained student: openai-whisper .pt (and a CTranslate2 folder for faster-whisper)",
-        description="Write CKPT's student as an openai-whisper checkpoint that whisper.load_model opens, "
-        "and with --ct2 as a CTranslate2 folder that faster_whisper.WhisperModel opens. Both carry the "
-        "student's self-description (tokenizer, normaliser, window policy, training config, label "
-        "provenance).",
-    )
+    """Add ``export`` to the CLI's subcommands."""
+    p = subcommand(sub, "export", _cmd_export, SUMMARY, __doc__)
     p.add_argument("ckpt", help="Lightning checkpoint written by asr-distill train (RUN/checkpoints/*.ckpt)")
-    p.add_argument("--out", required=True, help="output .pt")
+    add_out(p, "output .pt")
     p.add_argument("--ct2", default=None, metavar="DIR", help="also write a CTranslate2 folder here")
     p.add_argument("--half", action="store_true", help="store float16 weights in the .pt (half the size)")
-    p.add_argument("--force", action="store_true",
-                   help="replace an existing --out (or --ct2 folder) that export did not write")
-    p.set_defaults(func=_cmd_export)
+    add_force(p, "replace an existing --out (or --ct2 folder) that export did not write")
 
 
 def _outputs(args) -> list[tuple[str, str, list[str]]]:
@@ -40,8 +41,7 @@ def _cmd_export(args) -> int:
     from pathlib import Path
 
     from ..outputs import check_output, guard_output
-    from ..student.export import export_ct2, export_whisper_pt, load_student_checkpoint
-    from ..teacher import load_teacher
+    from ..student.export import export_ct2, export_whisper_pt, load_student_checkpoint, tokenizer_ct2_dir
 
     ckpt = Path(args.ckpt)
     if not ckpt.is_file():
@@ -56,10 +56,11 @@ def _cmd_export(args) -> int:
         out = export_whisper_pt(module.model, args.out, desc, half=args.half)
         print(f"wrote {out} ({module.layout.describe()})")
         if args.ct2:
-            init = module.hparams.init
-            side = load_teacher(module.hparams.teacher if init == "teacher" else init).ct2_dir
+            side = tokenizer_ct2_dir(module)
             if side is None:
-                raise SystemExit("error: the student's tokenizer source has no CTranslate2 folder to copy "
-                                 "tokenizer.json from; export the .pt only")
+                raise SystemExit(
+                    "error: the student's tokenizer source has no CTranslate2 folder to copy "
+                    "tokenizer.json from; export the .pt only"
+                )
             print(f"wrote {export_ct2(module.model, args.ct2, side, desc)}")
     return 0

@@ -1,34 +1,37 @@
-"""``asr-distill export-labels``: labels out to a Hugging Face dataset, a lhotse CutSet or a Kaldi folder."""
+"""``asr-distill export-labels``: labels out to a Hugging Face dataset, a lhotse CutSet or a Kaldi folder.
+
+Reads LABELS (labels.jsonl from `asr-distill label` or kept.jsonl from `asr-distill filter`) and
+writes the folder OUT: hf, a dataset saved with save_to_disk (the audio of each label embedded at 16
+kHz, the label in `whisper_transcript` as Distil-Whisper reads it, the reference in `text`,
+confidence and provenance columns); lhotse, cuts/recordings/supervisions manifests (segments of long
+recordings keep their offsets); kaldi, a data directory (wav.scp, segments, text, utt2spk, spk2utt).
+Needs the interop extra: pip install 'asr_distill[interop]'.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from . import add_force, add_out, subcommand
+
 FORMATS = ("hf", "lhotse", "kaldi")  # interop.FORMATS, spelled out so that --help imports nothing
+
+
+SUMMARY = "write labels as a Hugging Face dataset, a lhotse CutSet or a Kaldi data directory"
 
 
 def add_parser(sub) -> None:
     """Add ``export-labels`` to the subcommands."""
-    p = sub.add_parser(
-        "export-labels",
-        help="write labels as a Hugging Face dataset, a lhotse CutSet or a Kaldi data directory",
-        description="Reads LABELS (labels.jsonl from `asr-distill label` or kept.jsonl from `asr-distill "
-        "filter`) and writes the folder OUT: hf, a dataset saved with save_to_disk (the audio of each label "
-        "embedded at 16 kHz, the label in `whisper_transcript` as Distil-Whisper reads it, the reference in "
-        "`text`, confidence and provenance columns); lhotse, cuts/recordings/supervisions manifests "
-        "(segments of long recordings keep their offsets); kaldi, a data directory (wav.scp, segments, "
-        "text, utt2spk, spk2utt). Needs the interop extra: pip install 'asr_distill[interop]'.",
-    )
+    p = subcommand(sub, "export-labels", run, SUMMARY, __doc__)
     p.add_argument("labels", help="teacher labels or pseudo-labels (JSON Lines)")
     p.add_argument("--format", required=True, choices=FORMATS, dest="fmt", help="what to write")
-    p.add_argument("--out", required=True, help="output folder (created; must not exist or be empty)")
+    add_out(p, "output folder (created; must not exist or be empty)")
     p.add_argument(
         "--teacher-labels",
         help="the teacher's labels.jsonl, to give pseudo-labels their no_speech_prob, compression_ratio "
         "and temperature",
     )
-    p.add_argument("--force", action="store_true", help="replace an existing --out folder")
-    p.set_defaults(func=run)
+    add_force(p, "replace an existing --out folder")
 
 
 def run(args) -> int:

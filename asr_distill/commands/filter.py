@@ -1,4 +1,12 @@
-"""``asr-distill filter``: correct, score and filter teacher labels, each drop with a reason."""
+"""``asr-distill filter``: correct, score and filter teacher labels, each drop with a reason.
+
+Reads LABELS (written by `asr-distill label`) and writes OUT/kept.jsonl (a NeMo manifest whose text
+is the corrected label, with the corrections, verdicts, scores and teacher provenance),
+OUT/dropped.jsonl (with reasons) and OUT/filter_report.json. With reference transcripts in the
+labels (ref_text) it also writes OUT/calibration.json and OUT/calibration.png. The confidence
+threshold is, in order: --threshold, --keep (reference-free), --target-wer (calibrated on the
+references), or the score's documented default.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +14,16 @@ import dataclasses
 import json
 from pathlib import Path
 
+from . import add_force, add_out, subcommand
+
+SUMMARY = "score teacher labels, correct them lightly, keep or drop each with a reason"
+
 
 def add_parser(sub) -> None:
     """Add ``filter`` to the CLI's subcommands."""
-    p = sub.add_parser(
-        "filter",
-        help="score teacher labels, correct them lightly, keep or drop each with a reason",
-        description="Reads LABELS (written by `asr-distill label`) and writes OUT/kept.jsonl (a NeMo "
-        "manifest whose text is the corrected label, with the corrections, verdicts, scores and teacher "
-        "provenance), OUT/dropped.jsonl (with reasons) and OUT/filter_report.json. With reference "
-        "transcripts in the labels (ref_text) it also writes OUT/calibration.json and OUT/calibration.png. "
-        "The confidence threshold is, in order: --threshold, --keep (reference-free), --target-wer "
-        "(calibrated on the references), or the score's documented default.",
-    )
+    p = subcommand(sub, "filter", run, SUMMARY, __doc__)
+    add_out(p, "output folder")
     p.add_argument("labels", help="teacher labels (JSON Lines from `asr-distill label`)")
-    p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
         "--second",
         action="append",
@@ -55,12 +58,7 @@ def add_parser(sub) -> None:
         help="share of kept labels (least confident first) the report's review load counts (default 0.1)",
     )
     p.add_argument("--list-scores", action="store_true", help="print the confidence scores and exit")
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="write into an existing --out folder that holds files this step did not write",
-    )
-    p.set_defaults(func=run)
+    add_force(p, "write into an existing --out folder that holds files this step did not write")
 
 
 def _print_scores() -> None:

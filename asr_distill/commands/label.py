@@ -1,4 +1,9 @@
-"""``asr-distill label``: pseudo-label a manifest or an audio folder with the Whisper teacher."""
+"""``asr-distill label``: pseudo-label a manifest or an audio folder with the Whisper teacher.
+
+Pseudo-label audio with a Whisper teacher. Writes OUT (one TeacherLabel per line, NeMo-compatible)
+and OUT's .skips.jsonl (inputs that could not be used, with the reason). A rerun resumes: ids
+already in OUT are skipped.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from ..teacher.options import (
     PRECISIONS,
     SHORT_WINDOWS_S,
 )
+from . import add_force, add_out, subcommand
 
 log = logging.getLogger("asr_distill")
 
@@ -31,46 +37,79 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 SUMMARY = "transcribe a manifest or an audio folder with the Whisper teacher (batched, resumable)"
-DESCRIPTION = ("Pseudo-label audio with a Whisper teacher. Writes OUT (one TeacherLabel per line, "
-               "NeMo-compatible) and OUT's .skips.jsonl (inputs that could not be used, with the reason). "
-               "A rerun resumes: ids already in OUT are skipped.")
 
 
 def add_parser(sub) -> None:
     """Add ``label`` to the CLI's subcommands."""
-    p = sub.add_parser("label", help=SUMMARY, description=DESCRIPTION)
+    p = subcommand(sub, "label", run, SUMMARY, __doc__)
     p.add_argument("input", help="NeMo JSON Lines manifest, or a folder of audio files")
-    p.add_argument("--out", required=True, help="output JSON Lines file (e.g. labels.jsonl)")
-    p.add_argument("--model", default=DEFAULT_TEACHER,
-                   help="packaged name (base, tiny.en), openai-whisper name, .pt checkpoint, or "
-                        f"CTranslate2 folder (default: {DEFAULT_TEACHER})")
+    add_out(p, "output JSON Lines file (e.g. labels.jsonl)")
+    p.add_argument(
+        "--model",
+        default=DEFAULT_TEACHER,
+        help="packaged name (base, tiny.en), openai-whisper name, .pt checkpoint, or "
+        f"CTranslate2 folder (default: {DEFAULT_TEACHER})",
+    )
     p.add_argument("--backend", choices=BACKENDS, default="whisper")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     p.add_argument("--beam-size", type=int, default=None, help="beam search width (default: greedy)")
     p.add_argument("--language", default="en", help="language code, or 'auto' to detect per clip")
-    p.add_argument("--full-context", action="store_true",
-                   help="always pad to Whisper's 30 s window (slower on short clips)")
-    p.add_argument("--min-window", type=float, default=DEFAULT_MIN_WINDOW_S, choices=SHORT_WINDOWS_S,
-                   help="shortest encoder context for short clips, seconds (10: fastest; 15: a third faster "
-                        "than 20 at nearly its WER; 20: default, writes letters and digits as the 30 s "
-                        "context does)")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="encoder dtype (auto: fp16 on CUDA, bf16 on CPUs with bf16 units, else fp32); "
-                        "with faster-whisper, the compute type (auto: int8 on CPU)")
-    p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
-                   help="label only lines with index %% N == I (0-based); output gets a shard suffix")
-    p.add_argument("--workers", type=int, default=1,
-                   help="processes labeling shards at once, merged into OUT (one per GPU; cores/N torch "
-                        "threads each); resume with the same N")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED,
-                   help="seed for temperature-fallback sampling (per batch)")
+    _add_speed_options(p)
+    _add_job_options(p)
+
+
+def _add_speed_options(p) -> None:
+    """The encoder-window and precision options: what trades labeling speed against WER."""
+    p.add_argument(
+        "--full-context",
+        action="store_true",
+        help="always pad to Whisper's 30 s window (slower on short clips)",
+    )
+    p.add_argument(
+        "--min-window",
+        type=float,
+        default=DEFAULT_MIN_WINDOW_S,
+        choices=SHORT_WINDOWS_S,
+        help="shortest encoder context for short clips, seconds (10: fastest; 15: a third faster "
+        "than 20 at nearly its WER; 20: default, writes letters and digits as the 30 s "
+        "context does)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="encoder dtype (auto: fp16 on CUDA, bf16 on CPUs with bf16 units, else fp32); "
+        "with faster-whisper, the compute type (auto: int8 on CPU)",
+    )
+
+
+def _add_job_options(p) -> None:
+    """How the run is split, seeded, placed and written."""
+    p.add_argument(
+        "--shard",
+        type=_shard,
+        default=None,
+        metavar="I/N",
+        help="label only lines with index %% N == I (0-based); output gets a shard suffix",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes labeling shards at once, merged into OUT (one per GPU; cores/N torch "
+        "threads each); resume with the same N",
+    )
+    p.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help="seed for temperature-fallback sampling (per batch)"
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
-    p.add_argument("--device", default=None,
-                   help="cpu, cuda or cuda:N (default: CUDA when present); --workers: one GPU each")
+    p.add_argument(
+        "--device",
+        default=None,
+        help="cpu, cuda or cuda:N (default: CUDA when present); --workers: one GPU each",
+    )
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--force", action="store_true",
-                   help="replace an existing OUT (or its .skips file) that this toolkit did not write")
-    p.set_defaults(func=run)
+    add_force(p, "replace an existing OUT (or its .skips file) that this toolkit did not write")
 
 
 def _resolve_input(path: Path, out: Path, written: Path, force: bool) -> Path:
@@ -109,16 +148,11 @@ def _options(args):
 
 def run(args) -> int:
     """Label (refusing unsafe outputs before anything is written), then summarise the run."""
-    import torch
+    from ..label import shard_path, skips_path
+    from ..parallel import label_job, launched_by_torchrun
 
-    from ..label import label_to_file, shard_path, skips_path
-    from ..parallel import label_parallel, launched_by_torchrun
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
     out = Path(args.out)
-    parallel = args.workers > 1 or launched_by_torchrun()
-    if parallel and args.shard:
+    if (args.workers > 1 or launched_by_torchrun()) and args.shard:
         raise SystemExit("error: --workers and --shard both split a job; use one")
     written = shard_path(out, args.shard) if args.shard else out
     try:
@@ -126,18 +160,26 @@ def run(args) -> int:
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if parallel:
-        stats = label_parallel(manifest, out, workers=args.workers, threads=args.threads or None,
-                               teacher=args.model, backend=args.backend, options=_options(args),
-                               batch_size=args.batch_size, precision=args.precision, seed=args.seed,
-                               progress=not args.no_progress, force=args.force)
-    else:
-        stats = label_to_file(manifest, out, teacher=args.model, backend=args.backend, options=_options(args),
-                              batch_size=args.batch_size, shard=args.shard, seed=args.seed,
-                              progress=not args.no_progress, device=args.device, precision=args.precision,
-                              force=args.force)
-    print(f"labeled {stats.labeled} (already done {stats.already_done}), skipped {stats.skipped}, "
-          f"{stats.audio_s / 60:.1f} min of audio at RTFx {stats.rtfx:.1f} -> {written}")
+    stats = label_job(
+        manifest,
+        out,
+        teacher=args.model,
+        backend=args.backend,
+        options=_options(args),
+        batch_size=args.batch_size,
+        precision=args.precision,
+        device=args.device,
+        seed=args.seed,
+        shard=args.shard,
+        workers=args.workers,
+        threads=args.threads,
+        progress=not args.no_progress,
+        force=args.force,
+    )
+    print(
+        f"labeled {stats.labeled} (already done {stats.already_done}), skipped {stats.skipped}, "
+        f"{stats.audio_s / 60:.1f} min of audio at RTFx {stats.rtfx:.1f} -> {written}"
+    )
     _print_skip_reasons(skips_path(written))
     _print_label_wer(written)
     return 0
@@ -166,9 +208,14 @@ def _print_label_wer(path: Path) -> None:
     from ..metrics import DEFAULT_NORMALISER
     from ..quality.filter_report import label_wer
 
-    labels = (SimpleNamespace(id=d.get("id"), text=str(d.get("text") or ""), ref_text=d["ref_text"])
-              for d in read_jsonl(path) if d.get("ref_text") is not None)
+    labels = (
+        SimpleNamespace(id=d.get("id"), text=str(d.get("text") or ""), ref_text=d["ref_text"])
+        for d in read_jsonl(path)
+        if d.get("ref_text") is not None
+    )
     r = label_wer(labels, normaliser=DEFAULT_NORMALISER)
     if r is not None:
-        print(f"label WER vs the manifest's transcripts: {r.wer:.2f}% over {r.utterances} utterances "
-              f"({r.ref_words} words, normaliser {r.normaliser})")
+        print(
+            f"label WER vs the manifest's transcripts: {r.wer:.2f}% over {r.utterances} utterances "
+            f"({r.ref_words} words, normaliser {r.normaliser})"
+        )

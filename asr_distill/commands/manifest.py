@@ -1,18 +1,22 @@
-"""``asr-distill manifest``: a NeMo manifest of every readable audio file under a folder."""
+"""``asr-distill manifest``: a NeMo manifest of every readable audio file under a folder.
+
+Walk DIR (wav, flac, ogg; mp3/m4a where a decoder exists) and write one NeMo line per readable file;
+unreadable files are listed with the reason.
+"""
 
 from __future__ import annotations
+
+from . import add_force, subcommand
+
+SUMMARY = "build a NeMo manifest from a folder of audio files"
 
 
 def add_parser(sub) -> None:
     """Add ``manifest`` to the CLI's subcommands."""
-    p = sub.add_parser("manifest", help="build a NeMo manifest from a folder of audio files",
-                       description="Walk DIR (wav, flac, ogg; mp3/m4a where a decoder exists) and write "
-                       "one NeMo line per readable file; unreadable files are listed with the reason.")
+    p = subcommand(sub, "manifest", run, SUMMARY, __doc__)
     p.add_argument("dir")
     p.add_argument("--out", required=True)
-    p.add_argument("--force", action="store_true",
-                   help="replace an existing --out that is not a manifest (never a link or a folder)")
-    p.set_defaults(func=run)
+    add_force(p, "replace an existing --out that is not a manifest (never a link or a folder)")
 
 
 def run(args) -> int:

@@ -1,20 +1,24 @@
-"""``asr-distill merge``: join the shard files of a sharded ``label`` run."""
+"""``asr-distill merge``: join the shard files of a sharded ``label`` run.
+
+Join OUT.shardIIIII-of-NNNNN.jsonl files into OUT (and their skips), dropping duplicate ids. Refuses
+when a shard is missing or still being written.
+"""
 
 from __future__ import annotations
 
 import sys
 
+from . import add_force, subcommand
+
+SUMMARY = "join the shard files of a sharded label run"
+
 
 def add_parser(sub) -> None:
     """Add ``merge`` to the CLI's subcommands."""
-    p = sub.add_parser("merge", help="join the shard files of a sharded label run",
-                       description="Join OUT.shardIIIII-of-NNNNN.jsonl files into OUT (and their skips), "
-                       "dropping duplicate ids. Refuses when a shard is missing or still being written.")
+    p = subcommand(sub, "merge", run, SUMMARY, __doc__)
     p.add_argument("out", help="the --out given to the sharded label runs")
     p.add_argument("--allow-missing", action="store_true")
-    p.add_argument("--force", action="store_true",
-                   help="replace an existing OUT (or its .skips file) that this toolkit did not write")
-    p.set_defaults(func=run)
+    add_force(p, "replace an existing OUT (or its .skips file) that this toolkit did not write")
 
 
 def run(args) -> int:

@@ -1,24 +1,26 @@
-"""``asr-distill report RUN_DIR``: report.md with tables and plots for a run."""
+"""``asr-distill report RUN_DIR``: report.md with tables and plots for a run.
+
+Read what the stages left in RUN_DIR (eval/summary.json, filter/filter_report.json and
+calibration.json, Lightning's metrics.csv under train/, data_card.json) and write
+RUN_DIR/report/report.md with PNG plots beside it. Missing inputs only drop their section.
+"""
 
 from __future__ import annotations
 
+from . import add_force, subcommand
+
+SUMMARY = "write RUN_DIR/report/report.md: model table, WER vs RTFx, label WER vs retention, training curves"
+
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "report",
-        help="write RUN_DIR/report/report.md: model table, WER vs RTFx, label WER vs retention, "
-        "training curves",
-        description="Read what the stages left in RUN_DIR (eval/summary.json, filter/filter_report.json and "
-        "calibration.json, Lightning's metrics.csv under train/, data_card.json) and write "
-        "RUN_DIR/report/report.md with PNG plots beside it. Missing inputs only drop their section.",
-    )
+    """Add ``report`` to the CLI's subcommands."""
+    p = subcommand(sub, "report", run, SUMMARY, __doc__)
     p.add_argument("run_dir", help="output root of `asr-distill run` (or a folder holding eval/summary.json)")
-    p.add_argument("--force", action="store_true",
-                   help="write into an existing RUN_DIR/report folder that holds files report did not write")
-    p.set_defaults(func=run)
+    add_force(p, "write into an existing RUN_DIR/report folder that holds files report did not write")
 
 
 def run(args) -> int:
+    """Write the report under RUN_DIR's lock; a missing run folder is a one-line error."""
     from pathlib import Path
 
     from ..outputs import guard_output

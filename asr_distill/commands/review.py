@@ -1,32 +1,38 @@
-"""``asr-distill review export|import``: the lightweight human clean-up of doubtful labels."""
+"""``asr-distill review export|import``: the lightweight human clean-up of doubtful labels.
+
+export: the K least-confident labels (or a score band) of a kept.jsonl as OUT/review.tsv and
+OUT/review.html (audio player, editable text, accept/reject, a save button). import: apply
+review_edits.json (or the edited TSV) with an audit trail.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from . import add_force, description, subcommand
+
 FORCE_HELP = "write into an existing --out folder that holds files this step did not write"
 KIND = "review_dir"
 
 
+SUMMARY = "export doubtful labels to a review page; import the reviewer's edits"
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "review",
-        help="export doubtful labels to a review page; import the reviewer's edits",
-        description="export: the K least-confident labels (or a score band) of a kept.jsonl as "
-        "OUT/review.tsv and OUT/review.html (audio player, editable text, accept/reject, a "
-        "save button). import: apply review_edits.json (or the edited TSV) with an audit trail.",
-    )
+    """Add ``review export`` and ``review import`` to the CLI's subcommands."""
+    p = sub.add_parser("review", help=SUMMARY, description=description(__doc__))
     rsub = p.add_subparsers(dest="review_command", required=True, metavar="ACTION")
-    e = rsub.add_parser("export", help="write review.tsv and review.html for the least-confident labels")
+    e = subcommand(
+        rsub, "export", run_export, "write review.tsv and review.html for the least-confident labels"
+    )
     e.add_argument("kept", help="kept.jsonl written by `asr-distill filter`")
     e.add_argument("--out", required=True, help="folder for review.tsv and review.html")
     # One of these two; ReviewOptions says so when both are given.
     e.add_argument("--k", type=int, help="the K least-confident labels (default: 10%% of them)")
     e.add_argument("--band", type=float, nargs=2, metavar=("LO", "HI"), help="labels with LO <= score < HI")
-    e.add_argument("--force", action="store_true", help=FORCE_HELP)
-    e.set_defaults(func=run_export)
-    i = rsub.add_parser(
-        "import", help="apply a reviewer's edits (review_edits.json or the edited review.tsv)"
+    add_force(e, FORCE_HELP)
+    i = subcommand(
+        rsub, "import", run_import, "apply a reviewer's edits (review_edits.json or the edited review.tsv)"
     )
     i.add_argument("kept", help="kept.jsonl that was exported")
     i.add_argument("edits", help="review_edits.json saved by the page, or the edited review.tsv")
@@ -35,8 +41,7 @@ def add_parser(sub) -> None:
     )
     i.add_argument("--dropped", help="the filter's dropped.jsonl, carried over (default: beside KEPT)")
     i.add_argument("--reviewer", help="who reviewed (default: the name saved by the page)")
-    i.add_argument("--force", action="store_true", help=FORCE_HELP)
-    i.set_defaults(func=run_import)
+    add_force(i, FORCE_HELP)
 
 
 def _kept(args) -> Path:
@@ -54,6 +59,7 @@ def _force(args) -> bool:
 
 
 def run_export(args) -> int:
+    """Write the review page for the least-confident labels and say how much listening it asks."""
     from ..outputs import guard_output
     from ..quality.stage import ReviewOptions, run_review_export
 
@@ -69,6 +75,7 @@ def run_export(args) -> int:
 
 
 def run_import(args) -> int:
+    """Apply the reviewer's edits; a malformed edits file is refused before OUT is made."""
     from ..outputs import guard_output
     from ..quality.edits import printable, quoted_ids, read_edits
     from ..quality.stage import ReviewOptions, run_review_import
@@ -81,8 +88,13 @@ def run_import(args) -> int:
     dropped = Path(args.dropped) if args.dropped else kept.with_name("dropped.jsonl")
     inputs = [kept, Path(args.edits), *([dropped] if args.dropped or dropped.exists() else [])]
     with guard_output(out, inputs=inputs, kind=KIND, force=_force(args)):
-        r = run_review_import(kept, Path(args.edits), out, ReviewOptions(reviewer=args.reviewer),
-                              dropped=Path(args.dropped) if args.dropped else None)
+        r = run_review_import(
+            kept,
+            Path(args.edits),
+            out,
+            ReviewOptions(reviewer=args.reviewer),
+            dropped=Path(args.dropped) if args.dropped else None,
+        )
     print(
         f"reviewed {r.edits} labels by {printable(r.reviewer)}: accepted {r.accepted} ({r.edited} edited), "
         f"rejected {r.rejected}; kept {len(r.kept)} -> {out}/kept.jsonl, audit in {out}/review_audit.jsonl"

@@ -1,31 +1,40 @@
-"""``asr-distill run CONFIG.yaml``: label -> filter -> review -> train -> export -> evaluate -> report."""
+"""``asr-distill run CONFIG.yaml``: label -> filter -> review -> train -> export -> evaluate -> report.
+
+Chain the stages under one output root. Each stage writes ROOT/<stage>/.done when its outputs are
+complete; a rerun skips those stages, and a stage that runs again makes every later stage run again.
+Relative paths in CONFIG are read against CONFIG's folder; {out} is the root.
+"""
 
 from __future__ import annotations
 
+from . import add_force, subcommand
+
+SUMMARY = "run the whole pipeline from one YAML config (resumable: finished stages are skipped)"
+
 
 def add_parser(sub) -> None:
+    """Add ``run`` to the CLI's subcommands."""
     from ..pipeline.layout import STAGES
 
-    p = sub.add_parser(
-        "run",
-        help="run the whole pipeline from one YAML config (resumable: finished stages are skipped)",
-        description="Chain the stages under one output root. Each stage writes ROOT/<stage>/.done when its "
-        "outputs are complete; a rerun skips those stages, and a stage that runs again makes every later "
-        "stage run again. Relative paths in CONFIG are read against CONFIG's folder; {out} is the root.",
-    )
+    p = subcommand(sub, "run", run, SUMMARY, __doc__)
     p.add_argument("config", help="pipeline YAML (see recipes/*/config*.yaml)")
     p.add_argument("--out", default=None, help="output root (overrides the config's out)")
     p.add_argument("--from", dest="start", choices=STAGES, default=None, help="first stage to run")
     p.add_argument("--to", dest="stop", choices=STAGES, default=None, help="last stage to run")
-    p.add_argument("--force", action="store_true",
-                   help="rerun the selected stages from scratch, even if done (training starts over); "
-                   "also write into an existing output root that holds files a run did not write")
-    p.add_argument("--check", action="store_true",
-                   help="only check the config, print it resolved and say what each stage would do")
-    p.set_defaults(func=run)
+    add_force(
+        p,
+        "rerun the selected stages from scratch, even if done (training starts over); "
+        "also write into an existing output root that holds files a run did not write",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="only check the config, print it resolved and say what each stage would do",
+    )
 
 
 def run(args) -> int:
+    """Run (or with ``--check`` only plan) the pipeline; a bad config exits 2, as argparse does."""
     import dataclasses
     import json
     import sys
@@ -49,8 +58,10 @@ def run(args) -> int:
     except (OutputLockedError, OutputNotWritableError):
         raise  # the CLI prints these and exits with 2
     except (RuntimeError, FileNotFoundError) as e:
-        raise SystemExit(f"error: {e}\n(finished stages keep their .done markers: fix this and rerun "
-                         "the same command to resume)") from None
+        raise SystemExit(
+            f"error: {e}\n(finished stages keep their .done markers: fix this and rerun "
+            "the same command to resume)"
+        ) from None
     for s in result.stages:
         print(f"  {s.name:9s} {s.status}" + (f" ({s.seconds:.0f} s)" if s.status == "ran" else ""))
     if result.table:

@@ -1,20 +1,24 @@
-"""``asr-distill synth``: customer-support speech with a known transcript (Piper TTS)."""
+"""``asr-distill synth``: customer-support speech with a known transcript (Piper TTS).
+
+Write N templated support-call utterances (product names, order numbers, amounts, dates, addresses)
+as 16 kHz WAV with Piper's offline voice, and their manifest OUT/manifest.jsonl. Existing files are
+kept (resumable).
+"""
 
 from __future__ import annotations
+
+from . import add_force, subcommand
+
+SUMMARY = "synthesise customer-support speech with a known transcript (Piper TTS)"
 
 
 def add_parser(sub) -> None:
     """Add ``synth`` to the CLI's subcommands."""
-    p = sub.add_parser("synth", help="synthesise customer-support speech with a known transcript (Piper TTS)",
-                       description="Write N templated support-call utterances (product names, order "
-                       "numbers, amounts, dates, addresses) as 16 kHz WAV with Piper's offline voice, and "
-                       "their manifest OUT/manifest.jsonl. Existing files are kept (resumable).")
+    p = subcommand(sub, "synth", run, SUMMARY, __doc__)
     p.add_argument("--n", type=int, default=40)
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--force", action="store_true",
-                   help="write into an existing --out folder that holds files synth did not write")
-    p.set_defaults(func=run)
+    add_force(p, "write into an existing --out folder that holds files synth did not write")
 
 
 def run(args) -> int:

@@ -17,15 +17,17 @@ import argparse
 SUBCOMMANDS = ("fit", "validate", "test")
 
 
+SUMMARY = "train a compact Whisper student on pseudo-labels (LightningCLI: --config run.yaml ...)"
+DESCRIPTION = (
+    "Everything after 'train' is LightningCLI's: e.g. asr-distill train --config "
+    "configs/student_an4.yaml --trainer.max_epochs 5. 'asr-distill train fit --help' lists every option."
+)
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "train",
-        help="train a compact Whisper student on pseudo-labels (LightningCLI: --config run.yaml ...)",
-        description="Everything after 'train' is LightningCLI's: e.g. asr-distill train --config "
-        "configs/student_an4.yaml --trainer.max_epochs 5. 'asr-distill train fit --help' lists every option.",
-        prefix_chars="+",  # so that --config and --help reach LightningCLI untouched
-        add_help=False,
-    )
+    """Add ``train``, whose arguments all go to LightningCLI, to the CLI's subcommands."""
+    # prefix_chars="+" so that --config and --help reach LightningCLI untouched
+    p = sub.add_parser("train", help=SUMMARY, description=DESCRIPTION, prefix_chars="+", add_help=False)
     p.add_argument("cli_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_train)
 
@@ -42,10 +44,13 @@ def lightning_args(args: list[str]) -> list[str]:
 
 
 def _run_config_callback(force: bool = False):
-    """LightningCLI's SaveConfigCallback, plus a copy of the config in the run folder beside
-    ``checkpoints/`` (the logger's own copy goes to its per-attempt ``logs/version_N``).
+    """LightningCLI's SaveConfigCallback, plus a copy of the config beside ``checkpoints/``.
 
-    ``force``: train into a folder that holds files a training did not write.
+    The logger's own copy goes to its per-attempt ``logs/version_N``, which a resumed run
+    does not share.
+
+    Args:
+        force: train into a folder that holds files a training did not write.
     """
     from pathlib import Path
 
@@ -60,8 +65,11 @@ def _run_config_callback(force: bool = False):
         return Path(ckpt.dirpath).parent if has_dir else Path(trainer.default_root_dir)
 
     class RunConfigCallback(SaveConfigCallback):
-        """Also holds the run folder's lock from set-up to exit: two trainings in one folder
-        would overwrite each other's checkpoints, so the second is refused before it writes."""
+        """Also holds the run folder's lock from set-up to exit.
+
+        Two trainings in one folder would overwrite each other's checkpoints, so the second
+        is refused before it writes.
+        """
 
         _lock = None
 
@@ -69,8 +77,11 @@ def _run_config_callback(force: bool = False):
             if trainer.is_global_zero and self._lock is None:
                 root = run_root(trainer)
                 check_output(root, kind="train_dir", force=force)  # before the lock file is made
-                self._lock = acquire_lock(root / ".train.lock", root,
-                                          "wait for that training, or give this one another default_root_dir")
+                self._lock = acquire_lock(
+                    root / ".train.lock",
+                    root,
+                    "wait for that training, or give this one another default_root_dir",
+                )
                 try:
                     check_output(root, kind="train_dir", force=force)
                     claim_output(root, "train_dir")
@@ -120,9 +131,11 @@ def run_cli(args: list[str], force: bool = False):
 
 
 def _student_cli():
-    """LightningCLI whose trainer saves checkpoints atomically (unless the config names a
-    CheckpointIO of its own). Added at construction, not as a config default, so the saved
-    config.yaml stays one a user can run again."""
+    """LightningCLI whose trainer saves checkpoints atomically, unless the config names its own.
+
+    The CheckpointIO is added at construction, not as a config default, so the saved
+    config.yaml stays one a user can run again.
+    """
     from lightning.pytorch.cli import LightningCLI
     from lightning.pytorch.plugins.io import CheckpointIO
 
@@ -131,8 +144,13 @@ def _student_cli():
     class StudentCLI(LightningCLI):
         def instantiate_trainer(self, **kwargs):
             configured = self._get(self.config_init, "trainer", default={}).get("plugins")
-            plugins = [] if configured is None else list(configured) if isinstance(configured, list) \
+            plugins = (
+                []
+                if configured is None
+                else list(configured)
+                if isinstance(configured, list)
                 else [configured]
+            )
             if not any(isinstance(x, CheckpointIO) for x in plugins):
                 plugins.append(AtomicCheckpointIO())
             return super().instantiate_trainer(**kwargs, plugins=plugins)
@@ -166,6 +184,8 @@ def _cmd_train(args) -> int:
     trainer = getattr(cli, "trainer", None)
     if trainer is not None and trainer.checkpoint_callback is not None:
         cb = trainer.checkpoint_callback
-        print(f"best checkpoint {cb.best_model_path or '-'} (val/wer {cb.best_model_score}); "
-              f"last {cb.dirpath}/last.ckpt; config {trainer.log_dir}/config.yaml")
+        print(
+            f"best checkpoint {cb.best_model_path or '-'} (val/wer {cb.best_model_score}); "
+            f"last {cb.dirpath}/last.ckpt; config {trainer.log_dir}/config.yaml"
+        )
     return 0

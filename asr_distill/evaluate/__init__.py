@@ -67,8 +67,10 @@ log = logging.getLogger(__name__)
 
 
 def parse_model_spec(spec: str) -> tuple[str, str]:
-    """``"student=runs/x/student.pt"`` -> ``("student", "runs/x/student.pt")``; a bare
-    spec names itself. Lets a table say "teacher" instead of a cache path."""
+    """``"student=runs/x/student.pt"`` -> ``("student", "runs/x/student.pt")``; a bare spec names itself.
+
+    Lets a table say "teacher" instead of a cache path.
+    """
     name, sep, model = spec.partition("=")
     if sep and name and model:
         return name, model
@@ -112,51 +114,113 @@ def evaluate(
     """Evaluate several models on one manifest and compare each with the first.
 
     Args:
-        models: ``(name, model)`` pairs, or specs ``"name=model"`` / ``"model"``; a
-            model is anything :func:`transcribe` takes.
+        models: ``(name, model)`` pairs or specs ``"name=model"`` / ``"model"`` (see :func:`transcribe`).
         manifest: test manifest with reference ``text``.
-        out_dir: where each model's artefacts go (``out_dir/<name>/``), plus
-            ``summary.json`` and ``table.md``; None keeps everything in memory.
+        out_dir: gets ``<name>/`` per model, ``summary.json`` and ``table.md``; None keeps all in memory.
         normaliser: the normaliser every headline figure uses.
         other_normalisers: further normalisers whose WER is reported beside it.
+        batch_size: clips per forward pass.
+        backend: ``whisper`` or ``faster-whisper``.
+        device: ``cpu``, ``cuda``, ``cuda:N``, or ``auto`` (the GPU when there is one).
         options: per-model ``LabelOptions`` by name (default: see :func:`transcribe`).
-        reuse: take a model's saved hypotheses from ``out_dir`` instead of decoding
-            again (the speed figures are those of the run that decoded them).
+        resamples: bootstrap resamples behind every interval and comparison.
+        level: the confidence level of the intervals.
+        seed: the bootstrap's seed, so a rerun gives the same intervals.
+        reuse: take hypotheses saved in ``out_dir`` over decoding again (their speed is the saved run's).
+        progress: show a progress bar while decoding.
 
     Returns:
-        An :class:`Evaluation`; ``comparisons`` pair every later model with the first
-        (the reference system, e.g. the teacher) and the last with each other one.
+        An :class:`Evaluation`; ``comparisons`` pair every later model with the first (the
+        reference system, e.g. the teacher) and the last with each other one.
     """
     pairs = _model_pairs(models, normaliser, other_normalisers)
     out = Path(out_dir) if out_dir is not None else None
-    results: list[ModelResult] = []
-    all_scores: dict[str, list[UtteranceScore]] = {}
+    measured: dict[str, tuple[ModelResult, list[UtteranceScore]]] = {}
     for name, model in pairs:
         folder = out / slug(name) if out is not None else None
-        t = _transcription(name, model, manifest, folder, reuse=reuse, batch_size=batch_size,
-                           backend=backend, device=device, options=(options or {}).get(name),
-                           progress=progress)
-        result, scores = measure(t, manifest, normaliser, other_normalisers=other_normalisers,
-                                 resamples=resamples, level=level, seed=seed)
-        if folder is not None:
-            write_alignment(scores, folder)
-            write_result(result, folder)
-        log.info("%s: WER %.2f%% [%.2f, %.2f] (%s), RTFx %.1f, %d params", name, result.wer,
-                 result.ci.low, result.ci.high, normaliser, result.rtfx, result.params)
-        results.append(result)
-        all_scores[name] = scores
-    comparisons = _comparisons([p[0] for p in pairs], all_scores, normaliser, resamples, level, seed)
-    ev = Evaluation(str(manifest), normaliser, tuple(results), tuple(comparisons),
-                    str(out) if out is not None else None)
+        t = _transcription(
+            name,
+            model,
+            manifest,
+            folder,
+            reuse=reuse,
+            batch_size=batch_size,
+            backend=backend,
+            device=device,
+            options=(options or {}).get(name),
+            progress=progress,
+        )
+        measured[name] = _measured(
+            name, t, manifest, folder, normaliser, other_normalisers, resamples, level, seed
+        )
+    return _summary(manifest, normaliser, measured, out, resamples, level, seed)
+
+
+def _measured(
+    name: str,
+    t: Transcription,
+    manifest: str | Path,
+    folder: Path | None,
+    normaliser: str,
+    other_normalisers: Sequence[str],
+    resamples: int,
+    level: float,
+    seed: int,
+) -> tuple[ModelResult, list[UtteranceScore]]:
+    """Score one model's hypotheses, log its headline figures and keep its artefacts in ``folder``."""
+    result, scores = measure(
+        t,
+        manifest,
+        normaliser,
+        other_normalisers=other_normalisers,
+        resamples=resamples,
+        level=level,
+        seed=seed,
+    )
+    if folder is not None:
+        write_alignment(scores, folder)
+        write_result(result, folder)
+    log.info(
+        "%s: WER %.2f%% [%.2f, %.2f] (%s), RTFx %.1f, %d params",
+        name,
+        result.wer,
+        result.ci.low,
+        result.ci.high,
+        normaliser,
+        result.rtfx,
+        result.params,
+    )
+    return result, scores
+
+
+def _summary(
+    manifest: str | Path,
+    normaliser: str,
+    measured: dict[str, tuple[ModelResult, list[UtteranceScore]]],
+    out: Path | None,
+    resamples: int,
+    level: float,
+    seed: int,
+) -> Evaluation:
+    """The evaluation of every measured model, with its paired comparisons; saved when ``out`` is set."""
+    scores = {name: s for name, (_, s) in measured.items()}
+    comparisons = _comparisons(list(measured), scores, normaliser, resamples, level, seed)
+    results = tuple(r for r, _ in measured.values())
+    ev = Evaluation(
+        str(manifest), normaliser, results, tuple(comparisons), str(out) if out is not None else None
+    )
     if out is not None:
         write_summary(ev, out)
     return ev
 
 
-def _model_pairs(models: Sequence[Any], normaliser: str,
-                 other_normalisers: Sequence[str]) -> list[tuple[str, Any]]:
-    """``(name, model)`` per model, after checking the names and every normaliser: a
-    typo fails here, before anything is decoded."""
+def _model_pairs(
+    models: Sequence[Any], normaliser: str, other_normalisers: Sequence[str]
+) -> list[tuple[str, Any]]:
+    """``(name, model)`` per model, after checking the names and every normaliser.
+
+    A typo fails here, before anything is decoded.
+    """
     get_normaliser(normaliser)
     for n in other_normalisers:
         get_normaliser(n)
@@ -167,18 +231,38 @@ def _model_pairs(models: Sequence[Any], normaliser: str,
     return pairs
 
 
-def _transcription(name: str, model: Any, manifest: str | Path, folder: Path | None, *,
-                   reuse: bool, batch_size: int, backend: str, device: str, options: Any,
-                   progress: bool) -> Transcription:
-    """The model's hypotheses: saved ones from ``folder`` when ``reuse`` finds them whole,
-    else a fresh decoding (saved to ``folder`` when there is one)."""
+def _transcription(
+    name: str,
+    model: Any,
+    manifest: str | Path,
+    folder: Path | None,
+    *,
+    reuse: bool,
+    batch_size: int,
+    backend: str,
+    device: str,
+    options: Any,
+    progress: bool,
+) -> Transcription:
+    """The model's hypotheses: saved ones from ``folder`` when ``reuse`` finds them whole.
+
+    Otherwise a fresh decoding, saved to ``folder`` when there is one.
+    """
     t = load_transcription(folder) if (folder is not None and reuse) else None
     if t is not None:
         log.info("evaluating %s: reusing the hypotheses in %s", name, folder)
         return t
     log.info("evaluating %s (%s) on %s", name, model, manifest)
-    t = transcribe(model, manifest, name=name, batch_size=batch_size, backend=backend,
-                   device=device, options=options, progress=progress)
+    t = transcribe(
+        model,
+        manifest,
+        name=name,
+        batch_size=batch_size,
+        backend=backend,
+        device=device,
+        options=options,
+        progress=progress,
+    )
     if folder is not None:
         save_transcription(t, folder)
     return t
@@ -189,8 +273,18 @@ def _comparisons(names, all_scores, normaliser, resamples, level, seed) -> list[
     last = names[-1] if len(names) > 2 else None
     if last is not None:
         wanted += [(last, n) for n in names[1:-1]]
-    return [paired_bootstrap(all_scores[a], all_scores[b], names=(a, b), normaliser=normaliser,
-                             resamples=resamples, level=level, seed=seed) for a, b in wanted]
+    return [
+        paired_bootstrap(
+            all_scores[a],
+            all_scores[b],
+            names=(a, b),
+            normaliser=normaliser,
+            resamples=resamples,
+            level=level,
+            seed=seed,
+        )
+        for a, b in wanted
+    ]
 
 
 __all__ = [

@@ -35,12 +35,21 @@ def slug(name: str) -> str:
 
 def save_transcription(t: Transcription, folder: Path) -> None:
     """Hypotheses then timing, each atomically: timing's presence means the set is whole."""
-    atomic_write_jsonl(folder / HYPS_NAME, (
-        {"id": i, "ref": r, "hyp": h, "duration": d, "speaker": s}
-        for i, r, h, d, s in zip(t.ids, t.refs, t.hyps, t.durations, t.speakers, strict=True)
-    ))
-    timing = {"model": t.model, "source": t.source, "params": t.params, "audio_s": t.audio_s,
-              "wall_s": t.wall_s, "skipped": t.skipped}
+    atomic_write_jsonl(
+        folder / HYPS_NAME,
+        (
+            {"id": i, "ref": r, "hyp": h, "duration": d, "speaker": s}
+            for i, r, h, d, s in zip(t.ids, t.refs, t.hyps, t.durations, t.speakers, strict=True)
+        ),
+    )
+    timing = {
+        "model": t.model,
+        "source": t.source,
+        "params": t.params,
+        "audio_s": t.audio_s,
+        "wall_s": t.wall_s,
+        "skipped": t.skipped,
+    }
     atomic_write_text(folder / TIMING_NAME, json.dumps(timing, indent=2) + "\n")
 
 
@@ -52,17 +61,25 @@ def load_transcription(folder: Path) -> Transcription | None:
     timing = json.loads(timing_path.read_text())
     rows = list(read_jsonl(hyps_path))
     return Transcription(
-        model=timing["model"], source=timing["source"], params=timing["params"],
-        ids=tuple(r["id"] for r in rows), refs=tuple(r["ref"] for r in rows),
-        hyps=tuple(r["hyp"] for r in rows), durations=tuple(r["duration"] for r in rows),
-        speakers=tuple(r.get("speaker") for r in rows), audio_s=timing["audio_s"],
-        wall_s=timing["wall_s"], skipped=timing.get("skipped", 0),
+        model=timing["model"],
+        source=timing["source"],
+        params=timing["params"],
+        ids=tuple(r["id"] for r in rows),
+        refs=tuple(r["ref"] for r in rows),
+        hyps=tuple(r["hyp"] for r in rows),
+        durations=tuple(r["duration"] for r in rows),
+        speakers=tuple(r.get("speaker") for r in rows),
+        audio_s=timing["audio_s"],
+        wall_s=timing["wall_s"],
+        skipped=timing.get("skipped", 0),
     )
 
 
 def write_alignment(scores: Sequence[UtteranceScore], folder: Path) -> None:
-    """``alignment.jsonl`` (one utterance per line, chunks as op/ref/hyp) and a readable
-    ``alignment.txt`` in jiwer's REF/HYP layout, utterances with most errors first."""
+    """Write ``alignment.jsonl`` (one utterance per line, chunks as op/ref/hyp) and ``alignment.txt``.
+
+    The text file is for reading: jiwer's REF/HYP layout, utterances with most errors first.
+    """
     atomic_write_jsonl(folder / ALIGNMENT_NAME, (to_dict(s) for s in scores))
     blocks = []
     for s in sorted(scores, key=lambda s: (-s.errors, s.id)):
@@ -82,8 +99,15 @@ def _alignment_block(s: UtteranceScore) -> str:
             hyp_row.append(b.ljust(width))
             ops_row.append(_OP_MARK[op].ljust(width))
     head = f"=== {s.id}  S={s.substitutions} D={s.deletions} I={s.insertions} N={s.ref_words} ==="
-    return "\n".join([head, "REF: " + " ".join(ref_row), "HYP: " + " ".join(hyp_row),
-                      "     " + " ".join(ops_row).rstrip(), ""])
+    return "\n".join(
+        [
+            head,
+            "REF: " + " ".join(ref_row),
+            "HYP: " + " ".join(hyp_row),
+            "     " + " ".join(ops_row).rstrip(),
+            "",
+        ]
+    )
 
 
 def result_dict(r: ModelResult) -> dict[str, Any]:
@@ -119,9 +143,16 @@ def write_summary(ev: Evaluation, out: Path) -> None:
 def load_evaluation(out: str | Path) -> Evaluation:
     """Read back an evaluation written by :func:`asr_distill.evaluate.evaluate` (its ``summary.json``)."""
     d = json.loads((Path(out) / SUMMARY_NAME).read_text())
-    return from_dict(Evaluation, {"manifest": d["manifest"], "normaliser": d["normaliser"],
-                                  "results": d["models"], "comparisons": d["comparisons"],
-                                  "out_dir": str(out)})
+    return from_dict(
+        Evaluation,
+        {
+            "manifest": d["manifest"],
+            "normaliser": d["normaliser"],
+            "results": d["models"],
+            "comparisons": d["comparisons"],
+            "out_dir": str(out),
+        },
+    )
 
 
 __all__ = [

@@ -27,8 +27,10 @@ def _arrays(scores: Sequence[UtteranceScore]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _resampled_indices(n: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
-    """Yield index arrays of shape ``(chunk, n)``: the same stream for the same seed, so
-    two calls with one seed draw identical resamples (what makes a bootstrap *paired*)."""
+    """Yield index arrays of shape ``(chunk, n)``, the same stream for the same seed.
+
+    Two calls with one seed draw identical resamples: that is what makes a bootstrap *paired*.
+    """
     rng = np.random.default_rng(seed)
     left = resamples
     while left > 0:
@@ -105,9 +107,15 @@ def paired_bootstrap(
     total_w = int(wa.sum())
     wer_a, wer_b = error_rate(int(ea.sum()), total_w), error_rate(int(eb.sum()), total_w)
     return PairedComparison(
-        a=names[0], b=names[1], normaliser=normaliser, wer_a=round(wer_a, 4), wer_b=round(wer_b, 4),
-        delta=round(wer_a - wer_b, 4), delta_ci=_percentiles(np.concatenate(deltas), level, resamples),
-        p_value=not_better / resamples, utterances=len(pairs),
+        a=names[0],
+        b=names[1],
+        normaliser=normaliser,
+        wer_a=round(wer_a, 4),
+        wer_b=round(wer_b, 4),
+        delta=round(wer_a - wer_b, 4),
+        delta_ci=_percentiles(np.concatenate(deltas), level, resamples),
+        p_value=not_better / resamples,
+        utterances=len(pairs),
     )
 
 

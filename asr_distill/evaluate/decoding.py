@@ -11,12 +11,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..metrics import DEFAULT_NORMALISER, word_error_rate
-from ..records import ModelResult, Transcription, UtteranceScore
+from ..records import ModelResult, TeacherLabel, Transcription, UtteranceScore
 from ..safe_load import load_checkpoint
 from .bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap_wer
 from .scoring import (
@@ -108,6 +108,7 @@ def transcribe(
             else the labeler's short windows (with a retry at 30 s).
         backend: ``whisper`` or ``faster-whisper``.
         device: ``cpu``, ``cuda``, ``cuda:N``, or ``auto`` (the GPU when there is one).
+        progress: show a progress bar with the rate.
         precision: the encoder's dtype (``auto``, ``fp32``, ``bf16``, ``fp16``), as in labeling.
     """
     from ..label import label_batches
@@ -115,33 +116,54 @@ def transcribe(
 
     teacher = model if isinstance(model, Teacher) else load_teacher(model, device=resolve_device(device))
     opts = _decode_options(teacher, options)
-    ids, refs, hyps, durs, spk = [], [], [], [], []
-    skipped = 0
-    missing_refs = 0
+    batches = label_batches(
+        manifest,
+        teacher=teacher,
+        backend=backend,
+        options=opts,
+        batch_size=batch_size,
+        progress=progress,
+        precision=precision,
+    )
+    labels, skipped, wall = _timed_labels(batches, manifest)
+    durs = [lab.duration for lab in labels]
+    return Transcription(
+        model=name or teacher.name,
+        source=str(teacher.source),
+        params=teacher.n_params,
+        ids=tuple(lab.id for lab in labels),
+        refs=tuple(lab.ref_text for lab in labels),
+        hyps=tuple(lab.text for lab in labels),
+        durations=tuple(durs),
+        speakers=tuple(lab.speaker for lab in labels),
+        audio_s=round(sum(durs), 3),
+        wall_s=round(wall, 3),
+        skipped=skipped,
+    )
+
+
+def _timed_labels(batches: Iterable, manifest: str | Path) -> tuple[list[TeacherLabel], int, float]:
+    """Run the decoding: the labels that have a reference, how many clips were skipped, wall seconds.
+
+    Labels without a reference and skipped clips are left out of the score, each with a warning.
+    """
+    labels, skipped, missing_refs = [], 0, 0
     start = time.perf_counter()
-    for labels, skips in label_batches(manifest, teacher=teacher, backend=backend, options=opts,
-                                       batch_size=batch_size, progress=progress, precision=precision):
+    for batch, skips in batches:
         skipped += len(skips)
-        for lab in labels:
+        for lab in batch:
             if lab.ref_text is None:
                 missing_refs += 1
-                continue
-            ids.append(lab.id)
-            refs.append(lab.ref_text)
-            hyps.append(lab.text)
-            durs.append(lab.duration)
-            spk.append(lab.speaker)
+            else:
+                labels.append(lab)
     wall = time.perf_counter() - start
     if missing_refs:
         log.warning("%s: %d utterances have no reference text and are not scored", manifest, missing_refs)
     if skipped:
-        log.warning("%s: %d utterances could not be decoded (bad audio) and are not scored",
-                    manifest, skipped)
-    return Transcription(
-        model=name or teacher.name, source=str(teacher.source), params=teacher.n_params,
-        ids=tuple(ids), refs=tuple(refs), hyps=tuple(hyps), durations=tuple(durs), speakers=tuple(spk),
-        audio_s=round(sum(durs), 3), wall_s=round(wall, 3), skipped=skipped,
-    )
+        log.warning(
+            "%s: %d utterances could not be decoded (bad audio) and are not scored", manifest, skipped
+        )
+    return labels, skipped, wall
 
 
 def measure(
@@ -158,15 +180,27 @@ def measure(
     t = _scorable(t)
     if not t.ids:
         raise ValueError(f"{t.model}: nothing to score in {manifest} (no utterance with a reference)")
-    scores = score_utterances(t.refs, t.hyps, normaliser, ids=t.ids, durations=t.durations,
-                              speakers=t.speakers)
-    other = {n: round(word_error_rate(t.refs, t.hyps, n).wer, 4)
-             for n in other_normalisers if n != normaliser}
+    scores = score_utterances(
+        t.refs, t.hyps, normaliser, ids=t.ids, durations=t.durations, speakers=t.speakers
+    )
+    other = {
+        n: round(word_error_rate(t.refs, t.hyps, n).wer, 4) for n in other_normalisers if n != normaliser
+    }
     result = ModelResult(
-        model=t.model, source=t.source, manifest=str(manifest), normaliser=normaliser,
-        score=corpus_score(scores, normaliser), ci=bootstrap_wer(scores, resamples, level, seed),
-        rtfx=round(t.rtfx, 3), params=t.params, audio_s=t.audio_s, wall_s=t.wall_s, skipped=t.skipped,
-        per_speaker=per_speaker(scores), per_duration=per_duration(scores), other_wer=other,
+        model=t.model,
+        source=t.source,
+        manifest=str(manifest),
+        normaliser=normaliser,
+        score=corpus_score(scores, normaliser),
+        ci=bootstrap_wer(scores, resamples, level, seed),
+        rtfx=round(t.rtfx, 3),
+        params=t.params,
+        audio_s=t.audio_s,
+        wall_s=t.wall_s,
+        skipped=t.skipped,
+        per_speaker=per_speaker(scores),
+        per_duration=per_duration(scores),
+        other_wer=other,
     )
     return result, scores
 
@@ -177,16 +211,27 @@ def _scorable(t: Transcription) -> Transcription:
     if all(keep):
         return t
     dropped = [i for i, k in zip(t.ids, keep, strict=True) if not k]
-    log.warning("%s: %d utterances have a reference or hypothesis over %d words, too long to align, and "
-                "are not scored: %s", t.model, len(dropped), MAX_SCORED_WORDS,
-                ", ".join(repr(i) for i in dropped[:5]))
+    log.warning(
+        "%s: %d utterances have a reference or hypothesis over %d words, too long to align, and "
+        "are not scored: %s",
+        t.model,
+        len(dropped),
+        MAX_SCORED_WORDS,
+        ", ".join(repr(i) for i in dropped[:5]),
+    )
 
     def kept(values):
         return tuple(v for v, k in zip(values, keep, strict=True) if k)
 
-    return dataclasses.replace(t, ids=kept(t.ids), refs=kept(t.refs), hyps=kept(t.hyps),
-                               durations=kept(t.durations), speakers=kept(t.speakers),
-                               skipped=t.skipped + len(dropped))
+    return dataclasses.replace(
+        t,
+        ids=kept(t.ids),
+        refs=kept(t.refs),
+        hyps=kept(t.hyps),
+        durations=kept(t.durations),
+        speakers=kept(t.speakers),
+        skipped=t.skipped + len(dropped),
+    )
 
 
 __all__ = ["EVAL_TEMPERATURES", "measure", "resolve_device", "transcribe"]

@@ -66,17 +66,27 @@ def score_utterances(
             words = h_norm[i].split()
             s, d, ins = 0, 0, len(words)
             chunks = (("insert", "", " ".join(words)),) if words else ()
-        scores.append(UtteranceScore(
-            id=str(ids[i]), ref=refs[i], hyp=hyps[i], ref_norm=r_norm[i], hyp_norm=h_norm[i],
-            substitutions=s, deletions=d, insertions=ins, ref_words=len(r_norm[i].split()),
-            duration=float(durations[i]) if durations is not None else 0.0,
-            speaker=speakers[i] if speakers is not None else None, alignment=chunks,
-        ))
+        scores.append(
+            UtteranceScore(
+                id=str(ids[i]),
+                ref=refs[i],
+                hyp=hyps[i],
+                ref_norm=r_norm[i],
+                hyp_norm=h_norm[i],
+                substitutions=s,
+                deletions=d,
+                insertions=ins,
+                ref_words=len(r_norm[i].split()),
+                duration=float(durations[i]) if durations is not None else 0.0,
+                speaker=speakers[i] if speakers is not None else None,
+                alignment=chunks,
+            )
+        )
     return scores
 
 
 def _align(r_norm: Sequence[str], h_norm: Sequence[str]) -> dict[int, tuple[int, int, int, tuple]]:
-    """jiwer's counts and chunks by utterance index, for utterances with reference words."""
+    """Counts and chunks from jiwer by utterance index, for utterances with reference words."""
     import jiwer
 
     scored = [i for i in range(len(r_norm)) if r_norm[i].split()]
@@ -92,8 +102,8 @@ def _count_chunks(chunks, ref: list[str], hyp: list[str]) -> tuple[int, int, int
     s = d = ins = 0
     out = []
     for c in chunks:
-        r = ref[c.ref_start_idx:c.ref_end_idx]
-        h = hyp[c.hyp_start_idx:c.hyp_end_idx]
+        r = ref[c.ref_start_idx : c.ref_end_idx]
+        h = hyp[c.hyp_start_idx : c.hyp_end_idx]
         if c.type == "substitute":
             s += len(r)
         elif c.type == "delete":
@@ -111,8 +121,9 @@ def error_rate(errors: int, words: int) -> float:
     return 0.0 if errors == 0 else math.inf
 
 
-def _group(scores: Iterable[UtteranceScore], key: Callable[[UtteranceScore], str],
-           order: Callable[[str], Any] = str) -> tuple[GroupWer, ...]:
+def _group(
+    scores: Iterable[UtteranceScore], key: Callable[[UtteranceScore], str], order: Callable[[str], Any] = str
+) -> tuple[GroupWer, ...]:
     groups: dict[str, list[UtteranceScore]] = defaultdict(list)
     for s in scores:
         groups[key(s)].append(s)
@@ -120,8 +131,9 @@ def _group(scores: Iterable[UtteranceScore], key: Callable[[UtteranceScore], str
     for name in sorted(groups, key=order):
         g = groups[name]
         e, w = sum(s.errors for s in g), sum(s.ref_words for s in g)
-        out.append(GroupWer(name, len(g), w, e, round(error_rate(e, w), 4),
-                            round(sum(s.duration for s in g), 3)))
+        out.append(
+            GroupWer(name, len(g), w, e, round(error_rate(e, w), 4), round(sum(s.duration for s in g), 3))
+        )
     return tuple(out)
 
 
@@ -140,9 +152,11 @@ def duration_bucket(duration: float, edges: Sequence[float] = DURATION_EDGES_S) 
     return f">{low:g}s"
 
 
-def per_duration(scores: Sequence[UtteranceScore],
-                 edges: Sequence[float] = DURATION_EDGES_S) -> tuple[GroupWer, ...]:
+def per_duration(
+    scores: Sequence[UtteranceScore], edges: Sequence[float] = DURATION_EDGES_S
+) -> tuple[GroupWer, ...]:
     """WER per duration bucket, shortest first."""
+
     def order(name: str) -> float:
         return float(name.lstrip(">").split("-")[0].rstrip("s"))
 

@@ -18,13 +18,21 @@ def format_table(results: Sequence[ModelResult]) -> str:
         return ""
     norm = results[0].normaliser
     others = sorted({k for r in results for k in r.other_wer})
-    head = (["model", f"WER % ({norm})", f"{int(results[0].ci.level * 100)}% CI", "CER %", "S/D/I"]
-            + [f"WER % ({o})" for o in others] + ["RTFx", "params", "utts"])
+    head = (
+        ["model", f"WER % ({norm})", f"{int(results[0].ci.level * 100)}% CI", "CER %", "S/D/I"]
+        + [f"WER % ({o})" for o in others]
+        + ["RTFx", "params", "utts"]
+    )
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         s = r.score
-        cells = [r.model, f"{s.wer:.2f}", f"{r.ci.low:.2f}-{r.ci.high:.2f}", f"{s.cer:.2f}",
-                 f"{s.substitutions}/{s.deletions}/{s.insertions}"]
+        cells = [
+            r.model,
+            f"{s.wer:.2f}",
+            f"{r.ci.low:.2f}-{r.ci.high:.2f}",
+            f"{s.cer:.2f}",
+            f"{s.substitutions}/{s.deletions}/{s.insertions}",
+        ]
         cells += [f"{r.other_wer[o]:.2f}" if o in r.other_wer else "-" for o in others]
         cells += [f"{r.rtfx:.1f}", format_params(r.params), str(s.utterances)]
         rows.append("| " + " | ".join(cells) + " |")
@@ -35,8 +43,10 @@ def format_comparisons(comparisons: Sequence[PairedComparison]) -> str:
     """A markdown table of paired bootstrap results."""
     if not comparisons:
         return ""
-    rows = ["| A | B | WER A | WER B | A - B (95% CI) | p (A not better) | verdict |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| A | B | WER A | WER B | A - B (95% CI) | p (A not better) | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for c in comparisons:
         if c.a_better:
             verdict = f"{c.a} better"
@@ -44,8 +54,10 @@ def format_comparisons(comparisons: Sequence[PairedComparison]) -> str:
             verdict = f"{c.b} better"
         else:
             verdict = "no significant difference"
-        rows.append(f"| {c.a} | {c.b} | {c.wer_a:.2f} | {c.wer_b:.2f} | {c.delta:+.2f} "
-                    f"({c.delta_ci.low:+.2f}, {c.delta_ci.high:+.2f}) | {c.p_value:.3f} | {verdict} |")
+        rows.append(
+            f"| {c.a} | {c.b} | {c.wer_a:.2f} | {c.wer_b:.2f} | {c.delta:+.2f} "
+            f"({c.delta_ci.low:+.2f}, {c.delta_ci.high:+.2f}) | {c.p_value:.3f} | {verdict} |"
+        )
     return "\n".join(rows)
 
 

@@ -1,6 +1,6 @@
-"""The whole pipeline as one resumable call: label -> filter (+ correct) -> review -> train ->
-export -> evaluate -> report, under one output root.
+"""The whole pipeline as one resumable call, under one output root.
 
+The stages: label -> filter (+ correct) -> review -> train -> export -> evaluate -> report.
 ``run(config)`` takes a YAML file, a dict or a :class:`PipelineConfig`. Each stage writes
 its outputs into ``ROOT/<stage>/`` and then, atomically, ``ROOT/<stage>/.done`` (a JSON
 note of when it finished and what it made). A rerun skips every stage whose marker exists,

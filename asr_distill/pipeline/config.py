@@ -49,8 +49,11 @@ class Source:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """``train``: the unlabeled pool (NeMo manifest; its ``text``, if any, is used only to
-    measure label quality). ``test``: the evaluation manifest, with references."""
+    """The data: ``train`` to label, ``test`` to measure on.
+
+    ``train`` is the unlabeled pool (a NeMo manifest; its ``text``, if any, only measures
+    label quality); ``test`` is the evaluation manifest, with references.
+    """
 
     train: str
     test: str | None = None
@@ -59,9 +62,10 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class LabelConfig:
-    """The teacher, an optional second model (its agreement is the strongest confidence
-    score), and how both decode. ``labels`` names labels made elsewhere (e.g. a SLURM
-    array, merged): the stage then decodes nothing.
+    """The teacher, an optional second model, and how both decode.
+
+    The second model's agreement is the strongest confidence score. ``labels`` names labels
+    made elsewhere (e.g. a SLURM array, merged): the stage then decodes nothing.
 
     The decoding keys are ``asr-distill label``'s options under the same names
     (``--min-window 15`` is ``min_window: 15``); ``teacher`` is its ``--model``,
@@ -97,24 +101,31 @@ class LabelConfig:
         Raises:
             ValueError: from :class:`LabelOptions`, e.g. a ``min_window`` it has no step for.
         """
-        return LabelOptions(beam_size=None if greedy else self.beam_size,
-                            language=None if self.language == "auto" else self.language,
-                            windows=ContextFloor(self.min_window, short=not self.full_context))
+        return LabelOptions(
+            beam_size=None if greedy else self.beam_size,
+            language=None if self.language == "auto" else self.language,
+            windows=ContextFloor(self.min_window, short=not self.full_context),
+        )
 
 
 @dataclass(frozen=True)
 class FilterStageConfig(FilterOptions):
-    """The filter stage: every option of ``asr-distill filter`` (:class:`FilterOptions`, checked
-    there), plus ``enabled``."""
+    """The filter stage: every option of ``asr-distill filter``, plus ``enabled``.
+
+    The options are :class:`FilterOptions`, and checked there.
+    """
 
     enabled: bool = True
 
 
 @dataclass(frozen=True)
 class ReviewConfig(ReviewOptions):
-    """Human review (:class:`ReviewOptions`). Enabled without ``edits``: the page is exported and
-    training goes on with the filter's labels; with ``edits`` (the page's JSON or the edited TSV)
-    they are applied and training uses the reviewed labels."""
+    """Human review (:class:`ReviewOptions`), off unless asked for.
+
+    Enabled without ``edits``: the page is exported and training goes on with the filter's
+    labels; with ``edits`` (the page's JSON or the edited TSV) they are applied and training
+    uses the reviewed labels.
+    """
 
     enabled: bool = False
     edits: str | None = None
@@ -122,11 +133,13 @@ class ReviewConfig(ReviewOptions):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """``config``: the student's LightningCLI YAML; the pipeline points its data, cache,
-    logs and checkpoints into the run root. ``overrides``: dotted keys applied last
-    (``{"trainer.max_epochs": 3}``). ``launcher``: a command the training process is
-    started under, e.g. ``[srun]`` inside a SLURM job with one task per GPU, so Lightning
-    runs DDP across them."""
+    """Training the student, from its LightningCLI YAML (``config``).
+
+    The pipeline points the config's data, cache, logs and checkpoints into the run root.
+    ``overrides``: dotted keys applied last (``{"trainer.max_epochs": 3}``). ``launcher``: a
+    command the training process is started under, e.g. ``[srun]`` inside a SLURM job with
+    one task per GPU, so Lightning runs DDP across them.
+    """
 
     enabled: bool = True
     config: str | None = None
@@ -136,8 +149,10 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """Models compared on ``data.test`` beside the student (name -> model; ``teacher``
-    defaults to the labeling teacher)."""
+    """Models compared on ``data.test`` beside the student.
+
+    ``models`` maps a name to a model; ``teacher`` defaults to the labeling teacher.
+    """
 
     enabled: bool = True
     models: dict[str, str] = field(default_factory=lambda: {"tiny.en": "tiny.en"})
@@ -175,8 +190,9 @@ class PipelineConfig:
 # --- loading ---------------------------------------------------------------------------------
 
 
-def config_from_dict(data: Mapping[str, Any], base_dir: str | Path = ".",
-                     out: str | None = None) -> PipelineConfig:
+def config_from_dict(
+    data: Mapping[str, Any], base_dir: str | Path = ".", out: str | None = None
+) -> PipelineConfig:
     """Check a config mapping and resolve its paths.
 
     Args:
@@ -250,7 +266,7 @@ _MISSING = re.compile(r"arguments are required: (.+)")
 
 
 def _message(error: str, data: Mapping[str, Any]) -> str:
-    """jsonargparse's error, said with the key's full name and the value it got."""
+    """The error jsonargparse gives, said with the key's full name and the value it got."""
     if m := _MISSING.search(error):
         keys = [k.strip().removeprefix("config.") for k in m.group(1).split(",")]
         return f"missing required key {', '.join(keys)}"
@@ -323,11 +339,13 @@ def _check_choices(cfg: PipelineConfig) -> None:
     """Value checks the types cannot say: ranges, names, combinations."""
     from ..normalise import get_normaliser
 
-    for key, value, least in (("label.batch_size", cfg.label.batch_size, 1),
-                              ("label.workers", cfg.label.workers, 1),
-                              ("label.threads", cfg.label.threads, 0),
-                              ("evaluate.batch_size", cfg.evaluate.batch_size, 1),
-                              ("evaluate.resamples", cfg.evaluate.resamples, 1)):
+    for key, value, least in (
+        ("label.batch_size", cfg.label.batch_size, 1),
+        ("label.workers", cfg.label.workers, 1),
+        ("label.threads", cfg.label.threads, 0),
+        ("evaluate.batch_size", cfg.evaluate.batch_size, 1),
+        ("evaluate.resamples", cfg.evaluate.resamples, 1),
+    ):
         if value < least:
             raise ConfigError(f"{key}: must be >= {least}, got {value}")
     if cfg.label.min_window not in SHORT_WINDOWS_S:
@@ -337,8 +355,10 @@ def _check_choices(cfg: PipelineConfig) -> None:
         cfg.label.options()
     except ValueError as e:
         raise ConfigError(f"label: {e}") from None
-    for key, name in (("evaluate.normaliser", cfg.evaluate.normaliser),
-                      *((f"evaluate.also[{i}]", n) for i, n in enumerate(cfg.evaluate.also))):
+    for key, name in (
+        ("evaluate.normaliser", cfg.evaluate.normaliser),
+        *((f"evaluate.also[{i}]", n) for i, n in enumerate(cfg.evaluate.also)),
+    ):
         try:
             get_normaliser(name)
         except ValueError as e:
@@ -362,11 +382,16 @@ def _resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
 
     r = dataclasses.replace
     return r(
-        cfg, out=out,
+        cfg,
+        out=out,
         data=r(cfg.data, train=p(cfg.data.train), test=p(cfg.data.test)),
-        label=r(cfg.label, teacher=model(cfg.label.teacher),
-                second=model(cfg.label.second) if cfg.label.second else None,
-                labels=p(cfg.label.labels), second_labels=p(cfg.label.second_labels)),
+        label=r(
+            cfg.label,
+            teacher=model(cfg.label.teacher),
+            second=model(cfg.label.second) if cfg.label.second else None,
+            labels=p(cfg.label.labels),
+            second_labels=p(cfg.label.second_labels),
+        ),
         filter=r(cfg.filter, lexicon=p(cfg.filter.lexicon)),
         review=r(cfg.review, edits=p(cfg.review.edits)),
         train=r(cfg.train, config=p(cfg.train.config)),

@@ -1,5 +1,6 @@
-"""Where a run keeps its files: one folder per stage under the output root, each with a
-``.done`` note once its outputs are complete (when, how long, what it made).
+"""Where a run keeps its files: one folder per stage under the output root.
+
+Each folder gets a ``.done`` note once its outputs are complete (when, how long, what it made).
 """
 
 from __future__ import annotations
@@ -33,23 +34,28 @@ class Paths:
         self.report_dir = self.root / "report"
 
     def stage_dir(self, stage: str) -> Path:
+        """The stage's own folder under the root."""
         return self.root / stage
 
     def done(self, stage: str) -> Path:
+        """The stage's ``.done`` marker."""
         return self.stage_dir(stage) / DONE
 
     @property
     def labels(self) -> Path:
+        """The teacher's labels: made elsewhere when the config names them, else by the label stage."""
         return Path(self.cfg.label.labels) if self.cfg.label.labels else self.label_dir / "labels.jsonl"
 
     @property
     def second(self) -> Path | None:
+        """The second model's labels, when there is a second model."""
         if self.cfg.label.second_labels:
             return Path(self.cfg.label.second_labels)
         return self.label_dir / "second.jsonl" if self.cfg.label.second else None
 
     @property
     def filtered(self) -> Path:
+        """The labels the filter kept."""
         return self.filter_dir / "kept.jsonl"
 
     @property
@@ -62,14 +68,17 @@ class Paths:
 
     @property
     def checkpoints(self) -> Path:
+        """Lightning's checkpoint folder for the student."""
         return self.train_dir / "checkpoints"
 
     @property
     def student_pt(self) -> Path:
+        """The exported student, the file evaluation measures."""
         return self.export_dir / "student.pt"
 
     @property
     def train_yaml(self) -> Path:
+        """The student config the pipeline wrote for this run."""
         return self.train_dir / "student.yaml"
 
 
@@ -107,8 +116,10 @@ def stage_seconds(root: str | Path) -> dict[str, float]:
 
 
 def best_checkpoint(ckpt_dir: Path) -> Path:
-    """The checkpoint Lightning's ModelCheckpoint judged best (its ``best_model_path``, read
-    from ``last.ckpt``), else ``last.ckpt``; without ``last.ckpt``, the newest checkpoint.
+    """The checkpoint Lightning's ModelCheckpoint judged best, else the latest.
+
+    The best is ``last.ckpt``'s ``best_model_path``; without one, ``last.ckpt`` itself, and
+    without ``last.ckpt``, the newest checkpoint.
 
     ``last.ckpt`` is read with ``safe_load.load_checkpoint``: a crafted file is refused
     without running anything.

@@ -27,8 +27,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StageStatus:
-    """What happened to one stage in this call: ``ran``, ``skipped`` (already done) or
-    ``disabled`` (switched off in the config)."""
+    """What happened to one stage in this call.
+
+    ``status`` is ``ran``, ``skipped`` (already done) or ``disabled`` (switched off in the config).
+    """
 
     name: str
     status: str
@@ -47,8 +49,7 @@ class RunResult:
 
 
 def _clear_stale(p: Paths, stage: str) -> None:
-    """Remove what a stage resumes from, when an earlier stage just made new inputs for it
-    (or the stage is forced to run again).
+    """Remove what a stage resumes from, once an earlier stage made new inputs (or on ``force``).
 
     Without this, training would "resume" a finished run on old labels and evaluation
     would reuse an old student's hypotheses. Outputs that are simply overwritten (filter,
@@ -59,8 +60,12 @@ def _clear_stale(p: Paths, stage: str) -> None:
 
     doomed: list[Path] = []
     if stage == "train":
-        doomed = [p.checkpoints, p.train_dir / "metrics.csv", p.train_dir / "hparams.yaml",
-                  p.train_dir / "logs"]
+        doomed = [
+            p.checkpoints,
+            p.train_dir / "metrics.csv",
+            p.train_dir / "hparams.yaml",
+            p.train_dir / "logs",
+        ]
     elif stage == "evaluate":
         doomed = [p.eval_dir]
     for path in doomed:
@@ -89,7 +94,7 @@ def _stage_range(start: str | None, stop: str | None) -> list[str]:
             raise ConfigError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
     a = STAGES.index(start) if start else 0
     b = STAGES.index(stop) if stop else len(STAGES) - 1
-    return list(STAGES[a:b + 1])
+    return list(STAGES[a : b + 1])
 
 
 def _as_config(config: str | os.PathLike | Mapping[str, Any] | PipelineConfig) -> PipelineConfig:
@@ -110,7 +115,7 @@ def _newer_upstream(p: Paths, stage: str) -> str | None:
     if not marker.is_file():
         return None
     mine = marker.stat().st_mtime_ns
-    for up in STAGES[:STAGES.index(stage)]:
+    for up in STAGES[: STAGES.index(stage)]:
         m = p.done(up)
         if _enabled(p.cfg, up) and m.is_file() and m.stat().st_mtime_ns > mine:
             return up
@@ -118,9 +123,11 @@ def _newer_upstream(p: Paths, stage: str) -> str | None:
 
 
 def plan(config: str | os.PathLike | Mapping[str, Any] | PipelineConfig) -> list[tuple[str, str]]:
-    """What :func:`run` would do to each stage, without doing it: ``(stage, why)`` where
-    ``why`` is ``done``, ``disabled``, ``not done``, ``outputs missing`` (marker without
-    its files) or ``stale: ...`` (an earlier stage is newer, or will run)."""
+    """What :func:`run` would do to each stage, without doing it, as ``(stage, why)`` pairs.
+
+    ``why`` is ``done``, ``disabled``, ``not done``, ``outputs missing`` (marker without its
+    files) or ``stale: ...`` (an earlier stage is newer, or will run).
+    """
     cfg = _as_config(config)
     p = Paths(cfg)
     out, rerun = [], False
@@ -160,8 +167,9 @@ def run(
 
     Args:
         config: a YAML path, a mapping, or a :class:`PipelineConfig`.
-        start, stop: run only the stages from ``start`` to ``stop`` (names in
-            :data:`STAGES`); earlier stages must have finished.
+        start: the first stage to run (a name in :data:`STAGES`); earlier stages must have
+            finished.
+        stop: the last stage to run.
         force: run the selected stages even when their ``.done`` marker exists, and write
             into an existing output root that holds files a run did not write.
 
@@ -185,10 +193,11 @@ def run(
 def _run_locked(cfg: PipelineConfig, p: Paths, start: str | None, stop: str | None, force: bool) -> RunResult:
     atomic_write_text(p.root / "pipeline_config.json", json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
     selected = _stage_range(start, stop)
-    for stage in STAGES[:STAGES.index(selected[0])]:
+    for stage in STAGES[: STAGES.index(selected[0])]:
         if _enabled(cfg, stage) and not p.done(stage).is_file():
-            raise RuntimeError(f"stage {stage} has not finished ({p.done(stage)} missing); "
-                               f"run from an earlier stage")
+            raise RuntimeError(
+                f"stage {stage} has not finished ({p.done(stage)} missing); run from an earlier stage"
+            )
     statuses: list[StageStatus] = []
     upstream_ran = False
     for stage in selected:
@@ -215,5 +224,9 @@ def _run_locked(cfg: PipelineConfig, p: Paths, start: str | None, stop: str | No
         upstream_ran = True
     report = p.report_dir / "report.md"
     table = p.eval_dir / "table.md"
-    return RunResult(str(p.root), tuple(statuses), str(report) if report.is_file() else None,
-                     table.read_text() if table.is_file() else None)
+    return RunResult(
+        str(p.root),
+        tuple(statuses),
+        str(report) if report.is_file() else None,
+        table.read_text() if table.is_file() else None,
+    )

@@ -1,5 +1,7 @@
-"""One adapter per stage: read the run's config and :class:`Paths`, call the library
-function that does the work, and return a small note for the stage's ``.done`` marker.
+"""One adapter per stage, between the run's config and the library function that does the work.
+
+Each reads the config and :class:`Paths`, calls the library, and returns a small note for
+the stage's ``.done`` marker.
 
 Heavy libraries (torch, whisper, Lightning) are imported inside the adapters, so reading
 a config or planning a run stays fast.
@@ -7,14 +9,13 @@ a config or planning a run stays fast.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,8 +44,12 @@ def _stage_label(p: Paths) -> dict[str, Any]:
         notes: dict[str, Any] = {"labels": cfg.labels, "decoded": 0}
     else:
         stats = _label(p, cfg.teacher, p.labels, cfg.options())
-        notes = {"labels": str(p.labels), "decoded": stats.labeled, "skipped": stats.skipped,
-                 "rtfx": round(stats.rtfx, 2)}
+        notes = {
+            "labels": str(p.labels),
+            "decoded": stats.labeled,
+            "skipped": stats.skipped,
+            "rtfx": round(stats.rtfx, 2),
+        }
     if cfg.second and not cfg.second_labels:
         stats2 = _label(p, cfg.second, p.second, cfg.options(greedy=True))
         notes["second"] = {"labels": str(p.second), "decoded": stats2.labeled, "rtfx": round(stats2.rtfx, 2)}
@@ -53,35 +58,23 @@ def _stage_label(p: Paths) -> dict[str, Any]:
 
 def _label(p: Paths, teacher: str, out: Path, options: LabelOptions) -> LabelStats | ParallelStats:
     """One model over the pool, as ``asr-distill label`` runs it with the same options."""
-    from ..label import label_to_file
-    from ..parallel import label_parallel
+    from ..parallel import label_job
 
     cfg = p.cfg.label
-    if cfg.workers > 1:
-        return label_parallel(p.cfg.data.train, out, workers=cfg.workers, threads=cfg.threads or None,
-                              teacher=teacher, backend=cfg.backend, options=options,
-                              batch_size=cfg.batch_size, precision=cfg.precision, seed=cfg.seed,
-                              progress=cfg.progress)
-    with _torch_threads(cfg.threads):
-        return label_to_file(p.cfg.data.train, out, teacher=teacher, backend=cfg.backend, options=options,
-                             batch_size=cfg.batch_size, precision=cfg.precision, seed=cfg.seed,
-                             progress=cfg.progress, device=cfg.device)
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    """``n`` torch threads inside the block, as ``asr-distill label --threads`` (0: as they are)."""
-    if not n:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return label_job(
+        p.cfg.data.train,
+        out,
+        teacher=teacher,
+        backend=cfg.backend,
+        options=options,
+        batch_size=cfg.batch_size,
+        precision=cfg.precision,
+        device=cfg.device,
+        seed=cfg.seed,
+        workers=cfg.workers,
+        threads=cfg.threads,
+        progress=cfg.progress,
+    )
 
 
 # --- filter and review --------------------------------------------------------------------------
@@ -92,8 +85,13 @@ def _stage_filter(p: Paths) -> dict[str, Any]:
 
     result = run_filter(p.labels, p.filter_dir, p.cfg.filter, second=p.second)
     r = result.report
-    return {"kept": r.kept, "dropped": r.dropped, "retention": round(r.retention, 4),
-            "label_wer_all": r.label_wer_all, "label_wer_kept": r.label_wer_kept}
+    return {
+        "kept": r.kept,
+        "dropped": r.dropped,
+        "retention": round(r.retention, 4),
+        "label_wer_all": r.label_wer_all,
+        "label_wer_kept": r.label_wer_kept,
+    }
 
 
 def _stage_review(p: Paths) -> dict[str, Any]:
@@ -108,8 +106,11 @@ def _stage_review(p: Paths) -> dict[str, Any]:
         r = run_review_import(p.filtered, Path(cfg.edits), p.review_dir, cfg)
         notes |= {"applied": str(cfg.edits), "kept": len(r.kept), "dropped": len(r.dropped)}
     else:
-        log.info("review page written to %s; training goes on with the filter's labels until "
-                 "review.edits names the reviewer's decisions", exported.html)
+        log.info(
+            "review page written to %s; training goes on with the filter's labels until "
+            "review.edits names the reviewer's decisions",
+            exported.html,
+        )
     return notes
 
 
@@ -121,18 +122,31 @@ def _stage_train(p: Paths) -> dict[str, Any]:
 
     from ..student.config import student_config
 
-    cfg = student_config(p.cfg.train.config, p.train_dir, p.training_manifest, p.cfg.label.teacher,
-                         p.cfg.train.overrides)
+    cfg = student_config(
+        p.cfg.train.config, p.train_dir, p.training_manifest, p.cfg.label.teacher, p.cfg.train.overrides
+    )
     atomic_write_text(p.train_yaml, yaml.safe_dump(cfg, sort_keys=False))
-    cmd = [*p.cfg.train.launcher, sys.executable, "-m", "asr_distill.cli", "train",
-           "--config", str(p.train_yaml)]
+    cmd = [
+        *p.cfg.train.launcher,
+        sys.executable,
+        "-m",
+        "asr_distill.cli",
+        "train",
+        "--config",
+        str(p.train_yaml),
+    ]
     log_path = p.train_dir / "train.log"
     log.info("training: %s (log: %s)", shlex.join(cmd), log_path)
     # A process of its own: Lightning's global state and threads end with it, and a
     # crash leaves its checkpoints for the rerun to resume from.
     with open(log_path, "a", encoding="utf-8") as logf:
-        rc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, env=_child_env(),
-                            preexec_fn=functools.partial(tie_to_parent, os.getpid())).returncode
+        rc = subprocess.run(
+            cmd,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            env=_child_env(),
+            preexec_fn=functools.partial(tie_to_parent, os.getpid()),
+        ).returncode
     if rc != 0:
         tail = "".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines(True)[-15:])
         raise RuntimeError(f"training failed (exit {rc}); see {log_path}; last lines:\n{tail}")
@@ -146,8 +160,7 @@ def _child_env() -> dict[str, str]:
 
 
 def _stage_export(p: Paths) -> dict[str, Any]:
-    from ..student.export import export_ct2, export_whisper_pt, load_student_checkpoint
-    from ..teacher import load_teacher
+    from ..student.export import export_ct2, export_whisper_pt, load_student_checkpoint, tokenizer_ct2_dir
 
     ckpt = best_checkpoint(p.checkpoints)
     module = load_student_checkpoint(ckpt)
@@ -155,11 +168,12 @@ def _stage_export(p: Paths) -> dict[str, Any]:
     out = export_whisper_pt(module.model, p.student_pt, desc, half=p.cfg.export.half)
     notes: dict[str, Any] = {"student": str(out), "checkpoint": str(ckpt)}
     if p.cfg.export.ct2:
-        init = module.hparams.init
-        side = load_teacher(module.hparams.teacher if init == "teacher" else init).ct2_dir
+        side = tokenizer_ct2_dir(module)
         if side is None:
-            raise ValueError("export.ct2: the student's tokenizer source has no CTranslate2 folder "
-                             "to copy tokenizer.json from")
+            raise ValueError(
+                "export.ct2: the student's tokenizer source has no CTranslate2 folder "
+                "to copy tokenizer.json from"
+            )
         notes["ct2"] = str(export_ct2(module.model, p.export_dir / "ct2", side, desc))
     return notes
 
@@ -177,9 +191,16 @@ def _stage_evaluate(p: Paths) -> dict[str, Any]:
     from ..evaluate import evaluate
 
     cfg = p.cfg.evaluate
-    ev = evaluate(eval_models(p), p.cfg.data.test, p.eval_dir, normaliser=cfg.normaliser,
-                  other_normalisers=cfg.also, batch_size=cfg.batch_size, resamples=cfg.resamples,
-                  device=cfg.device)
+    ev = evaluate(
+        eval_models(p),
+        p.cfg.data.test,
+        p.eval_dir,
+        normaliser=cfg.normaliser,
+        other_normalisers=cfg.also,
+        batch_size=cfg.batch_size,
+        resamples=cfg.resamples,
+        device=cfg.device,
+    )
     return {r.model: {"wer": round(r.wer, 3), "rtfx": r.rtfx, "params": r.params} for r in ev.results}
 
 
@@ -193,6 +214,11 @@ def _stage_report(p: Paths) -> dict[str, Any]:
 
 StageFn = Callable[[Paths], dict[str, Any]]
 STAGE_FNS: dict[str, StageFn] = {
-    "label": _stage_label, "filter": _stage_filter, "review": _stage_review, "train": _stage_train,
-    "export": _stage_export, "evaluate": _stage_evaluate, "report": _stage_report,
+    "label": _stage_label,
+    "filter": _stage_filter,
+    "review": _stage_review,
+    "train": _stage_train,
+    "export": _stage_export,
+    "evaluate": _stage_evaluate,
+    "report": _stage_report,
 }

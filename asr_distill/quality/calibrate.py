@@ -90,6 +90,7 @@ class Calibration:
     curves: tuple[ScoreCurve, ...]
 
     def to_dict(self) -> dict:
+        """For calibration.json: infinite thresholds become None, which JSON can hold."""
         return finite_for_json(asdict(self))
 
 
@@ -118,8 +119,10 @@ def too_long_to_align(text: str) -> bool:
 def utterance_errors(
     refs: Sequence[str], hyps: Sequence[str], normaliser: str = DEFAULT_NORMALISER
 ) -> list[tuple[int, int]]:
-    """Per utterance: (word errors, reference words) under ``normaliser``; ``(0, 0)``, not scored,
-    for a pair too long to align (:func:`too_long_to_align`)."""
+    """Per utterance: (word errors, reference words) under ``normaliser``.
+
+    A pair too long to align (:func:`too_long_to_align`) gets ``(0, 0)``: it is not scored.
+    """
     out = []
     for r, h in zip(refs, hyps, strict=True):
         if too_long_to_align(r) or too_long_to_align(h):

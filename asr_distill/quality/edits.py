@@ -68,8 +68,13 @@ class _Where:
 
 
 def _type_name(value: Any) -> str:
-    return "null" if value is None else {dict: "an object", list: "a list", str: "a string",
-                                         bool: "a boolean"}.get(type(value), "a number")
+    return (
+        "null"
+        if value is None
+        else {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
+            type(value), "a number"
+        )
+    )
 
 
 def _edit(row: Any, where: _Where) -> ReviewEdit:
@@ -110,11 +115,15 @@ def _json_rows(path: Path, text: str) -> tuple[list[tuple[Any, _Where]], str | N
     try:
         d = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); give the "
-                         "review_edits.json the review page saved") from None
+        raise ValueError(
+            f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); give the "
+            "review_edits.json the review page saved"
+        ) from None
     if not isinstance(d, dict):
-        raise ValueError(f"{path}: is {_type_name(d)}, not an object with an 'edits' list; give the "
-                         "review_edits.json the review page saved")
+        raise ValueError(
+            f"{path}: is {_type_name(d)}, not an object with an 'edits' list; give the "
+            "review_edits.json the review page saved"
+        )
     rows = d.get("edits")
     if not isinstance(rows, list):
         raise ValueError(f"{path}: no 'edits' list; give the review_edits.json the review page saved")
@@ -143,16 +152,19 @@ def _one_per_id(edits: Sequence[ReviewEdit], path: Path) -> list[ReviewEdit]:
     if conflicts:
         named = ", ".join(printable(i) for i in conflicts[:MAX_LISTED])
         more = f" and {len(conflicts) - MAX_LISTED} more" if len(conflicts) > MAX_LISTED else ""
-        raise ValueError(f"{path}: {len(conflicts)} ids have conflicting decisions or texts ({named}{more}); "
-                         "keep one edit per id")
+        raise ValueError(
+            f"{path}: {len(conflicts)} ids have conflicting decisions or texts ({named}{more}); "
+            "keep one edit per id"
+        )
     return list(first.values())
 
 
 def check_reviewer(name: str | None, source: str) -> str | None:
     """A reviewer name as the audit stores it; refuses one that is not a short name."""
     if name is not None and len(name) > MAX_REVIEWER_CHARS:
-        raise ValueError(f"{source}: reviewer is {len(name)} characters long; give a name of at most "
-                         f"{MAX_REVIEWER_CHARS}")
+        raise ValueError(
+            f"{source}: reviewer is {len(name)} characters long; give a name of at most {MAX_REVIEWER_CHARS}"
+        )
     return name
 
 

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FilterResult:
+    """What :func:`filter_labels` returns: kept and dropped labels, the report, any calibration."""
+
     kept: tuple[PseudoLabel, ...]
     dropped: tuple[PseudoLabel, ...]
     report: FilterReport
@@ -157,8 +159,11 @@ def _pseudo_label(c: Candidate, verdicts: tuple[Verdict, ...]) -> PseudoLabel:
 
 
 def _with_word_confidence(p: PseudoLabel, label: TeacherLabel, second: conf.Opinions) -> PseudoLabel:
-    """``p`` with one confidence per spoken word of the teacher's text (agreement of every
-    second opinion, and the teacher's own probability): what a review page or loss mask reads."""
+    """``p`` with one confidence per spoken word of the teacher's text.
+
+    Each is the agreement of every second opinion and the teacher's own probability: what a
+    review page or a loss mask reads.
+    """
     opinions = conf.opinions_of(second)
     if not opinions:
         return p

@@ -38,6 +38,8 @@ THRESHOLD_SOURCES = {
 
 @dataclass(frozen=True)
 class ReasonCount:
+    """How many labels one reason dropped, and their hours of audio."""
+
     utterances: int
     hours: float
 
@@ -85,6 +87,7 @@ class FilterReport:
     review_load_min_per_h: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """For filter_report.json: the threshold's source explained, and -inf (keep all) as None."""
         d = dataclasses.asdict(self)
         d["threshold_note"] = THRESHOLD_SOURCES[self.threshold_source]
         if not math.isfinite(self.threshold):
@@ -115,9 +118,14 @@ def label_wer(labels: Iterable[Labelled], normaliser: str = DEFAULT_NORMALISER) 
             continue
         pairs.append((lab.ref_text, lab.text))
     if too_long:
-        log.warning("label WER leaves out %d labels whose reference or text is over %d words or %d "
-                    "characters, too long to align: %s", len(too_long), MAX_ALIGN_WORDS, MAX_ALIGN_CHARS,
-                    ", ".join(printable(str(i)) for i in too_long[:5]))
+        log.warning(
+            "label WER leaves out %d labels whose reference or text is over %d words or %d "
+            "characters, too long to align: %s",
+            len(too_long),
+            MAX_ALIGN_WORDS,
+            MAX_ALIGN_CHARS,
+            ", ".join(printable(str(i)) for i in too_long[:5]),
+        )
     if not pairs:
         return None
     return word_error_rate([r for r, _ in pairs], [h for _, h in pairs], normaliser)

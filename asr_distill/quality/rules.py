@@ -294,6 +294,14 @@ def rule_char_rate(c: Candidate, cfg: FilterConfig) -> Verdict:
 
 
 # In priority order: a label's primary drop reason is the first rule that drops it.
+# Granary's hallucination features (arXiv 2505.13404), in priority order. Their defaults drop
+# none of the 3,578 reference transcripts of AN4 and speechocean762 (worst seen: a unique-word
+# ratio of 0.40, a 13-letter word, 17.1 characters/s); a None threshold turns one off.
+HALLUCINATION_RULES: dict[str, Rule] = {
+    "low_unique_words": rule_low_unique_words,
+    "overlong_word": rule_overlong_word,
+    "char_rate": rule_char_rate,
+}
 RULES: dict[str, Rule] = {
     "too_short": rule_too_short,
     "too_long": rule_too_long,
@@ -302,19 +310,13 @@ RULES: dict[str, Rule] = {
     "wrong_language": rule_wrong_language,
     "hallucination_phrase": rule_hallucination_phrase,
     "repetition_loop": rule_repetition_loop,
+    **HALLUCINATION_RULES,
     "rate_out_of_range": rule_rate_out_of_range,
     "teacher_disagreement": rule_teacher_disagreement,
     "low_confidence": rule_low_confidence,
 }
 # The rule whose threshold is chosen among the labels every other rule keeps.
 CONFIDENCE_RULE = "low_confidence"
-# Granary's hallucination features, in priority order; they would follow repetition_loop in
-# RULES. Run them with ``apply_rules(candidate, config, HALLUCINATION_RULES.values())``.
-HALLUCINATION_RULES: dict[str, Rule] = {
-    "low_unique_words": rule_low_unique_words,
-    "overlong_word": rule_overlong_word,
-    "char_rate": rule_char_rate,
-}
 
 
 def apply_rules(c: Candidate, cfg: FilterConfig, rules: Iterable[Rule] | None = None) -> tuple[Verdict, ...]:

@@ -40,6 +40,7 @@ class ThresholdChoice:
 
 
 def default_score(has_second: bool) -> str:
+    """Agreement with the second model when there is one (the best signal), else the teacher's confidence."""
     return DEFAULT_SCORE_WITH_SECOND if has_second else DEFAULT_SCORE_WITHOUT_SECOND
 
 
@@ -86,7 +87,9 @@ def choose_threshold(
     """The confidence threshold, by the precedence in the module doc.
 
     Args:
-        labels: every label; ``texts`` their corrected texts; ``table`` their scores.
+        labels: every label.
+        texts: their corrected texts.
+        table: their scores, by name.
         survivors: indices of the labels every other rule keeps.
         score: the score to threshold unless calibration picks another.
         config: the filter's configuration.

@@ -34,9 +34,12 @@ class StudentLayout:
     student_params: int
 
     def describe(self) -> str:
-        return (f"student {self.student_params / 1e6:.1f}M params (teacher {self.teacher_params / 1e6:.1f}M, "
-                f"{self.student_params / self.teacher_params:.0%}), from {self.source}: encoder layers "
-                f"{list(self.encoder_layers) or 'own'}, decoder layers {list(self.decoder_layers) or 'own'}")
+        """One log line: sizes, the share of the teacher kept, and which layers."""
+        return (
+            f"student {self.student_params / 1e6:.1f}M params (teacher {self.teacher_params / 1e6:.1f}M, "
+            f"{self.student_params / self.teacher_params:.0%}), from {self.source}: encoder layers "
+            f"{list(self.encoder_layers) or 'own'}, decoder layers {list(self.decoder_layers) or 'own'}"
+        )
 
 
 def param_count(model: torch.nn.Module) -> int:
@@ -62,8 +65,9 @@ def _copy_blocks(dst: torch.nn.ModuleList, src: torch.nn.ModuleList, keep: tuple
         dst[j].load_state_dict(src[i].state_dict())
 
 
-def cut_student(teacher: Whisper, decoder_layers: int = 2,
-                encoder_layers: tuple[int, ...] | list[int] | None = None) -> tuple[Whisper, StudentLayout]:
+def cut_student(
+    teacher: Whisper, decoder_layers: int = 2, encoder_layers: tuple[int, ...] | list[int] | None = None
+) -> tuple[Whisper, StudentLayout]:
     """A student with the teacher's encoder (or a subset of its layers) and k spaced decoder layers.
 
     Args:

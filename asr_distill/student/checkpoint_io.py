@@ -19,6 +19,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """``TorchCheckpointIO`` with write-to-temporary-then-rename for local paths."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        """Write to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
         if "://" in str(path):  # remote filesystems: fsspec's own semantics
             return super().save_checkpoint(checkpoint, path, storage_options)
         path = Path(path)
@@ -45,8 +46,11 @@ class LatestCheckpoint(Callback):
     """
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        # At the epoch's end, after validation and early stopping (a checkpoint taken at
-        # validation end resumes into the epoch-end hooks without validation metrics).
+        """Save ``last.ckpt`` through the trainer, after validation and early stopping.
+
+        A checkpoint taken at validation end would resume into the epoch-end hooks without
+        validation metrics.
+        """
         ckpt = trainer.checkpoint_callback
         if trainer.sanity_checking or ckpt is None or not ckpt.dirpath or not ckpt.save_last:
             return

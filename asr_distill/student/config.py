@@ -16,8 +16,13 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def student_config(base_yaml: str | Path, root: Path, train_manifest: Path, teacher: str,
-                   overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def student_config(
+    base_yaml: str | Path,
+    root: Path,
+    train_manifest: Path,
+    teacher: str,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """``base_yaml`` read and placed with :func:`place_student_config`.
 
     The labeling teacher wins over the YAML's ``model.teacher`` (with a warning): the
@@ -28,19 +33,33 @@ def student_config(base_yaml: str | Path, root: Path, train_manifest: Path, teac
     base = yaml.safe_load(Path(base_yaml).read_text(encoding="utf-8")) or {}
     named = (base.get("model") or {}).get("teacher", teacher)
     if named != teacher:
-        log.warning("student config's model.teacher %r differs from label.teacher %r; using the labeler's",
-                    named, teacher)
+        log.warning(
+            "student config's model.teacher %r differs from label.teacher %r; using the labeler's",
+            named,
+            teacher,
+        )
     return place_student_config(base, root, train_manifest, teacher, overrides)
 
 
-def place_student_config(base: Mapping[str, Any], root: Path, train_manifest: Path, teacher: str,
-                         overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A student config with every path under ``root`` (run folder, checkpoints, logs, feature
-    cache), the given labels and teacher, and dotted ``overrides`` applied last."""
+def place_student_config(
+    base: Mapping[str, Any],
+    root: Path,
+    train_manifest: Path,
+    teacher: str,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A student config with every path under ``root``, the given labels and teacher.
+
+    The run folder, checkpoints, logs and feature cache all go under ``root``; dotted
+    ``overrides`` are applied last.
+    """
     cfg = dict(base)
     cfg["model"] = {**(cfg.get("model") or {}), "teacher": teacher}
-    cfg["data"] = {**(cfg.get("data") or {}), "train_manifest": str(train_manifest),
-                   "cache_dir": str(root / "feature_cache")}
+    cfg["data"] = {
+        **(cfg.get("data") or {}),
+        "train_manifest": str(train_manifest),
+        "cache_dir": str(root / "feature_cache"),
+    }
     trainer = dict(cfg.get("trainer") or {})
     trainer["default_root_dir"] = str(root)
     logger = trainer.get("logger")

@@ -80,15 +80,16 @@ class SpecAugment:
         for _ in range(self.freq_masks):
             w = rng.randint(0, min(self.freq_width, n_mels))
             f0 = rng.randint(0, n_mels - w)
-            mel[f0:f0 + w] = fill
+            mel[f0 : f0 + w] = fill
         max_t = max(1, int(self.time_width * speech_frames))
         for _ in range(self.time_masks):
             w = rng.randint(0, max_t)
             t0 = rng.randint(0, max(0, speech_frames - w))
-            mel[:, t0:t0 + w] = fill
+            mel[:, t0 : t0 + w] = fill
         return mel
 
     def signature(self) -> str:
+        """Names the settings in the cache folder, so changed masks never reuse old features."""
         return f"f{self.freq_masks}x{self.freq_width}-t{self.time_masks}x{self.time_width}"
 
 
@@ -138,8 +139,10 @@ def label_provenance(path: str | os.PathLike) -> dict:
 
 def split_val(items: list[ManifestItem], fraction: float) -> tuple[list[ManifestItem], list[ManifestItem]]:
     """A deterministic held-out split by id hash, stable when the manifest grows."""
+
     def h(it: ManifestItem) -> float:
         return int(hashlib.sha1(it.id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
     val = [it for it in items if h(it) < fraction]
     train = [it for it in items if h(it) >= fraction]
     if fraction > 0 and not val:
@@ -171,17 +174,24 @@ class FeatureCache:
         self.spec, self.augment, self.seed = spec, augment, seed
 
     def path(self, item: ManifestItem, window: float, copy: int) -> Path:
+        """The file for one clip, window and copy; its name hashes the clip's id, file and span."""
         ident = f"{item.id}|{item.audio_filepath}|{item.offset}|{item.duration}"
         key = hashlib.sha1(ident.encode()).hexdigest()
         return self.root / f"w{window:g}" / key[:2] / f"{key[:20]}-a{copy}.pt"
 
     def load(self, item: ManifestItem, window: float, copy: int) -> torch.Tensor:
+        """The cached encoder output ``(T, d)``, as float32."""
         return load_checkpoint(self.path(item, window, copy)).float()
 
     def fill(self, items: Sequence[ManifestItem], copies: int, rank: int = 0, world: int = 1) -> int:
         """Compute what is missing (this rank's share); returns how many files were written."""
-        todo = [(it, c) for n, it in enumerate(items) if n % world == rank for c in range(copies + 1)
-                if not self.path(it, self.spec.policy.window_for(it.duration), c).is_file()]
+        todo = [
+            (it, c)
+            for n, it in enumerate(items)
+            if n % world == rank
+            for c in range(copies + 1)
+            if not self.path(it, self.spec.policy.window_for(it.duration), c).is_file()
+        ]
         if not todo:
             return 0
         by_window: dict[float, list] = defaultdict(list)
@@ -191,9 +201,14 @@ class FeatureCache:
         log.info("caching %d encoder outputs under %s", len(todo), self.root)
         for window, group in sorted(by_window.items()):
             for i in range(0, len(group), CACHE_BATCH):
-                chunk = group[i:i + CACHE_BATCH]
-                mels = mel_features([it for it, _ in chunk], window, self.spec.model.dims.n_mels,
-                                    [self._rng(it, c) if c else None for it, c in chunk], self.augment)
+                chunk = group[i : i + CACHE_BATCH]
+                mels = mel_features(
+                    [it for it, _ in chunk],
+                    window,
+                    self.spec.model.dims.n_mels,
+                    [self._rng(it, c) if c else None for it, c in chunk],
+                    self.augment,
+                )
                 with torch.no_grad():
                     feats = encode_mels(self.spec.model, mels.to(_device(self.spec.model)))
                 for (it, c), f in zip(chunk, feats, strict=True):
@@ -201,8 +216,9 @@ class FeatureCache:
                 done += len(chunk)
                 audio_s += sum(it.duration for it, _ in chunk)
                 wall = time.perf_counter() - start
-                log.info("cached %d/%d (window %gs) at %.1f audio s/s", done, len(todo), window,
-                         audio_s / wall)
+                log.info(
+                    "cached %d/%d (window %gs) at %.1f audio s/s", done, len(todo), window, audio_s / wall
+                )
         return done
 
     def _rng(self, item: ManifestItem, copy: int) -> random.Random:
@@ -227,8 +243,13 @@ def _load_clip(item: ManifestItem) -> np.ndarray:
         raise ValueError(f"cannot train on {item.id}: {e}") from e
 
 
-def mel_features(items: Sequence[ManifestItem], window: float, n_mels: int,
-                 rngs: Sequence[random.Random | None], augment: SpecAugment | None) -> torch.Tensor:
+def mel_features(
+    items: Sequence[ManifestItem],
+    window: float,
+    n_mels: int,
+    rngs: Sequence[random.Random | None],
+    augment: SpecAugment | None,
+) -> torch.Tensor:
     """Log-mels ``(B, n_mels, 100 * window)``; items with an rng get SpecAugment masks."""
     mels = log_mel_batch([_load_clip(it) for it in items], window, n_mels)
     if augment is None:
@@ -247,8 +268,15 @@ class StudentDataset(Dataset):
     per fetch; in unfrozen training the masks are drawn afresh on the log-mel.
     """
 
-    def __init__(self, items: list[ManifestItem], spec: FeatureSpec, max_tokens: int,
-                 cache: FeatureCache | None, copies: int = 0, augment: SpecAugment | None = None):
+    def __init__(
+        self,
+        items: list[ManifestItem],
+        spec: FeatureSpec,
+        max_tokens: int,
+        cache: FeatureCache | None,
+        copies: int = 0,
+        augment: SpecAugment | None = None,
+    ):
         self.items, self.spec, self.cache, self.copies, self.augment = items, spec, cache, copies, augment
         self.tokens = [target_tokens(spec.tokenizer, spec.prefix, it.text, max_tokens) for it in items]
         self.windows = [spec.policy.window_for(it.duration) for it in items]
@@ -275,12 +303,20 @@ class WindowBatchSampler(Sampler[list[int]]):
     under DDP; the config sets ``trainer.use_distributed_sampler: false`` for that reason.
     """
 
-    def __init__(self, windows: Sequence[float], batch_size: int, shuffle: bool, seed: int = 0,
-                 rank: int = 0, world: int = 1):
+    def __init__(
+        self,
+        windows: Sequence[float],
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+    ):
         self.windows, self.batch_size, self.shuffle = list(windows), batch_size, shuffle
         self.seed, self.rank, self.world, self.epoch = seed, rank, world, 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Reshuffle for ``epoch``: the same order on every rank, another one each epoch."""
         self.epoch = epoch
 
     def _all_batches(self) -> list[list[int]]:
@@ -292,7 +328,7 @@ class WindowBatchSampler(Sampler[list[int]]):
         for _, idx in sorted(groups.items()):
             if self.shuffle:
                 rng.shuffle(idx)
-            batches += [idx[i:i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
+            batches += [idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
         if self.shuffle:
             rng.shuffle(batches)
         if self.world > 1:  # every rank gets the same number of batches, or DDP would hang
@@ -304,10 +340,10 @@ class WindowBatchSampler(Sampler[list[int]]):
         batches = self._all_batches()
         if self.shuffle:
             self.epoch += 1  # a fresh order next epoch even when nobody calls set_epoch
-        return iter(batches[self.rank::self.world])
+        return iter(batches[self.rank :: self.world])
 
     def __len__(self) -> int:
-        return len(self._all_batches()[self.rank::self.world])
+        return len(self._all_batches()[self.rank :: self.world])
 
 
 def collate(samples: list[dict], pad_id: int, prefix_len: int) -> dict:
@@ -349,10 +385,23 @@ class StudentDataModule(L.LightningDataModule):
         seed: shuffling and augmentation seed.
     """
 
-    def __init__(self, train_manifest: str, val_manifest: str | None = None, val_fraction: float = 0.05,
-                 batch_size: int = 8, cache_dir: str = "runs/feature_cache", augment_copies: int = 2,
-                 spec_augment: bool = True, freq_masks: int = 2, freq_width: int = 27, time_masks: int = 2,
-                 time_width: float = 0.05, max_tokens: int = 128, num_workers: int = 0, seed: int = 0):
+    def __init__(
+        self,
+        train_manifest: str,
+        val_manifest: str | None = None,
+        val_fraction: float = 0.05,
+        batch_size: int = 8,
+        cache_dir: str = "runs/feature_cache",
+        augment_copies: int = 2,
+        spec_augment: bool = True,
+        freq_masks: int = 2,
+        freq_width: int = 27,
+        time_masks: int = 2,
+        time_width: float = 0.05,
+        max_tokens: int = 128,
+        num_workers: int = 0,
+        seed: int = 0,
+    ):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -376,6 +425,7 @@ class StudentDataModule(L.LightningDataModule):
         return out
 
     def setup(self, stage: str | None = None) -> None:
+        """Read the manifests and, for a frozen encoder, fill the feature cache (each rank its share)."""
         if self.train_set is not None:
             return
         if self.spec is None:
@@ -389,8 +439,12 @@ class StudentDataModule(L.LightningDataModule):
             train, val = items, read_items(hp.val_manifest)
         else:
             train, val = split_val(items, hp.val_fraction)
-        log.info("training on %d clips (%.1f min), validating on %d", len(train),
-                 sum(i.duration for i in train) / 60, len(val))
+        log.info(
+            "training on %d clips (%.1f min), validating on %d",
+            len(train),
+            sum(i.duration for i in train) / 60,
+            len(val),
+        )
         cache = None
         copies = hp.augment_copies if self.augment is not None else 0
         if spec.frozen_encoder:
@@ -400,8 +454,9 @@ class StudentDataModule(L.LightningDataModule):
             cache.fill(val, 0, rank, world)
             if self.trainer is not None and world > 1:
                 self.trainer.strategy.barrier("feature_cache")
-        self.train_set = StudentDataset(train, spec, hp.max_tokens, cache, copies,
-                                        None if spec.frozen_encoder else self.augment)
+        self.train_set = StudentDataset(
+            train, spec, hp.max_tokens, cache, copies, None if spec.frozen_encoder else self.augment
+        )
         self.val_set = StudentDataset(val, spec, hp.max_tokens, cache) if val else None
 
     def _rank_world(self) -> tuple[int, int]:
@@ -419,7 +474,9 @@ class StudentDataModule(L.LightningDataModule):
         return DataLoader(ds, batch_sampler=sampler, num_workers=hp.num_workers, collate_fn=fn)
 
     def train_dataloader(self) -> DataLoader:
+        """Shuffled single-window batches."""
         return self._loader(self.train_set, shuffle=True)
 
     def val_dataloader(self) -> DataLoader | list:
+        """Single-window batches in a fixed order; none without a validation set."""
         return self._loader(self.val_set, shuffle=False) if self.val_set else []

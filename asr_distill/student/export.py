@@ -51,12 +51,13 @@ def load_student_checkpoint(ckpt: str | os.PathLike, map_location: str = "cpu"):
 def _default_alignment_heads(dims: ModelDimensions) -> torch.Tensor:
     """All heads of the decoder's second half, openai-whisper's default for unknown models."""
     mask = torch.zeros(dims.n_text_layer, dims.n_text_head, dtype=torch.bool)
-    mask[dims.n_text_layer // 2:] = True
+    mask[dims.n_text_layer // 2 :] = True
     return mask
 
 
-def export_whisper_pt(model: Whisper, out: str | os.PathLike, description: dict[str, Any],
-                      half: bool = False) -> Path:
+def export_whisper_pt(
+    model: Whisper, out: str | os.PathLike, description: dict[str, Any], half: bool = False
+) -> Path:
     """Write ``out`` (atomic) so that ``whisper.load_model(out)`` returns this model.
 
     float32 by default so the export decodes exactly as the in-training model did;
@@ -64,10 +65,16 @@ def export_whisper_pt(model: Whisper, out: str | os.PathLike, description: dict[
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.half() if half and v.is_floating_point() else v.float() if v.is_floating_point() else v)
-             for k, v in model.state_dict().items()}
-    ckpt = {"dims": asdict(model.dims), "model_state_dict": state,
-            "alignment_heads": _default_alignment_heads(model.dims), "asr_distill": description}
+    state = {
+        k: (v.half() if half and v.is_floating_point() else v.float() if v.is_floating_point() else v)
+        for k, v in model.state_dict().items()
+    }
+    ckpt = {
+        "dims": asdict(model.dims),
+        "model_state_dict": state,
+        "alignment_heads": _default_alignment_heads(model.dims),
+        "asr_distill": description,
+    }
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     torch.save(ckpt, tmp)
     os.replace(tmp, out)
@@ -83,8 +90,9 @@ def _ct2_config(side_dir: Path | None, dims: ModelDimensions) -> dict:
     return config
 
 
-def export_ct2(model: Whisper, out_dir: str | os.PathLike, side_dir: str | os.PathLike,
-               description: dict[str, Any]) -> Path:
+def export_ct2(
+    model: Whisper, out_dir: str | os.PathLike, side_dir: str | os.PathLike, description: dict[str, Any]
+) -> Path:
     """Write a CTranslate2 Whisper directory (float16 weights) faster-whisper opens.
 
     Args:
@@ -96,8 +104,10 @@ def export_ct2(model: Whisper, out_dir: str | os.PathLike, side_dir: str | os.Pa
     """
     out, side = Path(out_dir), Path(side_dir)
     if not (side / "tokenizer.json").is_file():
-        raise FileNotFoundError(f"{side} has no tokenizer.json: give the CTranslate2 folder of the model "
-                                "the student shares its tokenizer with")
+        raise FileNotFoundError(
+            f"{side} has no tokenizer.json: give the CTranslate2 folder of the model "
+            "the student shares its tokenizer with"
+        )
     out.mkdir(parents=True, exist_ok=True)
     variables, aliases = ct2.ct2_variables(model.state_dict(), asdict(model.dims), np.float16)
     ct2.write_model_bin(out / "model.bin", variables, aliases)
@@ -109,6 +119,17 @@ def export_ct2(model: Whisper, out_dir: str | os.PathLike, side_dir: str | os.Pa
             os.replace(tmp, out / name)
     atomic_write_text(out / "asr_distill.json", json.dumps(description, indent=2, default=str))
     return out
+
+
+def tokenizer_ct2_dir(module) -> Path | None:
+    """The CTranslate2 folder of the model the student's tokenizer comes from, if it has one.
+
+    A CTranslate2 export copies ``tokenizer.json`` from there, as faster-whisper reads it.
+    """
+    from ..teacher import load_teacher
+
+    init = module.hparams.init
+    return load_teacher(module.hparams.teacher if init == "teacher" else init).ct2_dir
 
 
 def student_teacher(path: str | os.PathLike) -> tuple[Teacher, LabelOptions]:

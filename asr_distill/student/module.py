@@ -33,8 +33,9 @@ from .short_context import WindowPolicy
 log = logging.getLogger(__name__)
 
 
-def greedy_decode(model: Whisper, features: torch.Tensor, prefix: list[int], eot: int,
-                  max_new: int) -> list[list[int]]:
+def greedy_decode(
+    model: Whisper, features: torch.Tensor, prefix: list[int], eot: int, max_new: int
+) -> list[list[int]]:
     """Greedy text tokens for ``features`` ``(B, T, d)``; timestamps and specials are never chosen.
 
     For validation WER. Uses Whisper's key/value cache and projects only the newest
@@ -50,7 +51,7 @@ def greedy_decode(model: Whisper, features: torch.Tensor, prefix: list[int], eot
         step_in = tokens
         for _ in range(max_new):
             logits = model.decoder(step_in, features, kv_cache=cache)[:, -1].float()
-            logits[:, eot + 1:] = -math.inf
+            logits[:, eot + 1 :] = -math.inf
             nxt = torch.where(done, torch.full_like(done, eot, dtype=torch.long), logits.argmax(-1))
             tokens = torch.cat([tokens, nxt[:, None]], 1)
             done |= nxt == eot
@@ -61,7 +62,7 @@ def greedy_decode(model: Whisper, features: torch.Tensor, prefix: list[int], eot
         for h in hooks:
             h.remove()
     out = []
-    for row in tokens[:, len(prefix):].tolist():
+    for row in tokens[:, len(prefix) :].tolist():
         out.append(row[: row.index(eot)] if eot in row else row)
     return out
 
@@ -73,6 +74,36 @@ def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Te
     t_logp = F.log_softmax(teacher.float() / t, -1)
     kl = (t_logp.exp() * (t_logp - s_logp)).sum(-1)
     return (kl * mask).sum() / mask.sum().clamp(min=1) * t * t
+
+
+def _student(teacher: Whisper, init: str, decoder_layers: int, encoder_layers: list[int] | None):
+    """The student and its layout: cut from the teacher's layers, or another model ``init`` names."""
+    if init == "teacher":
+        return cut_student(teacher, decoder_layers, encoder_layers)
+    start = load_teacher(init)
+    source = f"{start.name} ({start.weights_sha256[:12]})"
+    return pretrained_student(start.model, teacher, source)
+
+
+def _check_distillable(
+    student: Whisper, teacher: Whisper, init: str, name: str, frozen_unshared_encoder: bool
+) -> None:
+    """Refuse a KL term the pair cannot compute, naming the setting to change.
+
+    ``frozen_unshared_encoder``: the student's encoder is frozen but is not the teacher's whole
+    encoder, so the cached outputs the KL reuses for the teacher would be the wrong ones.
+    """
+    if not same_tokenizer(student, teacher):
+        raise ValueError(
+            f"kl_weight > 0 needs one vocabulary, but the student ({init}) and teacher "
+            f"({name}) tokenise differently: set kl_weight: 0 or init: teacher"
+        )
+    if frozen_unshared_encoder:
+        raise ValueError(
+            "KL with a frozen encoder reuses the cached outputs for the teacher, so the "
+            "student must keep the teacher's whole encoder: set encoder_layers: null, "
+            "frozen_encoder: false, or kl_weight: 0"
+        )
 
 
 class StudentModule(L.LightningModule):
@@ -96,13 +127,28 @@ class StudentModule(L.LightningModule):
         val_max_tokens: greedy validation stops after this many tokens.
     """
 
-    def __init__(self, teacher: str = "base", init: str = "teacher", decoder_layers: int = 2,
-                 encoder_layers: list[int] | None = None, frozen_encoder: bool = True,
-                 ce_weight: float = 0.8, kl_weight: float = 1.0, temperature: float = 2.0,
-                 lr: float = 3e-4, weight_decay: float = 0.01, warmup_steps: int = 50,
-                 freeze_token_embedding: bool = True, short_context: bool = True,
-                 window_step_s: float = 1.0, window_margin_s: float = 0.5, min_window_s: float = 2.0,
-                 normaliser: str = "format_insensitive", language: str = "en", val_max_tokens: int = 64):
+    def __init__(
+        self,
+        teacher: str = "base",
+        init: str = "teacher",
+        decoder_layers: int = 2,
+        encoder_layers: list[int] | None = None,
+        frozen_encoder: bool = True,
+        ce_weight: float = 0.8,
+        kl_weight: float = 1.0,
+        temperature: float = 2.0,
+        lr: float = 3e-4,
+        weight_decay: float = 0.01,
+        warmup_steps: int = 50,
+        freeze_token_embedding: bool = True,
+        short_context: bool = True,
+        window_step_s: float = 1.0,
+        window_margin_s: float = 0.5,
+        min_window_s: float = 2.0,
+        normaliser: str = "format_insensitive",
+        language: str = "en",
+        val_max_tokens: int = 64,
+    ):
         super().__init__()
         if ce_weight < 0 or kl_weight < 0 or ce_weight + kl_weight == 0:
             raise ValueError(f"need ce_weight, kl_weight >= 0 and not both 0, got {ce_weight}, {kl_weight}")
@@ -111,33 +157,27 @@ class StudentModule(L.LightningModule):
         self.save_hyperparameters()
         self.policy = WindowPolicy(short_context, window_step_s, window_margin_s, min_window_s)
         t = load_teacher(teacher)
-        if init == "teacher":
-            model, layout = cut_student(t.model, decoder_layers, encoder_layers)
-        else:
-            start = load_teacher(init)
-            source = f"{start.name} ({start.weights_sha256[:12]})"
-            model, layout = pretrained_student(start.model, t.model, source)
+        model, layout = _student(t.model, init, decoder_layers, encoder_layers)
         self.model, self.layout = model.train(), layout  # Whisper has no dropout; train() for Lightning
-        self.teacher_info = {"name": t.name, "weights_sha256": t.weights_sha256, "source": t.source,
-                             "params": layout.teacher_params}
+        self.teacher_info = {
+            "name": t.name,
+            "weights_sha256": t.weights_sha256,
+            "source": t.source,
+            "params": layout.teacher_params,
+        }
         log.info("%s", layout.describe())
         self._shared_encoder = encoder_shared(model, t.model)
         if kl_weight > 0:
-            if not same_tokenizer(model, t.model):
-                raise ValueError(f"kl_weight > 0 needs one vocabulary, but the student ({init}) and teacher "
-                                 f"({teacher}) tokenise differently: set kl_weight: 0 or init: teacher")
-            if frozen_encoder and not self._shared_encoder:
-                raise ValueError("KL with a frozen encoder reuses the cached outputs for the teacher, so the "
-                                 "student must keep the teacher's whole encoder: set encoder_layers: null, "
-                                 "frozen_encoder: false, or kl_weight: 0")
+            _check_distillable(model, t.model, init, teacher, frozen_encoder and not self._shared_encoder)
         # Not a submodule: the teacher stays out of the checkpoint, the optimizer and model summaries.
         object.__setattr__(self, "_teacher", t.model.eval().requires_grad_(False) if kl_weight > 0 else None)
         for p in self.model.encoder.parameters():
             p.requires_grad_(not frozen_encoder)
         self.model.decoder.token_embedding.weight.requires_grad_(not freeze_token_embedding)
         lang = language if model.is_multilingual else None
-        self.tokenizer = get_tokenizer(model.is_multilingual, num_languages=model.num_languages,
-                                       language=lang, task="transcribe")
+        self.tokenizer = get_tokenizer(
+            model.is_multilingual, num_languages=model.num_languages, language=lang, task="transcribe"
+        )
         self.prefix = list(self.tokenizer.sot_sequence_including_notimestamps)
         self._encoder_sha: str | None = None
         self._val: list[tuple[str, str]] = []
@@ -145,19 +185,30 @@ class StudentModule(L.LightningModule):
 
     # -- what the data and the export need ------------------------------------------------
     def feature_spec(self) -> FeatureSpec:
+        """What the data module needs to build this student's inputs; the encoder hash keys the cache."""
         if self._encoder_sha is None:
             self._encoder_sha = encoder_sha(self.model)
-        return FeatureSpec(self.model, self._encoder_sha, self.tokenizer, tuple(self.prefix), self.policy,
-                           self.hparams.frozen_encoder)
+        return FeatureSpec(
+            self.model,
+            self._encoder_sha,
+            self.tokenizer,
+            tuple(self.prefix),
+            self.policy,
+            self.hparams.frozen_encoder,
+        )
 
     def describe(self) -> dict[str, Any]:
         """The self-description exported checkpoints carry."""
         return {
             "toolkit_version": __version__,
             "dims": asdict(self.model.dims),
-            "tokenizer": {"multilingual": self.model.is_multilingual,
-                          "num_languages": self.model.num_languages, "language": self.hparams.language,
-                          "task": "transcribe", "prefix": self.prefix},
+            "tokenizer": {
+                "multilingual": self.model.is_multilingual,
+                "num_languages": self.model.num_languages,
+                "language": self.hparams.language,
+                "task": "transcribe",
+                "prefix": self.prefix,
+            },
             "normaliser": self.hparams.normaliser,
             "window_policy": asdict(self.policy),
             "layout": asdict(self.layout),
@@ -168,6 +219,7 @@ class StudentModule(L.LightningModule):
 
     # -- Lightning hooks --------------------------------------------------------------------
     def on_fit_start(self) -> None:
+        """Move the teacher to the training device and keep the labels' provenance for the export."""
         if self._teacher is not None:
             self._teacher.to(self.device)
         dm = getattr(self.trainer, "datamodule", None)
@@ -175,23 +227,27 @@ class StudentModule(L.LightningModule):
             self.label_provenance = dm.provenance()
 
     def configure_callbacks(self):
+        """A ``last.ckpt`` after every epoch (Lightning's can lag), so a resume loses at most one."""
         from .checkpoint_io import LatestCheckpoint
 
         return [LatestCheckpoint()]
 
     def on_train_start(self) -> None:
-        # After a resume this is the checkpoint's step: the line proves the count continued.
+        """Log the starting step: after a resume it is the checkpoint's, proving the count continued."""
         if self.trainer.is_global_zero:
             log.info("training from global step %d (epoch %d)", self.global_step, self.current_epoch)
 
     def on_validation_start(self) -> None:
+        """Move the teacher along: validation can run before any training (e.g. ``validate``)."""
         if self._teacher is not None:
             self._teacher.to(self.device)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Store the self-description, so a checkpoint loads with no other input."""
         checkpoint["asr_distill"] = self.describe()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Restore the labels' provenance, which is not a hyperparameter."""
         self.label_provenance = checkpoint.get("asr_distill", {}).get("label_provenance")
 
     def _features(self, batch: dict) -> torch.Tensor:
@@ -200,9 +256,15 @@ class StudentModule(L.LightningModule):
         return encode_mels(self.model, batch["mel"])
 
     def dtype_for_features(self) -> torch.dtype:
+        """The decoder's dtype: cached encoder outputs are cast to it."""
         return next(self.model.decoder.parameters()).dtype
 
     def shared_step(self, batch: dict, stage: str) -> torch.Tensor:
+        """The loss for one batch, the same for every stage, logged under ``stage``.
+
+        ``ce_weight`` x CE on the pseudo-label tokens, plus ``kl_weight`` x KL to the teacher's
+        logits ``(B, L, V)`` when distilling; for ``val`` also decodes greedily for the WER.
+        """
         feats = self._features(batch)
         logits = self.model.decoder(batch["tokens"], feats)  # (B, L, V)
         targets = batch["targets"]
@@ -225,21 +287,26 @@ class StudentModule(L.LightningModule):
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """The shared step's loss, logged under ``train/``."""
         return self.shared_step(batch, "train")
 
     def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """The shared step's loss, plus greedy hypotheses for the epoch's WER."""
         return self.shared_step(batch, "val")
 
     def on_validation_epoch_start(self) -> None:
+        """Start the epoch's (reference, hypothesis) pairs afresh."""
         self._val = []
 
     def on_validation_epoch_end(self) -> None:
+        """Log ``val/wer`` over the epoch, under the normaliser the student is measured with."""
         if not self._val:
             return
         r = word_error_rate([a for a, _ in self._val], [b for _, b in self._val], self.hparams.normaliser)
         self.log("val/wer", r.wer, prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):
+        """AdamW on the trainable parameters, linear warm-up then linear decay to 10% of ``lr``."""
         params = [p for p in self.model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         total = max(1, int(self.trainer.estimated_stepping_batches)) if self.trainer else 1000

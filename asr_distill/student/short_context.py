@@ -41,6 +41,7 @@ class WindowPolicy:
             raise ValueError(f"step_s must be a multiple of 0.02 s (one encoder frame), got {self.step_s}")
 
     def window_for(self, duration: float) -> float:
+        """The clip plus its margin, rounded up to a whole step, between ``min_s`` and 30 s."""
         if not self.short:
             return WINDOW_S
         w = math.ceil((duration + self.margin_s) / self.step_s - 1e-9) * self.step_s
@@ -48,8 +49,12 @@ class WindowPolicy:
 
     def as_fields(self) -> dict[str, Any]:
         """Flat ``LabelOptions.as_dict`` entries, under the names student provenance always had."""
-        return {"short_context": self.short, "min_window_s": self.min_s, "window_step_s": self.step_s,
-                "window_margin_s": self.margin_s}
+        return {
+            "short_context": self.short,
+            "min_window_s": self.min_s,
+            "window_step_s": self.step_s,
+            "window_margin_s": self.margin_s,
+        }
 
 
 def student_options(policy: WindowPolicy, temperatures: tuple[float, ...] | None = None) -> LabelOptions:

@@ -93,20 +93,42 @@ def step_stats(logp: torch.Tensor, chosen: torch.Tensor, alpha: float) -> list[t
 
 
 class Backend(Protocol):
+    """What the labeler needs from a decoding engine; features stay in the engine's own form.
+
+    ``name`` and ``precision`` (the dtype or compute type chosen) go into each label's provenance.
+    """
+
     name: str
     precision: str
     tokenizer: Tokenizer
 
-    def encode(self, audios: list[np.ndarray], window_s: float) -> Any: ...
+    def encode(self, audios: list[np.ndarray], window_s: float) -> Any:
+        """Encoder outputs ``(B, T, d)`` for clips padded or cut to ``window_s`` seconds."""
+        ...
 
-    def select(self, features: Any, idx: list[int]) -> Any: ...
+    def select(self, features: Any, idx: list[int]) -> Any:
+        """The rows ``idx`` of ``features``: the clips a fallback pass decodes again."""
+        ...
 
-    def detect_language(self, features: Any) -> list[tuple[str, float | None]]: ...
+    def detect_language(self, features: Any) -> list[tuple[str, float | None]]:
+        """``(code, probability)`` per clip; an English-only model answers ``("en", None)``."""
+        ...
 
     def generate(
-        self, features: Any, *, language: str, task: str, temperature: float,
-        beam_size: int | None, best_of: int, max_tokens: int, entropy_alpha: float, timestamps: bool,
-    ) -> list[RawHypothesis]: ...
+        self,
+        features: Any,
+        *,
+        language: str,
+        task: str,
+        temperature: float,
+        beam_size: int | None,
+        best_of: int,
+        max_tokens: int,
+        entropy_alpha: float,
+        timestamps: bool,
+    ) -> list[RawHypothesis]:
+        """One hypothesis per clip, with the token statistics the confidence scores need."""
+        ...
 
 
 def _language_codes(tokenizer: Tokenizer) -> dict[int, str]:
@@ -114,6 +136,7 @@ def _language_codes(tokenizer: Tokenizer) -> dict[int, str]:
 
 
 def make_tokenizer(model_is_multilingual: bool, num_languages: int) -> Tokenizer:
+    """The model's transcription tokenizer; its language is set per decoding call."""
     return get_tokenizer(model_is_multilingual, num_languages=num_languages, task="transcribe")
 
 
@@ -146,6 +169,7 @@ class _FeaturesTask(DecodingTask):
 
     @property
     def tracks_steps(self) -> bool:
+        """Whether the loop's own steps give the token statistics (one row per clip: greedy)."""
         return self.n_group == 1
 
     def _main_loop(self, audio_features: torch.Tensor, tokens: torch.Tensor):
@@ -174,15 +198,19 @@ class _FeaturesTask(DecodingTask):
         return tokens, sum_logprobs, no_speech
 
     def row_stats(self, lengths: list[int]) -> list[list[tuple[float, ...]] | None]:
-        """Per clip with ``lengths[b]`` tokens: the statistics of its tokens and its end token,
-        or None where the loop cannot give them (several rows per clip, or a row stopped at
-        the length cap before its end token: those are scored by teacher forcing)."""
+        """Per clip with ``lengths[b]`` tokens: the statistics of its tokens and its end token.
+
+        None where the loop cannot give them (several rows per clip, or a row stopped at the
+        length cap before its end token): those are scored by teacher forcing.
+        """
         if not self.tracks_steps or not self.chosen_lp:
             return [None] * len(lengths)
         lp = torch.stack(self.chosen_lp, 1)  # (B, S)
         ent = torch.stack(self.step_entropies[: lp.shape[1]], 1)  # (B, S, 3)
-        return [_rounded(lp[b, : n + 1], ent[b, : n + 1]) if n + 1 <= lp.shape[1] else None
-                for b, n in enumerate(lengths)]
+        return [
+            _rounded(lp[b, : n + 1], ent[b, : n + 1]) if n + 1 <= lp.shape[1] else None
+            for b, n in enumerate(lengths)
+        ]
 
 
 class WhisperBackend:
@@ -203,20 +231,26 @@ class WhisperBackend:
 
     @torch.no_grad()
     def encode(self, audios: list[np.ndarray], window_s: float) -> torch.Tensor:
+        """Encoder outputs ``(B, T, d)`` in float32, computed under the chosen autocast dtype."""
         mels = log_mel_batch(audios, window_s, self.model.dims.n_mels)
         check_features(audios, mels)  # one absurd clip must not turn the batch into NaN
         mels = mels.to(self.device)
-        cast = (torch.autocast(self.device.type, dtype=self._dtype) if self._dtype is not None
-                else contextlib.nullcontext())
+        cast = (
+            torch.autocast(self.device.type, dtype=self._dtype)
+            if self._dtype is not None
+            else contextlib.nullcontext()
+        )
         with cast:
             features = encode_mels(self.model, mels)
         return features.float()
 
     def select(self, features: torch.Tensor, idx: list[int]) -> torch.Tensor:
+        """The rows ``idx`` of ``features`` ``(B, T, d)``."""
         return features[idx]
 
     @torch.no_grad()
     def detect_language(self, features: torch.Tensor) -> list[tuple[str, float | None]]:
+        """``(code, probability)`` per clip, from one decoder step at the start-of-transcript token."""
         if not self.model.is_multilingual:
             return [("en", None)] * features.shape[0]
         sot = torch.full((features.shape[0], 1), self.tokenizer.sot, device=self.device)
@@ -233,8 +267,23 @@ class WhisperBackend:
         return [(codes[int(keep[b])], float(probs[i, b])) for i, b in enumerate(best)]
 
     @torch.no_grad()
-    def generate(self, features, *, language, task, temperature, beam_size, best_of, max_tokens,
-                 entropy_alpha, timestamps=True):
+    def generate(
+        self,
+        features,
+        *,
+        language,
+        task,
+        temperature,
+        beam_size,
+        best_of,
+        max_tokens,
+        entropy_alpha,
+        timestamps=True,
+    ):
+        """Batched decoding with openai-whisper's ``DecodingTask`` on our features.
+
+        Clips whose statistics the loop could not track are scored again by teacher forcing.
+        """
         sampling = temperature > 0
         options = DecodingOptions(
             task=task,
@@ -249,18 +298,26 @@ class WhisperBackend:
         run = _FeaturesTask(self.model, options, entropy_alpha)
         results = run.run(features)
         langs = self._languages(run.sot_logits[:: run.n_group])
-        tok = get_tokenizer(self.model.is_multilingual, num_languages=self.model.num_languages,
-                            language=options.language, task=task)
+        tok = get_tokenizer(
+            self.model.is_multilingual,
+            num_languages=self.model.num_languages,
+            language=options.language,
+            task=task,
+        )
         prefix = list(tok.sot_sequence if timestamps else tok.sot_sequence_including_notimestamps)
         tracked = run.row_stats([len(r.tokens) for r in results])
         forced = [b for b, st in enumerate(tracked) if st is None]
-        scored = iter(self._token_stats(features[forced], prefix, [results[b].tokens for b in forced],
-                                        entropy_alpha) if forced else [])
+        scored = iter(
+            self._token_stats(features[forced], prefix, [results[b].tokens for b in forced], entropy_alpha)
+            if forced
+            else []
+        )
         hyps = []
         for r, st, lang in zip(results, tracked, langs, strict=True):
             stats, avg = self._summary(r.tokens, st) if st is not None else next(scored)
-            hyps.append(RawHypothesis(tuple(r.tokens), r.text.strip(), avg, float(r.no_speech_prob),
-                                      stats, lang))
+            hyps.append(
+                RawHypothesis(tuple(r.tokens), r.text.strip(), avg, float(r.no_speech_prob), stats, lang)
+            )
         return hyps
 
     def _summary(self, tokens: list[int], stats: list[tuple[float, ...]]):
@@ -290,7 +347,7 @@ class WhisperBackend:
         for b, t in enumerate(outputs):
             start = len(prefix) - 1
             chosen = torch.tensor([*t, eot], dtype=torch.long, device=self.device)
-            out.append(self._summary(t, step_stats(logp[b, start: start + len(t) + 1], chosen, alpha)))
+            out.append(self._summary(t, step_stats(logp[b, start : start + len(t) + 1], chosen, alpha)))
         return out
 
 
@@ -299,8 +356,13 @@ class FasterWhisperBackend:
 
     name = "faster-whisper"
 
-    def __init__(self, teacher: Teacher, compute_type: str | None = None, cpu_threads: int | None = None,
-                 device: str = "cpu"):
+    def __init__(
+        self,
+        teacher: Teacher,
+        compute_type: str | None = None,
+        cpu_threads: int | None = None,
+        device: str = "cpu",
+    ):
         """``compute_type`` defaults to int8 on CPU and float16 on CUDA.
 
         ``cpu_threads`` defaults to torch's thread count: CTranslate2's own default (4) over-
@@ -317,8 +379,13 @@ class FasterWhisperBackend:
         kind, _, index = str(device).partition(":")
         self.precision = compute_type or ("int8" if kind == "cpu" else "float16")
         threads = torch.get_num_threads() if cpu_threads is None else cpu_threads
-        self._fw = WhisperModel(str(teacher.ct2_dir), device=kind, device_index=int(index or 0),
-                                compute_type=self.precision, cpu_threads=threads)
+        self._fw = WhisperModel(
+            str(teacher.ct2_dir),
+            device=kind,
+            device_index=int(index or 0),
+            compute_type=self.precision,
+            cpu_threads=threads,
+        )
         self.model = self._fw.model
         self.n_mels = self.model.n_mels
         self._features = FeatureExtractor(feature_size=self.n_mels)
@@ -327,48 +394,74 @@ class FasterWhisperBackend:
         self._multilingual = multilingual
 
     def encode(self, audios: list[np.ndarray], window_s: float):
+        """Encoder outputs ``(B, T, d)`` as a CTranslate2 ``StorageView`` on the CPU."""
         import ctranslate2
 
         n_frames = int(window_s * FRAMES_PER_S)
         n_samples = int(window_s * SAMPLE_RATE)
         with np.errstate(over="ignore", invalid="ignore"):  # check_features names such clips
-            mels = np.stack([
-                self._features(np.pad(a[:n_samples], (0, max(0, n_samples - len(a)))),
-                               padding=0)[:, :n_frames]
-                for a in audios
-            ]).astype(np.float32)
+            mels = np.stack(
+                [
+                    self._features(np.pad(a[:n_samples], (0, max(0, n_samples - len(a)))), padding=0)[
+                        :, :n_frames
+                    ]
+                    for a in audios
+                ]
+            ).astype(np.float32)
         check_features(audios, mels)
         return self.model.encode(ctranslate2.StorageView.from_array(mels), to_cpu=True)
 
     def select(self, features, idx: list[int]):
+        """The rows ``idx`` of ``features``, as a new ``StorageView``."""
         import ctranslate2
 
         return ctranslate2.StorageView.from_array(np.asarray(features)[idx])
 
     def detect_language(self, features) -> list[tuple[str, float | None]]:
+        """``(code, probability)`` per clip, from CTranslate2's detector."""
         n = np.asarray(features).shape[0]
         if not self._multilingual:
             return [("en", None)] * n
         results = self.model.detect_language(features)
         return [(r[0][0][2:-2], float(r[0][1])) for r in results]
 
-    def generate(self, features, *, language, task, temperature, beam_size, best_of, max_tokens,
-                 entropy_alpha, timestamps=True):
-        tok = get_tokenizer(self._multilingual, num_languages=self.model.num_languages,
-                            language=language if self._multilingual else "en", task=task)
+    def generate(
+        self,
+        features,
+        *,
+        language,
+        task,
+        temperature,
+        beam_size,
+        best_of,
+        max_tokens,
+        entropy_alpha,
+        timestamps=True,
+    ):
+        """Batched decoding with CTranslate2; the token statistics come from its returned logits."""
+        tok = get_tokenizer(
+            self._multilingual,
+            num_languages=self.model.num_languages,
+            language=language if self._multilingual else "en",
+            task=task,
+        )
         # CTranslate2 applies Whisper's timestamp rules itself when the prompt lacks <|notimestamps|>
         prefix = list(tok.sot_sequence if timestamps else tok.sot_sequence_including_notimestamps)
         n = np.asarray(features).shape[0]
         sampling = temperature > 0
         results = self.model.generate(
-            features, [prefix] * n,
+            features,
+            [prefix] * n,
             beam_size=1 if sampling else (beam_size or 1),
             num_hypotheses=best_of if sampling else 1,
             sampling_topk=0 if sampling else 1,
             sampling_temperature=temperature if sampling else 1.0,
             max_length=len(prefix) + max_tokens,
-            return_scores=True, return_no_speech_prob=True, return_logits_vocab=True,
-            suppress_blank=True, suppress_tokens=[-1],
+            return_scores=True,
+            return_no_speech_prob=True,
+            return_logits_vocab=True,
+            suppress_blank=True,
+            suppress_tokens=[-1],
         )
         return [self._hypothesis(r, entropy_alpha) for r in results]
 
@@ -387,8 +480,9 @@ class FasterWhisperBackend:
         return RawHypothesis(tuple(tokens[:n]), text, avg, float(r.no_speech_prob), tuple(stats))
 
 
-def make_backend(teacher: Teacher, name: str = "whisper", precision: str = "auto",
-                 device: str = "cpu") -> Backend:
+def make_backend(
+    teacher: Teacher, name: str = "whisper", precision: str = "auto", device: str = "cpu"
+) -> Backend:
     """``whisper`` (PyTorch, any checkpoint) or ``faster-whisper`` (CTranslate2 teachers).
 
     ``precision`` (``teacher.options.PRECISIONS``): the PyTorch encoder's dtype, or

@@ -217,8 +217,13 @@ def alignment_heads(config: dict, dims: dict[str, int]) -> torch.Tensor | None:
 # --- writing: openai-whisper state_dict → CTranslate2 model.bin ------------------------------
 # The inverse of the reader above, for exporting students that faster-whisper can run.
 
-_WRITE_DTYPES = {np.dtype(np.float32): 0, np.dtype(np.int8): 1, np.dtype(np.int16): 2,
-                 np.dtype(np.int32): 3, np.dtype(np.float16): 4}
+_WRITE_DTYPES = {
+    np.dtype(np.float32): 0,
+    np.dtype(np.int8): 1,
+    np.dtype(np.int16): 2,
+    np.dtype(np.int32): 3,
+    np.dtype(np.float16): 4,
+}
 BINARY_VERSION = 6
 WHISPER_SPEC_REVISION = 3
 
@@ -244,8 +249,9 @@ def _put_norm(v: dict, dst: str, sd: dict, src: str, dtype) -> None:
     v[f"{dst}/beta"] = _np(sd[f"{src}.bias"], dtype)
 
 
-def ct2_variables(state: dict[str, torch.Tensor], dims: dict[str, int],
-                  dtype=np.float16) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def ct2_variables(
+    state: dict[str, torch.Tensor], dims: dict[str, int], dtype=np.float16
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """openai-whisper ``state_dict`` → CT2 WhisperSpec variables and aliases.
 
     Includes the scalar settings the packaged models carry (GELU activation, pre-norm,
@@ -295,8 +301,13 @@ def _write_string(f: BinaryIO, s: str) -> None:
     f.write(struct.pack("<H", len(b)) + b)
 
 
-def write_model_bin(path: str | Path, variables: dict[str, np.ndarray], aliases: dict[str, str],
-                    spec_name: str = "WhisperSpec", spec_revision: int = WHISPER_SPEC_REVISION) -> None:
+def write_model_bin(
+    path: str | Path,
+    variables: dict[str, np.ndarray],
+    aliases: dict[str, str],
+    spec_name: str = "WhisperSpec",
+    spec_revision: int = WHISPER_SPEC_REVISION,
+) -> None:
     """Write a CTranslate2 ``model.bin`` (variables sorted by name, as ctranslate2 does); atomic."""
     import os
 

@@ -23,14 +23,21 @@ def _looped(h: RawHypothesis, cap: int, o: LabelOptions) -> bool:
     """Ran into the token cap or repeats itself (compression ratio over the threshold)."""
     if len(h.tokens) >= cap:
         return True
-    return (o.compression_ratio_threshold is not None and bool(h.text)
-            and compression_ratio(h.text) > o.compression_ratio_threshold)
+    return (
+        o.compression_ratio_threshold is not None
+        and bool(h.text)
+        and compression_ratio(h.text) > o.compression_ratio_threshold
+    )
 
 
 def _failed(h: RawHypothesis, cap: int, o: LabelOptions) -> bool:
     """``whisper.transcribe``'s fallback test, plus a token cap that catches loops early."""
-    if (o.no_speech_threshold is not None and h.no_speech_prob > o.no_speech_threshold
-            and o.logprob_threshold is not None and h.avg_logprob < o.logprob_threshold):
+    if (
+        o.no_speech_threshold is not None
+        and h.no_speech_prob > o.no_speech_threshold
+        and o.logprob_threshold is not None
+        and h.avg_logprob < o.logprob_threshold
+    ):
         return False  # silence: whisper keeps it and the filter stage decides
     if _looped(h, cap, o):
         return True
@@ -46,8 +53,9 @@ def _preference(h: RawHypothesis, cap: int, o: LabelOptions) -> tuple[bool, bool
     return (not _failed(h, cap, o), not _looped(h, cap, o), h.avg_logprob)
 
 
-def _decode_window(backend: Backend, audios: Sequence[np.ndarray], durations: Sequence[float],
-                   o: LabelOptions, window: float):
+def _decode_window(
+    backend: Backend, audios: Sequence[np.ndarray], durations: Sequence[float], o: LabelOptions, window: float
+):
     """Decode clips at one encoder window; returns (hypotheses, temperatures, failed mask, languages)."""
     feats = backend.encode(list(audios), window)
     # A forced language needs no detection before decoding; the first pass reports it.
@@ -66,12 +74,23 @@ def _decode_window(backend: Backend, audios: Sequence[np.ndarray], durations: Se
         still = []
         for lang, idx in by_lang.items():
             sub = feats if len(idx) == len(audios) else backend.select(feats, idx)
-            hyps = backend.generate(sub, language=lang, task=o.task, temperature=t, beam_size=o.beam_size,
-                                    best_of=o.best_of, max_tokens=max(caps[i] for i in idx),
-                                    entropy_alpha=o.entropy_alpha, timestamps=o.timestamps)
+            hyps = backend.generate(
+                sub,
+                language=lang,
+                task=o.task,
+                temperature=t,
+                beam_size=o.beam_size,
+                best_of=o.best_of,
+                max_tokens=max(caps[i] for i in idx),
+                entropy_alpha=o.entropy_alpha,
+                timestamps=o.timestamps,
+            )
             if langs is None:  # the first pass holds every clip
-                langs = ([h.language for h in hyps] if all(h.language for h in hyps)
-                         else backend.detect_language(feats))
+                langs = (
+                    [h.language for h in hyps]
+                    if all(h.language for h in hyps)
+                    else backend.detect_language(feats)
+                )
             for i, h in zip(idx, hyps, strict=True):
                 if best[i] is None or _preference(h, caps[i], o) > _preference(best[i], caps[i], o):
                     best[i], temps[i] = h, t
@@ -86,8 +105,9 @@ def _decode_window(backend: Backend, audios: Sequence[np.ndarray], durations: Se
     return best, temps, failed, langs
 
 
-def decode_batch(backend: Backend, batch: Sequence[tuple[Utterance, np.ndarray]], o: LabelOptions,
-                 provenance: Provenance) -> list[TeacherLabel]:
+def decode_batch(
+    backend: Backend, batch: Sequence[tuple[Utterance, np.ndarray]], o: LabelOptions, provenance: Provenance
+) -> list[TeacherLabel]:
     """Label a batch. Clips are grouped by encoder window; failures fall back to 30 s."""
     n = len(batch)
     hyps: list[RawHypothesis | None] = [None] * n
@@ -99,24 +119,35 @@ def decode_batch(backend: Backend, batch: Sequence[tuple[Utterance, np.ndarray]]
         groups[o.window_for(u.duration)].append(i)
     retry: list[int] = []
     for window, idx in sorted(groups.items()):
-        h, t, failed, lg = _decode_window(backend, [batch[i][1] for i in idx],
-                                          [batch[i][0].duration for i in idx], o, window)
+        h, t, failed, lg = _decode_window(
+            backend, [batch[i][1] for i in idx], [batch[i][0].duration for i in idx], o, window
+        )
         for j, i in enumerate(idx):
             hyps[i], temps[i], windows[i], langs[i] = h[j], t[j], window, lg[j]
             if failed[j] and window < WINDOW_S:
                 retry.append(i)
     if retry:
-        h, t, _, lg = _decode_window(backend, [batch[i][1] for i in retry],
-                                     [batch[i][0].duration for i in retry], o, WINDOW_S)
+        h, t, _, lg = _decode_window(
+            backend, [batch[i][1] for i in retry], [batch[i][0].duration for i in retry], o, WINDOW_S
+        )
         for j, i in enumerate(retry):
             hyps[i], temps[i], windows[i], langs[i] = h[j], t[j], WINDOW_S, lg[j]
-    return [_to_label(u, hyps[i], temps[i], windows[i], langs[i], backend, o, provenance)
-            for i, (u, _) in enumerate(batch)]
+    return [
+        _to_label(u, hyps[i], temps[i], windows[i], langs[i], backend, o, provenance)
+        for i, (u, _) in enumerate(batch)
+    ]
 
 
-def _to_label(u: Utterance, h: RawHypothesis, temperature: float, window: float,
-              lang: tuple[str, float | None], backend: Backend, o: LabelOptions,
-              provenance: Provenance) -> TeacherLabel:
+def _to_label(
+    u: Utterance,
+    h: RawHypothesis,
+    temperature: float,
+    window: float,
+    lang: tuple[str, float | None],
+    backend: Backend,
+    o: LabelOptions,
+    provenance: Provenance,
+) -> TeacherLabel:
     tok = backend.tokenizer
     tokens = tuple(  # text tokens only: timestamp tokens say when, not what
         TokenScore(tok.decode([t]), lp, gibbs, tsallis, renyi)
@@ -124,7 +155,10 @@ def _to_label(u: Utterance, h: RawHypothesis, temperature: float, window: float,
         if t < tok.timestamp_begin
     )
     return TeacherLabel(
-        id=u.id, audio_filepath=u.audio_filepath, offset=u.offset, duration=u.duration,  # the utterance's
+        id=u.id,
+        audio_filepath=u.audio_filepath,
+        offset=u.offset,
+        duration=u.duration,  # the utterance's
         text=h.text,
         language=o.language or lang[0],
         avg_logprob=round(h.avg_logprob, 5),

@@ -25,6 +25,7 @@ DEFAULT_SEED = 0  # temperature-fallback sampling seed (per batch, see label.bat
 
 
 def check_precision(precision: str) -> None:
+    """Refuse a precision outside ``PRECISIONS``, naming the ones there are."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
 
@@ -37,7 +38,9 @@ class EncoderWindows(Protocol):
     floor) and a student's ``student.short_context.WindowPolicy`` (whole seconds).
     """
 
-    def window_for(self, duration: float) -> float: ...
+    def window_for(self, duration: float) -> float:
+        """The window, in seconds, that a clip of ``duration`` seconds is padded to."""
+        ...
 
     def as_fields(self) -> dict[str, Any]:
         """The policy as flat ``LabelOptions.as_dict`` entries (label provenance)."""
@@ -46,9 +49,11 @@ class EncoderWindows(Protocol):
 
 @dataclass(frozen=True)
 class ContextFloor:
-    """The teacher's encoder windows: the shortest of ``SHORT_WINDOWS_S`` that holds a clip
-    and is at least ``min_window_s`` (positional embedding sliced), instead of padding every
-    clip to 30 s: on CPU the encoder dominates and a 3 s clip pays for 30 s.
+    """The teacher's encoder windows: the shortest that holds a clip, down to a floor.
+
+    The shortest of ``SHORT_WINDOWS_S`` that holds a clip and is at least ``min_window_s``
+    (positional embedding sliced), instead of padding every clip to 30 s: on CPU the encoder
+    dominates and a 3 s clip pays for 30 s.
 
     The 20 s floor is measured (``benchmarks/label_throughput.py``): in a 10 s context
     Whisper base writes spelled letters and digit strings differently (about +1 to +2.6 WER
@@ -65,12 +70,14 @@ class ContextFloor:
             raise ValueError(f"min_window_s must be one of {SHORT_WINDOWS_S}, got {self.min_window_s}")
 
     def window_for(self, duration: float) -> float:
+        """The shortest allowed window with ``WINDOW_HEADROOM_S`` to spare, else 30 s."""
         if not self.short:
             return WINDOW_S
         fits = (w for w in SHORT_WINDOWS_S if w >= self.min_window_s and duration <= w - WINDOW_HEADROOM_S)
         return next(fits, WINDOW_S)
 
     def as_fields(self) -> dict[str, Any]:
+        """The two fields a teacher's label provenance has always had."""
         return {"short_context": self.short, "min_window_s": self.min_window_s}
 
 
@@ -117,8 +124,9 @@ class LabelOptions:
         if not 0 < self.entropy_alpha < 1:
             raise ValueError(f"entropy_alpha must be in (0, 1), got {self.entropy_alpha}")
         if not isinstance(self.windows, EncoderWindows):
-            raise TypeError(f"windows must be a ContextFloor or a student's WindowPolicy, "
-                            f"got {self.windows!r}")
+            raise TypeError(
+                f"windows must be a ContextFloor or a student's WindowPolicy, got {self.windows!r}"
+            )
         if self.best_of < 1:
             raise ValueError(f"best_of must be >= 1, got {self.best_of}")
 
@@ -128,6 +136,7 @@ class LabelOptions:
         return min(cap, self.max_tokens or 224)
 
     def window_for(self, duration: float) -> float:
+        """The encoder window for a clip, as ``windows`` decides."""
         return self.windows.window_for(duration)
 
     def as_dict(self) -> dict[str, Any]:

