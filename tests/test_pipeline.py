@@ -100,7 +100,7 @@ def test_a_null_section_takes_its_defaults(tmp_path):
 
 
 def test_every_labeling_option_of_the_cli_reaches_the_label_stage(tmp_path, monkeypatch):
-    import asr_distill.label
+    import asr_distill.parallel
     from asr_distill.cli import build_parser
     from asr_distill.label import LabelStats
 
@@ -116,7 +116,7 @@ def test_every_labeling_option_of_the_cli_reaches_the_label_stage(tmp_path, monk
         Path(out).write_text("")
         return LabelStats(labeled=0, skipped=0, already_done=0, audio_s=0.0, wall_s=1.0)
 
-    monkeypatch.setattr(asr_distill.label, "label_to_file", fake_label_to_file)
+    monkeypatch.setattr(asr_distill.parallel, "label_to_file", fake_label_to_file)  # what label_job calls
     cfg = _config(tmp_path)
     cfg["label"] = {
         "teacher": "base",

@@ -14,7 +14,7 @@ from asr_distill.records import Provenance
 from asr_distill.teacher import ct2
 from asr_distill.teacher.backends import make_backend
 from asr_distill.teacher.decode import decode_batch
-from asr_distill.teacher.options import FULL_CONTEXT, ContextFloor, LabelOptions
+from asr_distill.teacher.options import FULL_CONTEXT, ContextFloor, DecodePass, LabelOptions
 
 
 def _clips(manifest):
@@ -207,7 +207,7 @@ def test_statistics_read_during_decoding_equal_a_teacher_forced_pass(an4_fixture
         entropy_alpha=0.33,
         timestamps=True,
     )
-    hyps = backend.generate(feats, **kw)
+    hyps = backend.generate(feats, DecodePass(**kw))
     prefix = list(backend.tokenizer.sot_sequence)
     forced = backend._token_stats(feats, prefix, [list(h.tokens) for h in hyps], 0.33)
     for h, (stats, avg) in zip(hyps, forced, strict=True):
@@ -215,7 +215,7 @@ def test_statistics_read_during_decoding_equal_a_teacher_forced_pass(an4_fixture
         np.testing.assert_allclose(np.array(h.token_stats), np.array(stats), atol=2e-3)
         assert abs(h.avg_logprob - avg) < 1e-3
     # a row stopped by the length cap has no end-token step: it falls back to the forced pass
-    capped = backend.generate(feats, **{**kw, "max_tokens": 3})
+    capped = backend.generate(feats, DecodePass(**{**kw, "max_tokens": 3}))
     assert all(len(h.tokens) == len(h.token_stats) <= 3 for h in capped)
 
 
@@ -227,14 +227,16 @@ def test_language_read_from_the_decoding_pass_equals_detection(an4_fixture, tiny
     feats = backend.encode([a for _, a in _clips(an4_fixture)[:3]], 20.0)
     hyps = backend.generate(
         feats,
-        language="en",
-        task="transcribe",
-        temperature=0.0,
-        beam_size=None,
-        best_of=5,
-        max_tokens=40,
-        entropy_alpha=0.33,
-        timestamps=True,
+        DecodePass(
+            language="en",
+            task="transcribe",
+            temperature=0.0,
+            beam_size=None,
+            best_of=5,
+            max_tokens=40,
+            entropy_alpha=0.33,
+            timestamps=True,
+        ),
     )
     for h, (code, prob) in zip(hyps, backend.detect_language(feats), strict=True):
         assert h.language[0] == code == "en"

@@ -141,20 +141,23 @@ def test_features_task_decodes_with_the_installed_whisper(beam_size):
     teacher forcing.
     """
     from asr_distill.teacher.backends import WhisperBackend
+    from asr_distill.teacher.options import DecodePass
     from asr_distill.teacher.resolve import Teacher
 
     backend = WhisperBackend(Teacher("random", _tiny_whisper(), "0" * 64, "test"), precision="fp32")
     features = torch.randn(2, 50, 64)
     hyps = backend.generate(
         features,
-        language="en",
-        task="transcribe",
-        temperature=0.0,
-        beam_size=beam_size,
-        best_of=5,
-        max_tokens=4,
-        entropy_alpha=0.33,
-        timestamps=True,
+        DecodePass(
+            language="en",
+            task="transcribe",
+            temperature=0.0,
+            beam_size=beam_size,
+            best_of=5,
+            max_tokens=4,
+            entropy_alpha=0.33,
+            timestamps=True,
+        ),
     )
     assert len(hyps) == 2
     for h in hyps:

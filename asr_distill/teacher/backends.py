@@ -19,7 +19,7 @@ from whisper.decoding import DecodingOptions, DecodingTask
 from whisper.tokenizer import Tokenizer, get_tokenizer
 
 from ..features import FRAMES_PER_S, SAMPLE_RATE, check_features, encode_mels, log_mel_batch
-from .options import check_precision
+from .options import DecodePass, check_precision
 from .resolve import Teacher
 
 
@@ -114,19 +114,7 @@ class Backend(Protocol):
         """``(code, probability)`` per clip; an English-only model answers ``("en", None)``."""
         ...
 
-    def generate(
-        self,
-        features: Any,
-        *,
-        language: str,
-        task: str,
-        temperature: float,
-        beam_size: int | None,
-        best_of: int,
-        max_tokens: int,
-        entropy_alpha: float,
-        timestamps: bool,
-    ) -> list[RawHypothesis]:
+    def generate(self, features: Any, step: DecodePass) -> list[RawHypothesis]:
         """One hypothesis per clip, with the token statistics the confidence scores need."""
         ...
 
@@ -267,35 +255,24 @@ class WhisperBackend:
         return [(codes[int(keep[b])], float(probs[i, b])) for i, b in enumerate(best)]
 
     @torch.no_grad()
-    def generate(
-        self,
-        features,
-        *,
-        language,
-        task,
-        temperature,
-        beam_size,
-        best_of,
-        max_tokens,
-        entropy_alpha,
-        timestamps=True,
-    ):
+    def generate(self, features, step: DecodePass):
         """Batched decoding with openai-whisper's ``DecodingTask`` on our features.
 
         Clips whose statistics the loop could not track are scored again by teacher forcing.
         """
+        language, task, temperature, max_tokens = step.language, step.task, step.temperature, step.max_tokens
         sampling = temperature > 0
         options = DecodingOptions(
             task=task,
             language=language if self.model.is_multilingual else "en",
             temperature=temperature,
             sample_len=max_tokens,
-            best_of=best_of if sampling else None,
-            beam_size=None if sampling else beam_size,
-            without_timestamps=not timestamps,
+            best_of=step.best_of if sampling else None,
+            beam_size=None if sampling else step.beam_size,
+            without_timestamps=not step.timestamps,
             fp16=False,
         )
-        run = _FeaturesTask(self.model, options, entropy_alpha)
+        run = _FeaturesTask(self.model, options, step.entropy_alpha)
         results = run.run(features)
         langs = self._languages(run.sot_logits[:: run.n_group])
         tok = get_tokenizer(
@@ -304,11 +281,13 @@ class WhisperBackend:
             language=options.language,
             task=task,
         )
-        prefix = list(tok.sot_sequence if timestamps else tok.sot_sequence_including_notimestamps)
+        prefix = list(tok.sot_sequence if step.timestamps else tok.sot_sequence_including_notimestamps)
         tracked = run.row_stats([len(r.tokens) for r in results])
         forced = [b for b, st in enumerate(tracked) if st is None]
         scored = iter(
-            self._token_stats(features[forced], prefix, [results[b].tokens for b in forced], entropy_alpha)
+            self._token_stats(
+                features[forced], prefix, [results[b].tokens for b in forced], step.entropy_alpha
+            )
             if forced
             else []
         )
@@ -425,20 +404,9 @@ class FasterWhisperBackend:
         results = self.model.detect_language(features)
         return [(r[0][0][2:-2], float(r[0][1])) for r in results]
 
-    def generate(
-        self,
-        features,
-        *,
-        language,
-        task,
-        temperature,
-        beam_size,
-        best_of,
-        max_tokens,
-        entropy_alpha,
-        timestamps=True,
-    ):
+    def generate(self, features, step: DecodePass):
         """Batched decoding with CTranslate2; the token statistics come from its returned logits."""
+        language, task, temperature, max_tokens = step.language, step.task, step.temperature, step.max_tokens
         tok = get_tokenizer(
             self._multilingual,
             num_languages=self.model.num_languages,
@@ -446,14 +414,14 @@ class FasterWhisperBackend:
             task=task,
         )
         # CTranslate2 applies Whisper's timestamp rules itself when the prompt lacks <|notimestamps|>
-        prefix = list(tok.sot_sequence if timestamps else tok.sot_sequence_including_notimestamps)
+        prefix = list(tok.sot_sequence if step.timestamps else tok.sot_sequence_including_notimestamps)
         n = np.asarray(features).shape[0]
         sampling = temperature > 0
         results = self.model.generate(
             features,
             [prefix] * n,
-            beam_size=1 if sampling else (beam_size or 1),
-            num_hypotheses=best_of if sampling else 1,
+            beam_size=1 if sampling else (step.beam_size or 1),
+            num_hypotheses=step.best_of if sampling else 1,
             sampling_topk=0 if sampling else 1,
             sampling_temperature=temperature if sampling else 1.0,
             max_length=len(prefix) + max_tokens,
@@ -463,7 +431,7 @@ class FasterWhisperBackend:
             suppress_blank=True,
             suppress_tokens=[-1],
         )
-        return [self._hypothesis(r, entropy_alpha) for r in results]
+        return [self._hypothesis(r, step.entropy_alpha) for r in results]
 
     def _hypothesis(self, r, alpha: float) -> RawHypothesis:
         best = int(np.argmax(r.scores)) if len(r.scores) > 1 else 0

@@ -16,7 +16,7 @@ from whisper.utils import compression_ratio
 
 from ..records import Provenance, TeacherLabel, TokenScore, Utterance
 from .backends import Backend, RawHypothesis
-from .options import WINDOW_S, LabelOptions
+from .options import WINDOW_S, DecodePass, LabelOptions
 
 
 def _looped(h: RawHypothesis, cap: int, o: LabelOptions) -> bool:
@@ -74,17 +74,17 @@ def _decode_window(
         still = []
         for lang, idx in by_lang.items():
             sub = feats if len(idx) == len(audios) else backend.select(feats, idx)
-            hyps = backend.generate(
-                sub,
-                language=lang,
-                task=o.task,
-                temperature=t,
-                beam_size=o.beam_size,
-                best_of=o.best_of,
-                max_tokens=max(caps[i] for i in idx),
-                entropy_alpha=o.entropy_alpha,
-                timestamps=o.timestamps,
+            step = DecodePass(
+                lang,
+                o.task,
+                t,
+                o.beam_size,
+                o.best_of,
+                max(caps[i] for i in idx),
+                o.entropy_alpha,
+                o.timestamps,
             )
+            hyps = backend.generate(sub, step)
             if langs is None:  # the first pass holds every clip
                 langs = (
                     [h.language for h in hyps]

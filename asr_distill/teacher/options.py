@@ -24,6 +24,26 @@ DEFAULT_BATCH_SIZE = 8
 DEFAULT_SEED = 0  # temperature-fallback sampling seed (per batch, see label.batch_seed)
 
 
+@dataclass(frozen=True)
+class DecodePass:
+    """One batched decoding pass of a backend: what ``Backend.generate`` needs besides features.
+
+    ``temperature`` > 0 samples ``best_of`` candidates; 0 is greedy, or beam search with
+    ``beam_size``. ``max_tokens`` caps the output (a loop hits it early); ``entropy_alpha``
+    is the Tsallis/Rényi parameter of the token entropies; ``timestamps`` decodes in Whisper's
+    timestamp mode (its written forms), whose tokens stay out of the text.
+    """
+
+    language: str
+    task: str = "transcribe"
+    temperature: float = 0.0
+    beam_size: int | None = None
+    best_of: int = 5
+    max_tokens: int = 224
+    entropy_alpha: float = ENTROPY_ALPHA
+    timestamps: bool = True
+
+
 def check_precision(precision: str) -> None:
     """Refuse a precision outside ``PRECISIONS``, naming the ones there are."""
     if precision not in PRECISIONS:

@@ -61,8 +61,9 @@ def hold_output(out: Path, kind: str) -> subprocess.Popen:
 
     The caller kills it; until then every writer on ``out`` must be refused.
     """
-    proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(out), kind, "--marker-arg"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(out), kind, "--marker-arg"], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "held"
     return proc
 

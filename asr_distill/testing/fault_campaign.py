@@ -60,6 +60,7 @@ RUN_TIMEOUT_S = 600.0
 STARTUP_KILL_S = (0.2, 2.5)  # the first kill lands while the CLI imports and loads the model
 MAX_EXTRA_DELAY_S = 0.6  # after a progress point, wait this much at most: mid-batch, mid-write
 DISK_FRACTION = 0.5  # the full-disk case gets room for about this share of a clean run's output
+LOCK_PAGES = 2  # the labels file's lock and its skips file's lock
 ENOSPC_TEXT = "no space left"
 EFBIG_TEXT = "file too large"
 
@@ -111,8 +112,10 @@ class KillReport:
     @property
     def ok(self) -> bool:
         """Nothing lost, doubled, torn or orphaned, and as many units as the clean run."""
-        return (self.lost == self.duplicated == self.invalid_lines == self.extra == self.orphans == 0
-                and self.final == self.expected)
+        return (
+            self.lost == self.duplicated == self.invalid_lines == self.extra == self.orphans == 0
+            and self.final == self.expected
+        )
 
 
 @dataclass
@@ -147,17 +150,34 @@ def _cli() -> list[str]:
     return [sys.executable, "-m", "asr_distill.cli"]
 
 
-def label_target(manifest: Path, model: str = "tiny.en", batch_size: int = 4, workers: int = 1,
-                 threads: int = 1) -> Target:
+def label_target(
+    manifest: Path, model: str = "tiny.en", batch_size: int = 4, workers: int = 1, threads: int = 1
+) -> Target:
     """``asr-distill label`` (``workers > 1``: the multi-process path, parent killed alone)."""
 
     def command(out: Path) -> list[str]:
         common = ["--model", model, "--batch-size", str(batch_size), "--no-progress"]
         if workers > 1:
-            return [*_cli(), "label", str(manifest), "--out", str(out / "labels.jsonl"), *common,
-                    "--workers", str(workers)]
-        return [*_cli(), "label", str(manifest), "--out", str(out / "labels.jsonl"), *common,
-                "--threads", str(threads)]
+            return [
+                *_cli(),
+                "label",
+                str(manifest),
+                "--out",
+                str(out / "labels.jsonl"),
+                *common,
+                "--workers",
+                str(workers),
+            ]
+        return [
+            *_cli(),
+            "label",
+            str(manifest),
+            "--out",
+            str(out / "labels.jsonl"),
+            *common,
+            "--threads",
+            str(threads),
+        ]
 
     def outputs(out: Path) -> list[Path]:
         if workers > 1:
@@ -187,16 +207,28 @@ def run_target(manifest: Path, model: str = "tiny.en", batch_size: int = 4, epoc
     config = manifest.with_name("pipeline.yaml")
     test = manifest.with_name("pipeline_test.jsonl")
     test.write_text("".join(manifest.read_text().splitlines(keepends=True)[:4]))
-    config.write_text(yaml.safe_dump({
-        "name": "fault campaign",
-        "data": {"train": str(manifest), "test": str(test)},
-        "label": {"teacher": model, "second": None, "batch_size": batch_size},
-        "filter": {"normaliser": "spoken_form"},
-        "train": {"config": str(ROOT / "recipes" / "support" / "student.yaml"), "overrides": {
-            "model.kl_weight": 0.0, "data.augment_copies": 0, "data.val_fraction": 0.25,
-            "data.batch_size": 4, "trainer.max_epochs": epochs}},
-        "evaluate": {"models": {}, "resamples": 50},
-    }, sort_keys=False))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "fault campaign",
+                "data": {"train": str(manifest), "test": str(test)},
+                "label": {"teacher": model, "second": None, "batch_size": batch_size},
+                "filter": {"normaliser": "spoken_form"},
+                "train": {
+                    "config": str(ROOT / "recipes" / "support" / "student.yaml"),
+                    "overrides": {
+                        "model.kl_weight": 0.0,
+                        "data.augment_copies": 0,
+                        "data.val_fraction": 0.25,
+                        "data.batch_size": 4,
+                        "trainer.max_epochs": epochs,
+                    },
+                },
+                "evaluate": {"models": {}, "resamples": 50},
+            },
+            sort_keys=False,
+        )
+    )
 
     def command(out: Path) -> list[str]:
         return [*_cli(), "run", str(config), "--out", str(out)]
@@ -212,9 +244,16 @@ def run_target(manifest: Path, model: str = "tiny.en", batch_size: int = 4, epoc
         ids += ["done:" + m.parent.name for m in sorted(out.glob("*/.done"))]
         return ids
 
-    return Target("run", command, units, lock_file=lambda out: out / ".lock", outputs=outputs,
-                  labels=lambda out: out / "label" / "labels.jsonl", timed=True,
-                  child_locks=lambda out: [out / "train" / ".train.lock"])
+    return Target(
+        "run",
+        command,
+        units,
+        lock_file=lambda out: out / ".lock",
+        outputs=outputs,
+        labels=lambda out: out / "label" / "labels.jsonl",
+        timed=True,
+        child_locks=lambda out: [out / "train" / ".train.lock"],
+    )
 
 
 def an4_manifest(path: Path, copies: int) -> Path:
@@ -236,8 +275,9 @@ def an4_manifest(path: Path, copies: int) -> Path:
 
 def _start(argv: list[str], preexec: Callable[[], None] | None = None) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            cwd=ROOT, preexec_fn=preexec)
+    return subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, preexec_fn=preexec
+    )
 
 
 def run_to_end(argv: list[str], preexec: Callable[[], None] | None = None) -> subprocess.CompletedProcess:
@@ -275,8 +315,9 @@ def _lock_held(lock: Path) -> bool:
         return False
 
 
-def _kill_points(rng: random.Random, kills: int, total: int,
-                 clean_wall: float | None = None) -> list[tuple[str, float]]:
+def _kill_points(
+    rng: random.Random, kills: int, total: int, clean_wall: float | None = None
+) -> list[tuple[str, float]]:
     """One kill during start-up, the rest at random progress points (sorted), each plus a delay.
 
     With ``clean_wall`` the rest are ("time", f): a random share f of the work left (see
@@ -311,8 +352,9 @@ class TimedKills:
         return round(self.RESTART_S + work, 2)
 
 
-def _wait_then_kill_point(how: str, value: float, target: Target, out: Path, proc: subprocess.Popen,
-                          rng: random.Random) -> bool:
+def _wait_then_kill_point(
+    how: str, value: float, target: Target, out: Path, proc: subprocess.Popen, rng: random.Random
+) -> bool:
     """Wait for a kill point; True when the process is still alive to be killed."""
     if how in ("startup", "time"):
         deadline = time.monotonic() + value
@@ -334,7 +376,11 @@ def _clean_run(target: Target, reference: Path) -> float:
 
 
 def kill_resume(
-    target: Target, work: Path, kills: int, seed: int, reference: Path | None = None,
+    target: Target,
+    work: Path,
+    kills: int,
+    seed: int,
+    reference: Path | None = None,
     clean_wall: float | None = None,
 ) -> KillReport:
     """Kill ``target`` with SIGKILL ``kills`` times at random points, resume, compare to a clean run.
@@ -369,9 +415,16 @@ def kill_resume(
         torn = _torn_files(target, out)
         report.orphans += orphans
         report.kills += 1
-        report.kill_points.append({"how": how, "at": value, "killed": True,
-                                   "lines_after_kill": _safe_count(target, out), "torn_files": torn,
-                                   "orphan_workers": orphans})
+        report.kill_points.append(
+            {
+                "how": how,
+                "at": value,
+                "killed": True,
+                "lines_after_kill": _safe_count(target, out),
+                "torn_files": torn,
+                "orphan_workers": orphans,
+            }
+        )
     done = run_to_end(target.command(out))
     if done.returncode != 0:
         raise RuntimeError(f"resume failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -408,8 +461,11 @@ def _invalid_lines(target: Target, out: Path) -> int:
 
 def _torn_files(target: Target, out: Path) -> list[str]:
     """Output files whose last line has no newline (a write cut short)."""
-    return [p.name for p in target.outputs(out)
-            if p.exists() and p.stat().st_size and not p.read_bytes().endswith(b"\n")]
+    return [
+        p.name
+        for p in target.outputs(out)
+        if p.exists() and p.stat().st_size and not p.read_bytes().endswith(b"\n")
+    ]
 
 
 def _text_mismatches(a: Path, b: Path) -> int:
@@ -435,12 +491,26 @@ def second_writer_refused(target: Target, work: Path) -> CaseReport:
     first_wall = round(time.monotonic() - started, 2)
     units = target.units(out)
     message = second.stderr.strip().splitlines()[-1] if second.stderr.strip() else ""
-    ok = (second.returncode == 2 and "another process" in message and first.returncode == 0
-          and len(units) == len(set(units)) and _invalid_lines(target, out) == 0)
-    return CaseReport("second_writer", ok, "two processes, one --out",
-                      {"second_rc": second.returncode, "second_message": message,
-                       "first_rc": first.returncode, "first_wall_s": first_wall, "lines": len(units),
-                       "first_stderr_tail": "" if first.returncode == 0 else first_err[-1500:]})
+    ok = (
+        second.returncode == 2
+        and "another process" in message
+        and first.returncode == 0
+        and len(units) == len(set(units))
+        and _invalid_lines(target, out) == 0
+    )
+    return CaseReport(
+        "second_writer",
+        ok,
+        "two processes, one --out",
+        {
+            "second_rc": second.returncode,
+            "second_message": message,
+            "first_rc": first.returncode,
+            "first_wall_s": first_wall,
+            "lines": len(units),
+            "first_stderr_tail": "" if first.returncode == 0 else first_err[-1500:],
+        },
+    )
 
 
 def _is_root() -> bool:
@@ -494,11 +564,27 @@ def read_only_output(target: Target, work: Path, reference: Path) -> CaseReport:
     message = failed.stderr.strip().splitlines()[-1] if failed.stderr.strip() else ""
     resumed = run_to_end(target.command(out))
     final = target.units(out)
-    ok = (failed.returncode == 2 and "writable" in message and after == before and resumed.returncode == 0
-          and sorted(final) == sorted(expected) and _invalid_lines(target, out) == 0)
-    return CaseReport("read_only_output", ok, how,
-                      {"rc": failed.returncode, "message": message, "unchanged": after == before,
-                       "resume_rc": resumed.returncode, "final": len(final), "expected": len(expected)})
+    ok = (
+        failed.returncode == 2
+        and "writable" in message
+        and after == before
+        and resumed.returncode == 0
+        and sorted(final) == sorted(expected)
+        and _invalid_lines(target, out) == 0
+    )
+    return CaseReport(
+        "read_only_output",
+        ok,
+        how,
+        {
+            "rc": failed.returncode,
+            "message": message,
+            "unchanged": after == before,
+            "resume_rc": resumed.returncode,
+            "final": len(final),
+            "expected": len(expected),
+        },
+    )
 
 
 @contextlib.contextmanager
@@ -511,7 +597,8 @@ def small_disk(
     RLIMIT_FSIZE in the child (EFBIG), and ``grow`` is a no-op since the next run has no limit.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    size = f"{max(4, size_bytes // 1024)}k"
+    # tmpfs counts whole 4 KiB pages: one more for each lock file, which names its holder
+    size = f"{max(4, size_bytes // 1024) + LOCK_PAGES * 4}k"
     if _is_root() and _mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)):
         try:
             yield "tmpfs size=" + size, lambda: _mount("-o", "remount,size=64m", str(folder)), None
@@ -543,12 +630,28 @@ def full_disk(target: Target, work: Path, reference: Path) -> CaseReport:
         saved = work / "fulldisk_result"
         shutil.copytree(out, saved, dirs_exist_ok=True)
     text = message.lower()
-    ok = (failed.returncode == 2 and (ENOSPC_TEXT in text or EFBIG_TEXT in text) and 0 < kept < len(expected)
-          and resumed.returncode == 0 and sorted(final) == sorted(expected) and invalid == 0)
-    return CaseReport("full_disk", ok, how, {"rc": failed.returncode, "message": message,
-                                             "lines_kept_at_failure": kept, "torn_at_failure": torn,
-                                             "resume_rc": resumed.returncode,
-                                             "final": len(final), "expected": len(expected)})
+    ok = (
+        failed.returncode == 2
+        and (ENOSPC_TEXT in text or EFBIG_TEXT in text)
+        and 0 < kept < len(expected)
+        and resumed.returncode == 0
+        and sorted(final) == sorted(expected)
+        and invalid == 0
+    )
+    return CaseReport(
+        "full_disk",
+        ok,
+        how,
+        {
+            "rc": failed.returncode,
+            "message": message,
+            "lines_kept_at_failure": kept,
+            "torn_at_failure": torn,
+            "resume_rc": resumed.returncode,
+            "final": len(final),
+            "expected": len(expected),
+        },
+    )
 
 
 # --- training -------------------------------------------------------------------------------
@@ -566,26 +669,41 @@ def train_target(manifest: Path, epochs: int = 6) -> Target:
     base = yaml.safe_load((ROOT / "recipes" / "support" / "student.yaml").read_text())
     # no early stopping: it reads validation WER, which a resumed run need not reproduce, so
     # the final step would not be comparable with a clean run's
-    base["trainer"]["callbacks"] = [cb for cb in base["trainer"].get("callbacks") or []
-                                    if not str(cb.get("class_path", "")).endswith("EarlyStopping")]
-    overrides = {"model.init": "tiny.en", "model.kl_weight": 0.0, "model.ce_weight": 1.0,
-                 "data.augment_copies": 0, "data.val_fraction": 0.25, "data.batch_size": 4,
-                 "trainer.max_epochs": epochs, "trainer.max_time": None, "trainer.log_every_n_steps": 1}
+    base["trainer"]["callbacks"] = [
+        cb
+        for cb in base["trainer"].get("callbacks") or []
+        if not str(cb.get("class_path", "")).endswith("EarlyStopping")
+    ]
+    overrides = {
+        "model.init": "tiny.en",
+        "model.kl_weight": 0.0,
+        "model.ce_weight": 1.0,
+        "data.augment_copies": 0,
+        "data.val_fraction": 0.25,
+        "data.batch_size": 4,
+        "trainer.max_epochs": epochs,
+        "trainer.max_time": None,
+        "trainer.log_every_n_steps": 1,
+    }
 
     def command(out: Path) -> list[str]:
-        cfg = out / "train.yaml"
+        cfg = out.with_name(out.name + ".train.yaml")  # beside the run folder: it is the user's file
         if not cfg.exists():
-            out.mkdir(parents=True, exist_ok=True)
-            cfg.write_text(yaml.safe_dump(place_student_config(base, out, manifest, "tiny.en", overrides),
-                                          sort_keys=False))
+            out.parent.mkdir(parents=True, exist_ok=True)
+            cfg.write_text(
+                yaml.safe_dump(
+                    place_student_config(base, out, manifest, "tiny.en", overrides), sort_keys=False
+                )
+            )
         return [*_cli(), "train", "--config", str(cfg)]
 
     def units(out: Path) -> list[str]:
         step = checkpoint_step(out)
         return [] if step is None else [f"step{i}" for i in range(1, step + 1)]
 
-    return Target("train", command, units, lock_file=lambda out: out / ".train.lock", outputs=lambda out: [],
-                  timed=True)
+    return Target(
+        "train", command, units, lock_file=lambda out: out / ".train.lock", outputs=lambda out: [], timed=True
+    )
 
 
 def checkpoint_step(out: Path) -> int | None:
@@ -627,12 +745,17 @@ class TrainKillReport:
     @property
     def ok(self) -> bool:
         """Every resume started where it should, and training ended where a clean run ends."""
-        return (self.final_steps == self.expected_steps > 0 and self.resumes_wrong == 0
-                and self.unreadable_checkpoints == 0 and self.resumes_checked > 0)
+        return (
+            self.final_steps == self.expected_steps > 0
+            and self.resumes_wrong == 0
+            and self.unreadable_checkpoints == 0
+            and self.resumes_checked > 0
+        )
 
 
-def kill_resume_training(target: Target, work: Path, kills: int, seed: int, reference: Path,
-                         clean_wall: float) -> TrainKillReport:
+def kill_resume_training(
+    target: Target, work: Path, kills: int, seed: int, reference: Path, clean_wall: float
+) -> TrainKillReport:
     """Kill training ``kills`` times at random moments; check each restart's step, then finish it."""
     rng = random.Random(seed)
     start = time.monotonic()
@@ -698,8 +821,12 @@ def campaign(target: Target, work: Path, kills: int, seed: int, faults: bool = T
     cases = [lock]
     if faults:
         cases += [read_only_output(target, work, reference), full_disk(target, work, reference)]
-    return {"target": target.name, "kill": asdict(killed) | {"ok": killed.ok},
-            "cases": [asdict(c) for c in cases], "ok": killed.ok and all(c.ok for c in cases)}
+    return {
+        "target": target.name,
+        "kill": asdict(killed) | {"ok": killed.ok},
+        "cases": [asdict(c) for c in cases],
+        "ok": killed.ok and all(c.ok for c in cases),
+    }
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m asr_distill.testing.fault_campaign") -> int:
@@ -729,8 +856,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m asr_distill.testi
     finally:
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)
-    summary = {"command": " ".join([prog, *argv]),
-               "ok": all(r["ok"] for r in results), "results": results}
+    summary = {"command": " ".join([prog, *argv]), "ok": all(r["ok"] for r in results), "results": results}
     if a.json:
         a.json.write_text(json.dumps(summary, indent=1, ensure_ascii=False))
     return 0 if summary["ok"] else 1
