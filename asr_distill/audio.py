@@ -479,14 +479,7 @@ def split_at_pauses(
 
 
 def _skip(utt: Utterance, err: AudioError, duration: float | None = None) -> Skip:
-    return Skip(
-        id=utt.id,
-        audio_filepath=utt.audio_filepath,
-        reason=err.reason,
-        message=err.message,
-        offset=utt.offset,
-        duration=utt.duration if duration is None else duration,
-    )
+    return Skip.of(utt, err.reason, err.message, duration)
 
 
 def _segment(utt: Utterance, offset: float, duration: float) -> Utterance:

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,14 @@ from .records import Provenance, Skip, TeacherLabel, Utterance
 from .teacher import Teacher, load_teacher
 from .teacher.backends import Backend, make_backend
 from .teacher.decode import decode_batch
-from .teacher.options import DEFAULT_BATCH_SIZE, DEFAULT_SEED, DEFAULT_TEACHER, LabelOptions
+from .teacher.options import (
+    BACKENDS,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_SEED,
+    DEFAULT_TEACHER,
+    LabelOptions,
+    check_precision,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +67,52 @@ _DISK_ERRNOS = frozenset(
 SHARD_NAME = "{stem}.shard{index:05d}-of-{count:05d}{suffix}"
 # Reasons a clip is skipped for its content: a rerun counts such a skip as done (not relabeled).
 SKIP_REASONS = (*AUDIO_SKIP_REASONS, NON_FINITE_FEATURES)
+
+
+@dataclass(frozen=True)
+class LabelRun:
+    """How a labeling job runs: the teacher, its backend and device, batching, seeds.
+
+    One object for every labeling entry point (``label``, ``label_to_file``,
+    ``parallel.label_job``), checked once here, so a bad setting is refused before a model
+    loads or a file opens. Picklable while ``teacher`` is a name or path (worker processes
+    get it whole).
+
+    Attributes:
+        teacher: a ``load_teacher`` name or path, or a loaded ``Teacher``.
+        backend: ``whisper`` or ``faster-whisper`` (``teacher.options.BACKENDS``).
+        options: how to decode.
+        batch_size: clips per ``decode_batch`` call; clips of similar length share a batch.
+        shard: ``(i, n)``: only manifest lines with index ``i`` mod ``n``.
+        loader_threads: threads decoding audio ahead of the model (0: decode inline).
+        seed: fixes temperature-fallback sampling per batch (see ``batch_seed``).
+        progress: show a progress bar with the rate.
+        device: ``cpu``, ``cuda``, ``cuda:1``; None: CUDA when present. Places a teacher
+            given by name, and the faster-whisper engine.
+        precision: the encoder's dtype, ``teacher.options.PRECISIONS`` (see
+            ``teacher.backends.encoder_dtype``).
+
+    Raises:
+        ValueError: ``batch_size`` below 1, or an unknown ``backend`` or ``precision``.
+    """
+
+    teacher: str | os.PathLike | Teacher = DEFAULT_TEACHER
+    backend: str = "whisper"
+    options: LabelOptions = field(default_factory=LabelOptions)
+    batch_size: int = DEFAULT_BATCH_SIZE
+    shard: tuple[int, int] | None = None
+    loader_threads: int = LOADER_THREADS
+    seed: int = DEFAULT_SEED
+    progress: bool = False
+    device: str | None = None
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.backend not in (*BACKENDS, "ct2"):
+            raise ValueError(f"unknown backend {self.backend!r}: choose 'whisper' or 'faster-whisper'")
+        check_precision(self.precision)
 
 
 @dataclass(frozen=True)
@@ -206,33 +259,23 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _engine(
-    teacher: str | os.PathLike | Teacher, backend: str, device: str | None, precision: str
-) -> tuple[Teacher, Backend]:
-    """The teacher (loaded on ``device`` when given by name) and its decoding backend."""
+def _engine(run: LabelRun) -> tuple[Teacher, Backend]:
+    """The teacher (loaded on ``run.device`` when given by name) and its decoding backend."""
+    teacher, device = run.teacher, run.device
     if isinstance(teacher, Teacher):
         device = device or str(next(teacher.model.parameters()).device)
     else:
         device = device or _default_device()
         teacher = load_teacher(teacher, device=device)
-    return teacher, make_backend(teacher, backend, precision, device)
+    return teacher, make_backend(teacher, run.backend, run.precision, device)
 
 
 def label_batches(
     manifest: str | Path,
+    run: LabelRun | None = None,
     *,
-    teacher: str | os.PathLike | Teacher = DEFAULT_TEACHER,
-    backend: str = "whisper",
-    options: LabelOptions | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    shard: tuple[int, int] | None = None,
     done_ids: set[str] | frozenset[str] = frozenset(),
     done_skips: set[tuple[str, str]] | frozenset[tuple[str, str]] | None = None,
-    loader_threads: int = LOADER_THREADS,
-    seed: int = DEFAULT_SEED,
-    progress: bool = False,
-    device: str | None = None,
-    precision: str = "auto",
     engine: Backend | None = None,
 ) -> Iterator[tuple[list[TeacherLabel], list[Skip]]]:
     """Like ``label`` but yields one ``(labels, skips)`` pair per decoded batch (for writers).
@@ -240,37 +283,25 @@ def label_batches(
     Args:
         manifest: NeMo JSON Lines manifest (see ``manifest.read_manifest``), a saved Hugging
             Face dataset or a lhotse CutSet (see ``interop.inputs.read_input``).
-        teacher: a ``load_teacher`` name or path, or a loaded ``Teacher``.
-        backend: ``whisper`` or ``faster-whisper`` (``teacher.options.BACKENDS``).
-        options: how to decode (default ``LabelOptions()``).
-        batch_size: clips per ``decode_batch`` call; clips of similar length share a batch.
-        shard: ``(i, n)``: only manifest lines with index ``i`` mod ``n``.
+        run: the teacher, backend, batching and seed (default ``LabelRun()``).
         done_ids: utterance/segment ids needing no work.
         done_skips: the ``(id, reason)`` pairs of skips already recorded (None:
             manifest-level skips are judged by id alone).
-        loader_threads: threads decoding audio ahead of the model (0: decode inline).
-        seed: fixes temperature-fallback sampling per batch (see ``batch_seed``).
-        progress: show a progress bar with the rate.
-        device: ``cpu``, ``cuda``, ``cuda:1``; None: CUDA when present. Places a teacher
-            given by name, and the faster-whisper engine.
-        precision: the encoder's dtype, ``teacher.options.PRECISIONS`` (see
-            ``teacher.backends.encoder_dtype``).
-        engine: the backend of a loaded ``teacher`` (then ``backend``, ``device`` and
-            ``precision`` are not used): made once by a caller that loads before writing.
+        engine: the backend of a loaded ``run.teacher`` (then ``run.backend``, ``run.device``
+            and ``run.precision`` are not used): made once by a caller that loads before writing.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    options = options or LabelOptions()
+    run = run or LabelRun()
+    teacher = run.teacher
     if engine is None or not isinstance(teacher, Teacher):
-        teacher, engine = _engine(teacher, backend, device, precision)
-    prov = provenance_for(teacher, engine, options)
-    segments = _segments(manifest, shard, done_ids, done_skips, loader_threads, batch_size)
-    bar = _Progress() if progress else None
-    for batch, skips in _batches(segments, batch_size):
+        teacher, engine = _engine(run)
+    prov = provenance_for(teacher, engine, run.options)
+    segments = _segments(manifest, run, done_ids, done_skips)
+    bar = _Progress() if run.progress else None
+    for batch, skips in _batches(segments, run.batch_size):
         labels = []
         if batch:
-            with _seeded(batch_seed(seed, batch), engine):
-                labels, refused = decode_isolated(engine, batch, options, prov)
+            with _seeded(batch_seed(run.seed, batch), engine):
+                labels, refused = decode_isolated(engine, batch, run.options, prov)
             skips = [*skips, *refused]
         if bar is not None:
             bar.update(labels, skips, sum(u.duration for u, _ in batch))
@@ -279,14 +310,14 @@ def label_batches(
         bar.close()
 
 
-def _segments(manifest, shard, done_ids, done_skips, loader_threads: int, batch_size: int) -> Iterator:
+def _segments(manifest, run: LabelRun, done_ids, done_skips) -> Iterator:
     """The manifest's records decoded to audio ahead of the model, minus what is already done."""
-    records = read_input(manifest, shard=shard)
+    records = read_input(manifest, shard=run.shard)
     return _prefetch(
         records,
         lambda r: _load(r, done_ids, done_skips),
-        loader_threads,
-        depth=batch_size * 4,
+        run.loader_threads,
+        depth=run.batch_size * 4,
         weight=_audio_weight,
         budget=PREFETCH_AUDIO_S,
     )
@@ -310,16 +341,9 @@ def decode_isolated(
             bad = [(u, a) for u, a in batch if id(a) in why]
             if not bad:
                 raise  # clips we cannot tell apart: a bug, not an input to skip
+            advice = "check the file's sample format or gain"
             refused += [
-                Skip(
-                    u.id,
-                    u.audio_filepath,
-                    NON_FINITE_FEATURES,
-                    f"{_where(u)}: {why[id(a)]}; check the file's sample format or gain",
-                    u.offset,
-                    u.duration,
-                )
-                for u, a in bad
+                Skip.of(u, NON_FINITE_FEATURES, f"{_where(u)}: {why[id(a)]}; {advice}") for u, a in bad
             ]
             batch = [(u, a) for u, a in batch if id(a) not in why]
     return [], refused
@@ -353,19 +377,7 @@ class _Progress:
 
 
 def label(
-    manifest: str | Path,
-    *,
-    teacher: str | os.PathLike | Teacher = DEFAULT_TEACHER,
-    backend: str = "whisper",
-    options: LabelOptions | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    shard: tuple[int, int] | None = None,
-    done_ids: set[str] | frozenset[str] = frozenset(),
-    loader_threads: int = LOADER_THREADS,
-    seed: int = DEFAULT_SEED,
-    progress: bool = False,
-    device: str | None = None,
-    precision: str = "auto",
+    manifest: str | Path, run: LabelRun | None = None, *, done_ids: set[str] | frozenset[str] = frozenset()
 ) -> Iterator[TeacherLabel | Skip]:
     """Label every utterance of a NeMo manifest with a Whisper teacher.
 
@@ -373,20 +385,7 @@ def label(
     recording) and ``Skip`` records (inputs that could not be used, with the reason).
     The arguments are those of ``label_batches``.
     """
-    for labels, skips in label_batches(
-        manifest,
-        teacher=teacher,
-        backend=backend,
-        options=options,
-        batch_size=batch_size,
-        shard=shard,
-        done_ids=done_ids,
-        loader_threads=loader_threads,
-        seed=seed,
-        progress=progress,
-        device=device,
-        precision=precision,
-    ):
+    for labels, skips in label_batches(manifest, run, done_ids=done_ids):
         yield from labels
         yield from skips
 
@@ -406,36 +405,24 @@ def shard_path(out: str | Path, shard: tuple[int, int]) -> Path:
 
 
 def label_to_file(
-    manifest: str | Path,
-    out: str | Path,
-    *,
-    teacher: str | os.PathLike | Teacher = DEFAULT_TEACHER,
-    backend: str = "whisper",
-    options: LabelOptions | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    shard: tuple[int, int] | None = None,
-    loader_threads: int = LOADER_THREADS,
-    seed: int = DEFAULT_SEED,
-    progress: bool = False,
-    device: str | None = None,
-    precision: str = "auto",
-    force: bool = False,
+    manifest: str | Path, out: str | Path, run: LabelRun | None = None, *, force: bool = False
 ) -> LabelStats:
     """Label into ``out`` (and its ``.skips`` file), resuming whatever is already there.
 
-    With ``shard=(i, n)`` the output goes to ``shard_path(out, shard)``. Both files are
+    With ``run.shard=(i, n)`` the output goes to ``shard_path(out, shard)``. Both files are
     checked (``check_output_files``) and the teacher is loaded before either is opened, so
     a refused output or a bad model leaves nothing behind. ``force`` replaces an existing
-    file this toolkit did not write. The other arguments are those of ``label_batches``.
+    file this toolkit did not write. ``run`` is as for ``label_batches``.
 
     Raises:
         UnsafeOutputError: an output is the manifest, a link, or a file we did not write.
     """
-    out = shard_path(out, shard) if shard else Path(out)
+    run = run or LabelRun()
+    out = shard_path(out, run.shard) if run.shard else Path(out)
     check_output_files(out, [manifest], force=force)
     _refuse_if_locked(out)  # at once, not after loading the model (the writers lock for real)
     start = time.perf_counter()
-    teacher, engine = _engine(teacher, backend, device, precision)
+    teacher, engine = _engine(run)
     if force:
         _clear_foreign(out, [manifest])
     with (
@@ -448,18 +435,7 @@ def label_to_file(
         if done or done_skips:
             log.info("resuming %s: %d ids already done", out, len(lw.done_ids | sw.done_ids))
         batches = label_batches(
-            manifest,
-            teacher=teacher,
-            backend=backend,
-            options=options,
-            batch_size=batch_size,
-            shard=shard,
-            done_ids=done,
-            done_skips=done_skips,
-            loader_threads=loader_threads,
-            seed=seed,
-            progress=progress,
-            engine=engine,
+            manifest, replace(run, teacher=teacher), done_ids=done, done_skips=done_skips, engine=engine
         )
         labeled, skipped, audio_s = _write_batches(batches, lw, sw)
     already = len(done | {i for i, _ in done_skips})

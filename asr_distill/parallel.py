@@ -1,14 +1,14 @@
 """Multi-process labeling: N workers label one manifest, each its own shard, merged at the end.
 
 Each worker is one process (one per GPU on a cluster, a share of the cores on a CPU box)
-that runs ``label_to_file(..., shard=(rank, n))`` into its own part file, so workers never
+that runs ``label_to_file`` on shard ``(rank, n)`` into its own part file, so workers never
 share a file, a lock or a model; rank 0 merges the parts once every worker has finished.
 Because every part file is resumable on its own, a job killed anywhere resumes with the
 same command and the same worker count: each worker skips the ids its part already holds.
 
 Two ways to start the workers, with one code path per rank:
 
-- ``label_parallel(..., workers=N)`` spawns N processes here (``torch.multiprocessing``)
+- ``label_parallel(manifest, out, run, workers=N)`` spawns N processes here (``torch.multiprocessing``)
   and joins them with a gloo process group (it only carries each shard's statistics).
 - Under ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set) the same call runs as that
   one rank, on ``cuda:LOCAL_RANK`` when GPUs exist: ``torchrun --nproc-per-node 8 -m
@@ -31,15 +31,14 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 
 from .jsonl import OutputLockedError, OutputNotWritableError, exclusive_lock
-from .label import LOADER_THREADS, LabelStats, check_output_files, find_shards, label_to_file, merge_shards
+from .label import LabelRun, LabelStats, check_output_files, find_shards, label_to_file, merge_shards
 from .proc import tie_to_parent
 from .teacher.errors import TeacherNotFoundError
-from .teacher.options import DEFAULT_BATCH_SIZE, DEFAULT_SEED, DEFAULT_TEACHER, LabelOptions
 
 log = logging.getLogger(__name__)
 
@@ -84,19 +83,12 @@ class ParallelStats:
 
 @dataclass(frozen=True)
 class _Job:
-    """Everything a worker needs, picklable (a teacher name, not a loaded model)."""
+    """Everything a worker needs, picklable (``run.teacher`` a name, not a loaded model)."""
 
     manifest: str
     out: str
-    teacher: str
-    backend: str
-    options: LabelOptions
-    batch_size: int
-    loader_threads: int
-    precision: str
+    run: LabelRun
     threads: int
-    seed: int
-    progress: bool
     log_level: int = logging.WARNING
     force: bool = False
 
@@ -122,38 +114,29 @@ def launched_by_torchrun() -> bool:
 def label_job(
     manifest: str | Path,
     out: str | Path,
+    run: LabelRun | None = None,
     *,
-    teacher: str | os.PathLike = DEFAULT_TEACHER,
-    backend: str = "whisper",
-    options: LabelOptions | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    precision: str = "auto",
-    device: str | None = None,
-    seed: int = DEFAULT_SEED,
-    shard: tuple[int, int] | None = None,
     workers: int = 1,
     threads: int = 0,
-    progress: bool = False,
     force: bool = False,
 ) -> LabelStats | ParallelStats:
     """The label stage as ``asr-distill label`` and the pipeline both run it.
 
     ``workers > 1`` (or a torchrun launch) labels with that many processes and merges
-    (:func:`label_parallel`); otherwise this process labels ``shard`` (or everything) with
+    (:func:`label_parallel`); otherwise this process labels ``run.shard`` (or everything) with
     ``threads`` torch threads (0: as they are) through :func:`label.label_to_file`. The other
     arguments are theirs.
 
     Raises:
-        ValueError: ``workers`` and ``shard`` together (both split a job).
+        ValueError: ``workers`` and ``run.shard`` together (both split a job).
     """
-    same = dict(teacher=teacher, backend=backend, options=options, batch_size=batch_size)
-    same |= dict(precision=precision, seed=seed, progress=progress, force=force)
+    run = run or LabelRun()
     if workers > 1 or launched_by_torchrun():
-        if shard:
+        if run.shard:
             raise ValueError("--workers and --shard both split a job; use one")
-        return label_parallel(manifest, out, workers=workers, threads=threads or None, **same)
+        return label_parallel(manifest, out, run, workers=workers, threads=threads or None, force=force)
     with torch_threads(threads):
-        return label_to_file(manifest, out, shard=shard, device=device, **same)
+        return label_to_file(manifest, out, run, force=force)
 
 
 @contextlib.contextmanager
@@ -175,17 +158,10 @@ def torch_threads(n: int) -> Iterator[None]:
 def label_parallel(
     manifest: str | Path,
     out: str | Path,
+    run: LabelRun | None = None,
     *,
     workers: int,
-    teacher: str | os.PathLike = DEFAULT_TEACHER,
-    backend: str = "whisper",
-    options: LabelOptions | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    precision: str = "auto",
-    loader_threads: int = LOADER_THREADS,
     threads: int | None = None,
-    seed: int = DEFAULT_SEED,
-    progress: bool = False,
     force: bool = False,
 ) -> ParallelStats:
     """Label ``manifest`` into ``out`` with ``workers`` processes, one shard each, then merge.
@@ -196,53 +172,46 @@ def label_parallel(
     Args:
         manifest: NeMo JSON Lines manifest.
         out: Final merged label file; skips go to ``skips_path(out)``.
+        run: As for ``label.label_batches``, with the teacher's name or path (each worker
+            loads its own copy, on its rank's GPU: ``run.device`` is not used) and no
+            ``shard`` (the workers are the shards). Its ``seed`` is per batch
+            (``label.batch_seed``): labels do not depend on N.
         workers: Processes (one per GPU on a cluster). Under torchrun, ``WORLD_SIZE`` wins.
-        teacher: A teacher name or path (each worker loads its own copy).
         threads: Torch threads per worker; default ``available_cores() // workers``.
-        seed: Sampling seed, per batch (``label.batch_seed``): labels do not depend on N.
         force: Replace an existing ``out`` (or part file) this toolkit did not write.
-        backend: As for ``label.label_batches``, like the five below.
-        options: See ``backend``.
-        batch_size: See ``backend``.
-        precision: See ``backend``.
-        loader_threads: See ``backend``.
-        progress: See ``backend``.
 
     Raises:
-        ValueError: ``workers < 1``, a loaded teacher, or part files beside ``out`` from another worker count.
+        ValueError: ``workers < 1``, a loaded teacher, a ``run.shard``, or part files beside
+            ``out`` from another worker count.
         OutputLockedError: another job writes ``out``.
         UnsafeOutputError: ``out`` is the manifest, a link, or a file we did not write.
         OutputNotWritableError: ``out``'s folder is read-only or full (a worker's error
             comes back as it is, like ``TeacherNotFoundError``).
     """
-    world = _checked_world(manifest, out, workers, teacher, force)
+    run = run or LabelRun()
+    world = _checked_world(manifest, out, workers, run, force)
     job = _Job(
         manifest=str(manifest),
         out=str(out),
-        teacher=str(teacher),
-        backend=backend,
-        options=options or LabelOptions(),
-        batch_size=batch_size,
-        loader_threads=loader_threads,
-        precision=precision,
+        run=replace(run, teacher=str(run.teacher)),
         threads=threads or threads_per_worker(world),
-        seed=seed,
-        progress=progress,
         log_level=logging.getLogger("asr_distill").getEffectiveLevel(),
         force=force,
     )
     return _run_job(job, world)
 
 
-def _checked_world(manifest: str | Path, out: str | Path, workers: int, teacher, force: bool) -> int:
+def _checked_world(manifest: str | Path, out: str | Path, workers: int, run: LabelRun, force: bool) -> int:
     """The number of workers to run (torchrun's ``WORLD_SIZE`` wins), once the job is safe to start.
 
     Everything ``label_parallel`` refuses is refused here, before a process is spawned.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    if not isinstance(teacher, (str, os.PathLike)):
+    if not isinstance(run.teacher, (str, os.PathLike)):
         raise ValueError("label_parallel needs the teacher's name or path: each worker loads its own copy")
+    if run.shard:
+        raise ValueError("label_parallel makes one shard per worker; leave run.shard unset")
     world = int(os.environ["WORLD_SIZE"]) if launched_by_torchrun() else workers
     if world != workers:
         log.warning("torchrun started %d ranks; labeling with %d workers, not %d", world, world, workers)
@@ -335,20 +304,14 @@ def _run_rank(rank: int, world: int, job: _Job, init: str) -> tuple[list[LabelSt
     torch.set_num_threads(job.threads)
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world, timeout=GROUP_TIMEOUT)
     try:
-        stats = label_to_file(
-            job.manifest,
-            job.out,
-            teacher=_load_for_rank(job.teacher),
-            backend=job.backend,
-            options=job.options,
-            batch_size=job.batch_size,
+        run = replace(
+            job.run,
+            teacher=_load_for_rank(str(job.run.teacher)),
             shard=(rank, world),
-            loader_threads=job.loader_threads,
-            seed=job.seed,
-            progress=job.progress and rank == 0,
-            precision=job.precision,
-            force=job.force,
+            progress=job.run.progress and rank == 0,
+            device=None,
         )
+        stats = label_to_file(job.manifest, job.out, run, force=job.force)
         log.info(
             "shard %d/%d: labeled %d, skipped %d, already done %d, RTFx %.1f",
             rank,

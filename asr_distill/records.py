@@ -82,6 +82,12 @@ class Skip(Record):
     duration: float | None = None
     kind: ClassVar[str] = "skip"
 
+    @classmethod
+    def of(cls, utt: Utterance, reason: str, message: str, duration: float | None = None) -> Skip:
+        """The skip of ``utt`` (its id, file and offset); ``duration`` defaults to the utterance's."""
+        span = utt.duration if duration is None else duration
+        return cls(utt.id, utt.audio_filepath, reason, message, utt.offset, span)
+
 
 # --- teacher -----------------------------------------------------------------------------
 

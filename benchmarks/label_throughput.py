@@ -23,7 +23,7 @@ import torch
 import whisper
 
 from asr_distill.jsonl import atomic_write_text
-from asr_distill.label import label
+from asr_distill.label import LabelRun, label
 from asr_distill.manifest import read_manifest
 from asr_distill.metrics import word_error_rate
 from asr_distill.records import Skip, TeacherLabel, Utterance
@@ -89,10 +89,10 @@ def run_sequential(model, utts: list[Utterance]) -> tuple[dict[str, str], float]
     return hyps, time.perf_counter() - t
 
 
-def run_batched(teacher, manifest: Path, **kwargs) -> tuple[dict[str, str], float]:
+def run_batched(manifest: Path, run: LabelRun) -> tuple[dict[str, str], float]:
     """The label stage as shipped (model compute and audio loading both inside the clock)."""
     t = time.perf_counter()
-    records = list(label(manifest, teacher=teacher, **kwargs))
+    records = list(label(manifest, run))
     wall = time.perf_counter() - t
     skips = [r for r in records if isinstance(r, Skip)]
     assert not skips, f"benchmark inputs were skipped: {skips[:3]}"
@@ -146,20 +146,20 @@ def main() -> None:
     print(f"{len(ids)} utterances, {audio_s / 60:.1f} min, model {args.model}, {args.threads} threads")
 
     # warm-up, so no system pays for first-call allocation
-    list(label(manifest, teacher=teacher, batch_size=2, shard=(0, max(1, len(ids) // 4))))
+    list(label(manifest, LabelRun(teacher, batch_size=2, shard=(0, max(1, len(ids) // 4)))))
 
     systems = {
         SEQUENTIAL: None,
-        FASTER: dict(
-            batch_size=args.batch_size, backend="faster-whisper", options=LabelOptions(), device=args.device
+        FASTER: LabelRun(
+            teacher, "faster-whisper", LabelOptions(), batch_size=args.batch_size, device=args.device
         ),
-        DEFAULT: dict(batch_size=args.batch_size, options=LabelOptions()),
-        FP32: dict(batch_size=args.batch_size, options=LabelOptions(), precision="fp32"),
-        "batched, 15 s floor (--min-window 15)": dict(
-            batch_size=args.batch_size, options=LabelOptions(windows=ContextFloor(15.0))
+        DEFAULT: LabelRun(teacher, batch_size=args.batch_size),
+        FP32: LabelRun(teacher, batch_size=args.batch_size, precision="fp32"),
+        "batched, 15 s floor (--min-window 15)": LabelRun(
+            teacher, options=LabelOptions(windows=ContextFloor(15.0)), batch_size=args.batch_size
         ),
-        "batched, 10 s floor (--min-window 10)": dict(
-            batch_size=args.batch_size, options=LabelOptions(windows=ContextFloor(10.0))
+        "batched, 10 s floor (--min-window 10)": LabelRun(
+            teacher, options=LabelOptions(windows=ContextFloor(10.0)), batch_size=args.batch_size
         ),
     }
     if args.device != "cpu":  # the GPU image has no CTranslate2 built for its CUDA
@@ -167,19 +167,15 @@ def main() -> None:
     if args.levers:  # each lever on its own, to see what wins
         systems.update(
             {
-                "batched, full 30 s context": dict(
-                    batch_size=args.batch_size, options=LabelOptions(windows=FULL_CONTEXT)
+                "batched, full 30 s context": LabelRun(
+                    teacher, options=LabelOptions(windows=FULL_CONTEXT), batch_size=args.batch_size
                 ),
-                "batch 1, 20 s floor": dict(batch_size=1, options=LabelOptions()),
-                "faster-whisper int8, batched, 10 s floor": dict(
-                    batch_size=args.batch_size,
-                    backend="faster-whisper",
-                    options=LabelOptions(windows=ContextFloor(10.0)),
+                "batch 1, 20 s floor": LabelRun(teacher, batch_size=1),
+                "faster-whisper int8, batched, 10 s floor": LabelRun(
+                    teacher, "faster-whisper", LabelOptions(windows=ContextFloor(10.0)), args.batch_size
                 ),
-                "faster-whisper int8, batched, full 30 s context": dict(
-                    batch_size=args.batch_size,
-                    backend="faster-whisper",
-                    options=LabelOptions(windows=FULL_CONTEXT),
+                "faster-whisper int8, batched, full 30 s context": LabelRun(
+                    teacher, "faster-whisper", LabelOptions(windows=FULL_CONTEXT), args.batch_size
                 ),
             }
         )
@@ -191,11 +187,11 @@ def main() -> None:
         part = _write_manifest(
             [by_id[i] for i in ids[r :: args.rounds]], ROOT / ".cache" / "bench_label" / f"round{r}.jsonl"
         )
-        for name, kwargs in systems.items():
-            if kwargs is None:
+        for name, run in systems.items():
+            if run is None:
                 out, w = run_sequential(teacher.model, list(read_manifest(part)))
             else:
-                out, w = run_batched(teacher, part, **kwargs)
+                out, w = run_batched(part, run)
             hyps[name].update(out)
             wall[name] += w
         print(

@@ -408,6 +408,7 @@ def run_memory(args, work: Path) -> dict:
 
 
 def run_workers(args, work: Path) -> dict:
+    from asr_distill.label import LabelRun
     from asr_distill.parallel import available_cores, label_parallel
 
     clips = _clips(Path(args.an4), args.workers_clips)
@@ -424,7 +425,7 @@ def run_workers(args, work: Path) -> dict:
         _log(f"workers={n}")
         load = os.getloadavg()[0]
         path = work / f"w{n}" / "labels.jsonl"
-        stats = label_parallel(manifest, path, workers=n, teacher="base", batch_size=8)
+        stats = label_parallel(manifest, path, LabelRun("base", batch_size=8), workers=n)
         labeling_wall = max(s.wall_s for s in stats.shards)
         out[f"workers_{n}"] = {
             "rtfx": round(stats.rtfx, 2),
@@ -445,7 +446,7 @@ def run_overlap(args, work: Path) -> dict:
     import torch
 
     from asr_distill.audio import load_audio
-    from asr_distill.label import label_to_file
+    from asr_distill.label import LabelRun, label_to_file
     from asr_distill.teacher import load_teacher
 
     clips = _clips(Path(args.an4), args.workers_clips)
@@ -460,13 +461,8 @@ def run_overlap(args, work: Path) -> dict:
     walls = {}
     for threads in (0, 2):
         _log(f"overlap: loader_threads={threads}")
-        stats = label_to_file(
-            manifest,
-            work / f"ov{threads}" / "labels.jsonl",
-            teacher=teacher,
-            batch_size=8,
-            loader_threads=threads,
-        )
+        run = LabelRun(teacher, batch_size=8, loader_threads=threads)
+        stats = label_to_file(manifest, work / f"ov{threads}" / "labels.jsonl", run)
         walls[threads] = stats.wall_s
     return {
         "decode_only_s": round(decode_s, 2),

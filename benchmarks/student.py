@@ -35,7 +35,7 @@ import torch
 import yaml
 
 from asr_distill.jsonl import atomic_write_text, read_jsonl
-from asr_distill.label import label
+from asr_distill.label import LabelRun, label
 from asr_distill.metrics import word_error_rate
 from asr_distill.pipeline import best_checkpoint
 from asr_distill.records import TeacherLabel
@@ -191,9 +191,7 @@ def evaluate(
     expected = sum(1 for _ in read_jsonl(test))
     start = time.perf_counter()
     records = [
-        r
-        for r in label(test, teacher=teacher, backend=backend, options=options, batch_size=batch_size)
-        if isinstance(r, TeacherLabel)
+        r for r in label(test, LabelRun(teacher, backend, options, batch_size)) if isinstance(r, TeacherLabel)
     ]
     wall = time.perf_counter() - start
     audio_s = sum(r.duration for r in records)

@@ -39,11 +39,11 @@ def fixture_labels(tmp_path_factory, an4_fixture, tiny_teacher) -> Path:
 
     The quality tests (filter, confidence, review) all read this one file.
     """
-    from asr_distill.label import label_to_file
+    from asr_distill.label import LabelRun, label_to_file
 
     out = tmp_path_factory.getbasetemp() / "quality_fixture_labels.jsonl"
     if not out.is_file():
-        label_to_file(an4_fixture, out, teacher=tiny_teacher, batch_size=8)
+        label_to_file(an4_fixture, out, LabelRun(tiny_teacher, batch_size=8))
     return out
 
 

@@ -352,20 +352,38 @@ def test_detect_input_leaves_manifests_and_folders_to_the_manifest_reader(tmp_pa
     assert [u.id for u in read_input(manifest)] == [d["id"] for d in fixture_lines()[:2]]
 
 
-def test_existing_output_is_refused_unless_forced(labels_file, tmp_path):
+def test_a_folder_it_did_not_write_is_never_replaced_and_its_own_only_with_force(labels_file, tmp_path):
     pytest.importorskip("lhotse")
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
+    for overwrite in (False, True):  # not even with --force: the export would delete notes.txt
+        with pytest.raises(FileExistsError, match="did not write"):
+            export_labels(labels_file, "lhotse", out, overwrite=overwrite)
+    assert (out / "notes.txt").read_text() == "mine"
+    ours = tmp_path / "ours"
+    export_labels(labels_file, "lhotse", ours)
     with pytest.raises(FileExistsError, match="--force"):
-        export_labels(labels_file, "lhotse", out)
-    assert (out / "notes.txt").exists()
-    export_labels(labels_file, "lhotse", out, overwrite=True)
-    assert sorted(p.name for p in out.iterdir()) == [
+        export_labels(labels_file, "kaldi", ours)
+    export_labels(labels_file, "lhotse", ours, overwrite=True)
+    assert sorted(p.name for p in ours.iterdir()) == [
+        ".asr_distill_output",
         "cuts.jsonl.gz",
         "recordings.jsonl.gz",
         "supervisions.jsonl.gz",
     ]
+
+
+def test_a_second_export_to_the_same_folder_is_refused_while_the_first_runs(labels_file, tmp_path):
+    from asr_distill.jsonl import OutputLockedError, output_lock
+
+    with output_lock(tmp_path / "out", folder=False):
+        with pytest.raises(OutputLockedError, match="being written by another process"):
+            export_labels(labels_file, "kaldi", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_format_is_refused(labels_file, tmp_path):
     with pytest.raises(ValueError, match="unknown export format"):
         export_labels(labels_file, "nemo", tmp_path / "x")
 
@@ -383,7 +401,7 @@ def test_cli_export_labels(labels, labels_file, tmp_path, capsys):
     before = labels_file.read_bytes()
     assert main(["export-labels", str(labels_file), "--format", "lhotse", "--out", str(tmp_path / "c")]) == 0
     assert f"wrote {len(labels)} labels as lhotse" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="not an empty folder"):
+    with pytest.raises(SystemExit, match="holds an earlier export"):
         main(["export-labels", str(labels_file), "--format", "lhotse", "--out", str(tmp_path / "c")])
     assert labels_file.read_bytes() == before  # the input is untouched
 
@@ -392,8 +410,8 @@ def test_cli_export_labels(labels, labels_file, tmp_path, capsys):
 def test_the_labeler_reads_a_cutset_and_a_saved_dataset(lhotse_dir, hf_dir, labels, tiny_teacher):
     import asr_distill.label as label_stage
 
-    from_cuts = list(label_stage.label(lhotse_dir, teacher=tiny_teacher, backend="whisper"))
-    from_hf = list(label_stage.label(hf_dir, teacher=tiny_teacher, backend="whisper"))
+    from_cuts = list(label_stage.label(lhotse_dir, label_stage.LabelRun(tiny_teacher, backend="whisper")))
+    from_hf = list(label_stage.label(hf_dir, label_stage.LabelRun(tiny_teacher, backend="whisper")))
     assert all(isinstance(x, TeacherLabel) for x in from_cuts + from_hf)
     by_id = {lab.id: lab for lab in labels}
     assert sorted(x.id for x in from_cuts) == sorted(by_id) == sorted(x.id for x in from_hf)

@@ -14,7 +14,7 @@ import pytest
 from conftest import fixture_lines, write_manifest
 
 from asr_distill.jsonl import OutputLockedError, OutputNotWritableError, ResumableJsonlWriter, read_jsonl
-from asr_distill.label import label, label_to_file, merge_shards, shard_path, skips_path
+from asr_distill.label import LabelRun, label, label_to_file, merge_shards, shard_path, skips_path
 from asr_distill.metrics import word_error_rate
 from asr_distill.records import Skip, TeacherLabel
 
@@ -26,7 +26,7 @@ def _ids(path: Path) -> list[str]:
 @pytest.mark.slow
 def test_label_fixture_end_to_end(an4_fixture, tiny_teacher, tmp_path):
     out = tmp_path / "labels.jsonl"
-    stats = label_to_file(an4_fixture, out, teacher=tiny_teacher, batch_size=3)
+    stats = label_to_file(an4_fixture, out, LabelRun(tiny_teacher, batch_size=3))
     rows = list(read_jsonl(out))
     assert stats.labeled == len(rows) == 8 and stats.skipped == 0
     labels = [TeacherLabel.from_dict(d) for d in rows]
@@ -42,9 +42,9 @@ def test_label_fixture_end_to_end(an4_fixture, tiny_teacher, tmp_path):
 @pytest.mark.slow
 def test_rerun_skips_done_ids(an4_fixture, tiny_teacher, tmp_path):
     out = tmp_path / "labels.jsonl"
-    label_to_file(an4_fixture, out, teacher=tiny_teacher, batch_size=4)
+    label_to_file(an4_fixture, out, LabelRun(tiny_teacher, batch_size=4))
     before = out.read_bytes()
-    stats = label_to_file(an4_fixture, out, teacher=tiny_teacher, batch_size=4)
+    stats = label_to_file(an4_fixture, out, LabelRun(tiny_teacher, batch_size=4))
     assert stats.labeled == 0 and stats.already_done == 8
     assert out.read_bytes() == before
 
@@ -58,7 +58,7 @@ def test_bad_inputs_are_recorded_skips_not_failures(tiny_teacher, tmp_path):
     ]
     manifest = write_manifest(tmp_path / "m.jsonl", lines)
     (tmp_path / "m.jsonl").write_text(manifest.read_text() + "{not json\n")
-    records = list(label(manifest, teacher=tiny_teacher, batch_size=2))
+    records = list(label(manifest, LabelRun(tiny_teacher, batch_size=2)))
     labels = [r for r in records if isinstance(r, TeacherLabel)]
     skips = {r.reason for r in records if isinstance(r, Skip)}
     assert len(labels) == 2
@@ -69,7 +69,7 @@ def test_shards_partition_and_merge(tiny_teacher, tmp_path):
     manifest = write_manifest(tmp_path / "m.jsonl", fixture_lines()[:5])
     out = tmp_path / "labels.jsonl"
     for i in range(2):
-        label_to_file(manifest, out, teacher=tiny_teacher, batch_size=4, shard=(i, 2))
+        label_to_file(manifest, out, LabelRun(tiny_teacher, batch_size=4, shard=(i, 2)))
     a, b = _ids(shard_path(out, (0, 2))), _ids(shard_path(out, (1, 2)))
     assert not set(a) & set(b)
     assert merge_shards(out) == 5

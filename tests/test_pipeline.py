@@ -110,8 +110,8 @@ def test_every_labeling_option_of_the_cli_reaches_the_label_stage(tmp_path, monk
 
     calls = []
 
-    def fake_label_to_file(manifest, out, **kwargs):
-        calls.append(kwargs)
+    def fake_label_to_file(manifest, out, run, *, force=False):
+        calls.append(run)
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text("")
         return LabelStats(labeled=0, skipped=0, already_done=0, audio_s=0.0, wall_s=1.0)
@@ -132,12 +132,12 @@ def test_every_labeling_option_of_the_cli_reaches_the_label_stage(tmp_path, monk
     result = run(cfg, stop="label")
     assert [s.status for s in result.stages] == ["ran"]
     teacher, second = calls
-    assert teacher["teacher"] == "base" and second["teacher"] == "tiny.en"
-    assert teacher["precision"] == second["precision"] == "bf16"
-    assert teacher["device"] == second["device"] == "cpu" and teacher["seed"] == 3
-    assert teacher["options"].window_for(3.0) == second["options"].window_for(3.0) == 15.0  # min_window
-    assert teacher["options"].language is None and teacher["options"].beam_size == 5
-    assert second["options"].beam_size is None  # the second model decodes greedily
+    assert teacher.teacher == "base" and second.teacher == "tiny.en"
+    assert teacher.precision == second.precision == "bf16"
+    assert teacher.device == second.device == "cpu" and teacher.seed == 3
+    assert teacher.options.window_for(3.0) == second.options.window_for(3.0) == 15.0  # min_window
+    assert teacher.options.language is None and teacher.options.beam_size == 5
+    assert second.options.beam_size is None  # the second model decodes greedily
     assert config_from_dict(_config(tmp_path)).label.options() == LabelOptions()  # defaults: the CLI's
 
 

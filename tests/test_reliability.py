@@ -29,7 +29,7 @@ from bad_inputs import (
 from conftest import FIXTURE, fixture_lines, write_manifest
 
 from asr_distill.jsonl import OutputNotWritableError, read_jsonl
-from asr_distill.label import _prefetch, label, label_to_file, shard_path, skips_path
+from asr_distill.label import LabelRun, _prefetch, label, label_to_file, shard_path, skips_path
 from asr_distill.parallel import label_parallel, threads_per_worker
 from asr_distill.records import Skip, TeacherLabel
 from asr_distill.teacher.options import FULL_CONTEXT, LabelOptions
@@ -196,7 +196,7 @@ def test_same_seed_same_labels_even_when_sampling(tiny_teacher, tmp_path):
     sampled = LabelOptions(temperatures=(1.0,), best_of=2, windows=FULL_CONTEXT)
 
     def run(seed: int) -> list[dict]:
-        records = list(label(manifest, teacher=tiny_teacher, options=sampled, batch_size=1, seed=seed))
+        records = list(label(manifest, LabelRun(tiny_teacher, options=sampled, batch_size=1, seed=seed)))
         assert all(isinstance(r, TeacherLabel) and r.temperature == 1.0 for r in records)
         return _fields(records)
 
@@ -216,7 +216,7 @@ def test_same_seed_same_labels_even_when_sampling(tiny_teacher, tmp_path):
 def test_groups_of_hypotheses_in_a_batch_of_two(tiny_teacher, tmp_path, options):
     """best-of-n and beam search decode n rows per clip; a batch of clips must still line up."""
     manifest = write_manifest(tmp_path / "m.jsonl", fixture_lines()[:2])
-    records = list(label(manifest, teacher=tiny_teacher, options=options, batch_size=2))
+    records = list(label(manifest, LabelRun(tiny_teacher, options=options, batch_size=2)))
     assert len(records) == 2 and all(isinstance(r, TeacherLabel) and r.text for r in records)
 
 
@@ -224,9 +224,9 @@ def test_groups_of_hypotheses_in_a_batch_of_two(tiny_teacher, tmp_path, options)
 def test_two_workers_label_like_one(tiny_teacher, tmp_path):
     manifest = write_manifest(tmp_path / "m.jsonl", fixture_lines()[:5])
     single = tmp_path / "one" / "labels.jsonl"
-    label_to_file(manifest, single, teacher=tiny_teacher, batch_size=4)
+    label_to_file(manifest, single, LabelRun(tiny_teacher, batch_size=4))
     out = tmp_path / "two" / "labels.jsonl"
-    stats = label_parallel(manifest, out, workers=2, teacher="tiny.en", batch_size=4)
+    stats = label_parallel(manifest, out, LabelRun("tiny.en", batch_size=4), workers=2)
     assert (stats.workers, stats.labeled, stats.merged) == (2, 5, 5)
     assert stats.threads_per_worker == threads_per_worker(2)
     assert all(shard_path(out, (i, 2)).exists() for i in range(2))
@@ -234,7 +234,7 @@ def test_two_workers_label_like_one(tiny_teacher, tmp_path):
     merged = list(read_jsonl(out))
     assert sorted(d["id"] for d in merged) == sorted(by_id)
     assert all(d["text"] == by_id[d["id"]]["text"] for d in merged)
-    again = label_parallel(manifest, out, workers=2, teacher="tiny.en", batch_size=4)
+    again = label_parallel(manifest, out, LabelRun("tiny.en", batch_size=4), workers=2)
     assert (again.labeled, again.already_done, again.merged) == (0, 5, 5)
 
 
@@ -242,7 +242,7 @@ def test_workers_refuse_part_files_of_another_count(tmp_path):
     out = tmp_path / "labels.jsonl"
     shard_path(out, (0, 3)).write_text('{"id": "a"}\n')
     with pytest.raises(ValueError, match="3-worker run; resume it with --workers 3"):
-        label_parallel(FIXTURE, out, workers=2, teacher="tiny.en")
+        label_parallel(FIXTURE, out, LabelRun("tiny.en"), workers=2)
 
 
 def test_duplicate_id_skip_does_not_hide_the_first_line_on_resume(tiny_teacher, tmp_path):
@@ -250,7 +250,7 @@ def test_duplicate_id_skip_does_not_hide_the_first_line_on_resume(tiny_teacher, 
     line = fixture_lines()[0]
     manifest = write_manifest(tmp_path / "m.jsonl", [line, line])
     out = tmp_path / "labels.jsonl"
-    first = list(label(manifest, teacher=tiny_teacher))
+    first = list(label(manifest, LabelRun(tiny_teacher)))
     dup = next(r for r in first if isinstance(r, Skip))
     assert dup.reason == "duplicate_id"
     skips_path(out).write_text(
@@ -259,7 +259,7 @@ def test_duplicate_id_skip_does_not_hide_the_first_line_on_resume(tiny_teacher, 
         )
         + "\n"
     )
-    stats = label_to_file(manifest, out, teacher=tiny_teacher)
+    stats = label_to_file(manifest, out, LabelRun(tiny_teacher))
     assert stats.labeled == 1 and stats.skipped == 0
     assert [d["id"] for d in read_jsonl(out)] == [line["id"]]
     assert [d["reason"] for d in read_jsonl(skips_path(out))] == ["duplicate_id"]
@@ -309,11 +309,11 @@ def test_full_disk_mid_batch_stays_a_clear_error(tiny_teacher, tmp_path):
         manifest = write_manifest(tmp_path / "m.jsonl", fixture_lines())
         out = disk / "labels.jsonl"
         with pytest.raises(OutputNotWritableError, match="(?i)no space left"):
-            label_to_file(manifest, out, teacher=tiny_teacher, batch_size=4)
+            label_to_file(manifest, out, LabelRun(tiny_teacher, batch_size=4))
         # the failed close leaks the writer's files (and lock) until collected: see the report
         gc.collect()
         subprocess.run(["mount", "-o", "remount,size=1m", str(disk)], check=True)
-        stats = label_to_file(manifest, out, teacher=tiny_teacher, batch_size=4)
+        stats = label_to_file(manifest, out, LabelRun(tiny_teacher, batch_size=4))
         ids = [d["id"] for d in read_jsonl(out)]
         assert sorted(ids) == sorted(d["id"] for d in fixture_lines())
         assert stats.already_done + stats.labeled == 8

@@ -210,7 +210,7 @@ def test_checkpoint_write_is_all_or_nothing(tmp_path, monkeypatch):
 def test_export_round_trip_whisper_and_faster_whisper(trained, an4_fixture):
     from faster_whisper import WhisperModel
 
-    from asr_distill.label import label
+    from asr_distill.label import LabelRun, label
     from asr_distill.student.export import load_student_checkpoint, student_teacher
     from asr_distill.teacher import Teacher
 
@@ -241,9 +241,9 @@ def test_export_round_trip_whisper_and_faster_whisper(trained, an4_fixture):
     assert options.window_for(2.5) == 3.0  # the policy travelled with the export
     options = dataclasses.replace(options, temperatures=(0.0,), max_tokens=24)
     two = write_manifest(tmp / "two.jsonl", fixture_lines()[:2])
-    exported = [r.text for r in label(two, teacher=teacher, options=options)]
+    exported = [r.text for r in label(two, LabelRun(teacher, options=options))]
     in_training = Teacher("ckpt", module.model, "x", "ckpt")
-    in_memory = [r.text for r in label(two, teacher=in_training, options=options)]
+    in_memory = [r.text for r in label(two, LabelRun(in_training, options=options))]
     assert len(exported) == 2 and exported == in_memory
 
     fw = WhisperModel(str(ct2_dir), device="cpu", compute_type="float32")

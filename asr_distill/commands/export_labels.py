@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
         help="the teacher's labels.jsonl, to give pseudo-labels their no_speech_prob, compression_ratio "
         "and temperature",
     )
-    add_force(p, "replace an existing --out folder")
+    add_force(p, "replace an earlier export in --out (a folder this toolkit did not write is never replaced)")
 
 
 def run(args) -> int:

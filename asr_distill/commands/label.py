@@ -148,7 +148,7 @@ def _options(args):
 
 def run(args) -> int:
     """Label (refusing unsafe outputs before anything is written), then summarise the run."""
-    from ..label import shard_path, skips_path
+    from ..label import LabelRun, shard_path, skips_path
     from ..parallel import label_job, launched_by_torchrun
 
     out = Path(args.out)
@@ -160,22 +160,18 @@ def run(args) -> int:
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    stats = label_job(
-        manifest,
-        out,
+    run = LabelRun(
         teacher=args.model,
         backend=args.backend,
         options=_options(args),
         batch_size=args.batch_size,
-        precision=args.precision,
-        device=args.device,
-        seed=args.seed,
         shard=args.shard,
-        workers=args.workers,
-        threads=args.threads,
+        seed=args.seed,
         progress=not args.no_progress,
-        force=args.force,
+        device=args.device,
+        precision=args.precision,
     )
+    stats = label_job(manifest, out, run, workers=args.workers, threads=args.threads, force=args.force)
     print(
         f"labeled {stats.labeled} (already done {stats.already_done}), skipped {stats.skipped}, "
         f"{stats.audio_s / 60:.1f} min of audio at RTFx {stats.rtfx:.1f} -> {written}"

@@ -111,20 +111,13 @@ def transcribe(
         progress: show a progress bar with the rate.
         precision: the encoder's dtype (``auto``, ``fp32``, ``bf16``, ``fp16``), as in labeling.
     """
-    from ..label import label_batches
+    from ..label import LabelRun, label_batches
     from ..teacher import Teacher, load_teacher
 
     teacher = model if isinstance(model, Teacher) else load_teacher(model, device=resolve_device(device))
     opts = _decode_options(teacher, options)
-    batches = label_batches(
-        manifest,
-        teacher=teacher,
-        backend=backend,
-        options=opts,
-        batch_size=batch_size,
-        progress=progress,
-        precision=precision,
-    )
+    run = LabelRun(teacher, backend, opts, batch_size, progress=progress, precision=precision)
+    batches = label_batches(manifest, run)
     labels, skipped, wall = _timed_labels(batches, manifest)
     durs = [lab.duration for lab in labels]
     return Transcription(

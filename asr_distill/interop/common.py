@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import os
 import re
 import shutil
@@ -19,7 +20,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ..jsonl import output_lock
+from ..outputs import MARKER_NAME
 from ..records import PseudoLabel, TeacherLabel
+
+EXPORT_KIND = "labels_export"  # the marker an export leaves in its folder
 
 EXTRA = "interop"  # pyproject's optional dependencies: pip install 'asr_distill[interop]'
 LabelRecord = TeacherLabel | PseudoLabel
@@ -136,27 +141,45 @@ def recording_ids(paths: Iterable[str]) -> dict[str, str]:
 def fresh_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """A temporary folder beside ``out`` that becomes ``out`` when the block succeeds.
 
-    A failed export leaves the old ``out`` (or none), never half a dataset. An existing
-    non-empty ``out`` is replaced only with ``overwrite``.
+    A failed export leaves the old ``out`` (or none), never half a dataset. The export holds
+    ``out``'s lock (``OUT.lock`` beside it, since the folder itself is swapped) and marks what
+    it writes as its own; ``overwrite`` replaces only an earlier export, never a folder the
+    toolkit did not write.
 
     Raises:
-        FileExistsError: ``out`` is a file, or a non-empty folder and not ``overwrite``.
+        FileExistsError: ``out`` is a file, or a non-empty folder that is not an earlier export
+            (even with ``overwrite``), or an earlier export without ``overwrite``.
+        OutputLockedError: another process writes ``out``.
     """
     out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not overwrite)):
-        raise FileExistsError(
-            f"{out} exists and is not an empty folder; give a new --out (or --force to replace it)"
-        )
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-    except BaseException:
+    with output_lock(out, folder=False):
+        _check_replaceable(out, overwrite)
+        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            yield tmp
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        (tmp / MARKER_NAME).write_text(json.dumps({"kind": EXPORT_KIND}) + "\n", encoding="utf-8")
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        if out.exists():
+            out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_replaceable(out: Path, overwrite: bool) -> None:
+    """Refuse an ``out`` this export may not replace (see :func:`fresh_dir`)."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise FileExistsError(f"{out} exists and is not a folder; give a new --out")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    ours = (out / MARKER_NAME).is_file() and EXPORT_KIND in (out / MARKER_NAME).read_text(errors="replace")
+    if not ours:
+        raise FileExistsError(
+            f"{out} holds files this toolkit did not write; give a new --out (it is never replaced)"
+        )
+    if not overwrite:
+        raise FileExistsError(f"{out} holds an earlier export; give a new --out, or --force to replace it")

@@ -18,7 +18,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..quality.stage import FilterOptions, ReviewOptions
 from ..teacher.options import (
@@ -31,6 +31,9 @@ from ..teacher.options import (
     ContextFloor,
     LabelOptions,
 )
+
+if TYPE_CHECKING:
+    from ..label import LabelRun
 
 
 class ConfigError(ValueError):
@@ -105,6 +108,25 @@ class LabelConfig:
             beam_size=None if greedy else self.beam_size,
             language=None if self.language == "auto" else self.language,
             windows=ContextFloor(self.min_window, short=not self.full_context),
+        )
+
+    def run(self, teacher: str, options: LabelOptions) -> LabelRun:
+        """How ``teacher`` labels the pool with ``options``: these settings as a :class:`LabelRun`.
+
+        Raises:
+            ValueError: from :class:`LabelRun`, e.g. a ``batch_size`` below 1.
+        """
+        from ..label import LabelRun
+
+        return LabelRun(
+            teacher=teacher,
+            backend=self.backend,
+            options=options,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            progress=self.progress,
+            device=self.device,
+            precision=self.precision,
         )
 
 

@@ -61,20 +61,8 @@ def _label(p: Paths, teacher: str, out: Path, options: LabelOptions) -> LabelSta
     from ..parallel import label_job
 
     cfg = p.cfg.label
-    return label_job(
-        p.cfg.data.train,
-        out,
-        teacher=teacher,
-        backend=cfg.backend,
-        options=options,
-        batch_size=cfg.batch_size,
-        precision=cfg.precision,
-        device=cfg.device,
-        seed=cfg.seed,
-        workers=cfg.workers,
-        threads=cfg.threads,
-        progress=cfg.progress,
-    )
+    run = cfg.run(teacher, options)
+    return label_job(p.cfg.data.train, out, run, workers=cfg.workers, threads=cfg.threads)
 
 
 # --- filter and review --------------------------------------------------------------------------
