@@ -52,6 +52,8 @@ from pathlib import Path
 
 import psutil
 
+from asr_distill.testing.cli import label_command
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "reliability.json"
 SHARED_AN4 = ROOT.parent / "shared" / "data" / "an4"
@@ -106,18 +108,7 @@ def run_bad_inputs(work: Path) -> dict:
     _log("bad inputs through asr-distill label")
     start = time.perf_counter()
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "asr_distill.cli",
-            "label",
-            str(manifest),
-            "--out",
-            str(out),
-            "--model",
-            "tiny.en",
-            "--no-progress",
-        ],
+        label_command(manifest, out, "--no-progress"),
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -335,20 +326,7 @@ class RssSampler:
 
 
 def _label_cmd(manifest: Path, out: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "asr_distill.cli",
-        "label",
-        str(manifest),
-        "--out",
-        str(out),
-        "--model",
-        "tiny.en",
-        "--batch-size",
-        "8",
-        "--no-progress",
-    ]
+    return label_command(manifest, out, "--batch-size", "8", "--no-progress")
 
 
 def _count_lines(path: Path) -> int:

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from asr_distill.jsonl import OutputLockedError, OutputNotWritableError, Resumab
 from asr_distill.label import LabelRun, label, label_to_file, merge_shards, shard_path, skips_path
 from asr_distill.metrics import word_error_rate
 from asr_distill.records import Skip, TeacherLabel
+from asr_distill.testing.cli import label_command
 
 
 def _ids(path: Path) -> list[str]:
@@ -104,22 +104,7 @@ def test_read_only_output_is_a_clear_error(tmp_path):
 
 
 def _label_cmd(manifest: Path, out: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "asr_distill.cli",
-        "label",
-        str(manifest),
-        "--out",
-        str(out),
-        "--model",
-        "tiny.en",
-        "--batch-size",
-        "2",
-        "--no-progress",
-        "--threads",
-        "1",
-    ]
+    return label_command(manifest, out, "--batch-size", "2", "--no-progress", "--threads", "1")
 
 
 @pytest.mark.slow

@@ -34,6 +34,7 @@ from asr_distill.parallel import label_parallel, threads_per_worker
 from asr_distill.records import Skip, TeacherLabel
 from asr_distill.teacher.options import FULL_CONTEXT, LabelOptions
 from asr_distill.testing import fault_campaign as fc
+from asr_distill.testing.cli import label_command
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEECH = FIXTURE.parent / "audio" / "an406-fcaw-b.flac"
@@ -127,18 +128,7 @@ def test_bad_input_corpus_through_the_cli(tmp_path):
     manifest, expected = write_job_manifest(tmp_path, SPEECH)
     out = tmp_path / "out" / "labels.jsonl"
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "asr_distill.cli",
-            "label",
-            str(manifest),
-            "--out",
-            str(out),
-            "--model",
-            "tiny.en",
-            "--no-progress",
-        ],
+        label_command(manifest, out, "--no-progress"),
         capture_output=True,
         text=True,
         cwd=ROOT,

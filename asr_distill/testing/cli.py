@@ -31,6 +31,22 @@ def run_cli(*argv) -> tuple[int, str, str]:
     return rc, out.getvalue(), err.getvalue()
 
 
+def label_command(manifest, out, *extra: str, model: str = "tiny.en") -> list[str]:
+    """``asr-distill label MANIFEST --out OUT --model MODEL EXTRA...`` for a child process."""
+    return [
+        sys.executable,
+        "-m",
+        "asr_distill.cli",
+        "label",
+        str(manifest),
+        "--out",
+        str(out),
+        "--model",
+        model,
+        *extra,
+    ]
+
+
 def snapshot(*roots) -> dict[Path, bytes]:
     """Every regular file at or under ``roots``, with its bytes (a new or changed file shows)."""
     files: dict[Path, bytes] = {}
