@@ -139,22 +139,9 @@ def test_evaluate_command_on_real_audio(an4_fixture, tmp_path, capsys):
     from asr_distill.jsonl import read_jsonl
 
     out = tmp_path / "eval"
-    assert (
-        main(
-            [
-                "evaluate",
-                "tiny=tiny.en",
-                "--manifest",
-                str(an4_fixture),
-                "--out",
-                str(out),
-                "--resamples",
-                "200",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    argv = ["evaluate", "tiny=tiny.en", "--manifest", str(an4_fixture), "--out", str(out)]
+    argv += ["--resamples", "200", "--no-progress"]
+    assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "| tiny |" in printed and "format_insensitive" in printed
     for name in ("hyps.jsonl", "alignment.jsonl", "alignment.txt", "result.json", "timing.json"):
@@ -173,21 +160,6 @@ def test_evaluate_command_on_real_audio(an4_fixture, tmp_path, capsys):
     assert json.loads((out / "summary.json").read_text())["normaliser"] == "format_insensitive"
     # a second call reuses the saved hypotheses: same figures, no decoding
     timing = (out / "tiny" / "timing.json").read_text()
-    assert (
-        main(
-            [
-                "evaluate",
-                "tiny=tiny.en",
-                "--manifest",
-                str(an4_fixture),
-                "--out",
-                str(out),
-                "--resamples",
-                "200",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert main(argv) == 0
     assert (out / "tiny" / "timing.json").read_text() == timing
     assert load_evaluation(out).results[0].wer == r.wer

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -197,17 +199,8 @@ def test_statistics_read_during_decoding_equal_a_teacher_forced_pass(an4_fixture
     backend = make_backend(tiny_teacher, "whisper", precision="fp32")
     clips = _clips(an4_fixture)[:5]
     feats = backend.encode([a for _, a in clips], 20.0)
-    kw = dict(
-        language="en",
-        task="transcribe",
-        temperature=0.0,
-        beam_size=None,
-        best_of=5,
-        max_tokens=60,
-        entropy_alpha=0.33,
-        timestamps=True,
-    )
-    hyps = backend.generate(feats, DecodePass(**kw))
+    greedy = DecodePass("en", max_tokens=60)  # greedy, timestamp mode, entropy alpha 0.33
+    hyps = backend.generate(feats, greedy)
     prefix = list(backend.tokenizer.sot_sequence)
     forced = backend._token_stats(feats, prefix, [list(h.tokens) for h in hyps], 0.33)
     for h, (stats, avg) in zip(hyps, forced, strict=True):
@@ -215,7 +208,7 @@ def test_statistics_read_during_decoding_equal_a_teacher_forced_pass(an4_fixture
         np.testing.assert_allclose(np.array(h.token_stats), np.array(stats), atol=2e-3)
         assert abs(h.avg_logprob - avg) < 1e-3
     # a row stopped by the length cap has no end-token step: it falls back to the forced pass
-    capped = backend.generate(feats, DecodePass(**{**kw, "max_tokens": 3}))
+    capped = backend.generate(feats, dataclasses.replace(greedy, max_tokens=3))
     assert all(len(h.tokens) == len(h.token_stats) <= 3 for h in capped)
 
 
@@ -225,19 +218,7 @@ def test_language_read_from_the_decoding_pass_equals_detection(an4_fixture, tiny
     base = load_teacher("base")  # the packaged multilingual teacher
     backend = make_backend(base, "whisper", precision="fp32")
     feats = backend.encode([a for _, a in _clips(an4_fixture)[:3]], 20.0)
-    hyps = backend.generate(
-        feats,
-        DecodePass(
-            language="en",
-            task="transcribe",
-            temperature=0.0,
-            beam_size=None,
-            best_of=5,
-            max_tokens=40,
-            entropy_alpha=0.33,
-            timestamps=True,
-        ),
-    )
+    hyps = backend.generate(feats, DecodePass("en", max_tokens=40))
     for h, (code, prob) in zip(hyps, backend.detect_language(feats), strict=True):
         assert h.language[0] == code == "en"
         assert abs(h.language[1] - prob) < 1e-4
