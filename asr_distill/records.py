@@ -108,6 +108,21 @@ class TokenScore(Record):
 
 
 @dataclass(frozen=True)
+class WordTiming(Record):
+    """One spoken word with its place in the clip (seconds from the clip's start) and probability.
+
+    From openai-whisper's cross-attention alignment (``word_timestamps``); ``probability`` is
+    the mean of the word's token probabilities, so a review page can highlight doubtful words
+    and play exactly their span.
+    """
+
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+@dataclass(frozen=True)
 class Provenance(Record):
     """Where a label came from: enough to reproduce it or to refuse mixing two teachers.
 
@@ -130,7 +145,8 @@ class TeacherLabel(Record):
     ``ref_text`` keeps the manifest's transcript, when there was one, for measurement.
     ``temperature`` is the one whose output was kept after fallback; ``window_s`` the
     encoder context it was decoded in; ``language_prob`` the detector's probability of
-    ``detected_language`` (None for English-only teachers).
+    ``detected_language`` (None for English-only teachers); ``words`` the word timings when
+    labeling asked for them (``--word-timestamps``), else empty.
     """
 
     id: str
@@ -150,6 +166,7 @@ class TeacherLabel(Record):
     window_s: float = 30.0
     ref_text: str | None = None
     speaker: str | None = None
+    words: tuple[WordTiming, ...] = ()
     kind: ClassVar[str] = "label"
 
 
@@ -227,6 +244,7 @@ class PseudoLabel(Record):
     ref_text: str | None = None
     speaker: str | None = None
     word_confidence: tuple[float | None, ...] = ()
+    words: tuple[WordTiming, ...] = ()
 
     @property
     def kept(self) -> bool:
@@ -497,6 +515,7 @@ __all__ = [
     "UtteranceScore",
     "Utterance",
     "Verdict",
+    "WordTiming",
     "WerResult",
     "from_dict",
     "to_dict",
