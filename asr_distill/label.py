@@ -50,6 +50,7 @@ from .teacher.options import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_SEED,
     DEFAULT_TEACHER,
+    SEGMENTERS,
     LabelOptions,
     check_precision,
 )
@@ -91,9 +92,12 @@ class LabelRun:
             given by name, and the faster-whisper engine.
         precision: the encoder's dtype, ``teacher.options.PRECISIONS`` (see
             ``teacher.backends.encoder_dtype``).
+        segmenter: how audio over 30 s is cut, ``teacher.options.SEGMENTERS`` (``energy``: at
+            the quietest pauses, no extra dependency; ``silero``: Silero VAD speech regions).
 
     Raises:
-        ValueError: ``batch_size`` below 1, or an unknown ``backend`` or ``precision``.
+        ValueError: ``batch_size`` below 1, or an unknown ``backend``, ``precision`` or
+            ``segmenter``.
     """
 
     teacher: str | os.PathLike | Teacher = DEFAULT_TEACHER
@@ -106,6 +110,7 @@ class LabelRun:
     progress: bool = False
     device: str | None = None
     precision: str = "auto"
+    segmenter: str = "energy"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -113,6 +118,8 @@ class LabelRun:
         if self.backend not in (*BACKENDS, "ct2"):
             raise ValueError(f"unknown backend {self.backend!r}: choose 'whisper' or 'faster-whisper'")
         check_precision(self.precision)
+        if self.segmenter not in SEGMENTERS:
+            raise ValueError(f"segmenter must be one of {SEGMENTERS}, got {self.segmenter!r}")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,9 @@ from ..teacher.options import (
     DEFAULT_MIN_WINDOW_S,
     DEFAULT_SEED,
     DEFAULT_TEACHER,
+    ENGINES,
     PRECISIONS,
+    SEGMENTERS,
     SHORT_WINDOWS_S,
 )
 from . import add_force, add_out, subcommand
@@ -54,6 +56,18 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     p.add_argument("--beam-size", type=int, default=None, help="beam search width (default: greedy)")
     p.add_argument("--language", default="en", help="language code, or 'auto' to detect per clip")
+    p.add_argument(
+        "--word-timestamps",
+        action="store_true",
+        help="add each word's start, end and probability to the label (one more decoder pass)",
+    )
+    p.add_argument(
+        "--segmenter",
+        choices=SEGMENTERS,
+        default="energy",
+        help="how audio over 30 s is cut: energy (at the quietest pauses, no extra dependency) or "
+        "silero (Silero VAD speech regions merged into <=30 s segments; the vad extra)",
+    )
     _add_speed_options(p)
     _add_job_options(p)
 
@@ -108,6 +122,19 @@ def _add_job_options(p) -> None:
         default=None,
         help="cpu, cuda or cuda:N (default: CUDA when present); --workers: one GPU each",
     )
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="local: this machine's processes (--workers, torchrun, SLURM arrays); ray: a Ray Data "
+        "job with the teacher in actors (--workers of them; the ray extra)",
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="with --engine ray: the cluster to join (ray.init(address=...); default: a local Ray)",
+    )
     p.add_argument("--no-progress", action="store_true")
     add_force(p, "replace an existing OUT (or its .skips file) that this toolkit did not write")
 
@@ -143,6 +170,7 @@ def _options(args):
         beam_size=args.beam_size,
         language=None if args.language == "auto" else args.language,
         windows=ContextFloor(args.min_window, short=not args.full_context),
+        word_timestamps=args.word_timestamps,
     )
 
 
@@ -170,8 +198,18 @@ def run(args) -> int:
         progress=not args.no_progress,
         device=args.device,
         precision=args.precision,
+        segmenter=args.segmenter,
     )
-    stats = label_job(manifest, out, run, workers=args.workers, threads=args.threads, force=args.force)
+    if args.engine == "ray":
+        if args.shard or launched_by_torchrun():
+            raise SystemExit("error: --engine ray splits the job itself; drop --shard and torchrun")
+        from ..ray_engine import label_ray
+
+        stats = label_ray(
+            manifest, out, run, workers=args.workers, address=args.ray_address, force=args.force
+        )
+    else:
+        stats = label_job(manifest, out, run, workers=args.workers, threads=args.threads, force=args.force)
     print(
         f"labeled {stats.labeled} (already done {stats.already_done}), skipped {stats.skipped}, "
         f"{stats.audio_s / 60:.1f} min of audio at RTFx {stats.rtfx:.1f} -> {written}"

@@ -19,6 +19,8 @@ TOKENS_PER_S = 12
 ENTROPY_ALPHA = 0.33  # NeMo's default alpha for Tsallis/Renyi token entropies
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # encoder dtype (or CTranslate2 compute type)
 BACKENDS = ("whisper", "faster-whisper")
+SEGMENTERS = ("energy", "silero")  # how audio over 30 s is cut: pauses by energy, or Silero VAD
+ENGINES = ("local", "ray")  # where labeling runs: this machine's processes, or a Ray cluster
 DEFAULT_TEACHER = "base"
 DEFAULT_BATCH_SIZE = 8
 DEFAULT_SEED = 0  # temperature-fallback sampling seed (per batch, see label.batch_seed)
@@ -42,6 +44,7 @@ class DecodePass:
     max_tokens: int = 224
     entropy_alpha: float = ENTROPY_ALPHA
     timestamps: bool = True
+    word_timestamps: bool = False
 
 
 def check_precision(precision: str) -> None:
@@ -117,6 +120,9 @@ class LabelOptions:
     modes write spelled letters and numbers differently ("G-M-E-F" vs "GMEF"), and the
     timestamp mode's forms are the better ones. Timestamp tokens are not kept in labels,
     and do not count in ``avg_logprob``. Both backends honour it.
+
+    ``word_timestamps`` adds each word's start, end and probability to the label (openai-whisper's
+    cross-attention alignment), at the cost of one more decoder pass per clip.
     """
 
     beam_size: int | None = None
