@@ -32,6 +32,7 @@ from asr_distill.records import (
     UtteranceScore,
     Verdict,
     WerResult,
+    WordTiming,
     from_dict,
     to_dict,
     to_json,
@@ -57,6 +58,7 @@ TEACHER_LABEL = TeacherLabel(
     window_s=10.0,
     ref_text="hello",
     speaker="s1",
+    words=(WordTiming(" Hello.", 0.32, 0.84, 0.93),),
 )
 CORRECTION = Correction("trim_loops", "a a a a b", "a b")
 VERDICTS = (Verdict("no_speech", True, "", 0.01, 0.6), Verdict("low_confidence", False, "below", -1.2, -0.8))
@@ -137,6 +139,7 @@ SAMPLES = [
     Utterance("u2", "/a/u2.wav", 1.0),
     Skip("u3", "/a/u3.wav", "unreadable", "not a sound file", 0.0, None),
     *TOKENS,
+    *TEACHER_LABEL.words,
     PROVENANCE,
     TEACHER_LABEL,
     CORRECTION,
