@@ -42,6 +42,26 @@ want() { [ "$1" -ge "$stage" ] && [ "$1" -le "$stop_stage" ]; }
 # log MESSAGE: a timestamped progress line on stderr
 log() { echo "$(date -u +%H:%M:%S) [$(basename "$(dirname "$0")")] $*" >&2; }
 
+# prepare_data VAR POOL TEST: stage 0, $VAR/POOL.jsonl -> OUT/data/train.jsonl and $VAR/TEST.jsonl
+# -> OUT/data/test.jsonl with absolute audio paths (VAR names the variable holding the corpus
+# folder, so an error can say what to set); the subset options come from the arrays `subset` and
+# `test_subset` (manifest_subset.py's --first N / --every K).
+prepare_data() {
+  local var="$1" pool="$2" test="$3" dir="${!1}" f
+  want 0 || return 0
+  [ -f "$out/data/.done" ] && return 0
+  log "stage 0: manifests from $dir"
+  for f in "$pool" "$test"; do
+    if [ ! -f "$dir/$f.jsonl" ]; then
+      echo "error: $dir/$f.jsonl not found; set $var to a folder with $pool.jsonl and $test.jsonl" >&2
+      exit 1
+    fi
+  done
+  "$PYTHON" "$REPO/recipes/tools/manifest_subset.py" "$dir/$pool.jsonl" "$out/data/train.jsonl" ${subset[@]+"${subset[@]}"}
+  "$PYTHON" "$REPO/recipes/tools/manifest_subset.py" "$dir/$test.jsonl" "$out/data/test.jsonl" ${test_subset[@]+"${test_subset[@]}"}
+  touch "$out/data/.done"
+}
+
 # pipeline_stage N NAME CONFIG: stage N runs the pipeline's stage NAME (skipped when done)
 pipeline_stage() {
   local n="$1" name="$2" config="$3"

@@ -17,7 +17,7 @@ import pytest
 from conftest import fixture_lines, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPES = ("support", "an4", "librispeech")
+RECIPES = ("support", "an4", "speechocean", "librispeech")
 
 
 def _env() -> dict[str, str]:
@@ -85,24 +85,47 @@ def test_an4_stages_0_1(tmp_path):
     assert (out / "label" / ".done").is_file()
 
 
-def test_an4_stage_0_says_where_the_data_should_be(tmp_path):
-    p = subprocess.run(
+@pytest.mark.parametrize("recipe, var", [("an4", "AN4_DIR"), ("speechocean", "SPEECHOCEAN_DIR")])
+def test_stage_0_says_where_the_data_should_be(tmp_path, recipe, var):
+    script = str(REPO / "recipes" / recipe / "run.sh")
+    cmd = [
+        "env",
+        f"{var}={tmp_path / 'missing'}",
+        "bash",
+        script,
+        "--stop-stage",
+        "0",
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    p = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and f"set {var}" in p.stderr
+
+
+def test_speechocean_stage_0_copies_pool_and_test(tmp_path):
+    corpus = tmp_path / "so"  # laid out like ../shared/data/speechocean762: pool.jsonl, test.jsonl
+    lines = fixture_lines()
+    write_manifest(corpus / "pool.jsonl", lines)
+    write_manifest(corpus / "test.jsonl", lines[:3])
+    out = tmp_path / "o"
+    script = str(REPO / "recipes/speechocean/run.sh")
+    _run(
         [
             "env",
-            f"AN4_DIR={tmp_path / 'missing'}",
+            f"SPEECHOCEAN_DIR={corpus}",
             "bash",
-            str(REPO / "recipes/an4/run.sh"),
+            script,
+            "--size",
+            "smoke",
             "--stop-stage",
             "0",
             "--out",
-            str(tmp_path / "o"),
-        ],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
+            str(out),
+        ]
     )
-    assert p.returncode != 0 and "set AN4_DIR" in p.stderr
+    train = _lines(out / "data" / "train.jsonl")
+    assert len(train) == min(8, len(lines)) and len(_lines(out / "data" / "test.jsonl")) == 3
+    assert all(Path(d["audio_filepath"]).is_file() for d in train)
 
 
 @pytest.mark.slow

@@ -24,17 +24,5 @@ esac
 out="${out:-$REPO/runs/recipes/an4-$size}"
 mkdir -p "$out"
 
-if want 0 && [ ! -f "$out/data/.done" ]; then
-  log "stage 0: AN4 manifests from $AN4_DIR"
-  for f in train test; do
-    if [ ! -f "$AN4_DIR/$f.jsonl" ]; then
-      echo "error: $AN4_DIR/$f.jsonl not found; set AN4_DIR to a folder with AN4's train.jsonl and test.jsonl" >&2
-      exit 1
-    fi
-  done
-  "$PYTHON" "$REPO/recipes/tools/manifest_subset.py" "$AN4_DIR/train.jsonl" "$out/data/train.jsonl" ${subset[@]+"${subset[@]}"}
-  "$PYTHON" "$REPO/recipes/tools/manifest_subset.py" "$AN4_DIR/test.jsonl" "$out/data/test.jsonl" ${test_subset[@]+"${test_subset[@]}"}
-  touch "$out/data/.done"
-fi
-
+prepare_data AN4_DIR train test
 pipeline_stages "$config"
