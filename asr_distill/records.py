@@ -299,8 +299,8 @@ class UtteranceScore(Record):
     insertions: int
     ref_words: int
     duration: float = 0.0
-    speaker: str | None = None
     alignment: tuple[tuple[str, str, str], ...] = ()
+    speaker: str | None = None
 
     @property
     def errors(self) -> int:
