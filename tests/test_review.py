@@ -278,3 +278,243 @@ def test_review_stage_export_then_import_needs_a_reviewer(filtered, tmp_path):
     dropped = read_pseudo_labels(tmp_path / "out" / "dropped.jsonl")
     assert len(dropped) == len(read_pseudo_labels(filtered / "dropped.jsonl"))  # carried over
     assert len((tmp_path / "out" / "review_audit.jsonl").read_text().splitlines()) == r.items
+
+
+# --- review by the word: doubtful spans, the queue, the page, the simulated reviewer ----------
+
+
+@pytest.fixture(scope="module")
+def timed_labels(tmp_path_factory, an4_fixture, tiny_teacher):
+    """The AN4 fixture clips labeled with word timings, one disagreeing opinion each (see testing.review)."""
+    from asr_distill.testing.review import doubtful_labels, timed_label_file
+
+    path = timed_label_file(an4_fixture, tmp_path_factory.mktemp("timed") / "labels.jsonl", tiny_teacher)
+    return doubtful_labels(path)
+
+
+def _label(text, ref, confidences, timings=(), **kw):
+    """A pseudo-label whose word confidences and timings a test sets by hand."""
+    from asr_distill.quality.filter import PseudoLabel
+    from asr_distill.records import Provenance, WordTiming
+
+    return PseudoLabel(
+        id=kw.pop("id", "u1"),
+        audio_filepath="/data/u1.flac",
+        offset=0.0,
+        duration=kw.pop("duration", 4.0),
+        text=kw.pop("label_text", text),
+        teacher_text=text,
+        language="en",
+        score_name="avg_logprob",
+        score=kw.pop("score", -0.3),
+        scores={},
+        corrections=(),
+        filter_history=(),
+        drop_reasons=(),
+        provenance=Provenance("base", "0" * 64, "whisper", {}, "0"),
+        ref_text=ref,
+        word_confidence=tuple(confidences),
+        words=tuple(WordTiming(w, s, e, 0.9) for w, s, e in timings),
+    )
+
+
+def test_written_timings_match_by_characters_or_give_up():
+    from asr_distill.quality.review_queue import written_timings
+    from asr_distill.records import WordTiming
+
+    whisper_style = [WordTiming(" GMEF", 0.5, 1.5, 0.9), WordTiming(" 39.", 1.6, 2.0, 0.8)]
+    assert written_timings("GMEF 39.", whisper_style) == [(0.5, 1.5), (1.6, 2.0)]
+    split_word = [
+        WordTiming("GM", 0.5, 1.0, 0.9),
+        WordTiming("EF", 1.0, 1.5, 0.9),
+        WordTiming("39.", 1.6, 2.0, 1),
+    ]
+    assert written_timings("GMEF 39.", split_word) == [(0.5, 1.5), (1.6, 2.0)]
+    assert written_timings("GMEF 39.", []) == [None, None]
+    assert written_timings("GMEF 38.", whisper_style) == [None, None]  # other text: no wrong spans
+
+
+def test_doubtful_words_spans_and_listening():
+    from asr_distill.quality.review_queue import PAD_S, queue_entry
+
+    timings = [(" enter", 0.2, 0.6), (" five", 0.7, 1.1), (" six", 1.2, 1.5), (" please", 2.6, 3.9)]
+    p = _label("enter five six please", "enter nine six please", [0.9, 0.1, 0.3, 0.95], timings)
+    e = queue_entry(p)
+    assert [w.doubtful for w in e.words] == [False, True, True, False]
+    assert e.runs == ((1, 2),) and e.expected_errors == pytest.approx(0.9 + 0.7)
+    assert e.listen == ((0.7 - PAD_S, 1.5 + PAD_S),) and e.listen_s == pytest.approx(0.8 + 2 * PAD_S)
+    untimed = queue_entry(_label("enter five six please", "x", [0.9, 0.1, 0.3, 0.95]))
+    assert untimed.runs == ((1, 2),) and untimed.listen == ((0.0, 4.0),)  # no timings: the whole clip
+    two = queue_entry(_label("enter five six please", "x", [0.1, 0.9, 0.9, 0.2], timings))
+    assert two.listen == ((0.0, 0.6 + PAD_S), (2.6 - PAD_S, 4.0))  # padded, clipped to the clip
+    whole = queue_entry(p, "utterance")
+    assert whole.listen == ((0.0, 4.0),) and whole.expected_errors == pytest.approx(0.1 + 0.9 + 0.7 + 0.05)
+    with pytest.raises(ValueError, match="unit"):
+        queue_entry(p, "sentence")
+
+
+def test_highlights_follow_a_corrected_text():
+    """Confidences belong to the teacher's words; a corrected text gets them through an alignment."""
+    from asr_distill.quality.review_queue import label_words
+
+    p = _label(
+        "enter GMEF 39", "x", [0.9, 0.9, 0.9, 0.2, 0.1, 0.9, 0.9], label_text="enter g m e f thirty nine"
+    )
+    words = label_words(p)
+    assert [w.text for w in words if w.doubtful] == ["e", "f"]
+    assert words[-1].doubtful is False and words[-1].confidence == 0.9
+
+
+def test_queue_ranks_by_expected_errors_per_second_heard():
+    from asr_distill.quality.review_queue import review_queue
+
+    dense = _label("a b c", "x", [0.1, 0.9, 0.9], [(" a", 0, 0.4), (" b", 0.5, 1), (" c", 1, 2)], id="dense")
+    long = _label("a b c", "x", [0.1, 0.9, 0.9], id="long", duration=8.0)  # the same doubt, 8 s to hear
+    sure = _label("a b c", "x", [0.9, 0.9, 0.9], id="sure", score=-2.0)
+    unknown = _label("a b c", "x", [], id="unknown", score=-1.0)
+    assert [e.label.id for e in review_queue([sure, unknown, long, dense])] == [
+        "dense",
+        "long",
+        "unknown",
+        "sure",
+    ]
+    by_score = review_queue([sure, unknown, long, dense], "utterance")
+    assert [e.label.id for e in by_score] == ["sure", "unknown", "long", "dense"]  # ties keep their order
+
+
+def test_select_by_listening_budget():
+    from asr_distill.quality.review import select_entries
+
+    labels = [_label("a b", "x", [0.1, 0.9], id=f"u{i}", duration=2.0 + i) for i in range(4)]
+    chosen = select_entries(labels, minutes=7.5 / 60)  # 2 s + 3 s fit, 4 s more does not
+    assert [e.label.id for e in chosen] == ["u0", "u1"]
+    with pytest.raises(ValueError, match="exactly one"):
+        select_entries(labels, k=1, minutes=1.0)
+    with pytest.raises(ValueError, match="only one of k, band, minutes"):
+        ReviewOptions(k=1, minutes=1.0)
+    with pytest.raises(ValueError, match="unit"):
+        ReviewOptions(unit="sentence")
+
+
+def test_cli_units_are_the_queues():
+    from asr_distill.commands.review import UNITS
+    from asr_distill.quality import review_queue
+
+    assert UNITS == review_queue.UNITS
+
+
+def test_page_highlights_exactly_the_doubtful_words_and_plays_their_spans(timed_labels, tmp_path):
+    from asr_distill.quality.review import select_entries
+    from asr_distill.testing.review import ODD_WORD
+
+    assert all(p.words for p in timed_labels), "word timings expected on every label"
+    r = export_review(timed_labels, tmp_path / "rev", k=4)
+    page = Path(r.html).read_text()
+    parser = MarkParser()
+    parser.feed(page)
+    chosen = select_entries(timed_labels, k=4)
+    assert parser.rows == [e.label.id for e in chosen]
+    for row, e in zip(parser.row_attrs, chosen, strict=True):
+        doubtful = [w.text for w in e.words if w.doubtful]
+        assert parser.marks[row["data-id"]] == doubtful and doubtful  # the opinion's odd word at least
+        assert doubtful[-1] == e.label.text.split()[-1] and ODD_WORD not in e.label.text
+        runs = json.loads(row["data-runs"])
+        assert [tuple(x[:2]) for x in runs] == list(e.runs)
+        for first, last, start, end in runs:  # a run plays its words' span, padded, inside the clip
+            words = e.words[first : last + 1]
+            assert 0 <= start <= min(w.start for w in words) and max(w.end for w in words) <= end
+            assert end <= e.label.duration + 1e-3 and end - start < e.label.duration or start == 0
+    assert r.doubtful_words == sum(len(v) for v in parser.marks.values())
+    assert r.listen_min <= r.audio_min
+    rows = list(csv.DictReader(io.StringIO(Path(r.tsv).read_text()), delimiter="\t"))
+    assert [x["doubtful"].split()[-1] for x in rows] == [e.label.text.split()[-1] for e in chosen]
+
+
+def test_page_without_timings_plays_the_whole_clip(timed_labels, tmp_path):
+    untimed = [dataclasses.replace(p, words=()) for p in timed_labels]
+    r = export_review(untimed, tmp_path / "rev", k=3)
+    parser = MarkParser()
+    parser.feed(Path(r.html).read_text())
+    for row in parser.row_attrs:
+        runs = json.loads(row["data-runs"])
+        assert runs and all(x[2:] == [0.0, round(float(row["data-duration"]), 3)] for x in runs)
+        assert parser.marks[row["data-id"]]  # still highlighted
+    assert r.listen_min == pytest.approx(r.audio_min, abs=1e-3)
+
+
+class MarkParser(PageParser):
+    """The page's rows (with their attributes) and the highlighted words of each."""
+
+    def __init__(self):
+        super().__init__()
+        self.row_attrs, self.marks, self._mark = [], {}, False
+
+    def handle_starttag(self, tag, attrs):
+        super().handle_starttag(tag, attrs)
+        a = dict(attrs)
+        if tag == "tr" and "data-id" in a:
+            self.row_attrs.append(a)
+            self.marks[a["data-id"]] = []
+        self._mark = tag == "mark" and "doubt" in a.get("class", "") and "data-run" in a
+        if self._mark:
+            self.marks[self.rows[-1]].append("")
+
+    def handle_endtag(self, tag):
+        super().handle_endtag(tag)
+        self._mark = self._mark and tag != "mark"
+
+    def handle_data(self, data):
+        super().handle_data(data)
+        if self._mark:
+            self.marks[self.rows[-1]][-1] += data
+
+
+def test_simulated_reviewer_fixes_only_highlighted_words():
+    from asr_distill.quality.review_sim import simulate
+
+    timings = [(" enter", 0.2, 0.6), (" five", 0.7, 1.1), (" six", 1.2, 1.5), (" please", 2.6, 3.9)]
+    # "five" is wrong and doubtful; "now" is missing far from any highlight
+    p = _label("enter five six please", "enter nine six now please", [0.9, 0.1, 0.9, 0.95], timings)
+    word = simulate([p], "word", 1.0)
+    assert (word.errors_before, word.errors_removed, word.items) == (2, 1, 1)
+    assert word.listened_min == pytest.approx((0.4 + 1.0) / 60, abs=1e-4)
+    whole = simulate([p], "utterance", 1.0)
+    assert (whole.errors_removed, whole.listened_min) == (2, round(4.0 / 60, 4))
+    assert word.removed_per_min == pytest.approx(1 / (1.4 / 60), rel=1e-2)
+    assert whole.removed_per_min == pytest.approx(2 / (4 / 60), rel=1e-2)
+    assert simulate([p], "word", 0.01).items == 0  # 1.4 s does not fit in 0.6 s
+    with pytest.raises(ValueError, match="ref_text"):
+        simulate([_label("a", None, [0.1])], "word", 1.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "ref", "confidences", "fixed"),
+    [
+        ("enter five six", "enter nine six", [0.9, 0.1, 0.9], "enter 9 6"),  # a highlighted substitution
+        ("enter five six", "enter nine six", [0.9, 0.9, 0.9], "enter 5 6"),  # not highlighted: stays
+        ("enter the six", "enter six", [0.9, 0.1, 0.9], "enter 6"),  # a highlighted extra word is deleted
+        ("enter six", "enter five six", [0.1, 0.9], "enter 5 6"),  # a missing word beside a highlight
+        ("enter six please", "enter six now please", [0.1, 0.9, 0.9], "enter 6 please"),  # far from it
+    ],
+)
+def test_fix_highlighted(text, ref, confidences, fixed):
+    from asr_distill.normalise import get_normaliser
+    from asr_distill.quality.review_queue import queue_entry
+    from asr_distill.quality.review_sim import fix_highlighted
+
+    norm = get_normaliser("format_insensitive")
+    e = queue_entry(_label(text, ref, confidences))
+    assert " ".join(fix_highlighted(e, norm(ref).split())) == norm(fixed)
+
+
+def test_simulation_on_real_labels_word_mode_hears_less(timed_labels):
+    """Real labels with real word timings: word review hears less than whole clips, and fixes less.
+
+    Only the made-up opinion's word is doubtful, so it cannot remove more errors than there are.
+    """
+    from asr_distill.quality.review_sim import simulate
+
+    word, whole = simulate(timed_labels, "word", 10), simulate(timed_labels, "utterance", 10)
+    assert whole.items == len(timed_labels) and whole.wer_after == 0.0
+    assert 0 < word.listened_min < whole.listened_min
+    assert 0 <= word.errors_removed <= whole.errors_removed == whole.errors_before

@@ -1,8 +1,10 @@
 """``asr-distill review export|import``: the lightweight human clean-up of doubtful labels.
 
-export: the K least-confident labels (or a score band) of a kept.jsonl as OUT/review.tsv and
-OUT/review.html (audio player, editable text, accept/reject, a save button). import: apply
-review_edits.json (or the edited TSV) with an audit trail.
+export: the head of the review queue of a kept.jsonl (labels with the most expected errors
+fixed per second of listening first; K of them, a score band, or a listening budget) as
+OUT/review.tsv and OUT/review.html: doubtful words highlighted, a click or a key plays them,
+and the page is worked through with the keyboard alone (Enter accept and next, e edit, j/k
+next/previous, s save). import: apply review_edits.json (or the edited TSV) with an audit trail.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import add_force, description, subcommand
+
+UNITS = ("word", "utterance")  # quality.review_queue.UNITS, spelled out so --help imports nothing heavy
 
 FORCE_HELP = "write into an existing --out folder that holds files this step did not write"
 KIND = "review_dir"
@@ -27,9 +31,20 @@ def add_parser(sub) -> None:
     )
     e.add_argument("kept", help="kept.jsonl written by `asr-distill filter`")
     e.add_argument("--out", required=True, help="folder for review.tsv and review.html")
-    # One of these two; ReviewOptions says so when both are given.
-    e.add_argument("--k", type=int, help="the K least-confident labels (default: 10%% of them)")
+    # One of these three; ReviewOptions says so when more are given.
+    e.add_argument(
+        "--k", type=int, help="the first K labels of the review queue (default: 10%% of the labels)"
+    )
     e.add_argument("--band", type=float, nargs=2, metavar=("LO", "HI"), help="labels with LO <= score < HI")
+    e.add_argument("--minutes", type=float, help="as many labels as fit in this many minutes of listening")
+    e.add_argument(
+        "--unit",
+        choices=UNITS,
+        default="word",
+        help="word: highlight and play the doubtful words, ranked by expected errors fixed per second "
+        "heard (needs filter --second; labels without word confidences come last); "
+        "utterance: whole clips, least confident first",
+    )
     add_force(e, FORCE_HELP)
     i = subcommand(
         rsub, "import", run_import, "apply a reviewer's edits (review_edits.json or the edited review.tsv)"
@@ -63,12 +78,15 @@ def run_export(args) -> int:
     from ..outputs import guard_output
     from ..quality.stage import ReviewOptions, run_review_export
 
-    options = ReviewOptions(k=args.k, band=tuple(args.band) if args.band else None)
+    options = ReviewOptions(
+        k=args.k, band=tuple(args.band) if args.band else None, minutes=args.minutes, unit=args.unit
+    )
     kept = _kept(args)
     with guard_output(args.out, inputs=[kept], kind=KIND, force=_force(args)):
         r = run_review_export(kept, Path(args.out), options)
     print(
-        f"{r.items} labels to review ({r.selection}): {r.audio_min:.1f} min of audio, "
+        f"{r.items} labels to review ({r.selection}): {r.doubtful_words} doubtful words, "
+        f"{r.listen_min:.1f} min to listen to of {r.audio_min:.1f} min of audio, "
         f"{r.load_min_per_h:.1f} min per hour labeled -> {r.html} (open in a browser), {r.tsv}"
     )
     return 0

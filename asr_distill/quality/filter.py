@@ -155,6 +155,7 @@ def _pseudo_label(c: Candidate, verdicts: tuple[Verdict, ...]) -> PseudoLabel:
         provenance=lab.provenance,
         ref_text=lab.ref_text,
         speaker=lab.speaker,
+        words=lab.words,
     )
 
 

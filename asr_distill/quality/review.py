@@ -1,11 +1,13 @@
 """Human review: send the doubtful labels to a person, and apply what they decided.
 
-``export`` picks the K least-confident labels (or a confidence band) and writes them as a
-TSV and as one static HTML page: an audio player per row, the label in an editable box,
-accept/reject buttons, and a button that saves the decisions as JSON (a Blob download: no
-server, the page works from a file:// URL or any static host). ``import`` reads that JSON
-(or the TSV, edited in a spreadsheet) and applies it: edited text replaces the label with
-a ``review`` correction, rejected labels move to the dropped set with reason
+``export`` takes labels from the review queue (:mod:`~asr_distill.quality.review_queue`:
+most expected errors fixed per second of listening first; least confident first for
+whole-utterance review or labels without word confidences), K of them, a confidence band,
+or as many as fit in a listening budget, and writes them as a TSV and as one static HTML
+page (:mod:`~asr_distill.quality.review_page`) whose doubtful words are highlighted, play
+their audio, and are reviewed with the keyboard alone. ``import`` reads the JSON the page
+saves (or the TSV, edited in a spreadsheet) and applies it: edited text replaces the label
+with a ``review`` correction, rejected labels move to the dropped set with reason
 ``review_rejected``, and every decision is kept as a :class:`ReviewEntry` (reviewer, time,
 old, new) on the label.
 """
@@ -15,39 +17,42 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as _dt
-import html
 import io
-import json
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .consensus import DOUBTFUL_CONFIDENCE
 from .correct import Correction
 from .edits import ReviewEdit, read_edits, spreadsheet_cell
 from .filter import PseudoLabel, ReviewEntry, Verdict
+from .review_page import ReviewItem, render_html
+from .review_queue import PAD_S, QueueEntry, review_queue, run_interval
 
 REJECT_REASON = "review_rejected"
-TSV_FIELDS = ("id", "decision", "text", "teacher_text", "score", "audio", "offset", "duration")
-
-
-@dataclass(frozen=True)
-class ReviewItem:
-    """One row to review: the label, its confidence and where its audio is for the page."""
-
-    id: str
-    audio: str
-    offset: float
-    duration: float
-    score: float | None
-    text: str
-    teacher_text: str
+TSV_FIELDS = (
+    "id",
+    "decision",
+    "text",
+    "teacher_text",
+    "score",
+    "audio",
+    "offset",
+    "duration",
+    "doubtful",
+    "listen_s",
+)
+DOUBTFUL_SEPARATOR = " | "
 
 
 @dataclass(frozen=True)
 class ReviewExport:
-    """What ``export`` wrote, and the review load it implies."""
+    """What ``export`` wrote, and the review load it implies.
+
+    ``audio_min`` is the audio of the exported clips, ``listen_min`` what the page plays
+    (the doubtful runs, padded, where word timings allow).
+    """
 
     tsv: str
     html: str
@@ -56,6 +61,9 @@ class ReviewExport:
     labeled_hours: float
     load_min_per_h: float
     selection: str
+    listen_min: float = 0.0
+    doubtful_words: int = 0
+    unit: str = "word"
 
 
 @dataclass(frozen=True)
@@ -73,29 +81,63 @@ class ReviewImport:
     reviewer: str = ""
 
 
-def _score_key(p: PseudoLabel) -> float:
-    return -math.inf if p.score is None else p.score
+def select_entries(
+    labels: Sequence[PseudoLabel],
+    *,
+    k: int | None = None,
+    band: tuple[float, float] | None = None,
+    minutes: float | None = None,
+    unit: str = "word",
+) -> list[QueueEntry]:
+    """The head of the review queue: ``k`` labels, a score band, or a listening budget.
+
+    ``band`` keeps the labels with ``band[0] <= score < band[1]``; ``minutes`` as many as
+    fit in that much listening. In queue order either way, so a reviewer who stops early
+    has done the most useful part.
+
+    Raises:
+        ValueError: unless exactly one of ``k``, ``band`` and ``minutes`` is given, or ``unit``
+            is unknown.
+    """
+    if sum(x is not None for x in (k, band, minutes)) != 1:
+        raise ValueError(
+            "give exactly one of k (the first K labels of the queue), band (LO, HI) "
+            "or minutes (a listening budget)"
+        )
+    if k is not None and k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    if minutes is not None and not minutes >= 0:
+        raise ValueError(f"minutes must be >= 0, got {minutes}")
+    if band is not None:
+        labels = [p for p in labels if p.score is not None and band[0] <= p.score < band[1]]
+    queue = review_queue(labels, unit)
+    if k is not None:
+        return queue[:k]
+    if band is not None:
+        return queue
+    out, heard = [], 0.0
+    for e in queue:
+        heard += e.listen_s
+        if heard > minutes * 60:
+            break
+        out.append(e)
+    return out
 
 
 def select_for_review(
-    labels: Sequence[PseudoLabel], *, k: int | None = None, band: tuple[float, float] | None = None
+    labels: Sequence[PseudoLabel],
+    *,
+    k: int | None = None,
+    band: tuple[float, float] | None = None,
+    minutes: float | None = None,
+    unit: str = "word",
 ) -> list[PseudoLabel]:
-    """The ``k`` least-confident labels, or those with ``band[0] <= score < band[1]``.
-
-    Least confident first either way, so a reviewer who stops early has done the worst.
+    """The labels of :func:`select_entries`, in queue order.
 
     Raises:
-        ValueError: unless exactly one of ``k`` and ``band`` is given.
+        ValueError: unless exactly one of ``k``, ``band`` and ``minutes`` is given.
     """
-    if (k is None) == (band is None):
-        raise ValueError("give exactly one of k (the K least-confident labels) or band (LO, HI)")
-    ordered = sorted(labels, key=_score_key)
-    if k is not None:
-        if k < 0:
-            raise ValueError(f"k must be >= 0, got {k}")
-        return ordered[:k]
-    lo, hi = band
-    return [p for p in ordered if p.score is not None and lo <= p.score < hi]
+    return [e.label for e in select_entries(labels, k=k, band=band, minutes=minutes, unit=unit)]
 
 
 def audio_url(audio_filepath: str, page_dir: Path, offset: float, duration: float) -> str:
@@ -121,31 +163,40 @@ def audio_url(audio_filepath: str, page_dir: Path, offset: float, duration: floa
     return url
 
 
-def _items(labels: Sequence[PseudoLabel], page_dir: Path) -> list[ReviewItem]:
-    return [
-        ReviewItem(
-            p.id,
-            audio_url(p.audio_filepath, page_dir, p.offset, p.duration),
-            p.offset,
-            p.duration,
-            p.score,
-            p.text,
-            p.teacher_text,
-        )
-        for p in labels
-    ]
+def _item(e: QueueEntry, page_dir: Path, pad: float = PAD_S) -> ReviewItem:
+    """A queue entry as a page row: each doubtful run with the stretch of audio it plays."""
+    p = e.label
+    plays = []
+    for run in e.runs:
+        heard = run_interval(e.words, run, p.duration, pad) or (0.0, p.duration)
+        plays.append((*run, *heard))
+    return ReviewItem(
+        p.id,
+        audio_url(p.audio_filepath, page_dir, p.offset, p.duration),
+        p.offset,
+        p.duration,
+        p.score,
+        p.text,
+        p.teacher_text,
+        e.words,
+        tuple(plays),
+    )
 
 
 def render_tsv(items: Sequence[ReviewItem]) -> str:
     """The review sheet: edit ``text``, set ``decision`` to accept or reject, save as TSV.
 
-    Cells a spreadsheet would run as formulas (``=``, ``+``, ``-``, ``@``...) start with a quote;
-    :func:`~asr_distill.quality.edits.read_edits` removes it again.
+    ``doubtful`` lists the highlighted words (runs separated by `` | ``) and ``listen_s``
+    the seconds the page plays. Cells a spreadsheet would run as formulas (``=``, ``+``,
+    ``-``, ``@``...) start with a quote; :func:`~asr_distill.quality.edits.read_edits`
+    removes it again.
     """
     buf = io.StringIO()
     w = csv.writer(buf, delimiter="\t", lineterminator="\n")
     w.writerow(TSV_FIELDS)
     for it in items:
+        runs = [" ".join(x.text for x in it.words[a : b + 1]) for a, b, _, _ in it.plays]
+        heard = sum(e - s for _, _, s, e in it.plays) if it.plays else it.duration
         w.writerow(
             [
                 spreadsheet_cell(it.id),
@@ -156,103 +207,26 @@ def render_tsv(items: Sequence[ReviewItem]) -> str:
                 spreadsheet_cell(it.audio),
                 f"{it.offset:.3f}",
                 f"{it.duration:.3f}",
+                spreadsheet_cell(DOUBTFUL_SEPARATOR.join(runs)),
+                f"{heard:.3f}",
             ]
         )
     return buf.getvalue()
 
 
-_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>asr-distill review: {title}</title>
-<style>
-body {{ font-family: sans-serif; margin: 1.5em; }}
-table {{ border-collapse: collapse; width: 100%; }}
-td, th {{ border-bottom: 1px solid #ddd; padding: 6px; vertical-align: top; text-align: left; }}
-textarea {{ width: 100%; min-width: 20em; font-size: 1.05em; }}
-tr.reject {{ background: #fde8e8; }} tr.edited {{ background: #fff8e0; }}
-.teacher {{ color: #666; font-size: 0.9em; }}
-</style></head>
-<body>
-<h1>Review {n} labels</h1>
-<p>{selection}. Listen, correct the text, choose accept or reject, then press <b>Save edits</b>:
-the browser downloads <code>review_edits.json</code>; give it to
-<code>asr-distill review import</code>.</p>
-<p><label>Reviewer <input id="reviewer" name="reviewer" placeholder="your name"></label>
-<button id="save" type="button" onclick="saveEdits()">Save edits</button></p>
-<table id="review">
-<thead><tr><th>#</th><th>audio</th><th>label (editable)</th><th>decision</th><th>score</th></tr></thead>
-<tbody>
-{rows}
-</tbody></table>
-<script>
-const EXPORTED = {exported};
-function rowEdits() {{
-  const out = [];
-  for (const tr of document.querySelectorAll("tr[data-id]")) {{
-    const id = tr.dataset.id;
-    const text = tr.querySelector("textarea").value;
-    const choice = tr.querySelector("input[type=radio]:checked");
-    out.push({{id: id, decision: choice ? choice.value : "accept", text: text}});
-  }}
-  return out;
-}}
-function saveEdits() {{
-  const payload = {{
-    reviewer: document.getElementById("reviewer").value || "anonymous",
-    time: new Date().toISOString(),
-    exported: EXPORTED,
-    edits: rowEdits()
-  }};
-  const blob = new Blob([JSON.stringify(payload, null, 1)], {{type: "application/json"}});
-  const a = document.createElement("a");
-  a.href = URL.createObjectURL(blob);
-  a.download = "review_edits.json";
-  document.body.appendChild(a);
-  a.click();
-  a.remove();
-  return payload;
-}}
-for (const tr of document.querySelectorAll("tr[data-id]")) {{
-  const ta = tr.querySelector("textarea");
-  ta.addEventListener("input", () => tr.classList.toggle("edited", ta.value !== ta.defaultValue));
-  for (const r of tr.querySelectorAll("input[type=radio]"))
-    r.addEventListener("change", () => tr.classList.toggle("reject", r.checked && r.value === "reject"));
-}}
-</script>
-</body></html>
-"""
-
-_ROW = """<tr data-id="{id}">
-<td>{n}</td>
-<td><audio controls preload="none" src="{audio}"></audio></td>
-<td><textarea name="text-{n}" rows="2">{text}</textarea><div class="teacher">teacher: {teacher}</div></td>
-<td><label><input type="radio" name="decision-{n}" value="accept" checked> accept</label><br>
-<label><input type="radio" name="decision-{n}" value="reject"> reject</label></td>
-<td>{score}</td>
-</tr>"""
-
-
-def render_html(items: Sequence[ReviewItem], selection: str) -> str:
-    """One static page; every value is HTML-escaped, the ids also JSON-safe."""
-    rows = "\n".join(
-        _ROW.format(
-            id=html.escape(it.id, quote=True),
-            n=i,
-            audio=html.escape(it.audio, quote=True),
-            text=html.escape(it.text),
-            teacher=html.escape(it.teacher_text),
-            score="" if it.score is None else f"{it.score:.3f}",
-        )
-        for i, it in enumerate(items, start=1)
+def _selection(
+    n: int, k: int | None, band: tuple[float, float] | None, minutes: float | None, unit: str
+) -> str:
+    order = (
+        "most expected errors fixed per second of listening first"
+        if unit == "word"
+        else "least confident first"
     )
-    exported = json.dumps({"selection": selection, "items": len(items)}).replace("</", "<\\/")
-    return _PAGE.format(
-        title=html.escape(selection),
-        n=len(items),
-        selection=html.escape(selection),
-        rows=rows,
-        exported=exported,
-    )
+    if k is not None:
+        return f"the first {n} labels of the review queue ({order})"
+    if band is not None:
+        return f"labels with {band[0]:g} <= score < {band[1]:g} ({order})"
+    return f"the {n} labels of the review queue that fit in {minutes:g} min of listening ({order})"
 
 
 def export_review(
@@ -261,26 +235,26 @@ def export_review(
     *,
     k: int | None = None,
     band: tuple[float, float] | None = None,
+    minutes: float | None = None,
+    unit: str = "word",
 ) -> ReviewExport:
-    """Write ``review.tsv`` and ``review.html`` in ``out_dir`` for the selected labels.
+    """Write ``review.tsv`` and ``review.html`` in ``out_dir`` for the head of the review queue.
 
-    The review load is the audio to listen to, in minutes, per hour of ``labels``.
+    The review load is the audio of the exported clips, in minutes, per hour of ``labels``;
+    ``listen_min`` is what the page plays (for ``unit="word"``: the padded doubtful runs).
     """
     from ..jsonl import atomic_write_text
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    chosen = select_for_review(labels, k=k, band=band)
-    selection = (
-        f"the {len(chosen)} least-confident labels"
-        if k is not None
-        else f"labels with {band[0]:g} <= score < {band[1]:g}"
-    )
-    items = _items(chosen, out)
+    chosen = select_entries(labels, k=k, band=band, minutes=minutes, unit=unit)
+    selection = _selection(len(chosen), k, band, minutes, unit)
+    items = [_item(e, out) for e in chosen]
     tsv, page = out / "review.tsv", out / "review.html"
     atomic_write_text(tsv, render_tsv(items))
     atomic_write_text(page, render_html(items, selection))
-    audio_min = sum(p.duration for p in chosen) / 60
+    audio_min = sum(e.label.duration for e in chosen) / 60
+    listen_min = sum(e.listen_s if unit == "word" else e.label.duration for e in chosen) / 60
     hours = sum(p.duration for p in labels) / 3600
     return ReviewExport(
         str(tsv),
@@ -290,6 +264,9 @@ def export_review(
         round(hours, 4),
         round(audio_min / hours, 3) if hours else 0.0,
         selection,
+        round(listen_min, 3),
+        sum(w.doubtful for e in chosen for w in e.words),
+        unit,
     )
 
 
@@ -359,6 +336,7 @@ def apply_review(
 
 
 __all__ = [
+    "DOUBTFUL_CONFIDENCE",
     "REJECT_REASON",
     "ReviewEdit",
     "ReviewExport",
@@ -370,5 +348,6 @@ __all__ = [
     "read_edits",
     "render_html",
     "render_tsv",
+    "select_entries",
     "select_for_review",
 ]

@@ -28,6 +28,7 @@ from .edits import check_reviewer
 from .filter import FilterResult, PseudoLabel, filter_labels, read_labels, read_pseudo_labels
 from .filter_report import DEFAULT_REVIEW_FRACTION
 from .review import ReviewExport, ReviewImport, apply_review, export_review, read_edits
+from .review_queue import UNITS
 from .rules import CONFIDENCE_RULE, MIN_AGREEMENT, FilterConfig, check_confidence_choice
 
 log = logging.getLogger(__name__)
@@ -243,18 +244,29 @@ class ReviewOptions:
     """Every option of ``asr-distill review``, named as its flags and the pipeline's ``review`` keys.
 
     Attributes:
-        k: export the K least-confident labels (None, without ``band``: 10 % of them).
+        k: export the first K labels of the review queue (None, without ``band`` or
+            ``minutes``: 10 % of the labels).
         band: export the labels with ``band[0] <= score < band[1]`` instead.
+        minutes: export as many as fit in this many minutes of listening instead.
+        unit: ``word`` (doubtful words highlighted and played, labels ranked by expected
+            errors fixed per second of listening) or ``utterance`` (whole clips, least
+            confident first).
         reviewer: who reviewed, for the audit (None: the name the review page saved).
     """
 
     k: int | None = None
     band: tuple[float, float] | None = None
+    minutes: float | None = None
+    unit: str = "word"
     reviewer: str | None = None
 
     def __post_init__(self) -> None:
-        if self.k is not None and self.band is not None:
-            raise ValueError("give only one of k, band")
+        if sum(x is not None for x in (self.k, self.band, self.minutes)) > 1:
+            raise ValueError("give only one of k, band, minutes")
+        if self.unit not in UNITS:
+            raise ValueError(f"unit must be one of {UNITS}, got {self.unit!r}")
+        if self.minutes is not None and not self.minutes >= 0:
+            raise ValueError(f"minutes must be >= 0, got {self.minutes}")
 
 
 def run_review_export(kept: Path, out: Path, options: ReviewOptions) -> ReviewExport:
@@ -267,10 +279,10 @@ def run_review_export(kept: Path, out: Path, options: ReviewOptions) -> ReviewEx
     """
     labels = read_pseudo_labels(kept)
     k = options.k
-    if k is None and options.band is None:
+    if k is None and options.band is None and options.minutes is None:
         k = math.ceil(DEFAULT_REVIEW_FRACTION * len(labels))
     band = tuple(options.band) if options.band else None
-    r = export_review(labels, out, k=k, band=band)
+    r = export_review(labels, out, k=k, band=band, minutes=options.minutes, unit=options.unit)
     report = {**r.__dict__, "kept": str(kept)}
     atomic_write_text(Path(out) / "review_report.json", json.dumps(report, indent=1) + "\n")
     return r

@@ -1,0 +1,133 @@
+"""Word-level vs whole-utterance review: label errors removed per minute of audio listened to.
+
+    python benchmarks/review_sim.py --corpus an4 --every 6 --corpus speechocean762 --every 20
+
+For each corpus, a deterministic subset of its pool (every Nth line) is labeled through the
+CLI with Whisper base (``--word-timestamps``) and tiny.en, filtered with ``--second``, and
+a simulated reviewer (:mod:`asr_distill.quality.review_sim`: the reference transcript stands
+in for the person) works through the review queue with a budget of minutes listened, in
+each mode: ``utterance`` (today: whole clips, least confident first, label replaced by the
+reference), ``utterance_queue`` (whole clips in the word queue's order) and ``word`` (only
+the highlighted words changed, only their padded spans heard). Pools: ``kept`` (what the
+review stage gets) and ``all`` (kept + dropped). The bar: word review removes at least 2x
+the label errors per minute listened of whole-utterance review.
+
+Writes ``benchmarks/results/review_sim.json``; errors are word edits under the
+``format_insensitive`` normaliser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from asr_distill.jsonl import atomic_write_text
+from asr_distill.quality.filter import read_pseudo_labels
+from asr_distill.quality.review_queue import PAD_S
+from asr_distill.quality.review_sim import MODES, simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+POOLS = {"an4": DATA / "an4" / "train.jsonl", "speechocean762": DATA / "speechocean762" / "pool.jsonl"}
+BUDGETS_MIN = (0.5, 1.0, 2.0)
+BAR = 2.0
+
+
+def subset(pool: Path, every: int, out: Path) -> Path:
+    """Every ``every``-th line of ``pool`` with absolute audio paths (the first line included)."""
+    lines = [json.loads(x) for x in pool.read_text().splitlines() if x.strip()][::every]
+    for d in lines:
+        d["audio_filepath"] = str((pool.parent / d["audio_filepath"]).resolve())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, "".join(json.dumps(d) + "\n" for d in lines))
+    return out
+
+
+def cli(*argv: str) -> None:
+    """``asr-distill ARGV`` in a child process, echoed; stops the benchmark if it fails."""
+    cmd = [sys.executable, "-m", "asr_distill.cli", *argv]
+    print("+", shlex.join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def prepare(corpus: str, every: int, work: Path) -> Path:
+    """Label (base with word timings, tiny.en) and filter; returns the filter's folder. Reruns resume."""
+    d = work / corpus
+    manifest = subset(POOLS[corpus], every, d / "subset.jsonl")
+    base, tiny, filtered = d / "base.jsonl", d / "tiny_en.jsonl", d / "filtered"
+    cli("label", str(manifest), "--out", str(base), "--model", "base", "--word-timestamps")
+    cli("label", str(manifest), "--out", str(tiny), "--model", "tiny.en")
+    cli("filter", str(base), "--second", str(tiny), "--out", str(filtered))
+    return filtered
+
+
+def compare(labels, budgets: list[float]) -> dict:
+    """Every mode at every budget, and word vs utterance removed-per-minute ratios."""
+    rows = {m: [asdict(simulate(labels, m, b)) for b in budgets] for m in MODES}
+    ratios = []
+    for u, w in zip(rows["utterance"], rows["word"], strict=True):
+        rate = u["removed_per_min"]
+        ratios.append(round(w["removed_per_min"] / rate, 3) if rate else None)
+    return {"budgets_min": budgets, "modes": rows, "ratio_word_vs_utterance": ratios}
+
+
+def evaluate(filtered: Path) -> dict:
+    """The simulation on the kept labels and on all labels, at fixed budgets and the whole word queue."""
+    kept = read_pseudo_labels(filtered / "kept.jsonl")
+    every = kept + read_pseudo_labels(filtered / "dropped.jsonl")
+    out = {}
+    for name, labels in (("kept", kept), ("all", every)):
+        whole = simulate(labels, "word", 1e9)  # the word queue to its end: every highlighted run heard
+        budgets = sorted({*BUDGETS_MIN, round(whole.listened_min, 3)})
+        out[name] = {
+            "labels": len(labels),
+            "audio_min": round(sum(p.duration for p in labels) / 60, 3),
+            "with_word_timings": sum(bool(p.words) for p in labels),
+            "with_word_confidence": sum(bool(p.word_confidence) for p in labels),
+            "word_queue_min": whole.listened_min,
+            **compare(labels, budgets),
+        }
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--corpus", action="append", choices=sorted(POOLS), required=True)
+    ap.add_argument("--every", action="append", type=int, required=True, help="one per --corpus")
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "review_sim")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "review_sim.json")
+    args = ap.parse_args(argv)
+    if len(args.every) != len(args.corpus):
+        ap.error("give one --every per --corpus")
+    missing = [c for c in args.corpus if not POOLS[c].is_file()]
+    if missing:
+        ap.error(f"{', '.join(missing)}: not found under {DATA}")
+    corpora = {}
+    for corpus, every in zip(args.corpus, args.every, strict=True):
+        corpora[corpus] = {"every": every, **evaluate(prepare(corpus, every, args.work))}
+    headline = {c: r["all"]["ratio_word_vs_utterance"] for c, r in corpora.items()}
+    result = {
+        "bar": f"word review removes >= {BAR}x the label errors per minute listened of utterance review",
+        "normaliser": "format_insensitive",
+        "teacher": "base (--word-timestamps)",
+        "second_opinion": "tiny.en",
+        "pad_s": PAD_S,
+        "ratio_word_vs_utterance_all": headline,
+        "corpora": corpora,
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+        "command": "python " + " ".join(sys.argv),
+    }
+    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    print(json.dumps(headline))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
