@@ -30,6 +30,7 @@ ORDER = (
     "evaluate",
     "report",
     "run",
+    "doctor",
 )
 
 

@@ -183,12 +183,14 @@ def _load(
     item: Utterance | Skip,
     done: frozenset[str] | set[str],
     done_skips: frozenset[tuple[str, str]] | set[tuple[str, str]] | None = None,
+    segmenter: str = "energy",
 ) -> list:
     """Decode one manifest record into segments, leaving out what a previous run wrote.
 
     A manifest-level skip (broken line, duplicate id) may share its id with a line that is
     labeled, so with ``done_skips`` it counts as done only when the same ``(id, reason)``
     was recorded; judging it by id alone would drop the other line's label on resume.
+    ``segmenter`` cuts recordings over 30 s (``audio.iter_segments``).
     """
     from .audio import iter_segments
 
@@ -198,7 +200,8 @@ def _load(
         return [] if item.id in done else [item]
     if item.id in done:
         return []
-    return [s for s in iter_segments(item) if (s.id if isinstance(s, Skip) else s[0].id) not in done]
+    segments = iter_segments(item, segmenter)
+    return [s for s in segments if (s.id if isinstance(s, Skip) else s[0].id) not in done]
 
 
 def _batches(segments: Iterator, batch_size: int) -> Iterator[tuple[list, list[Skip]]]:
@@ -278,7 +281,7 @@ def _engine(run: LabelRun) -> tuple[Teacher, Backend]:
 
 
 def label_batches(
-    manifest: str | Path,
+    manifest: str | Path | Iterable[Utterance | Skip],
     run: LabelRun | None = None,
     *,
     done_ids: set[str] | frozenset[str] = frozenset(),
@@ -289,7 +292,8 @@ def label_batches(
 
     Args:
         manifest: NeMo JSON Lines manifest (see ``manifest.read_manifest``), a saved Hugging
-            Face dataset or a lhotse CutSet (see ``interop.inputs.read_input``).
+            Face dataset or a lhotse CutSet (see ``interop.inputs.read_input``), or records
+            already read from one (``ray_engine``'s actors get theirs so; ``run.shard`` unused).
         run: the teacher, backend, batching and seed (default ``LabelRun()``).
         done_ids: utterance/segment ids needing no work.
         done_skips: the ``(id, reason)`` pairs of skips already recorded (None:
@@ -319,10 +323,14 @@ def label_batches(
 
 def _segments(manifest, run: LabelRun, done_ids, done_skips) -> Iterator:
     """The manifest's records decoded to audio ahead of the model, minus what is already done."""
-    records = read_input(manifest, shard=run.shard)
+    if run.segmenter == "silero":
+        from .vad import load_vad
+
+        load_vad()  # a missing extra fails here, before the first long recording is reached
+    records = read_input(manifest, shard=run.shard) if isinstance(manifest, (str, os.PathLike)) else manifest
     return _prefetch(
         records,
-        lambda r: _load(r, done_ids, done_skips),
+        lambda r: _load(r, done_ids, done_skips, run.segmenter),
         run.loader_threads,
         depth=run.batch_size * 4,
         weight=_audio_weight,
@@ -430,8 +438,52 @@ def label_to_file(
     _refuse_if_locked(out)  # at once, not after loading the model (the writers lock for real)
     start = time.perf_counter()
     teacher, engine = _engine(run)
+    with open_label_files(out, [manifest], force=force) as files:
+        batches = label_batches(
+            manifest,
+            replace(run, teacher=teacher),
+            done_ids=files.done,
+            done_skips=files.done_skips,
+            engine=engine,
+        )
+        labeled, skipped, audio_s = _write_batches(batches, files.labels, files.skips)
+    return LabelStats(labeled, skipped, files.already_done, audio_s, time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class LabelFiles:
+    """A label file and its skips file, open for resumable appends, and what they already hold.
+
+    Attributes:
+        labels: the writer of the label file (one ``TeacherLabel`` per line).
+        skips: the writer of its ``.skips`` file.
+        done: ids needing no work: labeled, or skipped for their content (``SKIP_REASONS``).
+        done_skips: ``(id, reason)`` of every skip already recorded.
+    """
+
+    labels: ResumableJsonlWriter
+    skips: ResumableJsonlWriter
+    done: set[str]
+    done_skips: set[tuple[str, str]]
+
+    @property
+    def already_done(self) -> int:
+        """Ids a previous run labeled or skipped (what a rerun leaves alone)."""
+        return len(self.done | {i for i, _ in self.done_skips})
+
+
+@contextmanager
+def open_label_files(out: str | Path, inputs: list, *, force: bool = False) -> Iterator[LabelFiles]:
+    """Open ``out`` and its skips file for one writer: locked, a torn last line cut, done ids read.
+
+    The one way a labeling run writes its output, whichever engine decodes (``label_to_file``,
+    ``ray_engine.label_ray``). Call ``check_output_files`` first. ``force`` empties a file
+    this toolkit did not write before it is opened; a full or read-only disk is reported as
+    ``OutputNotWritableError``, even when the block raises it.
+    """
+    out = Path(out)
     if force:
-        _clear_foreign(out, [manifest])
+        _clear_foreign(out, inputs)
     with (
         _clear_write_errors(out),
         ResumableJsonlWriter(out) as lw,
@@ -441,12 +493,7 @@ def label_to_file(
         done = lw.done_ids | {i for i, reason in done_skips if reason in SKIP_REASONS}
         if done or done_skips:
             log.info("resuming %s: %d ids already done", out, len(lw.done_ids | sw.done_ids))
-        batches = label_batches(
-            manifest, replace(run, teacher=teacher), done_ids=done, done_skips=done_skips, engine=engine
-        )
-        labeled, skipped, audio_s = _write_batches(batches, lw, sw)
-    already = len(done | {i for i, _ in done_skips})
-    return LabelStats(labeled, skipped, already, audio_s, time.perf_counter() - start)
+        yield LabelFiles(lw, sw, done, done_skips)
 
 
 def _write_batches(

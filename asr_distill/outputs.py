@@ -170,6 +170,21 @@ _CT2 = {
     "preprocessor_config.json": _json_object,
     "asr_distill.json": _json_object,
 }
+_ONNX = {
+    "encoder.onnx": None,
+    "decoder.onnx": None,
+    "config.json": _json_object,
+    "asr_distill.json": _json_object,
+}
+
+
+def _ggml(path: Path) -> str | None:
+    """A whisper.cpp model file: its first four bytes are the GGML magic (or it is empty)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return None if head in (b"", b"lmgg") else "it is not a GGML model file"
+
+
 _TRAIN = {
     "checkpoints": None,
     "logs": None,
@@ -217,6 +232,8 @@ OUTPUT_KINDS: dict[str, OutputKind] = {
         OutputKind("manifest", folder=False, file_check=_manifest),
         OutputKind("export", folder=False, file_check=_student_pt),
         OutputKind("export_ct2", folder=True, names=_CT2),
+        OutputKind("export_onnx", folder=True, names=_ONNX),
+        OutputKind("export_ggml", folder=False, file_check=_ggml),
         OutputKind("filter_dir", folder=True, names=_FILTER),
         OutputKind("review_dir", folder=True, names=_REVIEW, apart_from_inputs=True),
         OutputKind(

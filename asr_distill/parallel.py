@@ -39,6 +39,7 @@ from .jsonl import OutputLockedError, OutputNotWritableError, exclusive_lock
 from .label import LabelRun, LabelStats, check_output_files, find_shards, label_to_file, merge_shards
 from .proc import tie_to_parent
 from .teacher.errors import TeacherNotFoundError
+from .teacher.options import ENGINES
 
 log = logging.getLogger(__name__)
 
@@ -119,18 +120,30 @@ def label_job(
     workers: int = 1,
     threads: int = 0,
     force: bool = False,
+    engine: str = "local",
+    address: str | None = None,
 ) -> LabelStats | ParallelStats:
     """The label stage as ``asr-distill label`` and the pipeline both run it.
 
-    ``workers > 1`` (or a torchrun launch) labels with that many processes and merges
-    (:func:`label_parallel`); otherwise this process labels ``run.shard`` (or everything) with
-    ``threads`` torch threads (0: as they are) through :func:`label.label_to_file`. The other
-    arguments are theirs.
+    ``engine="ray"`` runs it as a Ray Data job with ``workers`` teacher actors on the cluster
+    at ``address`` (:func:`asr_distill.ray_engine.label_ray`). Locally, ``workers > 1`` (or a
+    torchrun launch) labels with that many processes and merges (:func:`label_parallel`);
+    otherwise this process labels ``run.shard`` (or everything) with ``threads`` torch threads
+    (0: as they are) through :func:`label.label_to_file`. The other arguments are theirs.
 
     Raises:
-        ValueError: ``workers`` and ``run.shard`` together (both split a job).
+        ValueError: ``workers`` and ``run.shard`` together (both split a job), a shard or a
+            torchrun launch with the Ray engine, or an unknown ``engine``.
     """
     run = run or LabelRun()
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "ray":
+        if run.shard or launched_by_torchrun():
+            raise ValueError("the Ray engine splits the job itself; drop --shard and torchrun")
+        from .ray_engine import label_ray
+
+        return label_ray(manifest, out, run, workers=workers, address=address, force=force)
     if workers > 1 or launched_by_torchrun():
         if run.shard:
             raise ValueError("--workers and --shard both split a job; use one")
@@ -206,18 +219,30 @@ def _checked_world(manifest: str | Path, out: str | Path, workers: int, run: Lab
 
     Everything ``label_parallel`` refuses is refused here, before a process is spawned.
     """
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    if not isinstance(run.teacher, (str, os.PathLike)):
-        raise ValueError("label_parallel needs the teacher's name or path: each worker loads its own copy")
-    if run.shard:
-        raise ValueError("label_parallel makes one shard per worker; leave run.shard unset")
+    check_split_job(run, workers)
     world = int(os.environ["WORLD_SIZE"]) if launched_by_torchrun() else workers
     if world != workers:
         log.warning("torchrun started %d ranks; labeling with %d workers, not %d", world, world, workers)
     check_output_files(out, [manifest], force=force)
     _check_no_other_run(out, world)
     return world
+
+
+def check_split_job(run: LabelRun, workers: int, who: str = "label_parallel") -> None:
+    """Refuse a job split among ``workers`` processes (or Ray actors) that could not run.
+
+    Each worker loads its own teacher, so ``run.teacher`` must be a name or path; the
+    workers are the split, so ``run.shard`` must be unset.
+
+    Raises:
+        ValueError: naming what to change.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if not isinstance(run.teacher, (str, os.PathLike)):
+        raise ValueError(f"{who} needs the teacher's name or path: each worker loads its own copy")
+    if run.shard:
+        raise ValueError(f"{who} splits the job among its workers; leave run.shard unset")
 
 
 def _run_job(job: _Job, world: int) -> ParallelStats:
@@ -350,6 +375,7 @@ def _free_port() -> int:
 __all__ = [
     "ParallelStats",
     "available_cores",
+    "check_split_job",
     "job_lock",
     "label_parallel",
     "launched_by_torchrun",

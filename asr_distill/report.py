@@ -244,22 +244,50 @@ def _eval_dir(run: Path) -> Path | None:
 
 
 def _eval_section(run: Path, out: Path, plots: list[str]) -> list[str]:
-    from .evaluate import format_breakdown, format_comparisons, format_table, load_evaluation
+    """The evaluation's section, when the run holds one (``eval/summary.json``)."""
+    from .evaluate import load_suite
 
     d = _eval_dir(run)
-    if d is None:
-        return []
-    ev = load_evaluation(d)
-    lines = [
-        "## Models on the test set",
+    return [] if d is None else _suite_section(load_suite(d), d, out, plots)
+
+
+def _suite_section(suite: Any, d: Path, out: Path, plots: list[str]) -> list[str]:
+    """Every model on every test set, regressions, then the in-domain set in detail."""
+    body = _eval_intro(suite) + _eval_sets(suite) + _eval_detail(suite.primary, out, plots)
+    for name, ev in list(suite.sets.items())[1:]:
+        body += _eval_set_tables(f"### {name}: `{ev.manifest}`", ev)
+    where = f"`{d}/<model>/alignment.txt` (in-domain; `<model>@<set>/` for the others)"
+    return body + [f"Per-utterance alignments: {where}, worst first, and `alignment.jsonl`.", ""]
+
+
+def _eval_intro(suite: Any) -> list[str]:
+    sets = ", ".join(f"{name} (`{ev.manifest}`)" for name, ev in suite.sets.items())
+    return [
+        "## Models on the test sets",
         "",
-        f"Test manifest `{ev.manifest}`; every WER uses the `{ev.normaliser}` normaliser on both sides. "
-        "CI: bootstrap over utterances. RTFx: audio seconds per wall second of decoding (model "
-        "loading excluded), on this machine.",
-        "",
-        format_table(ev.results),
+        f"Test sets: {sets}. Every WER uses the `{suite.primary.normaliser}` normaliser on both sides; "
+        "every model decodes with the same loop-guarded search. CI: bootstrap over utterances. "
+        "ins %: inserted words per 100 reference words (loops and hallucinations show there "
+        "first). RTFx: audio seconds per wall second of decoding (model loading excluded), on "
+        "this machine.",
         "",
     ]
+
+
+def _eval_sets(suite: Any) -> list[str]:
+    from .evaluate import format_regressions, format_sets
+
+    lines = []
+    if len(suite.sets) > 1 or suite.skipped:
+        lines += ["### Every model on every test set", "", format_sets(suite), ""]
+    regressions = format_regressions(suite.regressions, checked=bool(suite.baselines))
+    return lines + ([regressions, ""] if regressions else [])
+
+
+def _eval_set_tables(title: str, ev: Any) -> list[str]:
+    from .evaluate import format_comparisons, format_table
+
+    lines = [title, "", format_table(ev.results), ""]
     if ev.comparisons:
         lines += [
             "Paired bootstrap (same utterances, same resamples):",
@@ -267,6 +295,14 @@ def _eval_section(run: Path, out: Path, plots: list[str]) -> list[str]:
             format_comparisons(ev.comparisons),
             "",
         ]
+    return lines
+
+
+def _eval_detail(ev: Any, out: Path, plots: list[str]) -> list[str]:
+    """The in-domain set: its tables, the accuracy-speed plot, WER by duration and by speaker."""
+    from .evaluate import format_breakdown
+
+    lines = _eval_set_tables("### In domain", ev)
     png = plot_wer_vs_rtfx(ev.results, out / WER_RTFX_PNG)
     plots.append(png.name)
     lines += [f"![WER vs RTFx]({png.name})", ""]
@@ -274,10 +310,6 @@ def _eval_section(run: Path, out: Path, plots: list[str]) -> list[str]:
     for r in ev.results:
         if len(r.per_speaker) > 1 and len(r.per_speaker) <= MAX_SPEAKER_ROWS:
             lines += [f"### WER by speaker: {r.model}", "", format_breakdown(r.per_speaker, "speaker"), ""]
-    lines += [
-        f"Per-utterance alignments: `{d}/<model>/alignment.txt` (worst first) and `alignment.jsonl`.",
-        "",
-    ]
     return lines
 
 

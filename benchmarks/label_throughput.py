@@ -1,7 +1,10 @@
 """Labeling throughput: batched teacher vs sequential ``whisper.transcribe``, side by side.
 
 Every system labels the same utterances with the same model in one process, one after
-another, so the ratios are not skewed by a machine that got busier between runs.
+another, so the ratios are not skewed by a machine that got busier between runs. The peers
+are openai-whisper's ``transcribe`` and faster-whisper's own ``WhisperModel.transcribe`` (int8,
+greedy, its defaults otherwise), each called once per file; float32 and bf16 encoders run
+beside ``--precision auto`` so the measured choice can be checked against both.
 
     python benchmarks/label_throughput.py [--model base] [--synthetic 100] [--an4 ../shared/data/an4]
 
@@ -14,9 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -27,8 +30,8 @@ from asr_distill.label import LabelRun, label
 from asr_distill.manifest import read_manifest
 from asr_distill.metrics import word_error_rate
 from asr_distill.records import Skip, TeacherLabel, Utterance
-from asr_distill.teacher import load_teacher
-from asr_distill.teacher.backends import cpu_has_bf16, make_backend
+from asr_distill.teacher import load_teacher, precision
+from asr_distill.teacher.backends import make_backend
 from asr_distill.teacher.options import FULL_CONTEXT, ContextFloor, LabelOptions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +39,9 @@ RESULTS = ROOT / "benchmarks" / "results" / "label_throughput.json"
 SEQUENTIAL = "sequential whisper.transcribe (greedy + fallback)"
 DEFAULT = "batched, PyTorch backend, 20 s floor, encoder precision auto (shipped default)"
 FP32 = "batched, PyTorch backend, 20 s floor, float32 encoder (--precision fp32)"
+BF16 = "batched, PyTorch backend, 20 s floor, bfloat16 encoder (--precision bf16)"
 FASTER = "batched, faster-whisper int8 backend, 20 s floor (--backend faster-whisper)"
+FW_TRANSCRIBE = "faster-whisper WhisperModel.transcribe per file (int8, greedy)"
 
 
 def _corpora(args) -> list[Path]:
@@ -89,6 +94,24 @@ def run_sequential(model, utts: list[Utterance]) -> tuple[dict[str, str], float]
     return hyps, time.perf_counter() - t
 
 
+def run_faster_whisper_transcribe(model, utts: list[Utterance]) -> tuple[dict[str, str], float]:
+    """What most people run on a CPU: faster-whisper's ``transcribe``, one file at a time.
+
+    int8, greedy (``beam_size=1``), English given as to every system here; everything else
+    is faster-whisper's default (temperature fallback, conditioning on previous text, no VAD).
+    Audio loading is inside the clock, as for the others.
+    """
+    from asr_distill.audio import load_audio
+
+    hyps = {}
+    t = time.perf_counter()
+    for u in utts:
+        audio = load_audio(u.audio_filepath, u.offset, u.duration)
+        segments, _ = model.transcribe(audio, language="en", beam_size=1)
+        hyps[u.id] = "".join(s.text for s in segments).strip()
+    return hyps, time.perf_counter() - t
+
+
 def run_batched(manifest: Path, run: LabelRun) -> tuple[dict[str, str], float]:
     """The label stage as shipped (model compute and audio loading both inside the clock)."""
     t = time.perf_counter()
@@ -117,7 +140,7 @@ def _score(name: str, refs, hyps, wall: float, audio_s: float) -> dict:
     return row
 
 
-def main() -> None:
+def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="base")
     ap.add_argument("--synthetic", type=int, default=100)
@@ -133,76 +156,107 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu or cuda (the issue's bar is for 2 CPU cores)")
     ap.add_argument("--manifests", nargs="*", help="label these manifests (with references) instead")
     ap.add_argument("--out", default=str(RESULTS))
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    return ap.parse_args()
 
-    utts = _utterances(_corpora(args))
-    manifest = _write_manifest(utts, ROOT / ".cache" / "bench_label" / "manifest.jsonl")
-    ids = _ids(manifest)
-    by_id = {u.id: u for u in read_manifest(manifest)}
-    refs = [by_id[i].text for i in ids]
-    audio_s = sum(by_id[i].duration for i in ids)
-    teacher = load_teacher(args.model, device=args.device)
-    print(f"{len(ids)} utterances, {audio_s / 60:.1f} min, model {args.model}, {args.threads} threads")
 
-    # warm-up, so no system pays for first-call allocation
-    list(label(manifest, LabelRun(teacher, batch_size=2, shard=(0, max(1, len(ids) // 4)))))
+def _faster_whisper_model(teacher, args):
+    """faster-whisper's own model on the teacher's CTranslate2 weights, or None where it cannot run."""
+    if args.device != "cpu" or teacher.ct2_dir is None:
+        print(f"{FW_TRANSCRIBE}: not run (device {args.device}, CTranslate2 dir {teacher.ct2_dir})")
+        return None
+    from faster_whisper import WhisperModel
 
+    return WhisperModel(str(teacher.ct2_dir), device="cpu", compute_type="int8", cpu_threads=args.threads)
+
+
+def _systems(teacher, args, fw_model) -> dict:
+    """Name -> a ``LabelRun`` for the batched labeler, or a function of the utterances for a peer."""
+    b = args.batch_size
     systems = {
-        SEQUENTIAL: None,
-        FASTER: LabelRun(
-            teacher, "faster-whisper", LabelOptions(), batch_size=args.batch_size, device=args.device
-        ),
-        DEFAULT: LabelRun(teacher, batch_size=args.batch_size),
-        FP32: LabelRun(teacher, batch_size=args.batch_size, precision="fp32"),
+        SEQUENTIAL: lambda utts: run_sequential(teacher.model, utts),
+        FW_TRANSCRIBE: lambda utts: run_faster_whisper_transcribe(fw_model, utts),
+        FASTER: LabelRun(teacher, "faster-whisper", LabelOptions(), batch_size=b, device=args.device),
+        DEFAULT: LabelRun(teacher, batch_size=b),
+        FP32: LabelRun(teacher, batch_size=b, precision="fp32"),
+        BF16: LabelRun(teacher, batch_size=b, precision="bf16"),
         "batched, 15 s floor (--min-window 15)": LabelRun(
-            teacher, options=LabelOptions(windows=ContextFloor(15.0)), batch_size=args.batch_size
+            teacher, options=LabelOptions(windows=ContextFloor(15.0)), batch_size=b
         ),
         "batched, 10 s floor (--min-window 10)": LabelRun(
-            teacher, options=LabelOptions(windows=ContextFloor(10.0)), batch_size=args.batch_size
+            teacher, options=LabelOptions(windows=ContextFloor(10.0)), batch_size=b
         ),
     }
+    if fw_model is None:
+        del systems[FW_TRANSCRIBE]
     if args.device != "cpu":  # the GPU image has no CTranslate2 built for its CUDA
         del systems[FASTER]
+    if "bf16" not in precision.candidates(torch.device(args.device)):  # bf16 emulated: not a candidate
+        del systems[BF16]
     if args.levers:  # each lever on its own, to see what wins
         systems.update(
             {
                 "batched, full 30 s context": LabelRun(
-                    teacher, options=LabelOptions(windows=FULL_CONTEXT), batch_size=args.batch_size
+                    teacher, options=LabelOptions(windows=FULL_CONTEXT), batch_size=b
                 ),
                 "batch 1, 20 s floor": LabelRun(teacher, batch_size=1),
                 "faster-whisper int8, batched, 10 s floor": LabelRun(
-                    teacher, "faster-whisper", LabelOptions(windows=ContextFloor(10.0)), args.batch_size
+                    teacher, "faster-whisper", LabelOptions(windows=ContextFloor(10.0)), b
                 ),
                 "faster-whisper int8, batched, full 30 s context": LabelRun(
-                    teacher, "faster-whisper", LabelOptions(windows=FULL_CONTEXT), args.batch_size
+                    teacher, "faster-whisper", LabelOptions(windows=FULL_CONTEXT), b
                 ),
             }
         )
-    # Rounds: every system labels one slice of the data, then the next slice, so a machine
-    # that gets busier or quieter during the run affects all systems alike.
+    return systems
+
+
+def _run_rounds(systems: dict, ids: list[str], by_id: dict, rounds: int):
+    """Every system labels one slice of the data, then the next one.
+
+    A machine that gets busier or quieter during the run then affects all systems alike.
+    """
     hyps: dict[str, dict[str, str]] = {name: {} for name in systems}
     wall = dict.fromkeys(systems, 0.0)
-    for r in range(args.rounds):
+    for r in range(rounds):
         part = _write_manifest(
-            [by_id[i] for i in ids[r :: args.rounds]], ROOT / ".cache" / "bench_label" / f"round{r}.jsonl"
+            [by_id[i] for i in ids[r::rounds]], ROOT / ".cache" / "bench_label" / f"round{r}.jsonl"
         )
         for name, run in systems.items():
-            if run is None:
-                out, w = run_sequential(teacher.model, list(read_manifest(part)))
-            else:
+            if isinstance(run, LabelRun):
                 out, w = run_batched(part, run)
+            else:
+                out, w = run(list(read_manifest(part)))
             hyps[name].update(out)
             wall[name] += w
         print(
-            f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n[:24]} {w:.0f}s" for n, w in wall.items()),
+            f"round {r + 1}/{rounds}: " + ", ".join(f"{n[:24]} {w:.0f}s" for n, w in wall.items()),
             flush=True,
         )
-    rows = [_score(name, refs, [hyps[name][i] for i in ids], wall[name], audio_s) for name in systems]
-    seq = rows[0]
-    batched = next(r for r in rows if r["system"] == DEFAULT)
-    faster = next((r for r in rows if r["system"] == FASTER), {"rtfx": None, "wer": None})
-    result = {
+    return hyps, wall
+
+
+def machine(teacher, device: str) -> dict:
+    """The machine beside each speed figure: CPU model and flags, torch, and the precision probe."""
+    dev = torch.device(device)
+    probe = precision.load_decisions()[0].get(precision.current_key(teacher, dev))
+    return {
+        **precision.machine(),
+        "cpu_count": os.cpu_count(),
+        "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
+        "precision_probe": asdict(probe) if probe else None,
+    }
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a and b else None
+
+
+def _result(args, rows: list[dict], teacher, ids: list[str], audio_s: float) -> dict:
+    by_name = {r["system"]: r for r in rows}
+    none = {"rtfx": None, "wer": None}
+    seq, batched, faster = by_name[SEQUENTIAL], by_name[DEFAULT], by_name.get(FASTER, none)
+    fw, fp32, bf16 = by_name.get(FW_TRANSCRIBE, none), by_name[FP32], by_name.get(BF16, none)
+    return {
         "model": args.model,
         "utterances": len(ids),
         "audio_s": round(audio_s, 2),
@@ -215,30 +269,50 @@ def main() -> None:
         "wer_sequential": seq["wer"],
         "wer_batched": batched["wer"],
         "rtfx_batched_faster_whisper": faster["rtfx"],
-        "ratio_faster_whisper": faster["rtfx"] and round(faster["rtfx"] / seq["rtfx"], 2),
+        "ratio_faster_whisper": _ratio(faster["rtfx"], seq["rtfx"]),
         "wer_batched_faster_whisper": faster["wer"],
+        "rtfx_faster_whisper_transcribe": fw["rtfx"],
+        "wer_faster_whisper_transcribe": fw["wer"],
+        "ratio_vs_faster_whisper_transcribe": _ratio(batched["rtfx"], fw["rtfx"]),
         "precision": make_backend(teacher).precision,
-        "ratio_fp32_encoder": round(next(r for r in rows if r["system"] == FP32)["rtfx"] / seq["rtfx"], 2),
+        "ratio_fp32_encoder": _ratio(fp32["rtfx"], seq["rtfx"]),
+        "ratio_bf16_encoder": _ratio(bf16["rtfx"], seq["rtfx"]),
+        "auto_vs_fastest_precision": _ratio(batched["rtfx"], max(fp32["rtfx"], bf16["rtfx"] or 0)),
         "normaliser": "whisper_en",
         "systems": rows,
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "cpu_bf16_units": cpu_has_bf16(),
-            "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
-        },
+        "machine": machine(teacher, args.device),
         "command": "python " + " ".join(sys.argv),
     }
+
+
+def main() -> None:
+    args = _args()
+    torch.set_num_threads(args.threads)
+
+    utts = _utterances(_corpora(args))
+    manifest = _write_manifest(utts, ROOT / ".cache" / "bench_label" / "manifest.jsonl")
+    ids = _ids(manifest)
+    by_id = {u.id: u for u in read_manifest(manifest)}
+    refs = [by_id[i].text for i in ids]
+    audio_s = sum(by_id[i].duration for i in ids)
+    teacher = load_teacher(args.model, device=args.device)
+    print(f"{len(ids)} utterances, {audio_s / 60:.1f} min, model {args.model}, {args.threads} threads")
+
+    # warm-up, so no system pays for first-call allocation (nor ``auto`` for its one-time probe)
+    warm = list(read_manifest(manifest))[:2]
+    list(label(manifest, LabelRun(teacher, batch_size=2, shard=(0, max(1, len(ids) // 4)))))
+    fw_model = _faster_whisper_model(teacher, args)
+    if fw_model is not None:
+        run_faster_whisper_transcribe(fw_model, warm)
+    print(f"precision auto -> {make_backend(teacher).precision} ({precision.cache_path()})")
+
+    systems = _systems(teacher, args, fw_model)
+    hyps, wall = _run_rounds(systems, ids, by_id, args.rounds)
+    rows = [_score(name, refs, [hyps[name][i] for i in ids], wall[name], audio_s) for name in systems]
+    result = _result(args, rows, teacher, ids, audio_s)
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
-    print(
-        json.dumps(
-            {
-                k: result[k]
-                for k in ("ratio", "rtfx_sequential", "rtfx_batched", "wer_sequential", "wer_batched")
-            }
-        )
-    )
+    keys = ("ratio", "ratio_vs_faster_whisper_transcribe", "auto_vs_fastest_precision", "precision")
+    print(json.dumps({k: result[k] for k in (*keys, "rtfx_sequential", "rtfx_batched", "wer_batched")}))
 
 
 if __name__ == "__main__":

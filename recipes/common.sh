@@ -36,6 +36,38 @@ if [ -z "${PYTHON:-}" ]; then
   if [ -x "$REPO/.venv/bin/python" ]; then PYTHON="$REPO/.venv/bin/python"; else PYTHON=python3; fi
 fi
 
+SHARED_DATA="${SHARED_DATA:-$REPO/../shared/data}"  # AN4 and speechocean762 (out-of-domain test sets)
+
+# prepare_ood NAME=SRC...: stage 0's out-of-domain test sets, each copied once with absolute
+# paths to OUT/data/ood/NAME.jsonl (smoke: the first 3 lines, small: every 5th, full: all). An
+# absent SRC is said, and the evaluate stage skips that set with the reason.
+prepare_ood() {
+  local spec name src subset=()
+  want 0 || return 0
+  case "$size" in smoke) subset=(--first 3) ;; small) subset=(--every 5) ;; esac
+  mkdir -p "$out/data/ood"
+  for spec in "$@"; do
+    name="${spec%%=*}" src="${spec#*=}"
+    [ -f "$out/data/ood/$name.jsonl" ] && continue
+    if [ -f "$src" ]; then
+      "$PYTHON" "$REPO/recipes/tools/manifest_subset.py" "$src" "$out/data/ood/$name.jsonl" ${subset[@]+"${subset[@]}"}
+    else
+      log "out-of-domain set $name: $src not found (set SHARED_DATA); evaluation will skip it"
+    fi
+  done
+}
+
+# synth_ood NAME: the support recipe's test calls (Piper, seed 2: the same sentences; smoke 3,
+# small 50, full 300) as OUT/data/ood/NAME/manifest.jsonl; without Piper it is said, and skipped.
+synth_ood() {
+  local n=300
+  want 0 || return 0
+  [ -f "$out/data/ood/$1/manifest.jsonl" ] && return 0
+  case "$size" in smoke) n=3 ;; small) n=50 ;; esac
+  "$ASR_DISTILL" synth --n "$n" --seed 2 --out "$out/data/ood/$1" \
+    || log "out-of-domain set $1: synthesis failed (is piper-tts installed?); evaluation will skip it"
+}
+
 # want N: true when stage N is inside --stage/--stop-stage
 want() { [ "$1" -ge "$stage" ] && [ "$1" -le "$stop_stage" ]; }
 

@@ -58,6 +58,7 @@ def test_every_stage_has_a_subcommand():
         "evaluate",
         "report",
         "run",
+        "doctor",
     } <= set(_subcommands())
 
 

@@ -12,14 +12,21 @@ import random
 import pytest
 
 from asr_distill.evaluate import (
+    IN_DOMAIN,
+    REGRESSION_MARK,
+    Scoring,
     bootstrap_wer,
     corpus_score,
     duration_bucket,
+    find_regressions,
     load_evaluation,
+    load_suite,
     paired_bootstrap,
     parse_model_spec,
+    parse_set_spec,
     per_duration,
     per_speaker,
+    resolve_baselines,
     score_utterances,
 )
 from asr_distill.metrics import word_error_rate
@@ -132,20 +139,123 @@ def test_model_specs_name_rows():
     assert parse_model_spec("tiny.en") == ("tiny.en", "tiny.en")
 
 
+def test_regressions_are_flagged_where_a_student_is_significantly_worse_and_nowhere_else():
+    """Known answer: the same as its baseline in domain, far worse on one set, better on another."""
+    refs, good = _pairs(120, (0, 0, 1), seed=11)
+    _, bad = _pairs(120, (1, 2, 3), seed=11)
+    base = score_utterances(refs, good, "whisper_basic")
+    worse = score_utterances(refs, bad, "whisper_basic")
+    scores = {
+        IN_DOMAIN: {"tiny": base, "student": base},
+        "ood": {"tiny": base, "student": worse},
+        "other": {"tiny": worse, "student": base},
+    }
+    scoring = Scoring("whisper_basic", (), resamples=300)
+    (r,) = find_regressions(scores, {"student": "tiny"}, scoring)
+    assert (r.set, r.model, r.baseline) == ("ood", "student", "tiny")
+    assert r.wer > r.baseline_wer and r.delta == pytest.approx(r.wer - r.baseline_wer)
+    assert 0 < r.delta_ci.low <= r.delta <= r.delta_ci.high and r.p_value < 0.05
+    assert find_regressions(scores, {}, scoring) == []  # no baseline, nothing to judge against
+
+
+def test_test_set_specs_and_baseline_names_are_checked():
+    assert parse_set_spec("an4=../an4/test.jsonl") == ("an4", "../an4/test.jsonl")
+    assert parse_set_spec("test.jsonl") == (IN_DOMAIN, "test.jsonl")
+    with pytest.raises(ValueError, match="NAME=MANIFEST"):
+        parse_set_spec("=x.jsonl")
+    pairs = [("tiny", "tiny.en"), ("student", "s.pt")]
+    assert resolve_baselines(pairs, {"student": "tiny"}) == {"student": "tiny"}
+    with pytest.raises(ValueError, match="'base' is not a model evaluated"):
+        resolve_baselines(pairs, {"student": "base"})
+
+
+def test_a_student_checkpoint_names_the_model_it_started_from(tmp_path):
+    import torch
+
+    adapted, cut = tmp_path / "adapted.pt", tmp_path / "cut.pt"
+    torch.save(
+        {"asr_distill": {"training_config": {"init": "tiny.en"}, "teacher": {"name": "base"}}}, adapted
+    )
+    torch.save({"asr_distill": {"training_config": {"init": "teacher"}, "teacher": {"name": "base"}}}, cut)
+    pairs = [("teacher", "base"), ("tiny", "tiny.en"), ("adapted", str(adapted)), ("cut", str(cut))]
+    assert resolve_baselines(pairs, None) == {"adapted": "tiny", "cut": "teacher"}
+
+
+def _fake_transcribe(model, manifest, *, name=None, **_):
+    """Hypotheses without decoding: the references, with every word wrong for "student" on "ood"."""
+    from pathlib import Path
+
+    from asr_distill.records import Transcription
+
+    rows = [json.loads(x) for x in Path(manifest).read_text().splitlines()]
+    refs = tuple(r["text"] for r in rows)
+    hyps = tuple(" ".join(["zulu"] * 10) if "ood" in str(manifest) and name == "student" else r for r in refs)
+    n = len(rows)
+    return Transcription(
+        name, str(model), 1, tuple(r["id"] for r in rows), refs, hyps, (1.0,) * n, (None,) * n, n, 1
+    )
+
+
+def test_named_sets_through_evaluate_with_a_regression_and_an_absent_set(tmp_path, monkeypatch):
+    import asr_distill.evaluate as ev_module
+    from asr_distill.evaluate import evaluate
+
+    monkeypatch.setattr(ev_module, "transcribe", _fake_transcribe)
+    refs, _ = _pairs(40, (0,), seed=3)
+    for name in ("test", "ood"):
+        lines = [
+            json.dumps({"id": f"{name}{i}", "audio_filepath": "x.wav", "text": r}) for i, r in enumerate(refs)
+        ]
+        (tmp_path / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    sets = {
+        "ood": tmp_path / "ood.jsonl",
+        "absent": tmp_path / "absent.jsonl",
+        IN_DOMAIN: tmp_path / "test.jsonl",
+    }
+    out = tmp_path / "eval"
+    suite = evaluate(
+        ["base", "student=s.pt"], sets, out, scoring=Scoring(resamples=200), baselines={"student": "base"}
+    )
+    assert list(suite.sets) == [IN_DOMAIN, "ood"] and "does not exist" in suite.skipped["absent"]
+    assert [(r.set, r.model) for r in suite.regressions] == [("ood", "student")]
+    assert suite.sets["ood"].results[1].wer == 100.0 and suite.primary.results[1].wer == 0.0
+    for folder in ("base", "student", "base@ood", "student@ood"):
+        assert (out / folder / "result.json").is_file(), folder
+    summary = json.loads((out / "summary.json").read_text())
+    assert [m["model"] for m in summary["models"]] == ["base", "student"]  # the in-domain set, as before
+    assert summary["regressions"][0]["set"] == "ood" and summary["skipped_sets"] == suite.skipped
+    assert load_suite(out) == suite and load_evaluation(out).results == suite.primary.results
+    table = (out / "table.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| student |") and "[" in line)
+    assert row.count(REGRESSION_MARK) == 1 and row.index(REGRESSION_MARK) > row.index("100.00")
+    assert "absent: skipped" in table and "ins %" in table
+
+
+def test_a_single_manifest_summary_from_before_named_sets_still_reads(tmp_path):
+    old = {"manifest": "t.jsonl", "normaliser": "format_insensitive", "models": [], "comparisons": []}
+    (tmp_path / "summary.json").write_text(json.dumps(old))
+    suite = load_suite(tmp_path)
+    assert list(suite.sets) == [IN_DOMAIN] and suite.primary.manifest == "t.jsonl" and not suite.regressions
+
+
 @pytest.mark.slow
 def test_evaluate_command_on_real_audio(an4_fixture, tmp_path, capsys):
-    """``asr-distill evaluate`` with tiny.en on the 8 AN4 clips: files, figures, reuse."""
+    """``asr-distill evaluate`` with tiny.en on the 8 AN4 clips and a 3-clip set: files, figures, reuse."""
+    from conftest import fixture_lines, write_manifest
+
     from asr_distill.cli import main
     from asr_distill.jsonl import read_jsonl
 
     out = tmp_path / "eval"
+    few = write_manifest(tmp_path / "few.jsonl", fixture_lines()[:3])
     argv = ["evaluate", "tiny=tiny.en", "--manifest", str(an4_fixture), "--out", str(out)]
+    argv += ["--set", f"few={few}", "--set", f"gone={tmp_path / 'gone.jsonl'}"]
     argv += ["--resamples", "200", "--no-progress"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "| tiny |" in printed and "format_insensitive" in printed
+    assert "skipping test set gone" in printed and "| tiny |" in printed and "format_insensitive" in printed
     for name in ("hyps.jsonl", "alignment.jsonl", "alignment.txt", "result.json", "timing.json"):
-        assert (out / "tiny" / name).is_file(), name
+        assert (out / "tiny" / name).is_file() and (out / "tiny@few" / name).is_file(), name
     ev = load_evaluation(out)
     (r,) = ev.results
     hyps = list(read_jsonl(out / "tiny" / "hyps.jsonl"))
@@ -157,6 +267,8 @@ def test_evaluate_command_on_real_audio(an4_fixture, tmp_path, capsys):
     assert r.rtfx > 0 and 30e6 < r.params < 45e6  # tiny.en: 37M parameters
     assert "whisper_en" in r.other_wer
     assert sum(g.utterances for g in r.per_speaker) == 8
+    suite = load_suite(out)
+    assert suite.sets["few"].results[0].score.utterances == 3 and "gone" in suite.skipped
     assert json.loads((out / "summary.json").read_text())["normaliser"] == "format_insensitive"
     # a second call reuses the saved hypotheses: same figures, no decoding
     timing = (out / "tiny" / "timing.json").read_text()

@@ -46,7 +46,14 @@ def _config(tmp: Path) -> dict:
                 "trainer.max_epochs": 1,
             },
         },
-        "evaluate": {"models": {}, "resamples": 100},
+        "evaluate": {
+            "models": {},
+            "resamples": 100,
+            "sets": {
+                "few": str(write_manifest(tmp / "data" / "few.jsonl", lines[4:6])),
+                "gone": "gone.jsonl",
+            },
+        },
     }
 
 
@@ -75,6 +82,8 @@ def _config(tmp: Path) -> dict:
         ({"label": {"min_window": 12}}, "label.min_window: expected one of 10, 15, 20, 30, got 12"),
         ({"label": {"beam_size": 0}}, "label: beam_size must be >= 1"),
         ({"label": {"workers": 0}}, "label.workers: must be >= 1, got 0"),
+        ({"evaluate": {"sets": {"in_domain": "x.jsonl"}}}, "evaluate.sets: 'in_domain' cannot name a set"),
+        ({"evaluate": {"sets": ["x.jsonl"]}}, "evaluate.sets: expected a mapping"),
     ],
 )
 def test_bad_configs_name_the_key(tmp_path, change, message):
@@ -156,6 +165,8 @@ def test_paths_resolve_against_the_config_folder(tmp_path):
     assert cfg.data.train == str(tmp_path / "run" / "data" / "train.jsonl")
     assert cfg.label.teacher == "base"  # a model name stays a name
     assert cfg.label.second == str(tmp_path / "models" / "x.pt")
+    sets = config_from_dict(_config(tmp_path), base_dir=tmp_path).evaluate.sets
+    assert sets["gone"] == str(tmp_path / "gone.jsonl") and sets["few"].endswith("few.jsonl")
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +197,14 @@ def test_a_run_chains_every_stage_and_writes_its_artefacts(finished_run):
     teacher = summary["models"][0]
     assert teacher["wer"] < 30 and teacher["normaliser"] == "format_insensitive"
     assert summary["comparisons"][0]["a"] == "student" and summary["comparisons"][0]["b"] == "teacher"
+    # the out-of-domain set beside it, the absent one skipped with its reason, the baseline read
+    # from the student's checkpoint (cut from the teacher)
+    assert list(summary["sets"]) == ["in_domain", "few"] and "gone" in summary["skipped_sets"]
+    assert [m["model"] for m in summary["sets"]["few"]["models"]] == ["teacher", "student"]
+    assert summary["baselines"] == {"student": "teacher"} and isinstance(summary["regressions"], list)
+    assert (root / "eval" / "student@few" / "alignment.txt").is_file()
     report = Path(result.report).read_text()
+    assert "Every model on every test set" in report and "gone: skipped" in report
     for png in ("wer_vs_rtfx.png", "label_wer_vs_retention.png", "training_curves.png"):
         assert f"]({png})" in report
         assert (root / "report" / png).read_bytes()[:8] == PNG_MAGIC

@@ -1,15 +1,17 @@
-"""``asr-distill export``: a student checkpoint → openai-whisper ``.pt`` (+ CTranslate2 folder).
+"""``asr-distill export``: a student checkpoint → openai-whisper ``.pt`` (+ CTranslate2, ONNX, GGML).
 
-Write CKPT's student as an openai-whisper checkpoint that whisper.load_model opens, and with --ct2
-as a CTranslate2 folder that faster_whisper.WhisperModel opens. Both carry the student's
-self-description (tokenizer, normaliser, window policy, training config, label provenance).
+Write CKPT's student as an openai-whisper checkpoint that whisper.load_model opens; with --ct2
+as a CTranslate2 folder that faster_whisper.WhisperModel opens; with --onnx as an ONNX folder
+(encoder + decoder with a key/value cache) that onnxruntime runs; with --ggml as a whisper.cpp
+model file. Each carries the student's self-description (tokenizer, normaliser, window policy,
+training config, label provenance), and asr-distill evaluate takes each as a model.
 """
 
 from __future__ import annotations
 
 from . import add_force, add_out, subcommand
 
-SUMMARY = "export a trained student: openai-whisper .pt (and a CTranslate2 folder for faster-whisper)"
+SUMMARY = "export a trained student: openai-whisper .pt (and CTranslate2, ONNX, GGML for other runtimes)"
 
 
 def add_parser(sub) -> None:
@@ -18,14 +20,24 @@ def add_parser(sub) -> None:
     p.add_argument("ckpt", help="Lightning checkpoint written by asr-distill train (RUN/checkpoints/*.ckpt)")
     add_out(p, "output .pt")
     p.add_argument("--ct2", default=None, metavar="DIR", help="also write a CTranslate2 folder here")
+    p.add_argument(
+        "--onnx",
+        default=None,
+        metavar="DIR",
+        help="also write an ONNX folder (encoder.onnx, decoder.onnx) here",
+    )
+    p.add_argument(
+        "--ggml", default=None, metavar="FILE", help="also write a whisper.cpp GGML model file here"
+    )
     p.add_argument("--half", action="store_true", help="store float16 weights in the .pt (half the size)")
-    add_force(p, "replace an existing --out (or --ct2 folder) that export did not write")
+    add_force(p, "replace an existing --out (or --ct2/--onnx folder, --ggml file) that export did not write")
 
 
 def _outputs(args) -> list[tuple[str, str, list[str]]]:
-    """``(path, kind, inputs)`` of each output: the ``.pt``, and the CTranslate2 folder when asked."""
+    """``(path, kind, inputs)`` of each output: the ``.pt``, and each other format asked for."""
     found = [(args.out, "export", [args.ckpt])]
-    return found + ([(args.ct2, "export_ct2", [args.ckpt, args.out])] if args.ct2 else [])
+    others = [(args.ct2, "export_ct2"), (args.onnx, "export_onnx"), (args.ggml, "export_ggml")]
+    return found + [(out, kind, [args.ckpt, args.out]) for out, kind in others if out]
 
 
 def _force(args, out: str, kind: str) -> bool:
@@ -33,7 +45,7 @@ def _force(args, out: str, kind: str) -> bool:
     from pathlib import Path
 
     path = Path(out)
-    return args.force and (not path.exists() or path.is_dir() == (kind == "export_ct2"))
+    return args.force and (not path.exists() or path.is_dir() == (kind in ("export_ct2", "export_onnx")))
 
 
 def _cmd_export(args) -> int:
@@ -63,4 +75,19 @@ def _cmd_export(args) -> int:
                     "tokenizer.json from; export the .pt only"
                 )
             print(f"wrote {export_ct2(module.model, args.ct2, side, desc)}")
+        _other_formats(args, module, desc)
     return 0
+
+
+def _other_formats(args, module, desc: dict) -> None:
+    """The ONNX folder and the GGML file, when asked for (outputs already guarded)."""
+    from pathlib import Path
+
+    if args.onnx:
+        from ..student.onnx import export_onnx
+
+        print(f"wrote {export_onnx(module.model, args.onnx, desc)}")
+    if args.ggml:
+        from ..student.ggml import export_ggml
+
+        print(f"wrote {export_ggml(module.model, Path(args.ggml), desc, module.model.is_multilingual)}")

@@ -92,7 +92,8 @@ def _add_speed_options(p) -> None:
         "--precision",
         choices=PRECISIONS,
         default="auto",
-        help="encoder dtype (auto: fp16 on CUDA, bf16 on CPUs with bf16 units, else fp32); "
+        help="encoder dtype (auto: the fastest of fp32 and bf16/fp16 that agrees with fp32, timed once on "
+        "this machine and cached; see asr-distill doctor); "
         "with faster-whisper, the compute type (auto: int8 on CPU)",
     )
 
@@ -200,16 +201,16 @@ def run(args) -> int:
         precision=args.precision,
         segmenter=args.segmenter,
     )
-    if args.engine == "ray":
-        if args.shard or launched_by_torchrun():
-            raise SystemExit("error: --engine ray splits the job itself; drop --shard and torchrun")
-        from ..ray_engine import label_ray
-
-        stats = label_ray(
-            manifest, out, run, workers=args.workers, address=args.ray_address, force=args.force
-        )
-    else:
-        stats = label_job(manifest, out, run, workers=args.workers, threads=args.threads, force=args.force)
+    stats = label_job(
+        manifest,
+        out,
+        run,
+        workers=args.workers,
+        threads=args.threads,
+        force=args.force,
+        engine=args.engine,
+        address=args.ray_address,
+    )
     print(
         f"labeled {stats.labeled} (already done {stats.already_done}), skipped {stats.skipped}, "
         f"{stats.audio_s / 60:.1f} min of audio at RTFx {stats.rtfx:.1f} -> {written}"

@@ -1,4 +1,4 @@
-"""Evaluation: transcribe a test manifest with one or more models and measure them.
+"""Evaluation: transcribe named test sets with one or more models and measure them.
 
 Every number is computed from per-utterance error counts under one named normaliser
 (:mod:`asr_distill.normalise`, the registry the filter and correction stages use), so a
@@ -8,28 +8,30 @@ the per-utterance alignment file all agree with each other and with
 
 Speed is RTFx (seconds of audio per wall second of decoding, model loading excluded),
 size is the parameter count. A paired bootstrap over utterances says whether one model
-beats another on the same test set, or whether the gap is within the noise.
+beats another on the same test set, or whether the gap is within the noise. Every model is
+measured on every set (``in_domain`` and any out-of-domain ones), decoded by the same
+guarded search (:func:`.decoding.guarded`: no side wins by the other's repetition loops);
+a student significantly worse than the model it started from on any set is a regression.
 
 Evaluation leaves fixed artefacts per model (``hyps.jsonl``, ``alignment.jsonl``,
 ``alignment.txt``, ``result.json``) and, for several models, ``summary.json`` and
 ``table.md``: the icefall habit of decoding once and keeping every error inspectable.
 
-The package in data-flow order: :mod:`.decoding` (transcribe and time a model, then
-measure it), :mod:`.scoring` (per-utterance counts and breakdowns), :mod:`.bootstrap`
-(confidence intervals, paired comparisons), :mod:`.tables` (markdown) and
-:mod:`.artefacts` (the files); the records are in :mod:`asr_distill.records`.
+The package in data-flow order: :mod:`.options` (scoring and decoding settings),
+:mod:`.decoding` (transcribe and time a model, then measure it), :mod:`.scoring`
+(per-utterance counts and breakdowns), :mod:`.bootstrap` (confidence intervals, paired
+comparisons), :mod:`.sets` (named test sets, baselines, regressions), :mod:`.tables`
+(markdown) and :mod:`.artefacts` (the files); the records are in :mod:`asr_distill.records`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..metrics import DEFAULT_NORMALISER
-from ..normalise import get_normaliser
 from ..records import (
     SIGNIFICANCE,
     Evaluation,
@@ -42,17 +44,20 @@ from ..records import (
 )
 from ..safe_load import load_checkpoint
 from .artefacts import (
+    format_suite,
     load_evaluation,
+    load_suite,
     load_transcription,
+    model_folder,
     result_dict,
     save_transcription,
-    slug,
     write_alignment,
     write_result,
     write_summary,
 )
 from .bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap_wer, paired_bootstrap
-from .decoding import EVAL_TEMPERATURES, measure, resolve_device, transcribe
+from .decoding import EVAL_TEMPERATURES, guarded, is_ggml_model, measure, resolve_device, transcribe
+from .options import Decoding, Scoring
 from .scoring import (
     DURATION_EDGES_S,
     corpus_score,
@@ -61,7 +66,27 @@ from .scoring import (
     per_speaker,
     score_utterances,
 )
-from .tables import format_breakdown, format_comparisons, format_params, format_table
+from .sets import (
+    IN_DOMAIN,
+    EvaluationSuite,
+    Regression,
+    available,
+    find_regressions,
+    named_sets,
+    parse_set_spec,
+    resolve_baselines,
+    started_from,
+)
+from .tables import (
+    REGRESSION_MARK,
+    format_breakdown,
+    format_comparisons,
+    format_params,
+    format_regressions,
+    format_sets,
+    format_table,
+    insertion_rate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +106,9 @@ def check_model_files(models: Sequence[Any]) -> None:
     """Refuse, before anything is decoded or written, a model file that would run code when loaded.
 
     Args:
-        models: as :func:`evaluate` takes them; only existing files are read (names and
-            CTranslate2 folders pass).
+        models: as :func:`evaluate` takes them; only existing files are read (names,
+            CTranslate2 and ONNX folders pass; a GGML file is not a torch file, and its
+            reader checks it).
 
     Raises:
         UnsafeCheckpointError: a checkpoint names Python objects to build or call (nothing is run).
@@ -90,103 +116,81 @@ def check_model_files(models: Sequence[Any]) -> None:
     """
     for m in models:
         _, model = parse_model_spec(m) if isinstance(m, str) else tuple(m)
-        if isinstance(model, str | os.PathLike) and os.path.isfile(model):
+        if isinstance(model, str | os.PathLike) and os.path.isfile(model) and not is_ggml_model(model):
             load_checkpoint(model)
 
 
 def evaluate(
     models: Sequence[Any],
-    manifest: str | Path,
+    sets: str | Path | Mapping[str, str | Path],
     out_dir: str | Path | None = None,
     *,
-    normaliser: str = DEFAULT_NORMALISER,
-    other_normalisers: Sequence[str] = ("whisper_en",),
-    batch_size: int = 8,
-    backend: str = "whisper",
-    device: str = "auto",
-    options: dict[str, Any] | None = None,
-    resamples: int = DEFAULT_RESAMPLES,
-    level: float = DEFAULT_LEVEL,
-    seed: int = DEFAULT_SEED,
+    scoring: Scoring | None = None,
+    decoding: Decoding | None = None,
+    baselines: Mapping[str, str] | None = None,
     reuse: bool = True,
-    progress: bool = False,
-) -> Evaluation:
-    """Evaluate several models on one manifest and compare each with the first.
+) -> EvaluationSuite:
+    """Evaluate several models on named test sets and compare them, set by set.
 
     Args:
         models: ``(name, model)`` pairs or specs ``"name=model"`` / ``"model"`` (see :func:`transcribe`).
-        manifest: test manifest with reference ``text``.
-        out_dir: gets ``<name>/`` per model, ``summary.json`` and ``table.md``; None keeps all in memory.
-        normaliser: the normaliser every headline figure uses.
-        other_normalisers: further normalisers whose WER is reported beside it.
-        batch_size: clips per forward pass.
-        backend: ``whisper`` or ``faster-whisper``.
-        device: ``cpu``, ``cuda``, ``cuda:N``, or ``auto`` (the GPU when there is one).
-        options: per-model ``LabelOptions`` by name (default: see :func:`transcribe`).
-        resamples: bootstrap resamples behind every interval and comparison.
-        level: the confidence level of the intervals.
-        seed: the bootstrap's seed, so a rerun gives the same intervals.
+        sets: ``{name: manifest}`` with reference ``text``: ``in_domain`` plus any out-of-domain
+            sets; a single manifest is the in-domain set. An out-of-domain set whose manifest
+            is missing is skipped, its reason logged and recorded.
+        out_dir: gets a folder per model and set (:func:`model_folder`), ``summary.json`` and
+            ``table.md``; None keeps all in memory.
+        scoring: normalisers and bootstrap settings (default :class:`Scoring`).
+        decoding: how every model decodes (default :class:`Decoding`: the guarded search).
+        baselines: model name -> the evaluated model it started from, whose significant
+            win on any set is a regression; None reads it from each student's checkpoint.
         reuse: take hypotheses saved in ``out_dir`` over decoding again (their speed is the saved run's).
-        progress: show a progress bar while decoding.
 
     Returns:
-        An :class:`Evaluation`; ``comparisons`` pair every later model with the first (the
-        reference system, e.g. the teacher) and the last with each other one.
+        An :class:`EvaluationSuite`: per set, ``comparisons`` pair every later model with the
+        first (the reference system, e.g. the teacher) and the last with each other one.
+
+    Raises:
+        FileNotFoundError: the in-domain (first) set's manifest is missing.
+        ValueError: repeated model names, an unknown normaliser or baseline.
     """
-    pairs = _model_pairs(models, normaliser, other_normalisers)
+    scoring, decoding = scoring or Scoring(), decoding or Decoding()
+    pairs = _model_pairs(models)
+    present, skipped = available(named_sets(sets))
+    base = resolve_baselines(pairs, baselines)
     out = Path(out_dir) if out_dir is not None else None
-    measured: dict[str, tuple[ModelResult, list[UtteranceScore]]] = {}
-    for name, model in pairs:
-        folder = out / slug(name) if out is not None else None
-        t = _transcription(
-            name,
-            model,
-            manifest,
-            folder,
-            reuse=reuse,
-            batch_size=batch_size,
-            backend=backend,
-            device=device,
-            options=(options or {}).get(name),
-            progress=progress,
-        )
-        measured[name] = _measured(
-            name, t, manifest, folder, normaliser, other_normalisers, resamples, level, seed
-        )
-    return _summary(manifest, normaliser, measured, out, resamples, level, seed)
+    evaluations, scores = {}, {}
+    for set_name, manifest in present.items():
+        measured: dict[str, tuple[ModelResult, list[UtteranceScore]]] = {}
+        for name, model in pairs:
+            folder = model_folder(out, name, set_name) if out is not None else None
+            t = _transcription(name, model, manifest, folder, decoding, reuse)
+            measured[name] = _measured(name, t, manifest, folder, scoring)
+        evaluations[set_name] = _summary(manifest, measured, out, scoring)
+        scores[set_name] = {name: s for name, (_, s) in measured.items()}
+    regressions = find_regressions(scores, base, scoring)
+    suite = EvaluationSuite(evaluations, tuple(regressions), base, skipped, str(out) if out else None)
+    if out is not None:
+        write_summary(suite, out)
+    return suite
 
 
 def _measured(
-    name: str,
-    t: Transcription,
-    manifest: str | Path,
-    folder: Path | None,
-    normaliser: str,
-    other_normalisers: Sequence[str],
-    resamples: int,
-    level: float,
-    seed: int,
+    name: str, t: Transcription, manifest: str | Path, folder: Path | None, scoring: Scoring
 ) -> tuple[ModelResult, list[UtteranceScore]]:
     """Score one model's hypotheses, log its headline figures and keep its artefacts in ``folder``."""
-    result, scores = measure(
-        t,
-        manifest,
-        normaliser,
-        other_normalisers=other_normalisers,
-        resamples=resamples,
-        level=level,
-        seed=seed,
-    )
+    result, scores = measure(t, manifest, scoring)
     if folder is not None:
         write_alignment(scores, folder)
         write_result(result, folder)
     log.info(
-        "%s: WER %.2f%% [%.2f, %.2f] (%s), RTFx %.1f, %d params",
+        "%s on %s: WER %.2f%% [%.2f, %.2f] (%s), insertions %.2f%%, RTFx %.1f, %d params",
         name,
+        manifest,
         result.wer,
         result.ci.low,
         result.ci.high,
-        normaliser,
+        scoring.normaliser,
+        insertion_rate(result.score),
         result.rtfx,
         result.params,
     )
@@ -195,35 +199,20 @@ def _measured(
 
 def _summary(
     manifest: str | Path,
-    normaliser: str,
     measured: dict[str, tuple[ModelResult, list[UtteranceScore]]],
     out: Path | None,
-    resamples: int,
-    level: float,
-    seed: int,
+    scoring: Scoring,
 ) -> Evaluation:
-    """The evaluation of every measured model, with its paired comparisons; saved when ``out`` is set."""
+    """One set's evaluation of every measured model, with its paired comparisons."""
     scores = {name: s for name, (_, s) in measured.items()}
-    comparisons = _comparisons(list(measured), scores, normaliser, resamples, level, seed)
+    comparisons = _comparisons(list(measured), scores, scoring)
     results = tuple(r for r, _ in measured.values())
-    ev = Evaluation(
-        str(manifest), normaliser, results, tuple(comparisons), str(out) if out is not None else None
-    )
-    if out is not None:
-        write_summary(ev, out)
-    return ev
+    where = str(out) if out is not None else None
+    return Evaluation(str(manifest), scoring.normaliser, results, tuple(comparisons), where)
 
 
-def _model_pairs(
-    models: Sequence[Any], normaliser: str, other_normalisers: Sequence[str]
-) -> list[tuple[str, Any]]:
-    """``(name, model)`` per model, after checking the names and every normaliser.
-
-    A typo fails here, before anything is decoded.
-    """
-    get_normaliser(normaliser)
-    for n in other_normalisers:
-        get_normaliser(n)
+def _model_pairs(models: Sequence[Any]) -> list[tuple[str, Any]]:
+    """``(name, model)`` per model, after checking the names: a clash fails before anything is decoded."""
     pairs = [parse_model_spec(m) if isinstance(m, str) else tuple(m) for m in models]
     names = [p[0] for p in pairs]
     if len(set(names)) != len(names):
@@ -232,17 +221,7 @@ def _model_pairs(
 
 
 def _transcription(
-    name: str,
-    model: Any,
-    manifest: str | Path,
-    folder: Path | None,
-    *,
-    reuse: bool,
-    batch_size: int,
-    backend: str,
-    device: str,
-    options: Any,
-    progress: bool,
+    name: str, model: Any, manifest: str | Path, folder: Path | None, decoding: Decoding, reuse: bool
 ) -> Transcription:
     """The model's hypotheses: saved ones from ``folder`` when ``reuse`` finds them whole.
 
@@ -257,34 +236,23 @@ def _transcription(
         model,
         manifest,
         name=name,
-        batch_size=batch_size,
-        backend=backend,
-        device=device,
-        options=options,
-        progress=progress,
+        batch_size=decoding.batch_size,
+        backend=decoding.backend,
+        device=decoding.device,
+        options=decoding.options.get(name),
+        progress=decoding.progress,
     )
     if folder is not None:
         save_transcription(t, folder)
     return t
 
 
-def _comparisons(names, all_scores, normaliser, resamples, level, seed) -> list[PairedComparison]:
+def _comparisons(names: list[str], all_scores, scoring: Scoring) -> list[PairedComparison]:
     wanted: list[tuple[str, str]] = [(n, names[0]) for n in names[1:]]
     last = names[-1] if len(names) > 2 else None
     if last is not None:
         wanted += [(last, n) for n in names[1:-1]]
-    return [
-        paired_bootstrap(
-            all_scores[a],
-            all_scores[b],
-            names=(a, b),
-            normaliser=normaliser,
-            resamples=resamples,
-            level=level,
-            seed=seed,
-        )
-        for a, b in wanted
-    ]
+    return [scoring.paired(all_scores[a], all_scores[b], names=(a, b)) for a, b in wanted]
 
 
 __all__ = [
@@ -293,34 +261,53 @@ __all__ = [
     "DEFAULT_SEED",
     "DURATION_EDGES_S",
     "EVAL_TEMPERATURES",
+    "IN_DOMAIN",
+    "REGRESSION_MARK",
     "SIGNIFICANCE",
+    "Decoding",
     "Evaluation",
+    "EvaluationSuite",
     "GroupWer",
     "Interval",
     "ModelResult",
     "PairedComparison",
+    "Regression",
+    "Scoring",
     "Transcription",
     "UtteranceScore",
+    "available",
     "bootstrap_wer",
     "check_model_files",
     "corpus_score",
     "duration_bucket",
     "evaluate",
+    "find_regressions",
     "format_breakdown",
     "format_comparisons",
     "format_params",
+    "format_regressions",
+    "format_sets",
+    "format_suite",
     "format_table",
+    "guarded",
+    "insertion_rate",
     "load_evaluation",
+    "load_suite",
     "load_transcription",
     "measure",
+    "model_folder",
+    "named_sets",
     "paired_bootstrap",
     "parse_model_spec",
+    "parse_set_spec",
     "per_duration",
     "per_speaker",
+    "resolve_baselines",
     "resolve_device",
     "result_dict",
     "save_transcription",
     "score_utterances",
+    "started_from",
     "transcribe",
     "write_alignment",
     "write_summary",

@@ -1,8 +1,13 @@
 """The files an evaluation leaves, and reading them back.
 
-Per model, in ``OUT/<name>/``: ``hyps.jsonl`` and ``timing.json`` (the decoding, reused by
-a rerun), ``alignment.jsonl`` and ``alignment.txt`` (every error, inspectable) and
-``result.json``; for the whole run, ``OUT/summary.json`` and ``OUT/table.md``.
+Per model and test set, in ``OUT/<name>/`` for the in-domain set and ``OUT/<name>@<set>/``
+for each other one: ``hyps.jsonl`` and ``timing.json`` (the decoding, reused by a rerun),
+``alignment.jsonl`` and ``alignment.txt`` (every error, inspectable) and ``result.json``;
+for the whole run, ``OUT/summary.json`` and ``OUT/table.md``.
+
+``summary.json`` keeps the in-domain set's figures at its top level (``manifest``,
+``models``, ``comparisons``), as a single-manifest evaluation always wrote them, and adds
+``sets`` (every set's), ``regressions``, ``baselines`` and ``skipped_sets``.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from typing import Any
 
 from ..jsonl import atomic_write_jsonl, atomic_write_text, read_jsonl
 from ..records import Evaluation, ModelResult, Transcription, UtteranceScore, from_dict, to_dict
-from .tables import format_comparisons, format_table
+from .sets import IN_DOMAIN, EvaluationSuite, Regression
+from .tables import format_comparisons, format_regressions, format_sets, format_table
 
 RESULT_NAME = "result.json"
 HYPS_NAME = "hyps.jsonl"
@@ -31,6 +37,11 @@ _OP_MARK = {"substitute": "S", "delete": "D", "insert": "I", "equal": " "}
 def slug(name: str) -> str:
     """A model name as a folder name ("runs/x/student.pt" -> "runs_x_student.pt")."""
     return _SLUG.sub("_", name).strip("_") or "model"
+
+
+def model_folder(out: Path, model: str, test_set: str = IN_DOMAIN) -> Path:
+    """``OUT/<model>`` for the in-domain set, ``OUT/<model>@<set>`` for another (a slug has no ``@``)."""
+    return out / (slug(model) if test_set == IN_DOMAIN else f"{slug(model)}@{slug(test_set)}")
 
 
 def save_transcription(t: Transcription, folder: Path) -> None:
@@ -127,39 +138,70 @@ def write_result(r: ModelResult, folder: Path) -> None:
     atomic_write_text(folder / RESULT_NAME, json.dumps(result_dict(r), indent=2) + "\n")
 
 
-def write_summary(ev: Evaluation, out: Path) -> None:
-    """``summary.json`` (every figure) and ``table.md`` (the comparison a reader wants)."""
-    summary = {
+def _set_dict(ev: Evaluation) -> dict[str, Any]:
+    return {
         "manifest": ev.manifest,
         "normaliser": ev.normaliser,
         "models": [result_dict(r) for r in ev.results],
         "comparisons": [dict(to_dict(c), a_better=c.a_better) for c in ev.comparisons],
     }
+
+
+def write_summary(suite: EvaluationSuite, out: Path) -> None:
+    """``summary.json`` (every figure) and ``table.md`` (the comparison a reader wants)."""
+    summary = _set_dict(suite.primary) | {
+        "sets": {name: _set_dict(ev) for name, ev in suite.sets.items()},
+        "regressions": [to_dict(r) for r in suite.regressions],
+        "baselines": suite.baselines,
+        "skipped_sets": suite.skipped,
+    }
     atomic_write_text(out / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
-    table = format_table(ev.results) + "\n\n" + format_comparisons(ev.comparisons)
-    atomic_write_text(out / TABLE_NAME, table)
+    atomic_write_text(out / TABLE_NAME, format_suite(suite))
+
+
+def format_suite(suite: EvaluationSuite) -> str:
+    """The markdown of ``table.md``: models by sets, regressions, then each set's own tables."""
+    parts = []
+    if len(suite.sets) > 1 or suite.skipped:
+        parts += ["## Every model on every test set", format_sets(suite)]
+    parts.append(format_regressions(suite.regressions, checked=bool(suite.baselines)))
+    for name, ev in suite.sets.items():
+        head = f"## {name}: `{ev.manifest}`" if len(suite.sets) > 1 else ""
+        parts += [head, format_table(ev.results), format_comparisons(ev.comparisons)]
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def _evaluation(d: dict[str, Any], out: str | Path) -> Evaluation:
+    fields = {"results": d["models"], "comparisons": d["comparisons"], "out_dir": str(out)}
+    return from_dict(Evaluation, {"manifest": d["manifest"], "normaliser": d["normaliser"]} | fields)
+
+
+def load_suite(out: str | Path) -> EvaluationSuite:
+    """Read back every set of an evaluation; a single-manifest ``summary.json`` is its ``in_domain``."""
+    d = json.loads((Path(out) / SUMMARY_NAME).read_text())
+    sets = d.get("sets") or {IN_DOMAIN: d}
+    return EvaluationSuite(
+        sets={name: _evaluation(s, out) for name, s in sets.items()},
+        regressions=tuple(from_dict(Regression, r) for r in d.get("regressions", [])),
+        baselines=dict(d.get("baselines", {})),
+        skipped=dict(d.get("skipped_sets", {})),
+        out_dir=str(out),
+    )
 
 
 def load_evaluation(out: str | Path) -> Evaluation:
-    """Read back an evaluation written by :func:`asr_distill.evaluate.evaluate` (its ``summary.json``)."""
-    d = json.loads((Path(out) / SUMMARY_NAME).read_text())
-    return from_dict(
-        Evaluation,
-        {
-            "manifest": d["manifest"],
-            "normaliser": d["normaliser"],
-            "results": d["models"],
-            "comparisons": d["comparisons"],
-            "out_dir": str(out),
-        },
-    )
+    """The in-domain evaluation written by :func:`asr_distill.evaluate.evaluate` (its ``summary.json``)."""
+    return _evaluation(json.loads((Path(out) / SUMMARY_NAME).read_text()), out)
 
 
 __all__ = [
     "SUMMARY_NAME",
     "TABLE_NAME",
+    "format_suite",
     "load_evaluation",
+    "load_suite",
     "load_transcription",
+    "model_folder",
     "result_dict",
     "save_transcription",
     "slug",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -18,7 +19,9 @@ from typing import Any
 from ..metrics import DEFAULT_NORMALISER, word_error_rate
 from ..records import ModelResult, TeacherLabel, Transcription, UtteranceScore
 from ..safe_load import load_checkpoint
+from ..teacher.options import LabelOptions
 from .bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap_wer
+from .options import Scoring
 from .scoring import (
     MAX_SCORED_WORDS,
     corpus_score,
@@ -30,11 +33,27 @@ from .scoring import (
 
 log = logging.getLogger(__name__)
 
-# Evaluation decodes greedily with no temperature fallback, as ASR benchmarks do: every
-# model gets the same deterministic search, so differences are the models'. (Fallback
-# samples best_of=5 candidates per clip, and openai-whisper's batched DecodingTask does
-# not repeat the audio features for them: batch > 1 with fallback fails inside whisper.)
-EVAL_TEMPERATURES = (0.0,)
+# Evaluation's guarded search, the same for every model, so no comparison is won by one
+# side's loops: greedy; an output that loops (token cap, compression ratio, a repeated
+# n-gram: teacher.loops) is redone at 30 s and then up transcribe's temperature ladder
+# (seeded), and the first try that does not loop is kept. A low average log-probability
+# alone triggers nothing: that is the model's own answer, and it is scored as it is.
+EVAL_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def guarded(options: LabelOptions) -> LabelOptions:
+    """``options`` with evaluation's guarded search (:data:`EVAL_TEMPERATURES`, loops only).
+
+    The encoder windows and timestamp mode are kept: they are the model's (a student's
+    checkpoint names its own), the search is the evaluation's.
+    """
+    return dataclasses.replace(
+        options,
+        temperatures=EVAL_TEMPERATURES,
+        beam_size=None,
+        logprob_threshold=None,
+        compression_ratio_threshold=LabelOptions.compression_ratio_threshold,
+    )
 
 
 def _decode_options(teacher, options):
@@ -45,29 +64,38 @@ def _decode_options(teacher, options):
     """
     if options is not None:
         return options
-    from ..teacher.options import ContextFloor, LabelOptions
+    from ..teacher.options import ContextFloor
 
     stored = _stored_options(teacher)
     # Off-the-shelf models at their fastest short context (10 s): speed comparisons against
     # a student are then conservative. Formatting may differ from the 20 s labeling default.
-    fastest = LabelOptions(temperatures=EVAL_TEMPERATURES, windows=ContextFloor(10.0))
+    fastest = guarded(LabelOptions(windows=ContextFloor(10.0)))
     return stored if stored is not None else fastest
 
 
-def _stored_options(teacher):
-    """Options for the window policy an exported student's ``.pt`` names (``asr_distill.window_policy``)."""
-    source = Path(str(teacher.source))
+def _stored_description(source: Path) -> dict | None:
+    """An exported student's self-description: a ``.pt``'s ``asr_distill`` key, an ONNX folder's file."""
+    from ..student.onnx import is_onnx_export, read_description
+
+    if is_onnx_export(source):
+        return read_description(source)
     if source.suffix != ".pt" or not source.is_file():
         return None
     ckpt = load_checkpoint(source)
-    desc = ckpt.get("asr_distill") if isinstance(ckpt, dict) else None
+    return ckpt.get("asr_distill") if isinstance(ckpt, dict) else None
+
+
+def _stored_options(teacher):
+    """Options for the window policy an exported student names (``asr_distill.window_policy``)."""
+    source = Path(str(teacher.source))
+    desc = _stored_description(source)
     policy = desc.get("window_policy") if isinstance(desc, dict) else None
     if not isinstance(policy, dict):
         return None
     from ..student.short_context import WindowPolicy, student_options
 
     try:
-        return student_options(WindowPolicy(**policy), temperatures=EVAL_TEMPERATURES)
+        return guarded(student_options(WindowPolicy(**policy)))
     except (TypeError, ValueError) as e:
         log.warning("%s: ignoring its stored window policy %r (%s)", source, policy, e)
         return None
@@ -99,25 +127,34 @@ def transcribe(
     Args:
         model: anything :func:`asr_distill.load_teacher` resolves (``"base"``,
             ``"tiny.en"``, an exported student ``.pt``, a CTranslate2 folder) or a loaded
-            ``Teacher``.
+            ``Teacher``; or an ONNX export folder (run by ONNX Runtime in the same decoding
+            loop) or a GGML file (run by whisper.cpp, ``student.ggml``).
         manifest: NeMo manifest whose ``text`` is the reference.
         name: the model's display name (default: its resolved name).
         batch_size: clips per forward pass.
-        options: ``LabelOptions``; default: greedy without temperature fallback
-            (:data:`EVAL_TEMPERATURES`), in the encoder windows a student checkpoint names,
-            else the labeler's short windows (with a retry at 30 s).
+        options: ``LabelOptions``; default: the guarded search (:func:`guarded`) in the
+            encoder windows a student checkpoint names, else the labeler's short windows.
         backend: ``whisper`` or ``faster-whisper``.
         device: ``cpu``, ``cuda``, ``cuda:N``, or ``auto`` (the GPU when there is one).
         progress: show a progress bar with the rate.
         precision: the encoder's dtype (``auto``, ``fp32``, ``bf16``, ``fp16``), as in labeling.
     """
     from ..label import LabelRun, label_batches
+    from ..student.onnx import is_onnx_export, load_onnx
     from ..teacher import Teacher, load_teacher
 
-    teacher = model if isinstance(model, Teacher) else load_teacher(model, device=resolve_device(device))
+    if is_ggml_model(model):
+        from ..student.ggml import transcribe_ggml
+
+        return transcribe_ggml(model, manifest, name=name, progress=progress)
+    engine = None
+    if is_onnx_export(model):  # its own engine (ONNX Runtime) in the labeler's decoding loop
+        teacher, engine = load_onnx(model)
+    else:
+        teacher = model if isinstance(model, Teacher) else load_teacher(model, device=resolve_device(device))
     opts = _decode_options(teacher, options)
     run = LabelRun(teacher, backend, opts, batch_size, progress=progress, precision=precision)
-    batches = label_batches(manifest, run)
+    batches = label_batches(manifest, run, engine=engine)
     labels, skipped, wall = _timed_labels(batches, manifest)
     durs = [lab.duration for lab in labels]
     return Transcription(
@@ -133,6 +170,15 @@ def transcribe(
         wall_s=round(wall, 3),
         skipped=skipped,
     )
+
+
+def is_ggml_model(model: Any) -> bool:
+    """Whether ``model`` is a whisper.cpp GGML file (decoded by ``student.ggml``, not by PyTorch)."""
+    if not isinstance(model, str | os.PathLike) or not os.path.isfile(model):
+        return False
+    from ..student.ggml import is_ggml
+
+    return is_ggml(model)
 
 
 def _timed_labels(batches: Iterable, manifest: str | Path) -> tuple[list[TeacherLabel], int, float]:
@@ -162,14 +208,23 @@ def _timed_labels(batches: Iterable, manifest: str | Path) -> tuple[list[Teacher
 def measure(
     t: Transcription,
     manifest: str | Path,
-    normaliser: str = DEFAULT_NORMALISER,
+    normaliser: str | Scoring = DEFAULT_NORMALISER,
     *,
     other_normalisers: Sequence[str] = (),
     resamples: int = DEFAULT_RESAMPLES,
     level: float = DEFAULT_LEVEL,
     seed: int = DEFAULT_SEED,
 ) -> tuple[ModelResult, list[UtteranceScore]]:
-    """Score a transcription: corpus WER/CER, bootstrap CI, breakdowns, alignments."""
+    """Score a transcription: corpus WER/CER, bootstrap CI, breakdowns, alignments.
+
+    ``normaliser`` may be a whole :class:`Scoring`; the keywords then go unused.
+    """
+    sc = (
+        normaliser
+        if isinstance(normaliser, Scoring)
+        else Scoring(normaliser, other_normalisers, resamples, level, seed)
+    )
+    normaliser = sc.normaliser
     t = _scorable(t)
     if not t.ids:
         raise ValueError(f"{t.model}: nothing to score in {manifest} (no utterance with a reference)")
@@ -177,7 +232,7 @@ def measure(
         t.refs, t.hyps, normaliser, ids=t.ids, durations=t.durations, speakers=t.speakers
     )
     other = {
-        n: round(word_error_rate(t.refs, t.hyps, n).wer, 4) for n in other_normalisers if n != normaliser
+        n: round(word_error_rate(t.refs, t.hyps, n).wer, 4) for n in sc.other_normalisers if n != normaliser
     }
     result = ModelResult(
         model=t.model,
@@ -185,7 +240,7 @@ def measure(
         manifest=str(manifest),
         normaliser=normaliser,
         score=corpus_score(scores, normaliser),
-        ci=bootstrap_wer(scores, resamples, level, seed),
+        ci=bootstrap_wer(scores, sc.resamples, sc.level, sc.seed),
         rtfx=round(t.rtfx, 3),
         params=t.params,
         audio_s=t.audio_s,
@@ -227,4 +282,4 @@ def _scorable(t: Transcription) -> Transcription:
     )
 
 
-__all__ = ["EVAL_TEMPERATURES", "measure", "resolve_device", "transcribe"]
+__all__ = ["EVAL_TEMPERATURES", "guarded", "is_ggml_model", "measure", "resolve_device", "transcribe"]

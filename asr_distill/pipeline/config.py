@@ -26,13 +26,16 @@ from ..teacher.options import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MIN_WINDOW_S,
     DEFAULT_TEACHER,
+    ENGINES,
     PRECISIONS,
+    SEGMENTERS,
     SHORT_WINDOWS_S,
     ContextFloor,
     LabelOptions,
 )
 
 if TYPE_CHECKING:
+    from ..evaluate import Decoding, Scoring
     from ..label import LabelRun
 
 
@@ -94,12 +97,17 @@ class LabelConfig:
     threads: int = 0
     device: str | None = None
     progress: bool = False
+    word_timestamps: bool = False
+    segmenter: Literal[SEGMENTERS] = "energy"
+    engine: Literal[ENGINES] = "local"
+    ray_address: str | None = None
 
     def options(self, greedy: bool = False) -> LabelOptions:
         """Decoding options as ``asr-distill label`` builds them from its flags.
 
         Args:
-            greedy: no beam search whatever ``beam_size`` says (the second model).
+            greedy: no beam search whatever ``beam_size`` says, and no word timings (the
+                second model).
 
         Raises:
             ValueError: from :class:`LabelOptions`, e.g. a ``min_window`` it has no step for.
@@ -108,6 +116,7 @@ class LabelConfig:
             beam_size=None if greedy else self.beam_size,
             language=None if self.language == "auto" else self.language,
             windows=ContextFloor(self.min_window, short=not self.full_context),
+            word_timestamps=self.word_timestamps and not greedy,
         )
 
     def run(self, teacher: str, options: LabelOptions) -> LabelRun:
@@ -127,6 +136,7 @@ class LabelConfig:
             progress=self.progress,
             device=self.device,
             precision=self.precision,
+            segmenter=self.segmenter,
         )
 
 
@@ -171,18 +181,36 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """Models compared on ``data.test`` beside the student.
+    """Models compared beside the student on ``data.test`` (the ``in_domain`` set) and on ``sets``.
 
-    ``models`` maps a name to a model; ``teacher`` defaults to the labeling teacher.
+    ``models`` maps a name to a model; ``teacher`` defaults to the labeling teacher. ``sets``
+    names out-of-domain test manifests (``--set NAME=MANIFEST``); one that is absent is
+    skipped with the reason logged and recorded. ``baselines`` maps a row to the row it
+    started from (``--baseline``); null reads it from the student's checkpoint.
     """
 
     enabled: bool = True
     models: dict[str, str] = field(default_factory=lambda: {"tiny.en": "tiny.en"})
+    sets: dict[str, str] = field(default_factory=dict)
+    baselines: dict[str, str] | None = None
     normaliser: str = "format_insensitive"
     also: list[str] = field(default_factory=lambda: ["whisper_en"])
     batch_size: int = 8
     resamples: int = 1000
+    seed: int = 0
     device: str = "auto"
+
+    def scoring(self) -> Scoring:
+        """The scoring settings, as ``asr-distill evaluate`` builds them from its flags."""
+        from ..evaluate import Scoring
+
+        return Scoring(self.normaliser, tuple(self.also), self.resamples, seed=self.seed)
+
+    def decoding(self) -> Decoding:
+        """The decoding settings (no progress bar: a pipeline's log is read later)."""
+        from ..evaluate import Decoding
+
+        return Decoding(self.batch_size, device=self.device)
 
 
 @dataclass(frozen=True)
@@ -389,6 +417,11 @@ def _check_choices(cfg: PipelineConfig) -> None:
         raise ConfigError("train.config: name the student's LightningCLI YAML (or set train.enabled: false)")
     if cfg.evaluate.enabled and not cfg.data.test:
         raise ConfigError("data.test: evaluation needs a test manifest (or set evaluate.enabled: false)")
+    for name in cfg.evaluate.sets:
+        if name == "in_domain" or not name or "@" in name or "/" in name:
+            raise ConfigError(
+                f"evaluate.sets: {name!r} cannot name a set (in_domain is data.test; no '@' or '/')"
+            )
 
 
 def _resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
@@ -417,7 +450,11 @@ def _resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
         filter=r(cfg.filter, lexicon=p(cfg.filter.lexicon)),
         review=r(cfg.review, edits=p(cfg.review.edits)),
         train=r(cfg.train, config=p(cfg.train.config)),
-        evaluate=r(cfg.evaluate, models={k: model(v) for k, v in cfg.evaluate.models.items()}),
+        evaluate=r(
+            cfg.evaluate,
+            models={k: model(v) for k, v in cfg.evaluate.models.items()},
+            sets={k: p(v) for k, v in cfg.evaluate.sets.items()},
+        ),
     )
 
 

@@ -185,7 +185,7 @@ def run(
     """
     cfg = _as_config(config)
     p = Paths(cfg)
-    inputs = [x for x in (cfg.data.train, cfg.data.test, cfg.label.labels) if x]
+    inputs = [x for x in (cfg.data.train, cfg.data.test, cfg.label.labels, *cfg.evaluate.sets.values()) if x]
     with guard_output(p.root, inputs=inputs, kind="run_dir", force=force):
         return _run_locked(cfg, p, start, stop, force)
 

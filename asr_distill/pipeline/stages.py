@@ -62,7 +62,15 @@ def _label(p: Paths, teacher: str, out: Path, options: LabelOptions) -> LabelSta
 
     cfg = p.cfg.label
     run = cfg.run(teacher, options)
-    return label_job(p.cfg.data.train, out, run, workers=cfg.workers, threads=cfg.threads)
+    return label_job(
+        p.cfg.data.train,
+        out,
+        run,
+        workers=cfg.workers,
+        threads=cfg.threads,
+        engine=cfg.engine,
+        address=cfg.ray_address,
+    )
 
 
 # --- filter and review --------------------------------------------------------------------------
@@ -176,20 +184,27 @@ def eval_models(p: Paths) -> list[tuple[str, str]]:
 
 
 def _stage_evaluate(p: Paths) -> dict[str, Any]:
-    from ..evaluate import evaluate
+    """Every model on ``data.test`` (in_domain) and each set of ``evaluate.sets``; absent ones skipped."""
+    from ..evaluate import IN_DOMAIN, evaluate
 
     cfg = p.cfg.evaluate
-    ev = evaluate(
+    sets = {IN_DOMAIN: p.cfg.data.test, **cfg.sets}
+    suite = evaluate(
         eval_models(p),
-        p.cfg.data.test,
+        sets,
         p.eval_dir,
-        normaliser=cfg.normaliser,
-        other_normalisers=cfg.also,
-        batch_size=cfg.batch_size,
-        resamples=cfg.resamples,
-        device=cfg.device,
+        scoring=cfg.scoring(),
+        decoding=cfg.decoding(),
+        baselines=cfg.baselines,
     )
-    return {r.model: {"wer": round(r.wer, 3), "rtfx": r.rtfx, "params": r.params} for r in ev.results}
+    notes: dict[str, Any] = {
+        name: {r.model: {"wer": round(r.wer, 3), "rtfx": r.rtfx, "params": r.params} for r in ev.results}
+        for name, ev in suite.sets.items()
+    }
+    return notes | {
+        "skipped_sets": suite.skipped,
+        "regressions": [f"{r.model} worse than {r.baseline} on {r.set}" for r in suite.regressions],
+    }
 
 
 def _stage_report(p: Paths) -> dict[str, Any]:

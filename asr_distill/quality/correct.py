@@ -18,11 +18,9 @@ from dataclasses import dataclass
 
 from ..normalise import get_normaliser
 from ..records import Correction
+from ..teacher.loops import LOOP_MIN_REPEATS
+from ..teacher.loops import repeated_ngram as find_loop
 
-# A loop is an n-gram repeated at least LOOP_MIN_REPEATS times in a row. Three copies of
-# a word or digit are real speech in AN4 ("five five five", "l l"), four almost never are.
-LOOP_MIN_REPEATS = 4
-LOOP_MAX_NGRAM = 8
 # Stock phrases Whisper produces on silence, noise and music (from its subtitle training
 # data). Matched case-insensitively on word boundaries, punctuation ignored.
 HALLUCINATION_PHRASES: tuple[str, ...] = (
@@ -84,27 +82,6 @@ def _words(text: str) -> list[str]:
 def _core(word: str) -> str:
     """A word without surrounding punctuation, lower-cased: what loops and phrases compare."""
     return _WORD_EDGE.match(word).group(2).lower()
-
-
-def find_loop(
-    words: Sequence[str], min_repeats: int = LOOP_MIN_REPEATS, max_ngram: int = LOOP_MAX_NGRAM
-) -> tuple[int, int, int] | None:
-    """The first run of an n-gram repeated ``min_repeats``+ times: (start, n, copies), or None.
-
-    Words are compared without punctuation and case ("no, no, no, no" loops).
-    """
-    cores = [_core(w) for w in words]
-    for start in range(len(cores)):
-        for n in range(1, max_ngram + 1):
-            gram = cores[start : start + n]
-            if len(gram) < n or not any(gram):
-                break
-            copies = 1
-            while cores[start + copies * n : start + (copies + 1) * n] == gram:
-                copies += 1
-            if copies >= min_repeats:
-                return start, n, copies
-    return None
 
 
 def trim_loops(text: str, min_repeats: int = LOOP_MIN_REPEATS) -> tuple[str, Correction | None]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -19,6 +17,7 @@ from whisper.decoding import DecodingOptions, DecodingTask
 from whisper.tokenizer import Tokenizer, get_tokenizer
 
 from ..features import FRAMES_PER_S, SAMPLE_RATE, check_features, encode_mels, log_mel_batch
+from ..records import WordTiming
 from .options import DecodePass, check_precision
 from .resolve import Teacher
 
@@ -29,7 +28,8 @@ class RawHypothesis:
 
     ``token_stats`` holds, per token, (logprob, gibbs, tsallis, renyi) in nats.
     ``language`` is the detector's (code, probability) read from the same forward pass,
-    where the backend can (None: ask ``detect_language``).
+    where the backend can (None: ask ``detect_language``). ``words`` is filled by
+    ``Backend.word_timings`` after the hypothesis is chosen, when word timings are asked for.
     """
 
     tokens: tuple[int, ...]
@@ -38,31 +38,33 @@ class RawHypothesis:
     no_speech_prob: float
     token_stats: tuple[tuple[float, float, float, float], ...]
     language: tuple[str, float | None] | None = None
+    words: tuple[WordTiming, ...] = ()
 
 
-@cache
 def cpu_has_bf16() -> bool:
-    """Native bf16 matrix units (AMX or AVX512-BF16). Elsewhere bf16 on a CPU is emulated and slower."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return False
-    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    """Native bf16 matrix units (AMX or AVX512-BF16): where bf16 is worth timing (``precision``)."""
+    from .precision import cpu_has_bf16 as has_bf16
+
+    return has_bf16()
 
 
-def encoder_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+def encoder_dtype(precision: str, device: torch.device, teacher: Teacher | None = None) -> torch.dtype | None:
     """The autocast dtype for the encoder, or None for float32.
 
-    ``auto`` is float16 on CUDA (Whisper's own GPU precision), bfloat16 on a CPU with
-    native bf16 units, float32 elsewhere. Only the encoder is cast: it is most of the
-    compute, while the decoder's small per-token matrix products run slower under autocast
-    on a CPU than in float32.
+    ``auto`` is measured, not read off CPU flags (bf16 is faster on some bf16 CPUs, slower on
+    others): with ``teacher``, the fastest precision that agrees with float32 for its encoder
+    on this machine, timed once and cached (``teacher.precision``). Without a model to time,
+    float16 on CUDA (Whisper's own GPU precision) and float32 elsewhere. Only the encoder is
+    cast: it is most of the compute, while the decoder's small per-token matrix products run
+    slower under autocast on a CPU than in float32.
     """
     check_precision(precision)
     if precision == "auto":
-        if device.type == "cuda":
-            return torch.float16
-        return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16() else None
+        if teacher is not None:
+            from .precision import auto_dtype
+
+            return auto_dtype(teacher, device)
+        return torch.float16 if device.type == "cuda" else None
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
@@ -116,6 +118,12 @@ class Backend(Protocol):
 
     def generate(self, features: Any, step: DecodePass) -> list[RawHypothesis]:
         """One hypothesis per clip, with the token statistics the confidence scores need."""
+        ...
+
+    def word_timings(
+        self, features: Any, texts: list[tuple[int, ...]], durations: list[float], language: str, task: str
+    ) -> list[tuple[WordTiming, ...]]:
+        """Per clip, its words with start/end (seconds from the clip's start) and probability."""
         ...
 
 
@@ -214,7 +222,7 @@ class WhisperBackend:
         self.model = teacher.model.eval()
         self.device = next(self.model.parameters()).device
         self.tokenizer = make_tokenizer(self.model.is_multilingual, self.model.num_languages)
-        self._dtype = encoder_dtype(precision, self.device)
+        self._dtype = encoder_dtype(precision, self.device, teacher)
         self.precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self._dtype]
 
     @torch.no_grad()
@@ -328,6 +336,18 @@ class WhisperBackend:
             chosen = torch.tensor([*t, eot], dtype=torch.long, device=self.device)
             out.append(self._summary(t, step_stats(logp[b, start : start + len(t) + 1], chosen, alpha)))
         return out
+
+    def word_timings(self, features, texts, durations, language, task):
+        """One teacher-forced decoder pass over the batch, aligned by the model's alignment heads."""
+        from .words import whisper_word_timings
+
+        tok = get_tokenizer(
+            self.model.is_multilingual,
+            num_languages=self.model.num_languages,
+            language=language if self.model.is_multilingual else "en",
+            task=task,
+        )
+        return whisper_word_timings(self.model, tok, features, texts, durations)
 
 
 class FasterWhisperBackend:
@@ -446,6 +466,34 @@ class FasterWhisperBackend:
         avg = (sum(text_lp) + eot_lp) / (len(text_lp) + 1)
         text = self.tokenizer.decode([t for t in tokens if t < eot]).strip()
         return RawHypothesis(tuple(tokens[:n]), text, avg, float(r.no_speech_prob), tuple(stats))
+
+    def word_timings(self, features, texts, durations, language, task):
+        """CTranslate2's batched ``align`` (the teacher's ``alignment_heads`` from its config.json)."""
+        from .words import MEDIAN_FILTER_WIDTH, words_from_path
+
+        tok = get_tokenizer(
+            self._multilingual,
+            num_languages=self.model.num_languages,
+            language=language if self._multilingual else "en",
+            task=task,
+        )
+        texts = [[t for t in toks if t < tok.eot] for toks in texts]
+        todo = [i for i, t in enumerate(texts) if t]  # CTranslate2 cannot align an empty text
+        out: list[tuple[WordTiming, ...]] = [()] * len(texts)
+        if not todo:
+            return out
+        n_frames = 2 * np.asarray(features).shape[1]
+        found = self.model.align(
+            features if len(todo) == len(texts) else self.select(features, todo),
+            list(tok.sot_sequence),
+            [texts[i] for i in todo],
+            [min(round(durations[i] * FRAMES_PER_S), n_frames) for i in todo],
+            median_filter_width=MEDIAN_FILTER_WIDTH,
+        )
+        for i, r in zip(todo, found, strict=True):
+            path = np.asarray(r.alignments, dtype=np.int64).reshape(-1, 2).T
+            out[i] = words_from_path(tok, texts[i], path[0], path[1], r.text_token_probs, durations[i])
+        return out
 
 
 def make_backend(

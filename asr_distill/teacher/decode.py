@@ -10,18 +10,21 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 from whisper.utils import compression_ratio
 
+from ..features import SAMPLE_RATE
 from ..records import Provenance, TeacherLabel, TokenScore, Utterance
 from .backends import Backend, RawHypothesis
+from .loops import loops
 from .options import WINDOW_S, DecodePass, LabelOptions
 
 
 def _looped(h: RawHypothesis, cap: int, o: LabelOptions) -> bool:
-    """Ran into the token cap or repeats itself (compression ratio over the threshold)."""
-    if len(h.tokens) >= cap:
+    """Ran into the token cap or repeats itself (compression ratio over the threshold, an n-gram loop)."""
+    if len(h.tokens) >= cap or loops(h.text):
         return True
     return (
         o.compression_ratio_threshold is not None
@@ -102,7 +105,39 @@ def _decode_window(
     failed = [False] * len(audios)
     for i in todo:
         failed[i] = True
+    if o.word_timestamps:  # clips about to be redone at 30 s are timed there
+        best = _with_words(
+            backend, feats, best, decode_lang, audios, o.task, failed if window < WINDOW_S else None
+        )
     return best, temps, failed, langs
+
+
+def _with_words(
+    backend: Backend,
+    feats,
+    hyps: list[RawHypothesis],
+    langs: list[str],
+    audios: Sequence[np.ndarray],
+    task: str,
+    skip: list[bool] | None,
+) -> list[RawHypothesis]:
+    """The chosen hypotheses with their word timings (but where ``skip``), one aligning pass per language."""
+    if not hasattr(backend, "word_timings"):
+        raise ValueError(f"the {backend.name} backend cannot time words: use whisper or faster-whisper")
+    durations = [len(a) / SAMPLE_RATE for a in audios]  # the audio's own length, not the manifest's
+    out = list(hyps)
+    by_lang: dict[str, list[int]] = defaultdict(list)
+    for i in range(len(hyps)):
+        if not (skip and skip[i]):
+            by_lang[langs[i]].append(i)
+    for lang, group in by_lang.items():
+        sub = feats if len(group) == len(hyps) else backend.select(feats, group)
+        timings = backend.word_timings(
+            sub, [hyps[i].tokens for i in group], [durations[i] for i in group], lang, task
+        )
+        for i, words in zip(group, timings, strict=True):
+            out[i] = replace(hyps[i], words=words)
+    return out
 
 
 def decode_batch(
@@ -172,4 +207,5 @@ def _to_label(
         window_s=window,
         ref_text=u.text,
         speaker=u.speaker,
+        words=h.words,
     )

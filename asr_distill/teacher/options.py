@@ -137,6 +137,7 @@ class LabelOptions:
     max_tokens: int | None = None
     entropy_alpha: float = ENTROPY_ALPHA
     timestamps: bool = True
+    word_timestamps: bool = False
 
     def __post_init__(self) -> None:
         if self.beam_size is not None and self.beam_size < 1:

@@ -6,7 +6,8 @@
 # AN4_DIR holds train.jsonl and test.jsonl (NeMo manifests, audio paths relative to them);
 # default: ../shared/data/an4 beside this repository.
 # Stages (each skipped when its .done marker exists; rerun = resume):
-#   0  copy the manifests into OUT/data with absolute paths (small: every 4th train clip)
+#   0  copy the manifests into OUT/data with absolute paths (small: every 4th train clip);
+#      out-of-domain test sets: support calls (Piper) and speechocean762 test in OUT/data/ood/
 #   1  label AN4 train with base and tiny.en        4  export the student
 #   2  filter + correct (spoken form, as AN4 writes) 5  evaluate teacher, tiny.en, student on AN4 test
 #   3  train the student                             6  report + data card
@@ -25,4 +26,6 @@ out="${out:-$REPO/runs/recipes/an4-$size}"
 mkdir -p "$out"
 
 prepare_data AN4_DIR train test
+synth_ood support
+prepare_ood speechocean762="$SHARED_DATA/speechocean762/test.jsonl"
 pipeline_stages "$config"

@@ -41,6 +41,7 @@ if want 0 && [ ! -f "$out/data/.done" ]; then
   "$PYTHON" "$HERE/local/prepare_librispeech.py" manifest "$LIBRISPEECH_DIR/test-clean" "$out/data/test.jsonl"
   touch "$out/data/.done"
 fi
+$dry_run || prepare_ood an4="$SHARED_DATA/an4/test.jsonl" speechocean762="$SHARED_DATA/speechocean762/test.jsonl"
 
 sbatch_header() {  # name, then extra #SBATCH lines
   echo "#!/usr/bin/env bash"
