@@ -4,8 +4,9 @@ Whisper-style teachers take at most 30 s at 16 kHz, so this module owns the thre
 between a manifest line and a model: decode (any rate, any channel count, wav/flac/ogg/mp3
 through ``soundfile``; other containers through ``librosa``/ffmpeg), refuse what cannot be
 labeled with a stable reason code (see ``SKIP_REASONS``), and cut long recordings at pauses
-so that no word is split between two windows. Long files are read in ``LONG_CHUNK_S`` chunks,
-so memory stays flat whatever the recording's length.
+so that no word is split between two windows (by energy, or by Silero VAD with the ``vad``
+extra: ``vad.py``). Long files are read in ``LONG_CHUNK_S`` chunks, so memory stays flat
+whatever the recording's length.
 """
 
 from __future__ import annotations
@@ -72,7 +73,10 @@ SKIP_REASONS = (
     "silent",
     "too_short",
     "bad_range",
+    "no_speech",
 )
+NO_SPEECH = "no_speech"  # a long stretch the silero segmenter found no speech in: left out
+SEGMENTERS = ("energy", "silero")  # how audio over MAX_SEGMENT_S is cut (see ``iter_segments``)
 
 
 class AudioError(Exception):
@@ -494,11 +498,24 @@ def _segment(utt: Utterance, offset: float, duration: float) -> Utterance:
     )
 
 
+def _split(chunk: np.ndarray, segmenter: str) -> list[tuple[float, float, bool]]:
+    """Contiguous ``(start_s, end_s, speech)`` pieces of a chunk, by the named segmenter."""
+    if segmenter == "silero":
+        from .vad import split_at_speech
+
+        return split_at_speech(chunk, MAX_SEGMENT_S)
+    return [(a, b, True) for a, b in split_at_pauses(chunk)]
+
+
 def _iter_pieces(
-    utt: Utterance, chunk: np.ndarray, pos: float, pieces: list[tuple[float, float]]
+    utt: Utterance, chunk: np.ndarray, pos: float, pieces: list[tuple[float, float, bool]]
 ) -> Iterator[tuple[Utterance, np.ndarray] | Skip]:
-    for a, b in pieces:
+    for a, b, speech in pieces:
         seg = _segment(utt, pos + a, b - a)
+        if not speech:
+            where = _where(utt.audio_filepath, seg.offset, seg.duration)
+            yield Skip.of(seg, NO_SPEECH, f"{where}: Silero VAD found no speech here; left out of labeling")
+            continue
         samples = chunk[round(a * SAMPLE_RATE) : round(b * SAMPLE_RATE)]
         try:
             _check_content(samples, _where(utt.audio_filepath, seg.offset, seg.duration))
@@ -508,10 +525,11 @@ def _iter_pieces(
         yield seg, samples
 
 
-def _iter_long(utt: Utterance) -> Iterator[tuple[Utterance, np.ndarray] | Skip]:
+def _iter_long(utt: Utterance, segmenter: str = "energy") -> Iterator[tuple[Utterance, np.ndarray] | Skip]:
     """Read ``LONG_CHUNK_S`` at a time, split each chunk, and carry its last piece to the next.
 
     The carried piece is re-read with the next chunk, so every cut sees audio on both sides.
+    A chunk that comes back whole as one piece (no speech in it at all) is passed, not carried.
     """
     end = utt.offset + utt.duration
     pos = utt.offset
@@ -526,23 +544,37 @@ def _iter_long(utt: Utterance) -> Iterator[tuple[Utterance, np.ndarray] | Skip]:
                 return
             pos += span
             continue
-        pieces = split_at_pauses(chunk)
-        final = end - pos <= LONG_CHUNK_S or len(pieces) == 1
-        yield from _iter_pieces(utt, chunk, pos, pieces if final else pieces[:-1])
+        pieces = _split(chunk, segmenter)
+        # a chunk of one window's length or less was a short read: nothing follows it
+        final = end - pos <= LONG_CHUNK_S or len(chunk) <= round(MAX_SEGMENT_S * SAMPLE_RATE)
+        yield from _iter_pieces(utt, chunk, pos, pieces if final else pieces[:-1] or pieces)
         if final:
             return
-        pos += pieces[-1][0]
+        pos += pieces[-1][0] if len(pieces) > 1 else pieces[0][1]
 
 
-def iter_segments(utt: Utterance) -> Iterator[tuple[Utterance, np.ndarray] | Skip]:
+def iter_segments(utt: Utterance, segmenter: str = "energy") -> Iterator[tuple[Utterance, np.ndarray] | Skip]:
     """Yield ``(utterance, samples)`` windows of at most ``MAX_SEGMENT_S``, or ``Skip`` records.
 
     An utterance of up to 30 s comes back whole. A longer one is cut at pauses into segments
     whose id is ``f"{utt.id}@{start:.2f}"`` (start relative to the utterance), with absolute
     ``offset``/``duration`` and no ``text``. A bad segment (say, silence) is skipped on its own.
+
+    Args:
+        utt: the manifest record.
+        segmenter: how a long recording is cut. ``energy``: at the quietest stretch in the
+            last third of each window (``split_at_pauses``), no extra dependency. ``silero``:
+            Silero VAD speech regions merged at the longest pauses (``vad.split_at_speech``);
+            stretches of 3 s or more without speech become ``no_speech`` skips.
+
+    Raises:
+        ValueError: an unknown ``segmenter``.
+        ImportError: ``silero`` without the ``vad`` extra installed.
     """
+    if segmenter not in SEGMENTERS:
+        raise ValueError(f"segmenter must be one of {SEGMENTERS}, got {segmenter!r}")
     if utt.duration > MAX_SEGMENT_S:
-        yield from _iter_long(utt)
+        yield from _iter_long(utt, segmenter)
         return
     try:
         samples = load_audio(utt.audio_filepath, utt.offset, utt.duration)
@@ -565,7 +597,9 @@ def iter_audio(
 
 __all__ = [
     "MAX_SEGMENT_S",
+    "NO_SPEECH",
     "SAMPLE_RATE",
+    "SEGMENTERS",
     "SKIP_REASONS",
     "AudioError",
     "audio_info",

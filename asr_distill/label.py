@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .audio import SEGMENTERS
 from .audio import SKIP_REASONS as AUDIO_SKIP_REASONS
 from .features import NON_FINITE_FEATURES, FeatureError
 from .interop.inputs import read_input
@@ -50,7 +51,6 @@ from .teacher.options import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_SEED,
     DEFAULT_TEACHER,
-    SEGMENTERS,
     LabelOptions,
     check_precision,
 )
@@ -75,7 +75,7 @@ class LabelRun:
     """How a labeling job runs: the teacher, its backend and device, batching, seeds.
 
     One object for every labeling entry point (``label``, ``label_to_file``,
-    ``parallel.label_job``), checked once here, so a bad setting is refused before a model
+    ``label_job.label_job``), checked once here, so a bad setting is refused before a model
     loads or a file opens. Picklable while ``teacher`` is a name or path (worker processes
     get it whole).
 
@@ -92,7 +92,7 @@ class LabelRun:
             given by name, and the faster-whisper engine.
         precision: the encoder's dtype, ``teacher.options.PRECISIONS`` (see
             ``teacher.backends.encoder_dtype``).
-        segmenter: how audio over 30 s is cut, ``teacher.options.SEGMENTERS`` (``energy``: at
+        segmenter: how audio over 30 s is cut, ``audio.SEGMENTERS`` (``energy``: at
             the quietest pauses, no extra dependency; ``silero``: Silero VAD speech regions).
 
     Raises:

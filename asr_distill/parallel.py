@@ -39,7 +39,6 @@ from .jsonl import OutputLockedError, OutputNotWritableError, exclusive_lock
 from .label import LabelRun, LabelStats, check_output_files, find_shards, label_to_file, merge_shards
 from .proc import tie_to_parent
 from .teacher.errors import TeacherNotFoundError
-from .teacher.options import ENGINES
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +111,7 @@ def launched_by_torchrun() -> bool:
     return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
 
 
-def label_job(
+def label_local(
     manifest: str | Path,
     out: str | Path,
     run: LabelRun | None = None,
@@ -120,30 +119,18 @@ def label_job(
     workers: int = 1,
     threads: int = 0,
     force: bool = False,
-    engine: str = "local",
-    address: str | None = None,
 ) -> LabelStats | ParallelStats:
-    """The label stage as ``asr-distill label`` and the pipeline both run it.
+    """The label stage on this machine (the ``local`` engine of :func:`asr_distill.label_job.label_job`).
 
-    ``engine="ray"`` runs it as a Ray Data job with ``workers`` teacher actors on the cluster
-    at ``address`` (:func:`asr_distill.ray_engine.label_ray`). Locally, ``workers > 1`` (or a
-    torchrun launch) labels with that many processes and merges (:func:`label_parallel`);
-    otherwise this process labels ``run.shard`` (or everything) with ``threads`` torch threads
-    (0: as they are) through :func:`label.label_to_file`. The other arguments are theirs.
+    ``workers > 1`` (or a torchrun launch) labels with that many processes and merges
+    (:func:`label_parallel`); otherwise this process labels ``run.shard`` (or everything) with
+    ``threads`` torch threads (0: as they are) through :func:`label.label_to_file`. The other
+    arguments are theirs.
 
     Raises:
-        ValueError: ``workers`` and ``run.shard`` together (both split a job), a shard or a
-            torchrun launch with the Ray engine, or an unknown ``engine``.
+        ValueError: ``workers`` and ``run.shard`` together (both split a job).
     """
     run = run or LabelRun()
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    if engine == "ray":
-        if run.shard or launched_by_torchrun():
-            raise ValueError("the Ray engine splits the job itself; drop --shard and torchrun")
-        from .ray_engine import label_ray
-
-        return label_ray(manifest, out, run, workers=workers, address=address, force=force)
     if workers > 1 or launched_by_torchrun():
         if run.shard:
             raise ValueError("--workers and --shard both split a job; use one")

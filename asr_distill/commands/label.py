@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+from ..audio import SEGMENTERS
 from ..teacher.options import (
     BACKENDS,
     DEFAULT_BATCH_SIZE,
@@ -21,7 +22,6 @@ from ..teacher.options import (
     DEFAULT_TEACHER,
     ENGINES,
     PRECISIONS,
-    SEGMENTERS,
     SHORT_WINDOWS_S,
 )
 from . import add_force, add_out, subcommand
@@ -178,7 +178,8 @@ def _options(args):
 def run(args) -> int:
     """Label (refusing unsafe outputs before anything is written), then summarise the run."""
     from ..label import LabelRun, shard_path, skips_path
-    from ..parallel import label_job, launched_by_torchrun
+    from ..label_job import label_job
+    from ..parallel import launched_by_torchrun
 
     out = Path(args.out)
     if (args.workers > 1 or launched_by_torchrun()) and args.shard:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..audio import SEGMENTERS
 from ..quality.stage import FilterOptions, ReviewOptions
 from ..teacher.options import (
     BACKENDS,
@@ -28,7 +29,6 @@ from ..teacher.options import (
     DEFAULT_TEACHER,
     ENGINES,
     PRECISIONS,
-    SEGMENTERS,
     SHORT_WINDOWS_S,
     ContextFloor,
     LabelOptions,
@@ -224,7 +224,16 @@ class ExportConfig:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """One run: where it writes, what it reads, and each stage's settings."""
+    """One run: where it writes, what it reads, and each stage's settings.
+
+    ``rounds`` > 1 iterates (the ``rounds`` stage, after ``evaluate``): round ``k``'s
+    student decodes the pool, its labels join the filter's vote (a ``consensus_*``
+    ``filter.score``), the filter reruns on the teacher's labels and a new student trains.
+    The rounds stop early once ``rounds_patience`` rounds in a row have not lowered the
+    student's WER on ``rounds_dev``: a set evaluated (``in_domain`` is ``data.test``; name a
+    held-out dev manifest in ``evaluate.sets`` to keep the test set out of the decision) or
+    ``validation`` (the best ``val/wer`` in training, measured on held-out pseudo-labels).
+    """
 
     out: str
     data: DataConfig
@@ -235,6 +244,13 @@ class PipelineConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    rounds: int = 1
+    rounds_patience: int = 1
+    rounds_dev: str = "in_domain"
+
+
+# the early-stop rule's other choice of dev set: the student's own validation WER
+VALIDATION_DEV = "validation"
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -395,6 +411,8 @@ def _check_choices(cfg: PipelineConfig) -> None:
         ("label.threads", cfg.label.threads, 0),
         ("evaluate.batch_size", cfg.evaluate.batch_size, 1),
         ("evaluate.resamples", cfg.evaluate.resamples, 1),
+        ("rounds", cfg.rounds, 1),
+        ("rounds_patience", cfg.rounds_patience, 1),
     ):
         if value < least:
             raise ConfigError(f"{key}: must be >= {least}, got {value}")
@@ -422,6 +440,36 @@ def _check_choices(cfg: PipelineConfig) -> None:
             raise ConfigError(
                 f"evaluate.sets: {name!r} cannot name a set (in_domain is data.test; no '@' or '/')"
             )
+    if cfg.rounds > 1:
+        _check_rounds(cfg)
+
+
+def _check_rounds(cfg: PipelineConfig) -> None:
+    """What iterating needs: every stage of a round, a vote the students can join, a dev set."""
+    from ..quality.confidence import CONSENSUS_SCORES
+
+    for key, on in (
+        ("filter.enabled", cfg.filter.enabled),
+        ("train.enabled", cfg.train.enabled),
+        ("export.enabled", cfg.export.enabled),
+        ("evaluate.enabled", cfg.evaluate.enabled),
+    ):
+        if not on:
+            raise ConfigError(f"{key}: rounds: {cfg.rounds} reruns this stage every round; set it true")
+    if cfg.filter.score not in CONSENSUS_SCORES:
+        raise ConfigError(
+            f"filter.score: rounds: {cfg.rounds} needs a score the students' labels vote in "
+            f"({', '.join(CONSENSUS_SCORES)}), got {cfg.filter.score!r}; the pairwise scores "
+            "read only the first opinion, so every round would keep the same labels"
+        )
+    f = cfg.filter
+    if f.threshold is None and f.keep is None and f.target_wer is None:
+        raise ConfigError(
+            f"filter.threshold: {f.score} has no documented default; give filter.threshold or filter.keep"
+        )
+    dev_sets = ("in_domain", VALIDATION_DEV, *cfg.evaluate.sets)
+    if cfg.rounds_dev not in dev_sets:
+        raise ConfigError(f"rounds_dev: expected one of {', '.join(dev_sets)}, got {cfg.rounds_dev!r}")
 
 
 def _resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:

@@ -43,7 +43,7 @@ def _stage_label(p: Paths) -> dict[str, Any]:
             raise FileNotFoundError(f"label.labels: {cfg.labels} does not exist (merge the shards first)")
         notes: dict[str, Any] = {"labels": cfg.labels, "decoded": 0}
     else:
-        stats = _label(p, cfg.teacher, p.labels, cfg.options())
+        stats = label_pool(p, cfg.teacher, p.labels, cfg.options())
         notes = {
             "labels": str(p.labels),
             "decoded": stats.labeled,
@@ -51,17 +51,24 @@ def _stage_label(p: Paths) -> dict[str, Any]:
             "rtfx": round(stats.rtfx, 2),
         }
     if cfg.second and not cfg.second_labels:
-        stats2 = _label(p, cfg.second, p.second, cfg.options(greedy=True))
+        stats2 = label_pool(p, cfg.second, p.second, cfg.options(greedy=True))
         notes["second"] = {"labels": str(p.second), "decoded": stats2.labeled, "rtfx": round(stats2.rtfx, 2)}
     return notes
 
 
-def _label(p: Paths, teacher: str, out: Path, options: LabelOptions) -> LabelStats | ParallelStats:
-    """One model over the pool, as ``asr-distill label`` runs it with the same options."""
-    from ..parallel import label_job
+def label_pool(
+    p: Paths, teacher: str, out: Path, options: LabelOptions, backend: str | None = None
+) -> LabelStats | ParallelStats:
+    """One model over the pool, as ``asr-distill label`` runs it with the same options.
+
+    ``backend`` overrides ``label.backend`` (a student ``.pt`` decodes with openai-whisper's).
+    """
+    import dataclasses
+
+    from ..label_job import label_job
 
     cfg = p.cfg.label
-    run = cfg.run(teacher, options)
+    run = (dataclasses.replace(cfg, backend=backend) if backend else cfg).run(teacher, options)
     return label_job(
         p.cfg.data.train,
         out,
@@ -79,7 +86,7 @@ def _label(p: Paths, teacher: str, out: Path, options: LabelOptions) -> LabelSta
 def _stage_filter(p: Paths) -> dict[str, Any]:
     from ..quality.stage import run_filter
 
-    result = run_filter(p.labels, p.filter_dir, p.cfg.filter, second=p.second)
+    result = run_filter(p.labels, p.filter_dir, p.cfg.filter, second=p.opinions)
     r = result.report
     return {
         "kept": r.kept,
@@ -175,10 +182,16 @@ def _stage_export(p: Paths) -> dict[str, Any]:
 
 
 def eval_models(p: Paths) -> list[tuple[str, str]]:
-    """(name, model) pairs to evaluate: the teacher first, then the config's, the student last."""
+    """(name, model) pairs to evaluate: the teacher first, then the config's, the student last.
+
+    From round 2 on, the previous round's student (``round<k-1>``) stands just before it,
+    so the paired bootstrap says whether the round helped.
+    """
     models = [("teacher", p.cfg.label.teacher)]
     models += [(k, v) for k, v in p.cfg.evaluate.models.items() if k not in ("teacher", "student")]
     if p.cfg.train.enabled and p.cfg.export.enabled:
+        if p.previous is not None:
+            models.append((f"round{p.previous.round_no}", str(p.previous.student_pt)))
         models.append(("student", str(p.student_pt)))
     return models
 

@@ -19,7 +19,6 @@ TOKENS_PER_S = 12
 ENTROPY_ALPHA = 0.33  # NeMo's default alpha for Tsallis/Renyi token entropies
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # encoder dtype (or CTranslate2 compute type)
 BACKENDS = ("whisper", "faster-whisper")
-SEGMENTERS = ("energy", "silero")  # how audio over 30 s is cut: pauses by energy, or Silero VAD
 ENGINES = ("local", "ray")  # where labeling runs: this machine's processes, or a Ray cluster
 DEFAULT_TEACHER = "base"
 DEFAULT_BATCH_SIZE = 8

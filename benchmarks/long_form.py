@@ -1,0 +1,266 @@
+"""Long-form labeling: recordings cut by Silero VAD or by energy, against each utterance alone.
+
+Real utterances (AN4 test) are joined into a few recordings of several minutes, with random
+pauses (0.3-2 s) and pink background noise at a moderate SNR, so each utterance's place in
+its recording is known. The base teacher (the label stage's defaults) then labels:
+
+- ``per_utterance``: each utterance alone (its span of the same noisy recording);
+- ``silero`` and ``energy``: each whole recording, cut by that segmenter (``--segmenter``).
+
+    python benchmarks/long_form.py [--an4 ../shared/data/an4] [--recordings 3] [--snr-db 15]
+
+Writes ``benchmarks/results/long_form.json``; the definitions of ``wer`` and ``lost_words``
+are written into it. Without the AN4 data the script says so and writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "long_form.json"
+WORK = ROOT / ".cache" / "bench_long_form"
+NORMALISER = "format_insensitive"
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+DEFINITIONS = {
+    "wer": (
+        "percent; per recording, the references of its utterances joined in order against the "
+        "hypothesis texts joined in order (utterances for per_utterance, segments by offset for "
+        f"silero/energy), each side normalised per unit with {NORMALISER}; errors summed over "
+        "recordings over reference words"
+    ),
+    "lost_words": (
+        "reference words of utterances that a cut straddles (a segment boundary, or the edge of a "
+        "stretch left out as no_speech, strictly inside the utterance's clip), which the word "
+        "alignment of that recording marks as deleted; 0 for per_utterance, which has no cuts"
+    ),
+}
+
+
+def build(args, utts: list) -> tuple[list[dict], list[dict]]:
+    """Join the utterances into recordings; returns the recording and utterance manifest lines."""
+    import soundfile as sf
+
+    from asr_distill.audio import SAMPLE_RATE, load_audio
+    from asr_distill.testing.long_form import join_clips
+
+    rng = np.random.default_rng(args.seed)
+    WORK.mkdir(parents=True, exist_ok=True)
+    recordings, lines = [], []
+    for k, group in enumerate(np.array_split(np.arange(len(utts)), args.recordings)):
+        members = [utts[i] for i in group]
+        clips = [load_audio(u.audio_filepath, u.offset, u.duration) for u in members]
+        joined = join_clips(clips, list(rng.uniform(*args.pause_s, len(clips))), snr_db=args.snr_db, rng=rng)
+        path = WORK / f"rec{k}.wav"
+        sf.write(path, joined.audio, SAMPLE_RATE, subtype="PCM_16")
+        recordings.append({"id": f"rec{k}", "audio_filepath": str(path), "duration": joined.duration})
+        for u, (a, b) in zip(members, joined.spans, strict=True):
+            lines.append(
+                {
+                    "id": u.id,
+                    "recording": f"rec{k}",
+                    "audio_filepath": str(path),
+                    "offset": a,
+                    "duration": b - a,
+                }
+                | {"text": u.text}
+            )
+    return recordings, lines
+
+
+def _write(path: Path, lines: list[dict]) -> Path:
+    path.write_text(
+        "".join(json.dumps({k: v for k, v in d.items() if k != "recording"}) + "\n" for d in lines)
+    )
+    return path
+
+
+def run_system(manifest: Path, run) -> tuple[list, float]:
+    from asr_distill.label import label
+
+    start = time.perf_counter()
+    records = list(label(manifest, run))
+    return records, time.perf_counter() - start
+
+
+def _units(
+    records: list, lines: list[dict], rec_id: str, per_utterance: bool
+) -> list[tuple[float, float, str]]:
+    """``(start, end, text)`` of what was labeled in one recording, in order; skips have no text."""
+    if per_utterance:
+        by_id = {r.id: r for r in records}
+        return [
+            (d["offset"], d["offset"] + d["duration"], by_id[d["id"]].text)
+            for d in lines
+            if d["recording"] == rec_id
+        ]
+    mine = [r for r in records if r.id.split("@")[0] == rec_id]
+    return sorted((r.offset, r.offset + r.duration, getattr(r, "text", None)) for r in mine)
+
+
+def score(records: list, lines: list[dict], recordings: list[dict], per_utterance: bool) -> dict:
+    """WER, lost words and cut counts over all recordings (see ``DEFINITIONS``)."""
+    import jiwer
+
+    from asr_distill.normalise import get_normaliser
+
+    norm = get_normaliser(NORMALISER)
+    errors = ref_total = lost = cuts = straddled = deleted = 0
+    for rec in recordings:
+        utts = [d for d in lines if d["recording"] == rec["id"]]
+        units = _units(records, lines, rec["id"], per_utterance)
+        owner = [i for i, d in enumerate(utts) for _ in norm(d["text"]).split()]
+        ref = " ".join(norm(d["text"]) for d in utts)
+        hyp = " ".join(norm(t) for _, _, t in units if t)
+        out = jiwer.process_words(ref, hyp)
+        errors += out.substitutions + out.deletions + out.insertions
+        ref_total += out.substitutions + out.deletions + out.hits
+        gone = {
+            i for c in out.alignments[0] if c.type == "delete" for i in range(c.ref_start_idx, c.ref_end_idx)
+        }
+        edges = set() if per_utterance else {t for a, b, _ in units for t in (a, b)} - {0.0, rec["duration"]}
+        inside = {
+            i for i, d in enumerate(utts) if any(d["offset"] < t < d["offset"] + d["duration"] for t in edges)
+        }
+        cuts += len(edges)
+        straddled += len(inside)
+        deleted += len(gone)
+        lost += sum(1 for i in gone if owner[i] in inside)
+    wer = 100.0 * errors / ref_total
+    return {
+        "wer": round(wer, 2),
+        "lost_words": lost,
+        "deleted_words": deleted,
+        "cuts": cuts,
+        "utterances_straddled": straddled,
+    }
+
+
+def run_systems(
+    args, teacher, manifests: tuple[Path, Path], lines: list[dict], recordings: list[dict]
+) -> dict:
+    """Label with each system in turn; one scored row per system."""
+    from asr_distill.label import LabelRun
+    from asr_distill.records import Skip
+
+    audio_s = sum(r["duration"] for r in recordings)
+    result: dict = {}
+    for name, manifest, segmenter in [
+        ("per_utterance", manifests[0], "energy"),
+        ("silero", manifests[1], "silero"),
+        ("energy", manifests[1], "energy"),
+    ]:
+        records, wall = run_system(
+            manifest, LabelRun(teacher, batch_size=args.batch_size, segmenter=segmenter)
+        )
+        row = score(records, lines, recordings, per_utterance=name == "per_utterance")
+        skips = [r for r in records if isinstance(r, Skip)]
+        row |= {
+            "segments": len(records) - len(skips),
+            "skips": {
+                reason: sum(1 for s in skips if s.reason == reason) for reason in {s.reason for s in skips}
+            },
+            "skipped_s": round(sum(s.duration for s in skips), 2),
+            "wall_s": round(wall, 1),
+            "rtfx": round(audio_s / wall, 2),
+        }
+        result[name] = row
+        print(name, json.dumps(row), flush=True)
+    return result
+
+
+def _machine(threads: int) -> dict:
+    """The CPU the speed figures came from (bf16 units change Whisper's speed by 1.3-1.5x)."""
+    import torch
+
+    from asr_distill.teacher.backends import cpu_has_bf16
+
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        flags = set()
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": threads,
+        "cpu_flags": sorted(flags & set(CPU_FLAGS)),
+        "cpu_bf16_units": cpu_has_bf16(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+    }
+
+
+def _args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--an4", default=str(ROOT.parent / "shared" / "data" / "an4"))
+    ap.add_argument("--utterances", type=int, default=0, help="first N of AN4 test (0: all 130)")
+    ap.add_argument("--recordings", type=int, default=3)
+    ap.add_argument("--pause-s", type=float, nargs=2, default=(0.3, 2.0))
+    ap.add_argument("--snr-db", type=float, default=15.0)
+    ap.add_argument("--model", default="base")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(RESULTS))
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = _args()
+    manifest = Path(args.an4) / "test.jsonl"
+    if not manifest.is_file():
+        print(f"skipped: AN4 test not found at {manifest} (it sits in ../shared next to the checkout)")
+        return
+    import torch
+
+    from asr_distill.jsonl import atomic_write_text
+    from asr_distill.manifest import read_manifest
+    from asr_distill.records import Utterance
+    from asr_distill.teacher import load_teacher
+
+    torch.set_num_threads(args.threads)
+    utts = [u for u in read_manifest(manifest) if isinstance(u, Utterance)]
+    utts = utts[: args.utterances or None]
+    recordings, lines = build(args, utts)
+    long_manifest, utt_manifest = (
+        _write(WORK / "recordings.jsonl", recordings),
+        _write(WORK / "utterances.jsonl", lines),
+    )
+    audio_s = sum(r["duration"] for r in recordings)
+    print(f"{len(utts)} utterances in {len(recordings)} recordings, {audio_s / 60:.1f} min", flush=True)
+    result = run_systems(args, load_teacher(args.model), (utt_manifest, long_manifest), lines, recordings)
+    result |= {
+        "bar": {
+            "silero_within_0.5_of_per_utterance": result["silero"]["wer"]
+            <= result["per_utterance"]["wer"] + 0.5,
+            "silero_no_worse_than_energy": result["silero"]["wer"] <= result["energy"]["wer"],
+        },
+        "definitions": DEFINITIONS,
+        "normaliser": NORMALISER,
+        "model": args.model,
+        "data": f"AN4 test ({manifest})",
+        "utterances": len(utts),
+        "ref_words": sum(len(d["text"].split()) for d in lines),
+        "recordings": len(recordings),
+        "audio_s": round(audio_s, 1),
+        "speech_s": round(sum(d["duration"] for d in lines), 1),
+        "pause_s": list(args.pause_s),
+        "snr_db": args.snr_db,
+        "noise": "pink (1/f), through speech and pauses, SNR against the clips' mean power",
+        "seed": args.seed,
+        "machine": _machine(args.threads),
+        "command": "python " + " ".join(sys.argv),
+    }
+    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["bar"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""Long recordings cut by Silero VAD: pieces of at most 30 s, cut in pauses, nothing lost."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import fixture_lines, write_manifest
+
+from asr_distill import audio as audio_module
+from asr_distill import vad
+from asr_distill.audio import (
+    MAX_SEGMENT_S,
+    NO_SPEECH,
+    SAMPLE_RATE,
+    iter_segments,
+    load_audio,
+    split_at_pauses,
+)
+from asr_distill.records import Skip, Utterance
+from asr_distill.testing.long_form import join_clips
+
+LONG_PAUSE_S = 5.0  # one pause in the recording long enough to be left out
+LONG_PAUSE_AT = 13  # before this clip
+SNR_DB = 20.0
+LEAD_SILENCE_S = 0.25  # every fixture clip starts with at least this much silence
+
+needs_silero = pytest.mark.skipif(
+    not vad.silero_available(), reason="silero-vad is not installed (pip install 'asr_distill[vad]')"
+)
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    """The 8 fixture clips three times over, 1-2 s pauses (one of 5 s), pink noise at 20 dB SNR."""
+    clips = [load_audio(d["audio_filepath"]) for d in fixture_lines()] * 3
+    rng = np.random.default_rng(3)
+    pauses = rng.uniform(1.0, 2.0, len(clips))
+    pauses[LONG_PAUSE_AT] = LONG_PAUSE_S
+    joined = join_clips(clips, list(pauses), snr_db=SNR_DB, rng=rng)
+    path = tmp_path_factory.mktemp("long_form") / "joined.wav"
+    sf.write(path, joined.audio, SAMPLE_RATE, subtype="PCM_16")
+    return Utterance(id="rec", audio_filepath=str(path), duration=joined.duration), joined
+
+
+def _records(out) -> list:
+    return [o if isinstance(o, Skip) else o[0] for o in out]
+
+
+def _check_cover(records, total_s: float) -> None:
+    assert records[0].offset == 0.0
+    assert records[-1].offset + records[-1].duration == pytest.approx(total_s, abs=1e-3)
+    for a, b in zip(records[:-1], records[1:], strict=True):
+        assert math.isclose(a.offset + a.duration, b.offset, abs_tol=1e-6)
+    for r in records:
+        assert r.id == f"rec@{r.offset:.2f}"
+
+
+# --- merging speech regions into pieces (no model needed) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("regions", "total", "expected"),
+    [
+        ([], 100.0, [(0.0, 100.0, False)]),
+        ([(1.0, 5.0), (6.0, 9.0)], 10.0, [(0.0, 10.0, True)]),
+        # a pause of 3 s or more is left out, but for 0.5 s beside the speech
+        ([(1.0, 5.0), (10.0, 14.0)], 15.0, [(0.0, 5.5, True), (5.5, 9.5, False), (9.5, 15.0, True)]),
+        ([(5.0, 8.0)], 20.0, [(0.0, 4.5, False), (4.5, 8.5, True), (8.5, 20.0, False)]),
+        # 41 s needs 2 pieces: the cut is in the longest pause that still allows 2 (not 10.0-10.2)
+        (
+            [(0.5, 10.0), (10.2, 20.0), (21.0, 29.0), (29.3, 40.0)],
+            41.0,
+            [(0.0, 20.5, True), (20.5, 41.0, True)],
+        ),
+    ],
+    ids=["no_speech", "fits", "long_pause", "silent_edges", "longest_useful_pause"],
+)
+def test_plan_pieces(regions, total, expected):
+    pieces = vad.plan_pieces(regions, total)
+    assert [speech for _, _, speech in pieces] == [speech for _, _, speech in expected]
+    assert [x for a, b, _ in pieces for x in (a, b)] == pytest.approx(
+        [x for a, b, _ in expected for x in (a, b)]
+    )
+
+
+def test_plan_pieces_cut_only_in_pauses_and_cover_everything():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        regions, t = [], rng.uniform(0, 4)
+        for _ in range(rng.integers(1, 60)):
+            length = rng.uniform(0.3, 8.0)
+            regions.append((t, t + length))
+            t += length + rng.uniform(0.1, 4.0)
+        pieces = vad.plan_pieces(regions, t)
+        assert pieces[0][0] == 0.0 and pieces[-1][1] == pytest.approx(t)
+        assert all(a[1] == b[0] for a, b in zip(pieces[:-1], pieces[1:], strict=True))
+        assert all(b - a <= MAX_SEGMENT_S + 1e-9 for a, b, speech in pieces if speech)
+        for a, b in regions:  # every region lies wholly in one speech piece
+            assert any(p <= a and b <= q for p, q, speech in pieces if speech), (a, b)
+
+
+def test_plan_pieces_refuses_bad_limits():
+    with pytest.raises(ValueError, match="pad_s"):
+        vad.plan_pieces([(0.0, 1.0)], 2.0, no_speech_s=1.0, pad_s=0.5)
+
+
+# --- the segmenter on real speech ---------------------------------------------------------
+
+
+@needs_silero
+@pytest.mark.parametrize("chunk_s", [audio_module.LONG_CHUNK_S, 40.0], ids=["one_chunk", "40s_chunks"])
+def test_silero_cuts_in_known_pauses_and_loses_nothing(recording, chunk_s, monkeypatch):
+    monkeypatch.setattr(audio_module, "LONG_CHUNK_S", chunk_s)  # 40 s: chunk edges fall in speech
+    utt, joined = recording
+    records = _records(iter_segments(utt, "silero"))
+    _check_cover(records, joined.duration)
+    segments = [r for r in records if not isinstance(r, Skip)]
+    skips = [r for r in records if isinstance(r, Skip)]
+    assert all(r.duration <= MAX_SEGMENT_S + 1e-6 for r in segments)
+    assert len(segments) <= math.ceil(joined.duration / MAX_SEGMENT_S) + 2
+    # the only stretch left out is inside the 5 s pause (or the next clip's leading silence)
+    gap = (joined.spans[LONG_PAUSE_AT - 1][1], joined.spans[LONG_PAUSE_AT][0] + LEAD_SILENCE_S)
+    assert [s.reason for s in skips] == [NO_SPEECH]
+    assert gap[0] <= skips[0].offset and skips[0].offset + skips[0].duration <= gap[1]
+    # every cut is in an inserted pause, so every clip's speech lies whole in one segment
+    pairs = list(zip(joined.spans[:-1], joined.spans[1:], strict=True))
+    for r in records[1:]:
+        assert any(a[1] < r.offset < b[0] + LEAD_SILENCE_S for a, b in pairs), r.offset
+    for start, end in joined.spans:
+        start += LEAD_SILENCE_S
+        assert any(s.offset <= start and end <= s.offset + s.duration for s in segments), (start, end)
+
+
+def test_energy_is_the_default_and_unchanged(recording):
+    utt, joined = recording
+    default = _records(iter_segments(utt))
+    assert [(r.id, r.duration) for r in default] == [
+        (r.id, r.duration) for r in _records(iter_segments(utt, "energy"))
+    ]
+    pieces = split_at_pauses(load_audio(utt.audio_filepath))
+    spans = [x for r in default for x in (r.offset, r.offset + r.duration)]
+    assert spans == pytest.approx([x for piece in pieces for x in piece])
+    assert not any(isinstance(r, Skip) for r in default)
+
+
+def test_unknown_segmenter_is_refused(recording):
+    with pytest.raises(ValueError, match="segmenter"):
+        list(iter_segments(recording[0], "webrtc"))
+
+
+def test_missing_extra_is_named(recording, monkeypatch):
+    monkeypatch.setitem(sys.modules, "silero_vad", None)  # what an environment without it raises
+    vad._model.cache_clear()
+    with pytest.raises(ImportError, match=r"pip install 'asr_distill\[vad\]'"):
+        list(iter_segments(recording[0], "silero"))
+    with pytest.raises(ImportError, match="vad extra"):
+        vad.load_vad()
+    vad._model.cache_clear()
+
+
+@needs_silero
+def test_loading_silero_keeps_torch_threads(monkeypatch):
+    torch = pytest.importorskip("torch")
+    for name in [m for m in sys.modules if m == "silero_vad" or m.startswith("silero_vad.")]:
+        monkeypatch.delitem(sys.modules, name)  # so the import runs again, as in a fresh process
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        vad._import_silero()  # silero_vad's own import sets torch to one thread
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+@needs_silero
+@pytest.mark.slow
+def test_label_with_silero_segmenter(recording, tiny_teacher, tmp_path):
+    from asr_distill.label import LabelRun, label
+    from asr_distill.metrics import word_error_rate
+
+    utt, joined = recording
+    manifest = write_manifest(
+        tmp_path / "m.jsonl", [{"id": utt.id, "audio_filepath": utt.audio_filepath, "duration": utt.duration}]
+    )
+    records = list(label(manifest, LabelRun(tiny_teacher, batch_size=4, segmenter="silero")))
+    expected = [r.id for r in _records(iter_segments(utt, "silero"))]
+    assert sorted(r.id for r in records) == sorted(expected)
+    assert [r.reason for r in records if isinstance(r, Skip)] == [NO_SPEECH]
+    labels = sorted((r for r in records if not isinstance(r, Skip)), key=lambda r: r.offset)
+    refs = " ".join(d["text"] for d in fixture_lines())
+    hyp = " ".join(r.text for r in labels)
+    result = word_error_rate([" ".join([refs] * 3)], [hyp])
+    assert result.wer < 25.0, (result, hyp)
