@@ -19,7 +19,7 @@ from typing import Any
 from ..metrics import DEFAULT_NORMALISER, word_error_rate
 from ..records import ModelResult, TeacherLabel, Transcription, UtteranceScore
 from ..safe_load import load_checkpoint
-from ..teacher.options import LabelOptions
+from ..teacher.options import EVAL_TEMPERATURES, LabelOptions, guarded
 from .bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap_wer
 from .options import Scoring
 from .scoring import (
@@ -32,28 +32,6 @@ from .scoring import (
 )
 
 log = logging.getLogger(__name__)
-
-# Evaluation's guarded search, the same for every model, so no comparison is won by one
-# side's loops: greedy; an output that loops (token cap, compression ratio, a repeated
-# n-gram: teacher.loops) is redone at 30 s and then up transcribe's temperature ladder
-# (seeded), and the first try that does not loop is kept. A low average log-probability
-# alone triggers nothing: that is the model's own answer, and it is scored as it is.
-EVAL_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-
-
-def guarded(options: LabelOptions) -> LabelOptions:
-    """``options`` with evaluation's guarded search (:data:`EVAL_TEMPERATURES`, loops only).
-
-    The encoder windows and timestamp mode are kept: they are the model's (a student's
-    checkpoint names its own), the search is the evaluation's.
-    """
-    return dataclasses.replace(
-        options,
-        temperatures=EVAL_TEMPERATURES,
-        beam_size=None,
-        logprob_threshold=None,
-        compression_ratio_threshold=LabelOptions.compression_ratio_threshold,
-    )
 
 
 def _decode_options(teacher, options):

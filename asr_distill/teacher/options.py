@@ -7,7 +7,7 @@ This module imports neither torch nor whisper: the command line reads its consta
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Protocol, runtime_checkable
 
 WINDOW_S = 30.0  # Whisper's trained input length
@@ -175,3 +175,26 @@ class LabelOptions:
             else:
                 d[f.name] = list(value) if f.name == "temperatures" else value
         return d
+
+
+# Evaluation's guarded search, the same for every model and every runtime, so no comparison is
+# won by one side's loops: greedy; an output that loops (token cap, compression ratio, a
+# repeated n-gram: teacher.loops) is redone at 30 s and then up transcribe's temperature ladder
+# (seeded), and the first try that does not loop is kept. A low average log-probability alone
+# triggers nothing: that is the model's own answer, and it is scored as it is.
+EVAL_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def guarded(options: LabelOptions) -> LabelOptions:
+    """``options`` with evaluation's guarded search (:data:`EVAL_TEMPERATURES`, loops only).
+
+    The encoder windows and timestamp mode are kept: they are the model's (a student's
+    checkpoint names its own), the search is the evaluation's.
+    """
+    return replace(
+        options,
+        temperatures=EVAL_TEMPERATURES,
+        beam_size=None,
+        logprob_threshold=None,
+        compression_ratio_threshold=LabelOptions.compression_ratio_threshold,
+    )
