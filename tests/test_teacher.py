@@ -176,6 +176,7 @@ def test_default_options_keep_the_20s_floor_and_their_provenance_keys():
         "max_tokens": None,
         "entropy_alpha": 0.33,
         "timestamps": True,
+        "word_timestamps": False,
     }
     d = LabelOptions().as_dict()
     assert d == expected and list(d) == list(expected)

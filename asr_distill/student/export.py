@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import logging
 import os
@@ -36,6 +38,9 @@ SIDE_FILES = ("tokenizer.json", "vocabulary.txt", "vocabulary.json", "preprocess
 def load_student_checkpoint(ckpt: str | os.PathLike, map_location: str = "cpu"):
     """A Lightning checkpoint back into a ``StudentModule`` (teacher reloaded by name).
 
+    LoRA adapters are merged into the weights, so ``module.model`` is a plain Whisper that
+    every exporter writes as it is.
+
     Raises:
         UnsafeCheckpointError: the file would run code when unpickled (nothing is run).
         CheckpointError: the file is not a readable torch checkpoint.
@@ -45,6 +50,7 @@ def load_student_checkpoint(ckpt: str | os.PathLike, map_location: str = "cpu"):
     load_checkpoint(ckpt)  # refuses a crafted or broken file in one line, before Lightning reads it
     with checkpoint_globals():
         module = StudentModule.load_from_checkpoint(str(ckpt), map_location=map_location, weights_only=True)
+    module.merge_adapters()
     return module.eval()
 
 
@@ -53,6 +59,56 @@ def _default_alignment_heads(dims: ModelDimensions) -> torch.Tensor:
     mask = torch.zeros(dims.n_text_layer, dims.n_text_head, dtype=torch.bool)
     mask[dims.n_text_layer // 2 :] = True
     return mask
+
+
+def source_alignment_heads(name: str, n_text_head: int) -> torch.Tensor | None:
+    """A known model's word-timing heads ``(layers, heads)``: by openai-whisper name, else from its files.
+
+    Names in whisper's own table (``base``, ``tiny.en``... as the packaged teachers are) are
+    read there; a CTranslate2 folder has them in ``config.json``, an openai-whisper ``.pt``
+    under ``alignment_heads``. None when the model is not known.
+    """
+    import whisper
+
+    if name in whisper._ALIGNMENT_HEADS:
+        raw = gzip.decompress(base64.b85decode(whisper._ALIGNMENT_HEADS[name]))
+        if len(raw) % n_text_head:  # another head count: not this student's source
+            return None
+        return torch.from_numpy(np.frombuffer(raw, dtype=bool).copy()).reshape(-1, n_text_head)
+    path = Path(name).expanduser()
+    if (path / "config.json").is_file():
+        pairs = json.loads((path / "config.json").read_text()).get("alignment_heads") or []
+        if not pairs:
+            return None
+        mask = torch.zeros(max(layer for layer, _ in pairs) + 1, n_text_head, dtype=torch.bool)
+        for layer, head in pairs:
+            mask[layer, head] = True
+        return mask
+    if path.is_file() and path.suffix == ".pt":
+        heads = load_checkpoint(path).get("alignment_heads")
+        return heads.bool() if isinstance(heads, torch.Tensor) else None
+    return None
+
+
+def alignment_heads(dims: ModelDimensions, description: dict[str, Any]) -> torch.Tensor:
+    """The student's word-timing heads ``(n_text_layer, n_text_head)``: its source model's where known.
+
+    Word timestamps read a few cross-attention heads, chosen per model; all heads of the last
+    half (the default) time words worse. A student started from a pretrained Whisper
+    (``training_config.init``) keeps that model's heads; one cut from the teacher keeps the
+    teacher's heads in the decoder layers it copied (``layout.decoder_layers``). An unknown
+    source, a shape that does not fit, or a cut that kept none of them: the default.
+    """
+    config = description.get("training_config") or {}
+    init = config.get("init")
+    source = config.get("teacher") if init == "teacher" else init
+    heads = source_alignment_heads(str(source), dims.n_text_head) if source else None
+    kept = tuple((description.get("layout") or {}).get("decoder_layers") or ())
+    if heads is not None and init == "teacher" and kept and max(kept) < len(heads):
+        heads = heads[list(kept)]
+    if heads is None or heads.shape != (dims.n_text_layer, dims.n_text_head) or not heads.any():
+        return _default_alignment_heads(dims)
+    return heads
 
 
 def export_whisper_pt(
@@ -72,7 +128,7 @@ def export_whisper_pt(
     ckpt = {
         "dims": asdict(model.dims),
         "model_state_dict": state,
-        "alignment_heads": _default_alignment_heads(model.dims),
+        "alignment_heads": alignment_heads(model.dims, description),
         "asr_distill": description,
     }
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
@@ -81,11 +137,11 @@ def export_whisper_pt(
     return out
 
 
-def _ct2_config(side_dir: Path | None, dims: ModelDimensions) -> dict:
+def _ct2_config(side_dir: Path | None, dims: ModelDimensions, description: dict[str, Any]) -> dict:
     config = {}
     if side_dir is not None and (side_dir / "config.json").is_file():
         config = json.loads((side_dir / "config.json").read_text())
-    heads = _default_alignment_heads(dims).nonzero().tolist()
+    heads = alignment_heads(dims, description).nonzero().tolist()
     config["alignment_heads"] = [[int(a), int(b)] for a, b in heads]
     return config
 
@@ -111,7 +167,7 @@ def export_ct2(
     out.mkdir(parents=True, exist_ok=True)
     variables, aliases = ct2.ct2_variables(model.state_dict(), asdict(model.dims), np.float16)
     ct2.write_model_bin(out / "model.bin", variables, aliases)
-    atomic_write_text(out / "config.json", json.dumps(_ct2_config(side, model.dims), indent=2))
+    atomic_write_text(out / "config.json", json.dumps(_ct2_config(side, model.dims, description), indent=2))
     for name in SIDE_FILES:
         if (side / name).is_file():
             tmp = out / f".{name}.tmp"

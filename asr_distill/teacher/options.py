@@ -43,7 +43,6 @@ class DecodePass:
     max_tokens: int = 224
     entropy_alpha: float = ENTROPY_ALPHA
     timestamps: bool = True
-    word_timestamps: bool = False
 
 
 def check_precision(precision: str) -> None:
