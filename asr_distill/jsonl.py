@@ -360,6 +360,16 @@ class ResumableJsonlWriter:
         self.close()
 
 
+def _file_mode() -> int:
+    """The mode ``open`` gives a new file under this process's umask (read once, at import)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike) -> Iterator[TextIO]:
     """Open a temporary file beside ``path``; on success fsync and rename it over ``path``.
@@ -370,6 +380,7 @@ def atomic_open(path: str | os.PathLike) -> Iterator[TextIO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _FILE_MODE)  # mkstemp's 0600 would make results unreadable to the group
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             yield f
             f.flush()
