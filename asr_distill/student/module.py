@@ -28,6 +28,16 @@ from ..metrics import word_error_rate
 from ..teacher import load_teacher
 from .build import cut_student, encoder_shared, pretrained_student, same_tokenizer
 from .data import IGNORE, FeatureSpec, encoder_sha
+from .encoder_split import bottom_sha, encoder_bottom, encoder_top
+from .regularise import (
+    LORA_TARGETS,
+    add_lora,
+    frozen_copy,
+    l2sp_penalty,
+    lwf_rows,
+    merge_lora,
+    trainable_snapshot,
+)
 from .short_context import WindowPolicy
 
 log = logging.getLogger(__name__)
@@ -106,6 +116,44 @@ def _check_distillable(
         )
 
 
+def _check_switches(hp: dict) -> None:
+    """Refuse loss weights and anti-forgetting settings that cannot work, naming the setting."""
+    if hp["ce_weight"] < 0 or hp["kl_weight"] < 0 or hp["ce_weight"] + hp["kl_weight"] == 0:
+        raise ValueError(
+            f"need ce_weight, kl_weight >= 0 and not both 0, got {hp['ce_weight']}, {hp['kl_weight']}"
+        )
+    if hp["temperature"] <= 0:
+        raise ValueError(f"temperature must be > 0, got {hp['temperature']}")
+    for name in ("lwf_weight", "l2sp_weight", "lora_rank", "train_encoder_layers"):
+        if hp[name] < 0:
+            raise ValueError(f"{name} must be >= 0, got {hp[name]}")
+    if hp["train_encoder_layers"] and not hp["frozen_encoder"]:
+        raise ValueError(
+            "train_encoder_layers trains the top blocks of a frozen encoder, but frozen_encoder is "
+            "false (the whole encoder trains): set frozen_encoder: true or train_encoder_layers: 0"
+        )
+
+
+def _set_trainable(
+    model: Whisper, frozen_encoder: bool, top_blocks: int, freeze_token_embedding: bool
+) -> int | None:
+    """Choose what trains; returns how many bottom encoder blocks stay frozen (None: all encoder trains).
+
+    With a frozen encoder, ``top_blocks`` > 0 trains its top blocks and ``ln_post``: accents and
+    children's voices may need the acoustic side to move, and the top is where it is cheapest.
+    """
+    n = model.dims.n_audio_layer
+    if top_blocks > n:
+        raise ValueError(f"train_encoder_layers is {top_blocks}, but the student's encoder has {n} blocks")
+    model.encoder.requires_grad_(not frozen_encoder)
+    split = n - top_blocks if frozen_encoder else None
+    if split is not None and split < n:
+        model.encoder.blocks[split:].requires_grad_(True)
+        model.encoder.ln_post.requires_grad_(True)
+    model.decoder.token_embedding.weight.requires_grad_(not freeze_token_embedding)
+    return split
+
+
 class StudentModule(L.LightningModule):
     """A compact Whisper learning from a teacher's pseudo-labels (and its distribution).
 
@@ -125,6 +173,14 @@ class StudentModule(L.LightningModule):
         normaliser: for validation WER.
         language: decoding language for multilingual students.
         val_max_tokens: greedy validation stops after this many tokens.
+        train_encoder_layers: with ``frozen_encoder``, also train the top N encoder blocks (and
+            ``ln_post``); the data caches the frozen blocks' output, the student runs the rest.
+        lwf_weight: learning without forgetting: weight of T^2 x KL from a frozen copy of the
+            starting model (``init``) to the student, on the batch's replay rows if it marks any.
+        l2sp_weight: weight of the squared distance of the trained weights to their start.
+        lora_rank, lora_alpha, lora_targets: low-rank adapters (``peft``) on the decoder's (and the
+            trained encoder blocks') linear layers named by ``lora_targets`` (None: all of
+            ``regularise.LORA_TARGETS``); only the adapters train; export merges them.
     """
 
     def __init__(
@@ -148,13 +204,16 @@ class StudentModule(L.LightningModule):
         normaliser: str = "format_insensitive",
         language: str = "en",
         val_max_tokens: int = 64,
+        train_encoder_layers: int = 0,
+        lwf_weight: float = 0.0,
+        l2sp_weight: float = 0.0,
+        lora_rank: int = 0,
+        lora_alpha: float = 16.0,
+        lora_targets: list[str] | None = None,
     ):
         super().__init__()
-        if ce_weight < 0 or kl_weight < 0 or ce_weight + kl_weight == 0:
-            raise ValueError(f"need ce_weight, kl_weight >= 0 and not both 0, got {ce_weight}, {kl_weight}")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
         self.save_hyperparameters()
+        _check_switches(self.hparams)
         self.policy = WindowPolicy(short_context, window_step_s, window_margin_s, min_window_s)
         t = load_teacher(teacher)
         model, layout = _student(t.model, init, decoder_layers, encoder_layers)
@@ -171,31 +230,55 @@ class StudentModule(L.LightningModule):
             _check_distillable(model, t.model, init, teacher, frozen_encoder and not self._shared_encoder)
         # Not a submodule: the teacher stays out of the checkpoint, the optimizer and model summaries.
         object.__setattr__(self, "_teacher", t.model.eval().requires_grad_(False) if kl_weight > 0 else None)
-        for p in self.model.encoder.parameters():
-            p.requires_grad_(not frozen_encoder)
-        self.model.decoder.token_embedding.weight.requires_grad_(not freeze_token_embedding)
+        self._setup_training(model)
         lang = language if model.is_multilingual else None
         self.tokenizer = get_tokenizer(
             model.is_multilingual, num_languages=model.num_languages, language=lang, task="transcribe"
         )
         self.prefix = list(self.tokenizer.sot_sequence_including_notimestamps)
         self._encoder_sha: str | None = None
-        self._val: list[tuple[str, str]] = []
+        self._val: list[tuple[str, str, str]] = []  # (validation set, reference, hypothesis)
         self.label_provenance: dict | None = None
+
+    def _setup_training(self, model: Whisper) -> None:
+        """What trains, and the frozen references the anti-forgetting terms compare against.
+
+        The starting copy (LwF) and the anchors (L2-SP) are taken before any step, and again
+        on a resume, where ``__init__`` runs before the checkpoint's weights are loaded.
+        """
+        hp = self.hparams
+        # Not a submodule either: the starting model is rebuilt from ``init``, never saved.
+        object.__setattr__(self, "_start", frozen_copy(model) if hp.lwf_weight > 0 else None)
+        self._split = _set_trainable(
+            model, hp.frozen_encoder, hp.train_encoder_layers, hp.freeze_token_embedding
+        )
+        if hp.lora_rank > 0:
+            n = model.dims.n_audio_layer
+            blocks = range(n if self._split is None else self._split, n)
+            add_lora(model, hp.lora_rank, hp.lora_alpha, hp.lora_targets or LORA_TARGETS, blocks)
+        self._anchors = trainable_snapshot(model) if hp.l2sp_weight > 0 else None
+
+    def merge_adapters(self) -> int:
+        """Fold LoRA adapters into the weights (before export); returns how many layers had one."""
+        return merge_lora(self.model)
 
     # -- what the data and the export need ------------------------------------------------
     def feature_spec(self) -> FeatureSpec:
-        """What the data module needs to build this student's inputs; the encoder hash keys the cache."""
+        """What the data module needs to build this student's inputs; the encoder hash keys the cache.
+
+        With top encoder blocks training, the data caches the frozen bottom's hidden states
+        (``cache_through_block``), keyed by that part's weights only.
+        """
+        split, n = self._split, self.model.dims.n_audio_layer
+        partial = split is not None and split < n
         if self._encoder_sha is None:
-            self._encoder_sha = encoder_sha(self.model)
-        return FeatureSpec(
-            self.model,
-            self._encoder_sha,
-            self.tokenizer,
-            tuple(self.prefix),
-            self.policy,
-            self.hparams.frozen_encoder,
-        )
+            self._encoder_sha = bottom_sha(self.model, split) if partial else encoder_sha(self.model)
+        args = (self.model, self._encoder_sha, self.tokenizer, tuple(self.prefix), self.policy)
+        if not partial:
+            return FeatureSpec(*args, self.hparams.frozen_encoder)
+        if "cache_through_block" in FeatureSpec.__dataclass_fields__:
+            return FeatureSpec(*args, True, cache_through_block=split)
+        return FeatureSpec(*args, False)  # no cache of hidden states: log-mels, the bottom runs here
 
     def describe(self) -> dict[str, Any]:
         """The self-description exported checkpoints carry."""
@@ -218,10 +301,14 @@ class StudentModule(L.LightningModule):
         }
 
     # -- Lightning hooks --------------------------------------------------------------------
+    def _move_references(self) -> None:
+        for m in (self._teacher, self._start):
+            if m is not None:
+                m.to(self.device)
+
     def on_fit_start(self) -> None:
         """Move the teacher to the training device and keep the labels' provenance for the export."""
-        if self._teacher is not None:
-            self._teacher.to(self.device)
+        self._move_references()
         dm = getattr(self.trainer, "datamodule", None)
         if dm is not None and hasattr(dm, "provenance"):
             self.label_provenance = dm.provenance()
@@ -239,8 +326,7 @@ class StudentModule(L.LightningModule):
 
     def on_validation_start(self) -> None:
         """Move the teacher along: validation can run before any training (e.g. ``validate``)."""
-        if self._teacher is not None:
-            self._teacher.to(self.device)
+        self._move_references()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Store the self-description, so a checkpoint loads with no other input."""
@@ -250,40 +336,100 @@ class StudentModule(L.LightningModule):
         """Restore the labels' provenance, which is not a hyperparameter."""
         self.label_provenance = checkpoint.get("asr_distill", {}).get("label_provenance")
 
-    def _features(self, batch: dict) -> torch.Tensor:
+    def _encoder_input(self, batch: dict) -> torch.Tensor:
+        """What enters the encoder's trained part: cached outputs or hidden states, or log-mels.
+
+        Log-mels given to a partly frozen encoder go through its frozen part here, without
+        gradients, so its backward pass is never paid for.
+        """
         if "features" in batch:
             return batch["features"].to(self.dtype_for_features())
-        return encode_mels(self.model, batch["mel"])
+        split, mel = self._split, batch["mel"]
+        if split is None:
+            return mel
+        with torch.no_grad():
+            if split == self.model.dims.n_audio_layer:
+                return encode_mels(self.model, mel)
+            return encoder_bottom(self.model, mel, split)
+
+    def _encode(self, model: Whisper, x: torch.Tensor) -> torch.Tensor:
+        """``model``'s encoder output ``(B, T, d)`` from ``_encoder_input``'s ``x``."""
+        split = self._split
+        if split is None:
+            return encode_mels(model, x)
+        if split == model.dims.n_audio_layer:
+            return x
+        return encoder_top(model, x, split)
 
     def dtype_for_features(self) -> torch.dtype:
         """The decoder's dtype: cached encoder outputs are cast to it."""
         return next(self.model.decoder.parameters()).dtype
 
+    def _teacher_kl(self, batch: dict, feats: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor):
+        """KL to the teacher; a teacher sharing the student's encoder reuses the student's outputs."""
+        with torch.no_grad():
+            t_feats = feats if self._shared_encoder else encode_mels(self._teacher, batch["mel"])
+            t_logits = self._teacher.decoder(batch["tokens"], t_feats.to(feats.dtype))
+        return distillation_kl(logits, t_logits, mask, self.hparams.temperature)
+
+    def _lwf(self, batch: dict, x: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Learning without forgetting: KL from the frozen starting model to the student.
+
+        Taken on the replay rows when the batch marks any (``lwf_rows``); the starting model
+        runs its own encoder top on the same input, so encoder drift counts too.
+        """
+        rows = lwf_rows(batch, logits.shape[0], logits.device)
+        with torch.no_grad():
+            s_feats = self._encode(self._start, x[rows])
+            s_logits = self._start.decoder(batch["tokens"][rows], s_feats.to(logits.dtype))
+        return distillation_kl(logits[rows], s_logits, mask[rows], self.hparams.temperature)
+
+    def _loss_terms(self, batch: dict, x: torch.Tensor, feats: torch.Tensor, logits: torch.Tensor) -> dict:
+        """Each weighted term of the loss by name (``ce``, and ``kl``, ``lwf``, ``l2sp`` when on)."""
+        hp, targets = self.hparams, batch["targets"]
+        mask = (targets != IGNORE).float()
+        terms = {
+            "ce": (
+                hp.ce_weight,
+                F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=IGNORE),
+            )
+        }
+        if self._teacher is not None and hp.kl_weight > 0:
+            terms["kl"] = (hp.kl_weight, self._teacher_kl(batch, feats, logits, mask))
+        if self._start is not None:
+            terms["lwf"] = (hp.lwf_weight, self._lwf(batch, x, logits, mask))
+        if self._anchors is not None:
+            terms["l2sp"] = (hp.l2sp_weight, l2sp_penalty(self.model, self._anchors))
+        return terms
+
     def shared_step(self, batch: dict, stage: str) -> torch.Tensor:
         """The loss for one batch, the same for every stage, logged under ``stage``.
 
-        ``ce_weight`` x CE on the pseudo-label tokens, plus ``kl_weight`` x KL to the teacher's
-        logits ``(B, L, V)`` when distilling; for ``val`` also decodes greedily for the WER.
+        ``ce_weight`` x CE on the pseudo-label tokens, plus the weighted KL to the teacher's
+        logits ``(B, L, V)``, LwF and L2-SP terms when they are on (``_loss_terms``); for
+        ``val`` also decodes greedily for the WER.
         """
-        feats = self._features(batch)
+        x = self._encoder_input(batch)
+        feats = self._encode(self.model, x)
         logits = self.model.decoder(batch["tokens"], feats)  # (B, L, V)
-        targets = batch["targets"]
-        ce = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=IGNORE)
-        loss = self.hparams.ce_weight * ce
-        n = len(batch["texts"])
-        self.log(f"{stage}/ce", ce, prog_bar=stage == "train", batch_size=n, sync_dist=stage != "train")
-        if self._teacher is not None and self.hparams.kl_weight > 0:
-            with torch.no_grad():
-                t_feats = feats if self._shared_encoder else encode_mels(self._teacher, batch["mel"])
-                t_logits = self._teacher.decoder(batch["tokens"], t_feats.to(feats.dtype))
-            kl = distillation_kl(logits, t_logits, (targets != IGNORE).float(), self.hparams.temperature)
-            loss = loss + self.hparams.kl_weight * kl
-            self.log(f"{stage}/kl", kl, batch_size=n, sync_dist=stage != "train")
-        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=n, sync_dist=stage != "train")
+        terms = self._loss_terms(batch, x, feats, logits)
+        loss = sum(w * v for w, v in terms.values())
+        n, sync = len(batch["texts"]), stage != "train"
+        for name, (_, value) in terms.items():
+            self.log(
+                f"{stage}/{name}",
+                value,
+                prog_bar=name == "ce" and stage == "train",
+                batch_size=n,
+                sync_dist=sync,
+            )
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=n, sync_dist=sync)
         if stage == "val":
             tok = self.tokenizer
             hyps = greedy_decode(self.model, feats, self.prefix, tok.eot, self.hparams.val_max_tokens)
-            self._val += [(ref, tok.decode(h).strip()) for ref, h in zip(batch["texts"], hyps, strict=True)]
+            sets = batch.get("sets") or [""] * n
+            pairs = zip(sets, batch["texts"], hyps, strict=True)
+            self._val += [(name, ref, tok.decode(h).strip()) for name, ref, h in pairs]
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -299,11 +445,25 @@ class StudentModule(L.LightningModule):
         self._val = []
 
     def on_validation_epoch_end(self) -> None:
-        """Log ``val/wer`` over the epoch, under the normaliser the student is measured with."""
+        """Log ``val/wer`` over the epoch, and ``val/wer_<set>`` per named validation set.
+
+        ``val/wer`` (all sets together: in-domain and general speech) is what checkpoints are
+        chosen on; the per-set figures show what was gained and what was forgotten. They are
+        rank 0's share only: ranks may hold different sets, and a sync over keys some ranks
+        lack would hang.
+        """
         if not self._val:
             return
-        r = word_error_rate([a for a, _ in self._val], [b for _, b in self._val], self.hparams.normaliser)
+        norm = self.hparams.normaliser
+        r = word_error_rate([ref for _, ref, _ in self._val], [hyp for _, _, hyp in self._val], norm)
         self.log("val/wer", r.wer, prog_bar=True, sync_dist=True)
+        names = sorted({name for name, _, _ in self._val if name})
+        if not names or not self.trainer.is_global_zero:
+            return
+        for name in names:
+            pairs = [(ref, hyp) for s, ref, hyp in self._val if s == name]
+            wer = word_error_rate([a for a, _ in pairs], [b for _, b in pairs], norm).wer
+            self.log(f"val/wer_{name}", wer, rank_zero_only=True)
 
     def configure_optimizers(self):
         """AdamW on the trainable parameters, linear warm-up then linear decay to 10% of ``lr``."""

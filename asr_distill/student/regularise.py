@@ -1,0 +1,138 @@
+"""Keeping a fine-tuned student's general competence: LwF, L2-SP and low-rank adapters.
+
+A student adapted to a hard domain (accents, children) forgets what its starting model
+knew. Each remedy here is one ``StudentModule`` switch, off by default:
+
+* ``lwf_weight`` (learning without forgetting, Li & Hoiem 2016): KL from a frozen copy
+  of the starting model to the student, on the batch (or its replay rows). It needs no
+  labels and no teacher, so it works when the teacher's vocabulary differs.
+* ``l2sp_weight`` (L2-SP, Li et al. 2018): the squared distance of the trained weights to
+  their starting values, rather than to zero as weight decay pulls.
+* ``lora_rank`` (LoRA, Hu et al. 2021, through ``peft``): the weights stay as they were and
+  low-rank adapters learn the change; ``merge_lora`` folds them back before export, so the
+  exported model is a plain Whisper.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Sequence
+
+import torch
+from whisper.model import Whisper
+
+log = logging.getLogger(__name__)
+
+# The linear layers of a Whisper block: attention projections (self and cross) and the MLP.
+LORA_TARGETS = ("query", "key", "value", "out", "mlp.0", "mlp.2")
+
+
+def frozen_copy(model: Whisper) -> Whisper:
+    """A detached copy of ``model`` as it is now, in eval mode with no gradients."""
+    return copy.deepcopy(model).eval().requires_grad_(False)
+
+
+def trainable_snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``{name: starting value}`` of every parameter that trains: the anchor of L2-SP."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def l2sp_penalty(model: torch.nn.Module, anchors: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Sum over the anchored parameters of ``||w - w0||^2``; anchors follow the weights' device."""
+    total = None
+    for name, p in model.named_parameters():
+        w0 = anchors.get(name)
+        if w0 is None:
+            continue
+        if w0.device != p.device:
+            w0 = anchors[name] = w0.to(p.device)
+        d = (p.float() - w0.float()).pow(2).sum()
+        total = d if total is None else total + d
+    if total is None:
+        raise ValueError("l2sp_weight > 0 but no parameter trains: nothing to anchor")
+    return total
+
+
+def lwf_rows(batch: dict, n: int, device: torch.device) -> torch.Tensor:
+    """Rows ``(B,)`` the LwF term is taken on: the replay rows when the batch marks any, else all.
+
+    Replay items are general-domain speech: there the student should still answer as
+    its starting model did; in-domain rows are free to move.
+    """
+    replay = batch.get("replay")
+    if replay is not None:
+        replay = torch.as_tensor(replay, dtype=torch.bool, device=device)
+        if replay.any():
+            return replay
+    return torch.ones(n, dtype=torch.bool, device=device)
+
+
+def _peft():
+    try:
+        import peft
+    except ImportError as e:
+        raise ImportError(
+            "lora_rank > 0 needs the peft library: pip install 'asr_distill[adapt]' (or pip install peft)"
+        ) from e
+    return peft
+
+
+def lora_target_names(model: Whisper, targets: Sequence[str], encoder_blocks: Sequence[int]) -> list[str]:
+    """Full names of the linear layers to adapt: every decoder block's, and the listed encoder blocks'.
+
+    ``targets`` end a layer's name inside its block (``attn.query``, ``cross_attn.out``,
+    ``mlp.0``): ``"query"`` adapts self- and cross-attention queries alike.
+    """
+    if not targets:
+        raise ValueError("lora_targets is empty: name at least one of " + ", ".join(LORA_TARGETS))
+    scopes = [f"decoder.blocks.{i}." for i in range(len(model.decoder.blocks))]
+    scopes += [f"encoder.blocks.{i}." for i in encoder_blocks]
+    names = []
+    for name, module in model.named_modules():
+        scope = next((s for s in scopes if name.startswith(s)), None)
+        if scope is None or not isinstance(module, torch.nn.Linear):
+            continue
+        inner = name[len(scope) :]
+        if any(inner == t or inner.endswith("." + t) for t in targets):
+            names.append(name)
+    if not names:
+        raise ValueError(f"lora_targets {list(targets)} match no linear layer; use names from {LORA_TARGETS}")
+    return names
+
+
+def add_lora(
+    model: Whisper, rank: int, alpha: float, targets: Sequence[str], encoder_blocks: Sequence[int]
+) -> list[str]:
+    """Freeze ``model`` and inject rank-``rank`` adapters into its target layers (in place).
+
+    Returns the adapted layers' names. Only the adapters train; ``B`` starts at zero, so
+    the adapted model starts exactly where ``model`` was.
+    """
+    if rank < 1:
+        raise ValueError(f"lora_rank must be >= 1 to add adapters, got {rank}")
+    if alpha <= 0:
+        raise ValueError(f"lora_alpha must be > 0, got {alpha}")
+    names = lora_target_names(model, targets, encoder_blocks)
+    peft = _peft()
+    model.requires_grad_(False)
+    config = peft.LoraConfig(r=rank, lora_alpha=alpha, target_modules=names, lora_dropout=0.0, bias="none")
+    peft.inject_adapter_in_model(config, model)
+    for n, p in model.named_parameters():
+        p.requires_grad_("lora_" in n)
+    log.info("LoRA rank %d on %d linear layers (%s)", rank, len(names), ", ".join(targets))
+    return names
+
+
+def merge_lora(model: torch.nn.Module) -> int:
+    """Fold every LoRA adapter into its base weight and put the plain layer back; returns how many.
+
+    After this the model's ``state_dict`` has openai-whisper's keys again, so the export
+    writes a file ``whisper.load_model`` opens unchanged. A model without adapters is left as is.
+    """
+    layers = [(n, m) for n, m in model.named_modules() if hasattr(m, "lora_A") and hasattr(m, "base_layer")]
+    for name, layer in layers:
+        layer.merge()
+        parent, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, attr, layer.get_base_layer())
+    return len(layers)

@@ -1,0 +1,232 @@
+"""The student's anti-forgetting switches, each trained for a few real steps on the fixture clips.
+
+tiny.en is teacher and starting model (its vocabulary, so no KL to the teacher); the eight
+AN4 clips are the data. Each switch is checked for doing what it says: LwF adds a positive
+term, L2-SP keeps weights nearer their start, LoRA trains adapters only and exports as a
+plain Whisper, ``train_encoder_layers`` moves the top encoder blocks and nothing below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import whisper
+from conftest import fixture_lines, write_manifest
+
+from asr_distill.audio import load_audio
+from asr_distill.features import encode_mels, log_mel_batch
+from asr_distill.student.encoder_split import bottom_sha, encoder_bottom, encoder_top
+from asr_distill.student.regularise import LORA_TARGETS, lora_target_names, lwf_rows
+
+STEPS = 2
+CLIP = "an406-fcaw-b.flac"
+
+
+def _mel(an4_fixture: Path, n_mels: int = 80) -> torch.Tensor:
+    audio = load_audio(an4_fixture.parent / "audio" / CLIP)
+    return log_mel_batch([audio], 5.0, n_mels)  # (1, 80, 500)
+
+
+def test_encoder_bottom_then_top_is_the_whole_encoder(tiny_teacher, an4_fixture):
+    model, mel = tiny_teacher.model, _mel(an4_fixture)
+    with torch.no_grad():
+        whole = encode_mels(model, mel)
+        for k in (0, 2, 4):
+            split = encoder_top(model, encoder_bottom(model, mel, k), k)
+            assert torch.allclose(split, whole, atol=1e-4), k
+    assert whole.shape == (1, 250, model.dims.n_audio_state)
+
+
+def test_bottom_sha_ignores_the_top_blocks_and_names_the_split(tiny_teacher):
+    import copy
+
+    model = copy.deepcopy(tiny_teacher.model)
+    before = bottom_sha(model, 2)
+    assert before != bottom_sha(model, 3)
+    with torch.no_grad():
+        model.encoder.blocks[3].mlp[0].weight.add_(1.0)  # a top block trains: the cache stays valid
+        model.encoder.ln_post.weight.add_(1.0)
+    assert bottom_sha(model, 2) == before
+    with torch.no_grad():
+        model.encoder.blocks[1].mlp[0].weight.add_(1.0)  # a cached block changed: a new key
+    assert bottom_sha(model, 2) != before
+
+
+def test_lora_targets_cover_the_decoder_and_the_trained_encoder_blocks(tiny_teacher):
+    model = tiny_teacher.model
+    names = lora_target_names(model, LORA_TARGETS, encoder_blocks=[2, 3])
+    n_dec = model.dims.n_text_layer
+    assert len([n for n in names if n.startswith("decoder.")]) == n_dec * 10  # self 4, cross 4, mlp 2
+    assert {n.split(".")[2] for n in names if n.startswith("encoder.")} == {"2", "3"}
+    assert "decoder.blocks.0.cross_attn.key" in names and "decoder.blocks.3.mlp.2" in names
+    queries = lora_target_names(model, ["query"], encoder_blocks=[])
+    assert len(queries) == 2 * n_dec and all(n.endswith("query") for n in queries)
+    with pytest.raises(ValueError, match="lora_targets"):
+        lora_target_names(model, ["conv1"], encoder_blocks=[])
+    with pytest.raises(ValueError, match="lora_targets"):
+        lora_target_names(model, [], encoder_blocks=[])
+
+
+def test_lwf_rows_are_the_replay_rows_when_marked():
+    dev = torch.device("cpu")
+    assert lwf_rows({}, 3, dev).tolist() == [True, True, True]
+    marked = {"replay": torch.tensor([False, True, False])}
+    assert lwf_rows(marked, 3, dev).tolist() == [False, True, False]
+    unmarked = {"replay": torch.tensor([False, False, False])}  # no replay in this batch: all rows
+    assert lwf_rows(unmarked, 3, dev).tolist() == [True, True, True]
+
+
+def _module(**switches):
+    from asr_distill.student.module import StudentModule
+
+    return StudentModule(
+        teacher="tiny.en", init="tiny.en", ce_weight=1.0, kl_weight=0.0, lr=1e-3, warmup_steps=1, **switches
+    )
+
+
+@pytest.mark.parametrize(
+    "switches, setting",
+    [
+        ({"train_encoder_layers": 2, "frozen_encoder": False}, "frozen_encoder"),
+        ({"train_encoder_layers": 5}, "train_encoder_layers"),
+        ({"lwf_weight": -1.0}, "lwf_weight"),
+        ({"lora_rank": 2, "lora_targets": ["nonsense"]}, "lora_targets"),
+    ],
+)
+def test_bad_switches_are_refused_by_name(switches, setting):
+    with pytest.raises(ValueError, match=setting):
+        _module(**switches)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, an4_fixture):
+    """The fixture clips as a manifest, and one encoder cache shared by every run here."""
+    tmp = tmp_path_factory.mktemp("regularise")
+    return write_manifest(tmp / "train.jsonl", fixture_lines()), tmp
+
+
+def _fit(module, data, steps: int = STEPS, **data_options):
+    """``steps`` real optimizer steps; returns the trainer and the last step's logged metrics."""
+    import lightning as L
+
+    from asr_distill.student.data import StudentDataModule
+    from asr_distill.testing.student import few_steps_trainer
+
+    manifest, tmp = data
+    L.seed_everything(0)
+    options = {
+        "val_fraction": 0.0,
+        "batch_size": 4,
+        "spec_augment": False,
+        "augment_copies": 0,
+    } | data_options
+    dm = StudentDataModule(str(manifest), cache_dir=str(tmp / "cache"), **options)
+    trainer = few_steps_trainer(tmp / "run", steps)
+    trainer.fit(module, dm)
+    return trainer, {k: float(v) for k, v in trainer.callback_metrics.items()}, dm
+
+
+def _state(module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.model.state_dict().items()}
+
+
+@pytest.mark.slow
+def test_train_encoder_layers_moves_the_top_blocks_only(data):
+    module = _module(train_encoder_layers=2)
+    start = _state(module)
+    _fit(module, data)
+    end = module.model.state_dict()
+    moved = {k for k in start if not torch.equal(start[k], end[k])}
+    assert any(k.startswith("encoder.blocks.2.") for k in moved) and any(
+        k.startswith("encoder.blocks.3.") for k in moved
+    )
+    assert "encoder.ln_post.weight" in moved and any(k.startswith("decoder.blocks.") for k in moved)
+    frozen = [k for k in start if k.startswith(("encoder.conv", "encoder.blocks.0.", "encoder.blocks.1."))]
+    assert frozen and not moved.intersection(frozen), sorted(moved.intersection(frozen))
+
+
+@pytest.mark.slow
+def test_lwf_adds_a_positive_term_once_the_student_moves(data):
+    module = _module(lwf_weight=0.5)
+    assert module._start is not None and module._start is not module.model
+    _, metrics, _ = _fit(module, data)
+    assert metrics["train/lwf"] > 1e-4, metrics
+    expected = metrics["train/ce"] + 0.5 * metrics["train/lwf"]
+    assert metrics["train/loss"] == pytest.approx(expected, rel=1e-4)
+    for p in module._start.parameters():  # the reference never trains
+        assert not p.requires_grad and p.grad is None
+
+
+def _distance(module, start: dict[str, torch.Tensor]) -> float:
+    trained = {n for n, p in module.model.named_parameters() if p.requires_grad}
+    state = module.model.state_dict()
+    return sum((state[k] - start[k]).pow(2).sum().item() for k in trained)
+
+
+@pytest.mark.slow
+def test_l2sp_keeps_the_weights_nearer_their_start(data):
+    free = _module()
+    start = _state(free)
+    _fit(free, data, steps=3)
+    anchored = _module(l2sp_weight=1000.0)
+    _, metrics, _ = _fit(anchored, data, steps=3)
+    assert metrics["train/l2sp"] > 0
+    d_free, d_anchored = _distance(free, start), _distance(anchored, start)
+    assert d_anchored < 0.7 * d_free, (d_anchored, d_free)
+
+
+@pytest.mark.slow
+def test_lora_trains_adapters_only_and_exports_a_plain_whisper(data, an4_fixture, tmp_path):
+    from asr_distill.student.export import export_whisper_pt, load_student_checkpoint
+
+    pytest.importorskip("peft", reason="LoRA needs peft (pip install 'asr_distill[lora]')")
+    module = _module(lora_rank=4, lora_alpha=8.0)
+    start = {k.replace(".base_layer", ""): v for k, v in _state(module).items() if "lora_" not in k}
+    trainer, _, _ = _fit(module, data)
+    named = dict(module.model.named_parameters())
+    assert {n for n, p in named.items() if p.requires_grad} == {n for n in named if "lora_" in n}
+    assert all(named[n].grad is not None for n in named if "lora_B" in n)
+    for k, v in module.model.state_dict().items():  # the base weights never moved
+        if "lora_" not in k:
+            assert torch.equal(v, start[k.replace(".base_layer", "")]), k
+    ckpt = tmp_path / "lora.ckpt"
+    trainer.save_checkpoint(ckpt)
+
+    tokens = torch.tensor([module.prefix + module.tokenizer.encode(" go to the store")])
+    with torch.no_grad():
+        feats = encode_mels(module.model, _mel(an4_fixture))
+        adapted = module.model.decoder(tokens, feats)
+    merged = load_student_checkpoint(ckpt)
+    assert not any("lora_" in k for k in merged.model.state_dict())
+    pt = export_whisper_pt(merged.model, tmp_path / "student.pt", merged.describe())
+    loaded = whisper.load_model(str(pt), device="cpu")
+    with torch.no_grad():
+        exported = loaded.decoder(tokens, encode_mels(loaded, _mel(an4_fixture)))
+    assert torch.allclose(exported, adapted, atol=1e-3), (exported - adapted).abs().max()
+    merged_into = [
+        k for k, v in start.items() if k.startswith("decoder.") and not torch.equal(loaded.state_dict()[k], v)
+    ]
+    assert merged_into, "the adapters changed nothing"
+
+
+@pytest.mark.slow
+def test_lwf_on_replay_rows_and_wer_per_validation_set(data):
+    """Replay marks general-domain rows for LwF; validation reports each named set beside the union."""
+    import lightning as L
+
+    _, tmp = data
+    lines = fixture_lines()
+    domain = write_manifest(tmp / "domain.jsonl", lines[:4])
+    general = write_manifest(tmp / "general.jsonl", lines[4:])
+    module = _module(lwf_weight=0.5)
+    val = {"val_manifest": str(domain), "val_manifests": {"general": str(general)}}
+    replay = {"replay_manifest": str(general), "replay_ratio": 1.0}
+    _, metrics, dm = _fit(module, (domain, tmp), **val, **replay)
+    assert metrics["train/lwf"] > 0
+    module.hparams.val_max_tokens = 8
+    checker = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    metrics = checker.validate(module, dm, verbose=False)[0]
+    assert {"val/wer", "val/wer_general"} <= set(metrics), metrics
+    assert 0 <= metrics["val/wer_general"] and 0 <= metrics["val/wer"]
