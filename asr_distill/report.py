@@ -30,6 +30,7 @@ REPORT_NAME = "report.md"
 WER_RTFX_PNG = "wer_vs_rtfx.png"
 RETENTION_PNG = "label_wer_vs_retention.png"
 CURVES_PNG = "training_curves.png"
+ROUNDS_JSON = Path("rounds") / "rounds.json"
 DPI = 120
 MAX_SPEAKER_ROWS = 40  # longer per-speaker tables go to the summary JSON only
 MAX_RETENTION_LINES = 8  # the chosen score plus the best others, so the plot stays readable
@@ -402,6 +403,53 @@ def _training_section(run: Path, out: Path, plots: list[str]) -> list[str]:
     return lines
 
 
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def _round_cells(r: Mapping[str, Any], sets: Sequence[str]) -> list[str]:
+    """One round's table cells (WER in percent; the comparison with the round before, in points)."""
+    p = r.get("p_vs_previous")
+    vs = "-" if p is None else f"{r['delta_vs_previous']:+.2f}, p={p:.3f}"
+    retention = "-" if r.get("retention") is None else f"{r['retention']:.1%}"
+    cells = [str(r["round"]), _pct(r.get("label_wer_all")), _pct(r.get("label_wer_kept")), retention]
+    cells += [_pct((r.get("student_wer") or {}).get(name)) for name in sets]
+    return cells + [vs, _pct(r.get("dev_wer")), f"{r.get('seconds') or 0:.0f}"]
+
+
+def _rounds_section(run: Path) -> list[str]:
+    """Iterative rounds side by side, from ``rounds/rounds.json`` (written by the pipeline's rounds stage)."""
+    summary = _read_json(run / ROUNDS_JSON)
+    if not summary or not summary.get("rounds"):
+        return []
+    rows = summary["rounds"]
+    sets = list(dict.fromkeys(name for r in rows for name in r.get("student_wer") or {}))
+    head = ["round", "label WER all %", "label WER kept %", "retention"]
+    head += [f"student WER {name} %" for name in sets] + ["vs previous (points, p)", "dev WER %", "seconds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(_round_cells(r, sets)) + " |" for r in rows]
+    ended = (
+        f"Stopped early after round {summary['ran']} of {summary['requested']}: {summary['stop_reason']}."
+        if summary.get("stopped_early")
+        else f"Ran {summary['ran']} of {summary['requested']} rounds."
+    )
+    return [
+        "## Iterative rounds",
+        "",
+        "Each round after the first: the previous student decodes the pool, its labels join the "
+        "filter's vote, a new student trains on the teacher's labels the filter keeps. Label WER is "
+        "measured against the pool's references only (they choose nothing); student WER "
+        f"({summary.get('normaliser')}) per test set; 'vs previous': the paired bootstrap of the "
+        f"student against the round before it on in_domain. Dev set for stopping: "
+        f"`{summary.get('dev')}` (patience {summary.get('patience')}).",
+        "",
+        *lines,
+        "",
+        f"{ended} Best on the dev set: round {summary.get('best_round')}.",
+        "",
+    ]
+
+
 def _stages_section(seconds: Mapping[str, float]) -> list[str]:
     if not seconds:
         return []
@@ -414,6 +462,7 @@ def report_inputs(run_dir: str | Path) -> list[Path]:
     """The files :func:`write_report` reads from ``run_dir`` (for the output guard: none is overwritten)."""
     run = Path(run_dir)
     found = [run / "filter" / "filter_report.json", run / "filter" / "calibration.json", run / "data_card.md"]
+    found.append(run / ROUNDS_JSON)
     d = _eval_dir(run)
     found += [d / "summary.json"] if d is not None else []
     csv_path = find_metrics_csv(run)
@@ -439,6 +488,7 @@ def write_report(run_dir: str | Path, stage_seconds: Mapping[str, float] | None 
     plots: list[str] = []
     body: list[str] = []
     body += _eval_section(run, out, plots)
+    body += _rounds_section(run)
     body += _filter_section(run, out, plots)
     body += _training_section(run, out, plots)
     card = run / "data_card.md"

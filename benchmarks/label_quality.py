@@ -13,6 +13,13 @@ and are scored on the other half.
 Writes ``benchmarks/results/label_quality.json`` (WER in percent, format_insensitive
 normaliser; retention a fraction) and ``label_quality.png`` (retention vs label WER per
 score, over all labels: a measurement, not a threshold choice).
+
+``pools`` sets the same reference-free default filter beside AN4 train on two more pools:
+the support recipe's synthesised calls and the speechocean762 pool (non-native read
+speech). Each pool's labels (base, and tiny.en for agreement) are taken from a finished
+label stage under ``runs/`` when one has the same teachers, else labeled here into
+``runs/label_quality/<pool>/`` (resumable; ``--only-existing`` skips such a pool and says
+why). A folder another job is still writing (no ``label/.done``) is never read or written.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-from asr_distill.jsonl import atomic_write_text
+from asr_distill.jsonl import atomic_write_text, read_jsonl
 from asr_distill.metrics import word_error_rate
 from asr_distill.quality.calibrate import (
     DEFAULT_THRESHOLDS,
@@ -46,6 +53,15 @@ RESULTS = ROOT / "benchmarks" / "results"
 NORMALISER = "format_insensitive"
 REVIEW_FRACTION = 0.10
 KEEPS = (0.7, 0.8, 0.9)
+SHARED_DATA = ROOT.parent / "shared" / "data"
+POOL_WORK = ROOT / "runs" / "label_quality"
+TEACHER, SECOND = "base", "tiny.en"
+SUPPORT_CALLS, SUPPORT_SEED = 200, 1  # the support recipe's small pool (`make demo`), seed as run.sh
+# finished pipeline runs whose label stage may already hold a pool's labels, newest recipe size first
+POOL_RUNS = {
+    "support": ("runs/recipes/support-full", "runs/recipes/support-small", "runs/recipes/support"),
+    "speechocean762": ("runs/recipes/speechocean-full", "runs/recipes/speechocean-small"),
+}
 
 
 def _wer(pairs) -> float:
@@ -136,12 +152,106 @@ def held_out(labels: list[PseudoLabel], target_ratio: float) -> dict:
     return {"target": f"{target_ratio} x the fit half's label WER", "runs": runs}
 
 
+# --- the other pools -----------------------------------------------------------------------------
+
+
+def existing_pool_labels(name: str) -> tuple[Path, Path] | None:
+    """A finished label stage under ``runs/`` with base as teacher and tiny.en second, if any.
+
+    Finished means its ``label/.done`` marker exists (a job still labeling has none); the
+    teachers are read from the labels' own provenance.
+    """
+    for run in POOL_RUNS.get(name, ()):
+        label_dir = ROOT / run / "label"
+        labels, second = label_dir / "labels.jsonl", label_dir / "second.jsonl"
+        if not ((label_dir / ".done").is_file() and labels.is_file() and second.is_file()):
+            continue
+        if _teacher_of(labels) == TEACHER and _teacher_of(second) == SECOND:
+            return labels, second
+    return None
+
+
+def _teacher_of(path: Path) -> str | None:
+    first = next(iter(read_jsonl(path)), None)
+    return (first or {}).get("provenance", {}).get("teacher")
+
+
+def pool_manifest(name: str) -> Path:
+    """The pool's audio: speechocean762's pool manifest, or the support calls (synthesised once)."""
+    if name == "speechocean762":
+        manifest = SHARED_DATA / "speechocean762" / "pool.jsonl"
+        if not manifest.is_file():
+            raise FileNotFoundError(
+                f"{manifest} not found (the speechocean762 data sits beside the checkout)"
+            )
+        return manifest
+    from asr_distill.synth import write_corpus
+
+    out = POOL_WORK / "support" / "data"
+    done = out / "manifest.jsonl"
+    return done if done.is_file() else write_corpus(out, SUPPORT_CALLS, SUPPORT_SEED)
+
+
+def label_pool(name: str) -> tuple[Path, Path]:
+    """Label the pool with base and tiny.en (greedy), as the pipeline's label stage would."""
+    from asr_distill.label import label_to_file
+    from asr_distill.pipeline import LabelConfig
+
+    manifest, cfg, out = pool_manifest(name), LabelConfig(teacher=TEACHER, second=SECOND), POOL_WORK / name
+    labels, second = out / "labels.jsonl", out / "second.jsonl"
+    label_to_file(manifest, labels, cfg.run(TEACHER, cfg.options()))
+    label_to_file(manifest, second, cfg.run(SECOND, cfg.options(greedy=True)))
+    return labels, second
+
+
+def pool_figures(labels_path: Path, second_path: Path) -> dict:
+    """The reference-free default filter on one pool: label WER before and after, retention, the rule."""
+    labels = read_labels(labels_path)
+    second = {lab.id: lab for lab in read_labels(second_path)}
+    scored = [lab for lab in labels if lab.ref_text is not None]
+    result = filter_labels(labels, second=second, config=FilterConfig())
+    r = result.report
+    return {
+        "wer_all": _wer((lab.ref_text, lab.text) for lab in scored),
+        "wer_kept": _wer((p.ref_text, p.text) for p in result.kept if p.ref_text is not None),
+        "retention": r.retention,
+        "score": r.score,
+        "threshold": r.threshold,
+        "threshold_source": r.threshold_source,
+        "utterances": len(labels),
+        "with_references": len(scored),
+        "labels": str(labels_path),
+        "second": str(second_path),
+    }
+
+
+def pools(an4: tuple[str, str], only_existing: bool) -> dict:
+    """AN4 train, the support calls and the speechocean762 pool, each through the same default filter."""
+    out = {"an4": pool_figures(Path(an4[0]), Path(an4[1]))}
+    for name in ("support", "speechocean762"):
+        found = existing_pool_labels(name)
+        if found is None and only_existing:
+            out[name] = {"skipped": f"no finished {TEACHER}/{SECOND} labels under runs/ (--only-existing)"}
+            continue
+        try:
+            out[name] = pool_figures(*(found or label_pool(name)))
+        except (FileNotFoundError, ImportError) as e:
+            out[name] = {"skipped": str(e)}
+        print(f"pool {name}: {out[name]}", file=sys.stderr)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--labels", default=str(ROOT / "runs/an4/train.base.jsonl"))
     ap.add_argument("--second", default=str(ROOT / "runs/an4/train.tiny_en.jsonl"))
     ap.add_argument("--out", default=str(RESULTS / "label_quality.json"))
     ap.add_argument("--plot", default=str(RESULTS / "label_quality.png"))
+    ap.add_argument(
+        "--only-existing",
+        action="store_true",
+        help="skip a pool (support, speechocean762) no finished run has labels for, instead of labeling it",
+    )
     args = ap.parse_args(argv)
     t0 = time.time()
     labels = read_labels(args.labels)
@@ -249,6 +359,7 @@ def main(argv=None) -> int:
         "single_model": single,
         "per_score": scores,
         "held_out_calibration": held_out(survivors, 0.5),
+        "pools": pools((args.labels, args.second), args.only_existing),
         "plot": args.plot,
         "platform": platform.platform(),
         "python": platform.python_version(),

@@ -94,18 +94,19 @@ prepare_data() {
   touch "$out/data/.done"
 }
 
-# pipeline_stage N NAME CONFIG: stage N runs the pipeline's stage NAME (skipped when done)
+# pipeline_stage N NAME[:LAST] CONFIG: stage N runs the pipeline's stages NAME..LAST (skipped when done)
 pipeline_stage() {
   local n="$1" name="$2" config="$3"
   want "$n" || return 0
   log "stage $n: $name"
-  "$ASR_DISTILL" run "$config" --out "$out" --from "$name" --to "$name"
+  "$ASR_DISTILL" run "$config" --out "$out" --from "${name%%:*}" --to "${name##*:}"
 }
 
-# pipeline_stages CONFIG: stages 1-6 (label .. report), then the final table and report path
+# pipeline_stages CONFIG: stages 1-6 (label .. report; stage 5 also runs the rounds of a config with
+# rounds > 1), then the final table and report path
 pipeline_stages() {
   local config="$1" n=1 name
-  for name in label filter train export evaluate report; do
+  for name in label filter train export evaluate:rounds report; do
     pipeline_stage "$n" "$name" "$config"
     n=$((n + 1))
   done

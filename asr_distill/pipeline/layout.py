@@ -1,11 +1,15 @@
 """Where a run keeps its files: one folder per stage under the output root.
 
 Each folder gets a ``.done`` note once its outputs are complete (when, how long, what it made).
+Round 1 of an iterative run is the run itself; round ``k`` >= 2 is a small run root of its
+own, ``OUT/round<k>/``, holding :data:`ROUND_STAGES` (:class:`RoundPaths`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,16 +19,22 @@ from ..jsonl import atomic_write_text
 if TYPE_CHECKING:
     from .config import PipelineConfig
 
+log = logging.getLogger(__name__)
+
 DONE = ".done"
-STAGES = ("label", "filter", "review", "train", "export", "evaluate", "report")
+STAGES = ("label", "filter", "review", "train", "export", "evaluate", "rounds", "report")
+# What each round >= 2 does, in OUT/round<k>/: the previous student labels the pool, then as round 1.
+ROUND_STAGES = ("label_student", "filter", "train", "export", "evaluate")
 
 
 class Paths:
     """Every file the pipeline reads or writes, by name, under one root."""
 
-    def __init__(self, cfg: PipelineConfig):
+    round_no = 1
+
+    def __init__(self, cfg: PipelineConfig, root: Path | None = None):
         self.cfg = cfg
-        self.root = Path(cfg.out)
+        self.root = Path(cfg.out) if root is None else root
         self.label_dir = self.root / "label"
         self.filter_dir = self.root / "filter"
         self.review_dir = self.root / "review"
@@ -54,6 +64,16 @@ class Paths:
         return self.label_dir / "second.jsonl" if self.cfg.label.second else None
 
     @property
+    def opinions(self) -> Path | list[Path] | None:
+        """What the filter weighs the teacher's labels against: here the second model's."""
+        return self.second
+
+    @property
+    def previous(self) -> Paths | None:
+        """The round before this one (None: this is round 1)."""
+        return None
+
+    @property
     def filtered(self) -> Path:
         """The labels the filter kept."""
         return self.filter_dir / "kept.jsonl"
@@ -81,18 +101,105 @@ class Paths:
         """The student config the pipeline wrote for this run."""
         return self.train_dir / "student.yaml"
 
+    @property
+    def rounds_json(self) -> Path:
+        """Each round's figures side by side, and why the rounds stopped (``rounds`` stage)."""
+        return self.root / "rounds" / "rounds.json"
+
+
+class RoundPaths(Paths):
+    """Round ``k`` >= 2 of an iterative run, under ``OUT/round<k>``.
+
+    The pool's teacher labels (and the second model's) are round 1's: every round filters
+    the same labels. What changes is the vote: round ``k``'s ``label_student/labels.jsonl``
+    (the pool decoded by round ``k - 1``'s student) joins the opinions of the rounds before.
+    """
+
+    def __init__(self, cfg: PipelineConfig, k: int):
+        if k < 2:
+            raise ValueError(f"round {k}: round 1 is the run root itself (Paths)")
+        super().__init__(cfg, Path(cfg.out) / f"round{k}")
+        self.round_no = k
+        self.first = Paths(cfg)
+        self.label_dir = self.root / "label_student"
+
+    @property
+    def labels(self) -> Path:
+        """Round 1's teacher labels."""
+        return self.first.labels
+
+    @property
+    def second(self) -> Path | None:
+        """Round 1's second-model labels."""
+        return self.first.second
+
+    @property
+    def student_labels(self) -> Path:
+        """The pool as the previous round's student decoded it."""
+        return self.label_dir / "labels.jsonl"
+
+    @property
+    def opinions(self) -> list[Path]:
+        """The second model's labels first (pairwise scores read it), then each student's, oldest first."""
+        students = [RoundPaths(self.cfg, j).student_labels for j in range(2, self.round_no + 1)]
+        return ([self.second] if self.second is not None else []) + students
+
+    @property
+    def previous(self) -> Paths:
+        """Round ``k - 1``: its student labels the pool for this round."""
+        return self.first if self.round_no == 2 else RoundPaths(self.cfg, self.round_no - 1)
+
+
+def round_paths(cfg: PipelineConfig, k: int) -> Paths:
+    """Round ``k``'s files: the run root for round 1, ``OUT/round<k>`` after it."""
+    return Paths(cfg) if k == 1 else RoundPaths(cfg, k)
+
 
 def stage_outputs(p: Paths, stage: str) -> list[Path]:
     """The files a finished stage must have left; a marker without them does not count."""
     return {
         "label": [p.labels] + ([p.second] if p.second is not None else []),
+        "label_student": [p.label_dir / "labels.jsonl"],
         "filter": [p.filter_dir / "kept.jsonl", p.filter_dir / "filter_report.json"],
         "review": [p.review_dir / "kept.jsonl"] if p.cfg.review.edits else [],
         "train": [p.checkpoints],
         "export": [p.student_pt],
         "evaluate": [p.eval_dir / "summary.json"],
+        "rounds": [p.rounds_json],
         "report": [p.report_dir / "report.md"],
     }[stage]
+
+
+def finished(p: Paths, stage: str) -> bool:
+    """Whether the stage's marker and every output it must leave exist."""
+    return p.done(stage).is_file() and all(x.exists() for x in stage_outputs(p, stage))
+
+
+def clear_stale(p: Paths, stage: str) -> None:
+    """Remove what a stage resumes from, once an earlier stage made new inputs (or on ``force``).
+
+    Without this, training would "resume" a finished run on old labels, evaluation would
+    reuse an old student's hypotheses and a student's labels would be kept from the student
+    before. Outputs that are simply overwritten (filter, export, report) and the
+    encoder-feature cache (keyed by audio, not labels) are kept; the review folder is never
+    touched, since it may hold a person's edits. The rounds after round 1 go whole.
+    """
+    doomed: list[Path] = []
+    if stage == "train":
+        logs = ("metrics.csv", "hparams.yaml", "logs")
+        doomed = [p.checkpoints, *(p.train_dir / name for name in logs)]
+    elif stage == "evaluate":
+        doomed = [p.eval_dir]
+    elif stage == "label_student":
+        doomed = [p.label_dir]
+    elif stage == "rounds":
+        doomed = [p.rounds_json.parent, *sorted(p.root.glob("round[0-9]*"))]
+    for path in doomed:
+        if path.is_dir():
+            log.info("%s: inputs changed, removing %s", stage, path)
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def mark_done(path: Path, seconds: float, note: dict[str, Any]) -> None:

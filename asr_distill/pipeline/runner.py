@@ -1,7 +1,9 @@
 """The runner: which stages to run, in order, skipping those finished before.
 
 A stage is done when its ``.done`` marker and its outputs exist and no earlier stage
-finished after it; a stage that runs makes every later one run again.
+finished after it; a stage that runs makes every later one run again. The ``rounds``
+stage exists only in a config with ``rounds`` > 1 (:mod:`.rounds`); a one-round run lists
+the stages it always had.
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..jsonl import atomic_write_text
 from ..outputs import guard_output
 from .config import ConfigError, PipelineConfig, config_from_dict, load_config
-from .layout import STAGES, Paths, mark_done, stage_outputs
-from .stages import STAGE_FNS
+from .layout import STAGES, Paths, clear_stale, finished, mark_done
+from .rounds import run_rounds
+from .stages import STAGE_FNS, StageFn
+
+FNS: dict[str, StageFn] = {**STAGE_FNS, "rounds": run_rounds}
 
 log = logging.getLogger(__name__)
 
@@ -48,34 +52,6 @@ class RunResult:
     table: str | None = None
 
 
-def _clear_stale(p: Paths, stage: str) -> None:
-    """Remove what a stage resumes from, once an earlier stage made new inputs (or on ``force``).
-
-    Without this, training would "resume" a finished run on old labels and evaluation
-    would reuse an old student's hypotheses. Outputs that are simply overwritten (filter,
-    export, report) and the encoder-feature cache (keyed by audio, not labels) are kept;
-    the review folder is never touched, since it may hold a person's edits.
-    """
-    import shutil
-
-    doomed: list[Path] = []
-    if stage == "train":
-        doomed = [
-            p.checkpoints,
-            p.train_dir / "metrics.csv",
-            p.train_dir / "hparams.yaml",
-            p.train_dir / "logs",
-        ]
-    elif stage == "evaluate":
-        doomed = [p.eval_dir]
-    for path in doomed:
-        if path.is_dir():
-            log.info("%s: inputs changed, removing %s", stage, path)
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-
-
 def _enabled(cfg: PipelineConfig, stage: str) -> bool:
     return {
         "label": True,
@@ -84,8 +60,14 @@ def _enabled(cfg: PipelineConfig, stage: str) -> bool:
         "train": cfg.train.enabled,
         "export": cfg.train.enabled and cfg.export.enabled,
         "evaluate": cfg.evaluate.enabled,
+        "rounds": cfg.rounds > 1,
         "report": True,
     }[stage]
+
+
+def _listed(cfg: PipelineConfig, stage: str) -> bool:
+    """Whether the run has this stage at all: ``rounds`` only when it iterates."""
+    return stage != "rounds" or cfg.rounds > 1
 
 
 def _stage_range(start: str | None, stop: str | None) -> list[str]:
@@ -103,10 +85,6 @@ def _as_config(config: str | os.PathLike | Mapping[str, Any] | PipelineConfig) -
     if isinstance(config, Mapping):
         return config_from_dict(config)
     return load_config(config)
-
-
-def _finished(p: Paths, stage: str) -> bool:
-    return p.done(stage).is_file() and all(x.exists() for x in stage_outputs(p, stage))
 
 
 def _newer_upstream(p: Paths, stage: str) -> str | None:
@@ -131,14 +109,14 @@ def plan(config: str | os.PathLike | Mapping[str, Any] | PipelineConfig) -> list
     cfg = _as_config(config)
     p = Paths(cfg)
     out, rerun = [], False
-    for stage in STAGES:
+    for stage in (s for s in STAGES if _listed(cfg, s)):
         if not _enabled(cfg, stage):
             out.append((stage, "disabled"))
             continue
         newer = _newer_upstream(p, stage)
         if not p.done(stage).is_file():
             why = "not done"
-        elif not _finished(p, stage):
+        elif not finished(p, stage):
             why = "outputs missing"
         elif newer is not None:
             why = f"stale: {newer} is newer"
@@ -200,23 +178,23 @@ def _run_locked(cfg: PipelineConfig, p: Paths, start: str | None, stop: str | No
             )
     statuses: list[StageStatus] = []
     upstream_ran = False
-    for stage in selected:
+    for stage in (s for s in selected if _listed(cfg, s)):
         if not _enabled(cfg, stage):
             statuses.append(StageStatus(stage, "disabled"))
             continue
         marker = p.done(stage)
         newer = _newer_upstream(p, stage)
-        if _finished(p, stage) and not force and not upstream_ran and newer is None:
+        if finished(p, stage) and not force and not upstream_ran and newer is None:
             log.info("stage %s: done before (%s), skipped", stage, marker)
             statuses.append(StageStatus(stage, "skipped"))
             continue
         if marker.is_file():
             marker.unlink()  # rerun: forget the old marker first, so a kill now cannot look finished
         if force or upstream_ran or newer is not None:
-            _clear_stale(p, stage)  # forced: from scratch, not a resume of the old run
+            clear_stale(p, stage)  # forced: from scratch, not a resume of the old run
         log.info("stage %s: running%s", stage, f" ({newer} is newer)" if newer else "")
         started = time.perf_counter()
-        notes = STAGE_FNS[stage](p)
+        notes = FNS[stage](p)
         seconds = time.perf_counter() - started
         mark_done(marker, seconds, {"stage": stage, **notes})
         log.info("stage %s: finished in %.1f s", stage, seconds)
