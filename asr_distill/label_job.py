@@ -7,6 +7,7 @@ launch: :mod:`asr_distill.parallel`); ``ray`` is a Ray Data job with the teacher
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import parallel
@@ -15,42 +16,65 @@ from .parallel import ParallelStats, launched_by_torchrun
 from .teacher.options import ENGINES
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a labeling job runs and how wide: the same for the CLI and the pipeline config.
+
+    Attributes:
+        engine: ``local`` or ``ray`` (``teacher.options.ENGINES``).
+        workers: processes (local) or teacher actors (ray).
+        threads: torch threads per local process (0: as they are).
+        address: with ``ray``, the cluster for ``ray.init(address=...)`` (None: a local Ray).
+
+    Raises:
+        ValueError: an unknown ``engine``.
+    """
+
+    engine: str = "local"
+    workers: int = 1
+    threads: int = 0
+    address: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+
+
 def label_job(
     manifest: str | Path,
     out: str | Path,
     run: LabelRun | None = None,
+    where: Placement | None = None,
     *,
-    workers: int = 1,
-    threads: int = 0,
     force: bool = False,
-    engine: str = "local",
-    address: str | None = None,
 ) -> LabelStats | ParallelStats:
-    """Label ``manifest`` into ``out`` with ``run`` on ``engine``.
+    """Label ``manifest`` (a manifest, saved HF dataset or CutSet) into ``out`` with ``run``, ``where`` says.
 
-    Args:
-        manifest: what to label (a manifest, a saved Hugging Face dataset, a lhotse CutSet).
-        out: the label file; a rerun resumes it.
-        run: the teacher and how it decodes (default: :class:`LabelRun`'s).
-        workers: processes (local) or teacher actors (ray).
-        threads: torch threads per local process (0: as they are).
-        force: replace an output this toolkit did not write.
-        engine: ``local`` or ``ray`` (``teacher.options.ENGINES``).
-        address: with ``ray``, the cluster for ``ray.init(address=...)`` (None: a local Ray).
+    Locally, more than one worker (or a torchrun launch) labels with that many processes and
+    merges (:func:`parallel.label_parallel`); one labels ``run.shard`` (or everything) in this
+    process (:func:`label.label_to_file`). A rerun resumes ``out``; ``force`` replaces an output
+    this toolkit did not write.
 
     Raises:
-        ValueError: an unknown ``engine``; a shard or a torchrun launch with ``ray``; ``workers``
-            and ``run.shard`` together.
+        ValueError: several local workers and ``run.shard`` together (both split a job); a shard
+            or a torchrun launch with the Ray engine.
     """
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    if engine == "local":
-        return parallel.label_local(manifest, out, run, workers=workers, threads=threads, force=force)
-    if (run is not None and run.shard) or launched_by_torchrun():
-        raise ValueError("the Ray engine splits the job itself; drop --shard and torchrun")
-    from .ray_engine import label_ray
+    run, where = run or LabelRun(), where or Placement()
+    if where.engine == "ray":
+        if run.shard or launched_by_torchrun():
+            raise ValueError("the Ray engine splits the job itself; drop --shard and torchrun")
+        from .ray_engine import label_ray
 
-    return label_ray(manifest, out, run, workers=workers, address=address, force=force)
+        return label_ray(manifest, out, run, workers=where.workers, address=where.address, force=force)
+    if where.workers > 1 or launched_by_torchrun():
+        if run.shard:
+            raise ValueError("--workers and --shard both split a job; use one")
+        threads = where.threads or None
+        return parallel.label_parallel(
+            manifest, out, run, workers=where.workers, threads=threads, force=force
+        )
+    with parallel.torch_threads(where.threads):
+        return parallel.label_to_file(manifest, out, run, force=force)
 
 
-__all__ = ["label_job"]
+__all__ = ["Placement", "label_job"]

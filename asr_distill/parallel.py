@@ -111,34 +111,6 @@ def launched_by_torchrun() -> bool:
     return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
 
 
-def label_local(
-    manifest: str | Path,
-    out: str | Path,
-    run: LabelRun | None = None,
-    *,
-    workers: int = 1,
-    threads: int = 0,
-    force: bool = False,
-) -> LabelStats | ParallelStats:
-    """The label stage on this machine (the ``local`` engine of :func:`asr_distill.label_job.label_job`).
-
-    ``workers > 1`` (or a torchrun launch) labels with that many processes and merges
-    (:func:`label_parallel`); otherwise this process labels ``run.shard`` (or everything) with
-    ``threads`` torch threads (0: as they are) through :func:`label.label_to_file`. The other
-    arguments are theirs.
-
-    Raises:
-        ValueError: ``workers`` and ``run.shard`` together (both split a job).
-    """
-    run = run or LabelRun()
-    if workers > 1 or launched_by_torchrun():
-        if run.shard:
-            raise ValueError("--workers and --shard both split a job; use one")
-        return label_parallel(manifest, out, run, workers=workers, threads=threads or None, force=force)
-    with torch_threads(threads):
-        return label_to_file(manifest, out, run, force=force)
-
-
 @contextlib.contextmanager
 def torch_threads(n: int) -> Iterator[None]:
     """``n`` torch threads inside the block (0: as they are), restored after it."""

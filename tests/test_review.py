@@ -21,7 +21,7 @@ from asr_distill.quality.review import (
     audio_url,
     export_review,
     read_edits,
-    select_for_review,
+    select_entries,
 )
 from asr_distill.quality.stage import ReviewOptions, run_review_export, run_review_import
 
@@ -41,6 +41,11 @@ def filtered(fixture_labels, tmp_path_factory):
         == 0
     )
     return out
+
+
+def _selected(labels, **how):
+    """The labels ``select_entries`` picks, in queue order."""
+    return [e.label for e in select_entries(labels, **how)]
 
 
 def resolve_src(src: str, page_dir: Path) -> Path:
@@ -98,13 +103,13 @@ class PageParser(HTMLParser):
 
 def test_select_least_confident_or_band(filtered):
     kept = read_pseudo_labels(filtered / "kept.jsonl")
-    worst = select_for_review(kept, k=3)
+    worst = _selected(kept, k=3)
     assert len(worst) == 3 and [p.score for p in worst] == sorted(p.score for p in kept)[:3]
     lo, hi = sorted(p.score for p in kept)[2], 0.0
-    band = select_for_review(kept, band=(lo, hi))
+    band = _selected(kept, band=(lo, hi))
     assert all(lo <= p.score < hi for p in band) and len(band) == 6
     with pytest.raises(ValueError, match="exactly one"):
-        select_for_review(kept)
+        _selected(kept)
 
 
 def test_export_page_has_a_player_editable_text_decisions_and_save(filtered, tmp_path):
@@ -113,7 +118,7 @@ def test_export_page_has_a_player_editable_text_decisions_and_save(filtered, tmp
     page = Path(r.html).read_text()
     parser = PageParser()
     parser.feed(page)
-    chosen = select_for_review(kept, k=4)
+    chosen = _selected(kept, k=4)
     assert parser.rows == [p.id for p in chosen]
     assert len(parser.audio) == 4 and all("controls" in a for a in parser.audio)
     for a, p in zip(parser.audio, chosen, strict=True):  # each player points at the label's audio

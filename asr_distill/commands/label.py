@@ -178,7 +178,7 @@ def _options(args):
 def run(args) -> int:
     """Label (refusing unsafe outputs before anything is written), then summarise the run."""
     from ..label import LabelRun, shard_path, skips_path
-    from ..label_job import label_job
+    from ..label_job import Placement, label_job
     from ..parallel import launched_by_torchrun
 
     out = Path(args.out)
@@ -202,16 +202,8 @@ def run(args) -> int:
         precision=args.precision,
         segmenter=args.segmenter,
     )
-    stats = label_job(
-        manifest,
-        out,
-        run,
-        workers=args.workers,
-        threads=args.threads,
-        force=args.force,
-        engine=args.engine,
-        address=args.ray_address,
-    )
+    where = Placement(args.engine, args.workers, args.threads, args.ray_address)
+    stats = label_job(manifest, out, run, where, force=args.force)
     print(
         f"labeled {stats.labeled} (already done {stats.already_done}), skipped {stats.skipped}, "
         f"{stats.audio_s / 60:.1f} min of audio at RTFx {stats.rtfx:.1f} -> {written}"

@@ -37,6 +37,7 @@ from ..teacher.options import (
 if TYPE_CHECKING:
     from ..evaluate import Decoding, Scoring
     from ..label import LabelRun
+    from ..label_job import Placement
 
 
 class ConfigError(ValueError):
@@ -128,16 +129,22 @@ class LabelConfig:
         from ..label import LabelRun
 
         return LabelRun(
-            teacher=teacher,
-            backend=self.backend,
-            options=options,
-            batch_size=self.batch_size,
+            teacher,
+            self.backend,
+            options,
+            self.batch_size,
             seed=self.seed,
             progress=self.progress,
             device=self.device,
             precision=self.precision,
             segmenter=self.segmenter,
         )
+
+    def placement(self) -> Placement:
+        """Where the label stage runs: ``engine``, ``workers``, ``threads``, ``ray_address``."""
+        from ..label_job import Placement
+
+        return Placement(self.engine, self.workers, self.threads, self.ray_address)
 
 
 @dataclass(frozen=True)

@@ -69,15 +69,7 @@ def label_pool(
 
     cfg = p.cfg.label
     run = (dataclasses.replace(cfg, backend=backend) if backend else cfg).run(teacher, options)
-    return label_job(
-        p.cfg.data.train,
-        out,
-        run,
-        workers=cfg.workers,
-        threads=cfg.threads,
-        engine=cfg.engine,
-        address=cfg.ray_address,
-    )
+    return label_job(p.cfg.data.train, out, run, cfg.placement())
 
 
 # --- filter and review --------------------------------------------------------------------------

@@ -124,22 +124,6 @@ def select_entries(
     return out
 
 
-def select_for_review(
-    labels: Sequence[PseudoLabel],
-    *,
-    k: int | None = None,
-    band: tuple[float, float] | None = None,
-    minutes: float | None = None,
-    unit: str = "word",
-) -> list[PseudoLabel]:
-    """The labels of :func:`select_entries`, in queue order.
-
-    Raises:
-        ValueError: unless exactly one of ``k``, ``band`` and ``minutes`` is given.
-    """
-    return [e.label for e in select_entries(labels, k=k, band=band, minutes=minutes, unit=unit)]
-
-
 def audio_url(audio_filepath: str, page_dir: Path, offset: float, duration: float) -> str:
     """How the page refers to a label's audio: relative to the page when possible, else file://.
 
@@ -349,5 +333,4 @@ __all__ = [
     "render_html",
     "render_tsv",
     "select_entries",
-    "select_for_review",
 ]
