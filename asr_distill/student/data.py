@@ -8,21 +8,27 @@ batch only holds clips of one window, so nothing is padded twice.
 Frozen-encoder mode computes the encoder outputs once and caches them on disk, keyed by
 the utterance (id, path, offset, duration), the window, the encoder's weights hash and
 the augmentation settings: training then runs the decoder only (NOTES.md: 1.3 s vs 6.5 s
-per step). SpecAugment needs the encoder to see the masked log-mel, so in that mode
-``augment_copies`` masked versions are cached beside the clean one and each epoch draws
-one of them per clip.
+per step). SpecAugment and waveform augmentation (``augment.py``) need the encoder to see
+the augmented input, so in that mode ``augment_copies`` augmented versions are cached
+beside the clean one and each epoch draws one of them per clip.
+
+Keeping general competence: ``replay_manifest`` mixes general-domain items into every
+epoch (marked in the batch's ``replay``), and ``val_manifests`` adds named general sets
+to validation, so the checkpoint kept by ``val/wer`` is the best on both kinds of speech.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import logging
 import math
 import os
 import random
+import re
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,17 +41,22 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from whisper.tokenizer import Tokenizer
 
 from ..audio import AudioError, load_audio
-from ..features import encode_mels, log_mel_batch
+from ..features import FRAMES_PER_S, SAMPLE_RATE, encode_mels, log_mel_batch
 from ..jsonl import read_jsonl
 from ..manifest import read_manifest
 from ..records import Skip
 from ..safe_load import load_checkpoint
+from .augment import WaveAugment, wave_augment
+from .encoder_split import encoder_bottom
 from .short_context import WindowPolicy
 
 log = logging.getLogger(__name__)
 
 IGNORE = -100  # target value cross-entropy skips (prefix and padding)
 CACHE_BATCH = 16  # clips per encoder pass while filling the feature cache
+IN_DOMAIN = "in_domain"  # the validation set held out of (or given beside) the training labels
+REPLAY = "replay"  # the source of general-domain items mixed into training
+SET_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,7 @@ class ManifestItem:
     offset: float
     duration: float
     text: str
+    source: str = ""  # the set it came from: ``REPLAY``, a validation set's name, or "" (training)
 
 
 @dataclass(frozen=True)
@@ -107,10 +119,14 @@ class FeatureSpec:
     prefix: tuple[int, ...]
     policy: WindowPolicy
     frozen_encoder: bool
+    cache_through_block: int | None = None
+    """With a frozen encoder: cache the hidden states after this many encoder blocks ``(T, d)``
+    (no ``ln_post``) instead of the whole encoder's output, for students that train the top
+    blocks; None: the whole encoder's output. ``encoder_sha`` then hashes the bottom only."""
 
 
-def read_items(path: str | os.PathLike) -> list[ManifestItem]:
-    """The usable lines of a manifest; unreadable lines are logged and left out."""
+def read_items(path: str | os.PathLike, source: str = "") -> list[ManifestItem]:
+    """The usable lines of a manifest, tagged with ``source``; unreadable lines are logged and left out."""
     items, skipped = [], 0
     for r in read_manifest(path):
         if isinstance(r, Skip):
@@ -119,7 +135,7 @@ def read_items(path: str | os.PathLike) -> list[ManifestItem]:
             continue
         if r.text is None:
             raise ValueError(f"{path}: the line for {r.audio_filepath} has no 'text'; training needs one")
-        items.append(ManifestItem(r.id, r.audio_filepath, r.offset, r.duration, r.text.strip()))
+        items.append(ManifestItem(r.id, r.audio_filepath, r.offset, r.duration, r.text.strip(), source))
     if not items:
         raise ValueError(f"{path} holds no usable lines (skipped {skipped})")
     return items
@@ -166,18 +182,32 @@ def encoder_sha(model: whisper.model.Whisper) -> str:
 
 
 class FeatureCache:
-    """Encoder outputs ``(T, d)`` on disk, one float16 file per (clip, window, augmentation copy)."""
+    """Encoder outputs ``(T, d)`` on disk, one float16 file per (clip, window, augmentation copy).
 
-    def __init__(self, root: str | os.PathLike, spec: FeatureSpec, augment: SpecAugment | None, seed: int):
-        sig = f"{spec.encoder_sha[:16]}-{augment.signature() if augment else 'clean'}-s{seed}"
-        self.root = Path(root) / sig
-        self.spec, self.augment, self.seed = spec, augment, seed
+    The clean copy (0) is keyed by the encoder alone, so a change of augmentation never
+    recomputes it or the validation set; augmented copies live in a folder that names every
+    augmentation setting and the seed, so a stale copy is never served.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        spec: FeatureSpec,
+        augment: SpecAugment | None,
+        seed: int,
+        wave: WaveAugment | None = None,
+    ):
+        self.root = Path(root) / spec.encoder_sha[:16]
+        spec_sig = augment.signature() if augment else "nospec"
+        self.augmented_root = self.root / f"{spec_sig}-{wave.signature() if wave else 'nowave'}-s{seed}"
+        self.spec, self.augment, self.wave, self.seed = spec, augment, wave, seed
 
     def path(self, item: ManifestItem, window: float, copy: int) -> Path:
         """The file for one clip, window and copy; its name hashes the clip's id, file and span."""
         ident = f"{item.id}|{item.audio_filepath}|{item.offset}|{item.duration}"
         key = hashlib.sha1(ident.encode()).hexdigest()
-        return self.root / f"w{window:g}" / key[:2] / f"{key[:20]}-a{copy}.pt"
+        root = self.augmented_root if copy else self.root / "clean"
+        return root / f"w{window:g}" / key[:2] / f"{key[:20]}-a{copy}.pt"
 
     def load(self, item: ManifestItem, window: float, copy: int) -> torch.Tensor:
         """The cached encoder output ``(T, d)``, as float32."""
@@ -208,9 +238,10 @@ class FeatureCache:
                     self.spec.model.dims.n_mels,
                     [self._rng(it, c) if c else None for it, c in chunk],
                     self.augment,
+                    self.wave,
                 )
                 with torch.no_grad():
-                    feats = encode_mels(self.spec.model, mels.to(_device(self.spec.model)))
+                    feats = self._encode(mels.to(_device(self.spec.model)))
                 for (it, c), f in zip(chunk, feats, strict=True):
                     _atomic_save(f.half().cpu().clone(), self.path(it, window, c))
                 done += len(chunk)
@@ -220,6 +251,11 @@ class FeatureCache:
                     "cached %d/%d (window %gs) at %.1f audio s/s", done, len(todo), window, audio_s / wall
                 )
         return done
+
+    def _encode(self, mels: torch.Tensor) -> torch.Tensor:
+        """What is cached: the encoder's output, or the frozen bottom's hidden states ``(B, T, d)``."""
+        k = self.spec.cache_through_block
+        return encode_mels(self.spec.model, mels) if k is None else encoder_bottom(self.spec.model, mels, k)
 
     def _rng(self, item: ManifestItem, copy: int) -> random.Random:
         return random.Random(f"{self.seed}|{item.id}|{copy}")
@@ -249,14 +285,23 @@ def mel_features(
     n_mels: int,
     rngs: Sequence[random.Random | None],
     augment: SpecAugment | None,
+    wave: WaveAugment | None = None,
 ) -> torch.Tensor:
-    """Log-mels ``(B, n_mels, 100 * window)``; items with an rng get SpecAugment masks."""
-    mels = log_mel_batch([_load_clip(it) for it in items], window, n_mels)
+    """Log-mels ``(B, n_mels, 100 * window)``; items with an rng are augmented, waveform first.
+
+    The waveform effects draw from the rng before the SpecAugment masks do, so a cache
+    filled without waveform augmentation keeps its masks.
+    """
+    audios = [_load_clip(it) for it in items]
+    if wave is not None:
+        limit = int(window * SAMPLE_RATE)
+        audios = [a if rng is None else wave(a, rng, limit) for a, rng in zip(audios, rngs, strict=True)]
+    mels = log_mel_batch(audios, window, n_mels)
     if augment is None:
         return mels
-    for b, (it, rng) in enumerate(zip(items, rngs, strict=True)):
+    for b, (a, rng) in enumerate(zip(audios, rngs, strict=True)):
         if rng is not None:
-            speech = min(mels.shape[-1], math.ceil(it.duration * 100))
+            speech = min(mels.shape[-1], math.ceil(len(a) * FRAMES_PER_S / SAMPLE_RATE))
             mels[b] = augment(mels[b], speech, rng)
     return mels
 
@@ -264,8 +309,8 @@ def mel_features(
 class StudentDataset(Dataset):
     """Items with their target tokens; yields cached encoder outputs or log-mels.
 
-    ``copies`` > 0 (training, frozen encoder) draws one of the cached SpecAugment copies
-    per fetch; in unfrozen training the masks are drawn afresh on the log-mel.
+    ``copies`` > 0 (training, frozen encoder) draws one of the cached augmented copies per
+    fetch; in unfrozen training the waveform effects and masks are drawn afresh each fetch.
     """
 
     def __init__(
@@ -276,8 +321,10 @@ class StudentDataset(Dataset):
         cache: FeatureCache | None,
         copies: int = 0,
         augment: SpecAugment | None = None,
+        wave: WaveAugment | None = None,
     ):
-        self.items, self.spec, self.cache, self.copies, self.augment = items, spec, cache, copies, augment
+        self.items, self.spec, self.cache, self.copies = items, spec, cache, copies
+        self.augment, self.wave = augment, wave
         self.tokens = [target_tokens(spec.tokenizer, spec.prefix, it.text, max_tokens) for it in items]
         self.windows = [spec.policy.window_for(it.duration) for it in items]
 
@@ -286,14 +333,41 @@ class StudentDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         it, window = self.items[i], self.windows[i]
-        out = {"text": it.text, "tokens": self.tokens[i]}
+        out = {"text": it.text, "tokens": self.tokens[i], "replay": it.source == REPLAY, "set": it.source}
         if self.cache is not None:
             copy = random.randint(0, self.copies) if self.copies else 0
             out["features"] = self.cache.load(it, window, copy)
         else:
-            rng = random.Random() if self.augment is not None else None
-            out["mel"] = mel_features([it], window, self.spec.model.dims.n_mels, [rng], self.augment)[0]
+            rng = random.Random() if self.augment is not None or self.wave is not None else None
+            n_mels = self.spec.model.dims.n_mels
+            out["mel"] = mel_features([it], window, n_mels, [rng], self.augment, self.wave)[0]
         return out
+
+
+def replay_allocation(windows: Sequence[float], count: int) -> dict[float, int]:
+    """How many of an epoch's ``count`` replay draws come from each window: proportional, fixed.
+
+    Fixed per-window counts keep the number of batches the same every epoch (Lightning
+    reads it once, for the learning-rate schedule) while the items drawn change.
+    """
+    sizes = Counter(windows)
+    exact = {w: count * n / len(windows) for w, n in sizes.items()}
+    alloc = {w: int(x) for w, x in exact.items()}
+    for w in sorted(exact, key=lambda w: (alloc[w] - exact[w], w))[: count - sum(alloc.values())]:
+        alloc[w] += 1  # largest remainders first
+    return alloc
+
+
+def draw_replay(pool: dict[float, list[int]], alloc: dict[float, int], rng: random.Random) -> list[int]:
+    """One epoch's replay indices: ``alloc[w]`` from window ``w``'s pool, no repeat before it is used up."""
+    out = []
+    for w in sorted(alloc):
+        left = alloc[w]
+        while left > 0:
+            order = rng.sample(pool[w], len(pool[w]))
+            out += order[:left]
+            left -= len(order)
+    return out
 
 
 class WindowBatchSampler(Sampler[list[int]]):
@@ -301,6 +375,8 @@ class WindowBatchSampler(Sampler[list[int]]):
 
     Sharding here (not by Lightning's DistributedSampler) keeps every batch single-window
     under DDP; the config sets ``trainer.use_distributed_sampler: false`` for that reason.
+    Indices from ``replay_from`` on are a replay pool: each epoch uses every index before it
+    and ``replay_count`` drawn from the pool (seeded by epoch), mixed into the same batches.
     """
 
     def __init__(
@@ -311,9 +387,17 @@ class WindowBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         rank: int = 0,
         world: int = 1,
+        replay_from: int | None = None,
+        replay_count: int = 0,
     ):
         self.windows, self.batch_size, self.shuffle = list(windows), batch_size, shuffle
         self.seed, self.rank, self.world, self.epoch = seed, rank, world, 0
+        self.n_main = len(self.windows) if replay_from is None else replay_from
+        self.replay_pool: dict[float, list[int]] = defaultdict(list)
+        for i in range(self.n_main, len(self.windows)):
+            self.replay_pool[self.windows[i]].append(i)
+        pool = self.windows[self.n_main :]
+        self.replay_alloc = replay_allocation(pool, replay_count) if pool and replay_count else {}
 
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle for ``epoch``: the same order on every rank, another one each epoch."""
@@ -322,8 +406,8 @@ class WindowBatchSampler(Sampler[list[int]]):
     def _all_batches(self) -> list[list[int]]:
         rng = random.Random(self.seed + self.epoch)
         groups: dict[float, list[int]] = defaultdict(list)
-        for i, w in enumerate(self.windows):
-            groups[w].append(i)
+        for i in [*range(self.n_main), *draw_replay(self.replay_pool, self.replay_alloc, rng)]:
+            groups[self.windows[i]].append(i)
         batches = []
         for _, idx in sorted(groups.items()):
             if self.shuffle:
@@ -350,7 +434,8 @@ def collate(samples: list[dict], pad_id: int, prefix_len: int) -> dict:
     """Stack one window's samples; ``targets`` ignore the forced prefix and the padding.
 
     Returns ``tokens`` ``(B, L-1)`` decoder inputs, ``targets`` ``(B, L-1)`` next tokens,
-    and ``features`` ``(B, T, d)`` or ``mel`` ``(B, n_mels, 2T)``.
+    ``features`` ``(B, T, d)`` or ``mel`` ``(B, n_mels, 2T)``, ``replay`` ``(B,)`` (True for
+    general-domain replay rows) and ``sets``, each row's validation set name.
     """
     width = max(len(s["tokens"]) for s in samples)
     seqs = torch.full((len(samples), width), IGNORE, dtype=torch.long)
@@ -361,9 +446,32 @@ def collate(samples: list[dict], pad_id: int, prefix_len: int) -> dict:
     tokens = seqs[:, :-1].clone()
     tokens[tokens == IGNORE] = pad_id
     out = {"tokens": tokens, "targets": targets, "texts": [s["text"] for s in samples]}
+    out["replay"] = torch.tensor([s["replay"] for s in samples], dtype=torch.bool)
+    out["sets"] = [s["set"] for s in samples]
     key = "features" if "features" in samples[0] else "mel"
     out[key] = torch.stack([s[key] for s in samples])
     return out
+
+
+def _check_switches(hp: dict) -> None:
+    """Refuse data settings that cannot work, naming the setting to change."""
+    if hp["batch_size"] < 1:
+        raise ValueError(f"batch_size must be >= 1, got {hp['batch_size']}")
+    if not 0 <= hp["val_fraction"] < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {hp['val_fraction']}")
+    if hp["replay_ratio"] < 0:
+        raise ValueError(f"replay_ratio must be >= 0, got {hp['replay_ratio']}")
+    if bool(hp["replay_manifest"]) != (hp["replay_ratio"] > 0):
+        raise ValueError(
+            "replay needs both replay_manifest (general-domain items with text) and replay_ratio > 0 "
+            f"(e.g. 0.2), got replay_manifest={hp['replay_manifest']!r}, replay_ratio={hp['replay_ratio']}"
+        )
+    for name in hp["val_manifests"] or {}:
+        if not SET_NAME.fullmatch(name) or name == IN_DOMAIN:
+            raise ValueError(
+                f"val_manifests: set name {name!r} must be letters, digits, '_', '.' or '-', "
+                f"and not {IN_DOMAIN!r} (the held-out in-domain set's name)"
+            )
 
 
 class StudentDataModule(L.LightningDataModule):
@@ -373,16 +481,27 @@ class StudentDataModule(L.LightningDataModule):
         train_manifest: NeMo manifest with the labels to learn (teacher labels, or the
             filter stage's ``kept.jsonl``).
         val_manifest: optional manifest for validation WER; else ``val_fraction`` of the
-            training lines is held out (scored against their labels).
+            training lines is held out (scored against their labels). Either is the
+            ``in_domain`` validation set.
         val_fraction: share held out when there is no ``val_manifest``.
         batch_size: clips per batch (per device).
         cache_dir: where frozen-encoder outputs are cached.
-        augment_copies: SpecAugment copies cached per clip in frozen mode (0: clean only).
+        augment_copies: augmented copies cached per clip in frozen mode (0: clean only).
         spec_augment: mask log-mels while training.
         freq_masks, freq_width, time_masks, time_width: SpecAugment settings.
         max_tokens: longest target (prefix + text + end), in tokens.
         num_workers: DataLoader worker processes.
-        seed: shuffling and augmentation seed.
+        seed: shuffling, replay and augmentation seed.
+        replay_manifest: general-domain items with text (human or teacher labels) replayed
+            so the student keeps what it knew; batches mark them in ``replay``.
+        replay_ratio: replay items per epoch, as a share of the training items (0.2: one
+            replay item for five in-domain ones), drawn afresh each epoch.
+        augment: waveform effects for training items (``augment.EFFECTS``: speed, noise,
+            reverb, telephone); validation is never augmented.
+        augment_prob: chance each named effect is applied to a clip.
+        val_manifests: more validation sets by name (e.g. general speech); ``val/wer`` is
+            over all of them together with the in-domain set, so checkpoint selection
+            weighs both.
     """
 
     def __init__(
@@ -401,17 +520,21 @@ class StudentDataModule(L.LightningDataModule):
         max_tokens: int = 128,
         num_workers: int = 0,
         seed: int = 0,
+        replay_manifest: str | None = None,
+        replay_ratio: float = 0.0,
+        augment: list[str] | None = None,
+        augment_prob: float = 0.5,
+        val_manifests: dict[str, str] | None = None,
     ):
         super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if not 0 <= val_fraction < 1:
-            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         self.save_hyperparameters()
+        _check_switches(self.hparams)
         self.augment = SpecAugment(freq_masks, freq_width, time_masks, time_width) if spec_augment else None
+        self.wave = wave_augment(augment, augment_prob)
         self.spec: FeatureSpec | None = None
         self.train_set: StudentDataset | None = None
         self.val_set: StudentDataset | None = None
+        self.n_train, self.replay_count = 0, 0
 
     def attach(self, spec: FeatureSpec) -> None:
         """Give the data its model side (done in ``setup`` when a Trainer runs it)."""
@@ -419,10 +542,39 @@ class StudentDataModule(L.LightningDataModule):
 
     def provenance(self) -> dict:
         """The labels' origin, written into every checkpoint the student saves."""
-        out = {"train": label_provenance(self.hparams.train_manifest)}
-        if self.hparams.val_manifest:
-            out["val"] = label_provenance(self.hparams.val_manifest)
+        hp = self.hparams
+        out = {"train": label_provenance(hp.train_manifest)}
+        if hp.val_manifest:
+            out["val"] = label_provenance(hp.val_manifest)
+        if hp.replay_manifest:
+            out["replay"] = label_provenance(hp.replay_manifest)
+        for name, path in (hp.val_manifests or {}).items():
+            out[f"val_{name}"] = label_provenance(path)
         return out
+
+    def _read_sets(self) -> tuple[list[ManifestItem], list[ManifestItem], list[ManifestItem]]:
+        """Training, replay and validation items; each validation item names its set."""
+        hp = self.hparams
+        items = read_items(hp.train_manifest)
+        if hp.val_manifest:
+            train, val = items, read_items(hp.val_manifest, IN_DOMAIN)
+        else:
+            train, held = split_val(items, hp.val_fraction)
+            val = [dataclasses.replace(it, source=IN_DOMAIN) for it in held]
+        for name, path in (hp.val_manifests or {}).items():
+            val += read_items(path, name)
+        replay = read_items(hp.replay_manifest, REPLAY) if hp.replay_manifest else []
+        return train, replay, val
+
+    def _copies(self) -> int:
+        """Augmented copies to cache per training clip (frozen encoder); refuses copies that cannot be."""
+        copies = self.hparams.augment_copies if self.augment or self.wave else 0
+        if self.wave is not None and self.spec.frozen_encoder and copies < 1:
+            raise ValueError(
+                "augment is set but augment_copies is 0: with a frozen encoder the augmented "
+                "audio is seen only through cached copies; set augment_copies >= 1"
+            )
+        return copies
 
     def setup(self, stage: str | None = None) -> None:
         """Read the manifests and, for a frozen encoder, fill the feature cache (each rank its share)."""
@@ -434,29 +586,27 @@ class StudentDataModule(L.LightningDataModule):
                 raise RuntimeError("StudentDataModule needs the model side: attach(module.feature_spec())")
             self.attach(module.feature_spec())
         hp, spec = self.hparams, self.spec
-        items = read_items(hp.train_manifest)
-        if hp.val_manifest:
-            train, val = items, read_items(hp.val_manifest)
-        else:
-            train, val = split_val(items, hp.val_fraction)
+        train, replay, val = self._read_sets()
+        self.n_train = len(train)
+        self.replay_count = max(1, round(hp.replay_ratio * len(train))) if replay else 0
         log.info(
-            "training on %d clips (%.1f min), validating on %d",
+            "training on %d clips (%.1f min) + %d replayed per epoch from %d, validating on %d",
             len(train),
             sum(i.duration for i in train) / 60,
+            self.replay_count,
+            len(replay),
             len(val),
         )
-        cache = None
-        copies = hp.augment_copies if self.augment is not None else 0
+        cache, copies = None, self._copies()
         if spec.frozen_encoder:
-            cache = FeatureCache(hp.cache_dir, spec, self.augment, hp.seed)
+            cache = FeatureCache(hp.cache_dir, spec, self.augment, hp.seed, self.wave)
             rank, world = self._rank_world()
-            cache.fill(train, copies, rank, world)
+            cache.fill(train + replay, copies, rank, world)
             cache.fill(val, 0, rank, world)
             if self.trainer is not None and world > 1:
                 self.trainer.strategy.barrier("feature_cache")
-        self.train_set = StudentDataset(
-            train, spec, hp.max_tokens, cache, copies, None if spec.frozen_encoder else self.augment
-        )
+        live = (None, None) if spec.frozen_encoder else (self.augment, self.wave)
+        self.train_set = StudentDataset(train + replay, spec, hp.max_tokens, cache, copies, *live)
         self.val_set = StudentDataset(val, spec, hp.max_tokens, cache) if val else None
 
     def _rank_world(self) -> tuple[int, int]:
@@ -467,16 +617,17 @@ class StudentDataModule(L.LightningDataModule):
     def _loader(self, ds: StudentDataset, shuffle: bool) -> DataLoader:
         rank, world = self._rank_world()
         hp = self.hparams
-        sampler = WindowBatchSampler(ds.windows, hp.batch_size, shuffle, hp.seed, rank, world)
+        replay = (self.n_train, self.replay_count) if shuffle else (None, 0)
+        sampler = WindowBatchSampler(ds.windows, hp.batch_size, shuffle, hp.seed, rank, world, *replay)
         if shuffle and self.trainer is not None:
             sampler.set_epoch(self.trainer.current_epoch)
         fn = functools.partial(collate, pad_id=self.spec.tokenizer.eot, prefix_len=len(self.spec.prefix))
         return DataLoader(ds, batch_sampler=sampler, num_workers=hp.num_workers, collate_fn=fn)
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled single-window batches."""
+        """Shuffled single-window batches (in-domain and this epoch's replay items)."""
         return self._loader(self.train_set, shuffle=True)
 
     def val_dataloader(self) -> DataLoader | list:
-        """Single-window batches in a fixed order; none without a validation set."""
+        """Single-window batches in a fixed order over every validation set; none without one."""
         return self._loader(self.val_set, shuffle=False) if self.val_set else []
