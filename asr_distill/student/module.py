@@ -178,7 +178,7 @@ class StudentModule(L.LightningModule):
         lwf_weight: learning without forgetting: weight of T^2 x KL from a frozen copy of the
             starting model (``init``) to the student, on the batch's replay rows if it marks any.
         l2sp_weight: weight of the squared distance of the trained weights to their start.
-        lora_rank, lora_alpha, lora_targets: low-rank adapters (``peft``) on the decoder's (and the
+        lora_targets, lora_rank, lora_alpha: low-rank adapters (``peft``) on the decoder's (and the
             trained encoder blocks') linear layers named by ``lora_targets`` (None: all of
             ``regularise.LORA_TARGETS``); only the adapters train; export merges them.
     """
@@ -207,9 +207,9 @@ class StudentModule(L.LightningModule):
         train_encoder_layers: int = 0,
         lwf_weight: float = 0.0,
         l2sp_weight: float = 0.0,
+        lora_targets: list[str] | None = None,
         lora_rank: int = 0,
         lora_alpha: float = 16.0,
-        lora_targets: list[str] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
