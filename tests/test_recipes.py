@@ -70,12 +70,17 @@ def test_support_stages_0_1(tmp_path):
     assert not (out / "filter").exists()  # --stop-stage 1 stops before the filter
 
 
+def _corpus(folder: Path, pool: str) -> Path:
+    """A corpus folder as the recipes expect: POOL.jsonl (the fixture clips) and test.jsonl (3)."""
+    lines = fixture_lines()
+    write_manifest(folder / f"{pool}.jsonl", lines)
+    write_manifest(folder / "test.jsonl", lines[:3])
+    return folder
+
+
 @pytest.mark.slow
 def test_an4_stages_0_1(tmp_path):
-    an4 = tmp_path / "an4_data"  # laid out like ../shared/data/an4: train.jsonl, test.jsonl
-    lines = fixture_lines()
-    write_manifest(an4 / "train.jsonl", lines)
-    write_manifest(an4 / "test.jsonl", lines[:3])
+    an4 = _corpus(tmp_path / "an4_data", "train")  # laid out like ../shared/data/an4
     out = tmp_path / "an4"
     env_cmd = ["env", f"AN4_DIR={an4}", "bash", str(REPO / "recipes/an4/run.sh")]
     _run(env_cmd + ["--size", "smoke", "--stop-stage", "1", "--out", str(out)])
@@ -103,10 +108,8 @@ def test_stage_0_says_where_the_data_should_be(tmp_path, recipe, var):
 
 
 def test_speechocean_stage_0_copies_pool_and_test(tmp_path):
-    corpus = tmp_path / "so"  # laid out like ../shared/data/speechocean762: pool.jsonl, test.jsonl
+    corpus = _corpus(tmp_path / "so", "pool")  # laid out like ../shared/data/speechocean762
     lines = fixture_lines()
-    write_manifest(corpus / "pool.jsonl", lines)
-    write_manifest(corpus / "test.jsonl", lines[:3])
     out = tmp_path / "o"
     script = str(REPO / "recipes/speechocean/run.sh")
     _run(
