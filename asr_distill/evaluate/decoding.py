@@ -19,7 +19,7 @@ from typing import Any
 from ..metrics import DEFAULT_NORMALISER, word_error_rate
 from ..records import ModelResult, TeacherLabel, Transcription, UtteranceScore
 from ..safe_load import load_checkpoint
-from ..teacher.options import EVAL_TEMPERATURES, LabelOptions, guarded
+from ..teacher.options import EVAL_TEMPERATURES, guarded
 from .bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap_wer
 from .options import Scoring
 from .scoring import (
@@ -35,20 +35,13 @@ log = logging.getLogger(__name__)
 
 
 def _decode_options(teacher, options):
-    """Decoding options for a model: the caller's, else those its checkpoint names.
-
-    A student trained on short encoder windows stores its window policy in the
-    checkpoint; decoding it with the teacher's defaults would measure another model.
-    """
+    """Decoding options for a model: the caller's, else evaluation's in the windows it names."""
     if options is not None:
         return options
-    from ..teacher.options import ContextFloor
+    from ..student.short_context import evaluation_options
 
-    stored = _stored_options(teacher)
-    # Off-the-shelf models at their fastest short context (10 s): speed comparisons against
-    # a student are then conservative. Formatting may differ from the 20 s labeling default.
-    fastest = guarded(LabelOptions(windows=ContextFloor(10.0)))
-    return stored if stored is not None else fastest
+    source = Path(str(teacher.source))
+    return evaluation_options(_stored_description(source), source)
 
 
 def _stored_description(source: Path) -> dict | None:
@@ -61,22 +54,6 @@ def _stored_description(source: Path) -> dict | None:
         return None
     ckpt = load_checkpoint(source)
     return ckpt.get("asr_distill") if isinstance(ckpt, dict) else None
-
-
-def _stored_options(teacher):
-    """Options for the window policy an exported student names (``asr_distill.window_policy``)."""
-    source = Path(str(teacher.source))
-    desc = _stored_description(source)
-    policy = desc.get("window_policy") if isinstance(desc, dict) else None
-    if not isinstance(policy, dict):
-        return None
-    from ..student.short_context import WindowPolicy, student_options
-
-    try:
-        return guarded(student_options(WindowPolicy(**policy)))
-    except (TypeError, ValueError) as e:
-        log.warning("%s: ignoring its stored window policy %r (%s)", source, policy, e)
-        return None
 
 
 def resolve_device(device: str) -> str:

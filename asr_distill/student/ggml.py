@@ -47,8 +47,8 @@ from ..jsonl import atomic_write_text
 from ..manifest import read_manifest
 from ..records import Skip, Transcription, Utterance
 from ..teacher.loops import loops
-from ..teacher.options import WINDOW_S, ContextFloor, LabelOptions, guarded
-from .short_context import WindowPolicy, student_options
+from ..teacher.options import WINDOW_S, LabelOptions
+from .short_context import evaluation_options
 
 log = logging.getLogger(__name__)
 
@@ -374,23 +374,6 @@ def _description(path: Path) -> dict[str, Any]:
     return desc if isinstance(desc, dict) else {}
 
 
-def decode_options(description: dict[str, Any]) -> LabelOptions:
-    """The evaluator's options for this model: a student's window policy, else a 10 s context floor.
-
-    The search is the evaluator's guarded one (``teacher.options.guarded``): greedy, an
-    output that loops is redone at 30 s and up the labeler's temperature ladder, and a low
-    log-probability alone triggers nothing. A student decodes without timestamps, as trained.
-    """
-    base = LabelOptions(windows=ContextFloor(10.0))
-    policy = description.get("window_policy")
-    if isinstance(policy, dict):
-        try:
-            base = student_options(WindowPolicy(**policy))
-        except (TypeError, ValueError) as e:
-            log.warning("ignoring the stored window policy %r (%s)", policy, e)
-    return guarded(base)
-
-
 @dataclass(frozen=True)
 class _Hypothesis:
     """One clip's output: its text, tokens sampled (timestamps included), mean text-token log-probability."""
@@ -555,7 +538,7 @@ def transcribe_ggml(
     Filled as ``evaluate.decoding.transcribe`` fills it, so the two score side by side:
     bad audio is skipped (and counted), clips without a reference are left out, ``wall_s``
     covers decoding (audio reading included), not loading. Decoding options follow the
-    sidecar's window policy (:func:`decode_options`); whisper.cpp runs on every core this
+    sidecar's window policy (:func:`short_context.evaluation_options`); whisper.cpp runs on every core this
     process may use.
 
     Args:
@@ -571,7 +554,7 @@ def transcribe_ggml(
     path = Path(path)
     header = read_ggml_header(path)
     desc = _description(path)
-    options = decode_options(desc)
+    options = evaluation_options(desc, path)
     engine = WhisperCpp(path, available_cores())
     try:
         rows, skipped, wall = _decode_manifest(engine, manifest, options, progress)
@@ -598,7 +581,6 @@ __all__ = [
     "GGMLFormatError",
     "GgmlHeader",
     "WhisperCpp",
-    "decode_options",
     "export_ggml",
     "expected_tensors",
     "is_ggml",

@@ -11,11 +11,12 @@ student's 2 s minimum is not a teacher floor, and neither is checked by the othe
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..teacher.options import WINDOW_S, LabelOptions
+from ..teacher.options import WINDOW_S, ContextFloor, LabelOptions, guarded
 
 WINDOW_STEP_S = 1.0  # windows come in whole seconds, so a batch of similar clips shares one
 WINDOW_MARGIN_S = 0.5  # silence kept after the speech, as the teacher saw in its 30 s windows
@@ -72,3 +73,21 @@ def student_options(policy: WindowPolicy, temperatures: tuple[float, ...] | None
     """
     options = LabelOptions(windows=policy, timestamps=False)
     return options if temperatures is None else replace(options, temperatures=tuple(temperatures))
+
+
+def evaluation_options(description: dict[str, Any] | None, source: object = "") -> LabelOptions:
+    """Evaluation's guarded search in a model's own windows, whatever runtime decodes it.
+
+    A student stores its window policy in its self-description (``window_policy``); decoding it
+    with the teacher's defaults would measure another model. Anything else gets the fastest
+    short context (10 s), so speed comparisons against a student are conservative.
+    """
+    policy = (description or {}).get("window_policy")
+    if isinstance(policy, dict):
+        try:
+            return guarded(student_options(WindowPolicy(**policy)))
+        except (TypeError, ValueError) as e:
+            logging.getLogger(__name__).warning(
+                "%s: ignoring its stored window policy %r (%s)", source, policy, e
+            )
+    return guarded(LabelOptions(windows=ContextFloor(10.0)))
