@@ -77,6 +77,7 @@ SKIP_REASONS = (
 )
 NO_SPEECH = "no_speech"  # a long stretch the silero segmenter found no speech in: left out
 SEGMENTERS = ("energy", "silero")  # how audio over MAX_SEGMENT_S is cut (see ``iter_segments``)
+SEGMENT_S_RANGE = (3 * MIN_SEGMENT_S, MAX_SEGMENT_S)  # the longest segment a user may ask for
 
 
 class AudioError(Exception):
@@ -498,13 +499,13 @@ def _segment(utt: Utterance, offset: float, duration: float) -> Utterance:
     )
 
 
-def _split(chunk: np.ndarray, segmenter: str) -> list[tuple[float, float, bool]]:
+def _split(chunk: np.ndarray, segmenter: str, max_s: float) -> list[tuple[float, float, bool]]:
     """Contiguous ``(start_s, end_s, speech)`` pieces of a chunk, by the named segmenter."""
     if segmenter == "silero":
         from .vad import split_at_speech
 
-        return split_at_speech(chunk, MAX_SEGMENT_S)
-    return [(a, b, True) for a, b in split_at_pauses(chunk)]
+        return split_at_speech(chunk, max_s)
+    return [(a, b, True) for a, b in split_at_pauses(chunk, max_s)]
 
 
 def _iter_pieces(
@@ -525,7 +526,9 @@ def _iter_pieces(
         yield seg, samples
 
 
-def _iter_long(utt: Utterance, segmenter: str = "energy") -> Iterator[tuple[Utterance, np.ndarray] | Skip]:
+def _iter_long(
+    utt: Utterance, segmenter: str = "energy", max_s: float = MAX_SEGMENT_S
+) -> Iterator[tuple[Utterance, np.ndarray] | Skip]:
     """Read ``LONG_CHUNK_S`` at a time, split each chunk, and carry its last piece to the next.
 
     The carried piece is re-read with the next chunk, so every cut sees audio on both sides.
@@ -544,7 +547,7 @@ def _iter_long(utt: Utterance, segmenter: str = "energy") -> Iterator[tuple[Utte
                 return
             pos += span
             continue
-        pieces = _split(chunk, segmenter)
+        pieces = _split(chunk, segmenter, max_s)
         # a chunk of one window's length or less was a short read: nothing follows it
         final = end - pos <= LONG_CHUNK_S or len(chunk) <= round(MAX_SEGMENT_S * SAMPLE_RATE)
         yield from _iter_pieces(utt, chunk, pos, pieces if final else pieces[:-1] or pieces)
@@ -553,10 +556,12 @@ def _iter_long(utt: Utterance, segmenter: str = "energy") -> Iterator[tuple[Utte
         pos += pieces[-1][0] if len(pieces) > 1 else pieces[0][1]
 
 
-def iter_segments(utt: Utterance, segmenter: str = "energy") -> Iterator[tuple[Utterance, np.ndarray] | Skip]:
-    """Yield ``(utterance, samples)`` windows of at most ``MAX_SEGMENT_S``, or ``Skip`` records.
+def iter_segments(
+    utt: Utterance, segmenter: str = "energy", max_s: float = MAX_SEGMENT_S
+) -> Iterator[tuple[Utterance, np.ndarray] | Skip]:
+    """Yield ``(utterance, samples)`` windows of at most ``max_s``, or ``Skip`` records.
 
-    An utterance of up to 30 s comes back whole. A longer one is cut at pauses into segments
+    An utterance of up to ``max_s`` comes back whole. A longer one is cut at pauses into segments
     whose id is ``f"{utt.id}@{start:.2f}"`` (start relative to the utterance), with absolute
     ``offset``/``duration`` and no ``text``. A bad segment (say, silence) is skipped on its own.
 
@@ -566,15 +571,16 @@ def iter_segments(utt: Utterance, segmenter: str = "energy") -> Iterator[tuple[U
             last third of each window (``split_at_pauses``), no extra dependency. ``silero``:
             Silero VAD speech regions merged at the longest pauses (``vad.split_at_speech``);
             stretches of 3 s or more without speech become ``no_speech`` skips.
+        max_s: longest segment, at most Whisper's 30 s window. Shorter segments cost more
+            encoder windows but keep unrelated utterances out of each other's context.
 
     Raises:
-        ValueError: an unknown ``segmenter``.
+        ValueError: an unknown ``segmenter``, or ``max_s`` outside ``SEGMENT_S_RANGE``.
         ImportError: ``silero`` without the ``vad`` extra installed.
     """
-    if segmenter not in SEGMENTERS:
-        raise ValueError(f"segmenter must be one of {SEGMENTERS}, got {segmenter!r}")
-    if utt.duration > MAX_SEGMENT_S:
-        yield from _iter_long(utt, segmenter)
+    check_segmenting(segmenter, max_s)
+    if utt.duration > max_s:
+        yield from _iter_long(utt, segmenter, max_s)
         return
     try:
         samples = load_audio(utt.audio_filepath, utt.offset, utt.duration)
@@ -582,6 +588,19 @@ def iter_segments(utt: Utterance, segmenter: str = "energy") -> Iterator[tuple[U
         yield _skip(utt, e)
         return
     yield utt, samples
+
+
+def check_segmenting(segmenter: str, max_s: float) -> None:
+    """Refuse an unknown segmenter or a longest segment outside ``SEGMENT_S_RANGE``.
+
+    Raises:
+        ValueError: which one, and what is allowed.
+    """
+    if segmenter not in SEGMENTERS:
+        raise ValueError(f"segmenter must be one of {SEGMENTERS}, got {segmenter!r}")
+    lo, hi = SEGMENT_S_RANGE
+    if not lo <= max_s <= hi:
+        raise ValueError(f"the longest segment must be between {lo} and {hi} s, got {max_s}")
 
 
 def iter_audio(
@@ -600,6 +619,8 @@ __all__ = [
     "NO_SPEECH",
     "SAMPLE_RATE",
     "SEGMENTERS",
+    "SEGMENT_S_RANGE",
+    "check_segmenting",
     "SKIP_REASONS",
     "AudioError",
     "audio_info",

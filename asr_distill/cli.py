@@ -20,6 +20,7 @@ from . import commands
 ORDER = (
     "synth",
     "manifest",
+    "adapt_window",
     "label",
     "merge",
     "filter",

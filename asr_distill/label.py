@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .audio import SEGMENTERS
+from .audio import MAX_SEGMENT_S, check_segmenting
 from .audio import SKIP_REASONS as AUDIO_SKIP_REASONS
 from .features import NON_FINITE_FEATURES, FeatureError
 from .interop.inputs import read_input
@@ -92,12 +92,14 @@ class LabelRun:
             given by name, and the faster-whisper engine.
         precision: the encoder's dtype, ``teacher.options.PRECISIONS`` (see
             ``teacher.backends.encoder_dtype``).
-        segmenter: how audio over 30 s is cut, ``audio.SEGMENTERS`` (``energy``: at
+        segmenter: how long recordings are cut, ``audio.SEGMENTERS`` (``energy``: at
             the quietest pauses, no extra dependency; ``silero``: Silero VAD speech regions).
+        segment_s: the longest segment a recording is cut into (``audio.SEGMENT_S_RANGE``);
+            recordings up to this long are labeled whole.
 
     Raises:
         ValueError: ``batch_size`` below 1, or an unknown ``backend``, ``precision`` or
-            ``segmenter``.
+            ``segmenter``, or a ``segment_s`` out of range.
     """
 
     teacher: str | os.PathLike | Teacher = DEFAULT_TEACHER
@@ -111,6 +113,7 @@ class LabelRun:
     device: str | None = None
     precision: str = "auto"
     segmenter: str = "energy"
+    segment_s: float = MAX_SEGMENT_S
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -118,8 +121,7 @@ class LabelRun:
         if self.backend not in (*BACKENDS, "ct2"):
             raise ValueError(f"unknown backend {self.backend!r}: choose 'whisper' or 'faster-whisper'")
         check_precision(self.precision)
-        if self.segmenter not in SEGMENTERS:
-            raise ValueError(f"segmenter must be one of {SEGMENTERS}, got {self.segmenter!r}")
+        check_segmenting(self.segmenter, self.segment_s)
 
 
 @dataclass(frozen=True)
@@ -184,13 +186,14 @@ def _load(
     done: frozenset[str] | set[str],
     done_skips: frozenset[tuple[str, str]] | set[tuple[str, str]] | None = None,
     segmenter: str = "energy",
+    segment_s: float = MAX_SEGMENT_S,
 ) -> list:
     """Decode one manifest record into segments, leaving out what a previous run wrote.
 
     A manifest-level skip (broken line, duplicate id) may share its id with a line that is
     labeled, so with ``done_skips`` it counts as done only when the same ``(id, reason)``
     was recorded; judging it by id alone would drop the other line's label on resume.
-    ``segmenter`` cuts recordings over 30 s (``audio.iter_segments``).
+    ``segmenter`` cuts recordings over ``segment_s`` (``audio.iter_segments``).
     """
     from .audio import iter_segments
 
@@ -200,7 +203,7 @@ def _load(
         return [] if item.id in done else [item]
     if item.id in done:
         return []
-    segments = iter_segments(item, segmenter)
+    segments = iter_segments(item, segmenter, segment_s)
     return [s for s in segments if (s.id if isinstance(s, Skip) else s[0].id) not in done]
 
 
@@ -260,7 +263,9 @@ def _seeded(seed: int, backend: Backend) -> Iterator[None]:
 def provenance_for(teacher: Teacher, backend: Backend, options: LabelOptions) -> Provenance:
     """``decoding`` holds the options and the precision the backend chose (``auto`` resolved)."""
     decoding = {**options.as_dict(), "precision": backend.precision}
-    return Provenance(teacher.name, teacher.weights_sha256, backend.name, decoding, __version__)
+    return Provenance(
+        teacher.name, teacher.weights_sha256, backend.name, decoding, __version__, teacher.derived
+    )
 
 
 def _default_device() -> str:
@@ -330,7 +335,7 @@ def _segments(manifest, run: LabelRun, done_ids, done_skips) -> Iterator:
     records = read_input(manifest, shard=run.shard) if isinstance(manifest, (str, os.PathLike)) else manifest
     return _prefetch(
         records,
-        lambda r: _load(r, done_ids, done_skips, run.segmenter),
+        lambda r: _load(r, done_ids, done_skips, run.segmenter, run.segment_s),
         run.loader_threads,
         depth=run.batch_size * 4,
         weight=_audio_weight,

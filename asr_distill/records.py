@@ -127,7 +127,8 @@ class Provenance(Record):
     """Where a label came from: enough to reproduce it or to refuse mixing two teachers.
 
     ``decoding`` holds the labeling options and the encoder precision the backend chose;
-    ``toolkit_version`` is this package's version at labeling time.
+    ``toolkit_version`` is this package's version at labeling time; ``derived`` is the
+    provenance of a teacher adapted from another (``Teacher.derived``), else None.
     """
 
     teacher: str
@@ -135,6 +136,7 @@ class Provenance(Record):
     backend: str
     decoding: dict[str, Any]
     toolkit_version: str
+    derived: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

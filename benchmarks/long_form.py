@@ -153,17 +153,19 @@ def run_systems(
 
     audio_s = sum(r["duration"] for r in recordings)
     result: dict = {}
-    for name, manifest, segmenter in [
-        ("per_utterance", manifests[0], "energy"),
-        ("silero", manifests[1], "silero"),
-        ("energy", manifests[1], "energy"),
-    ]:
-        records, wall = run_system(
-            manifest, LabelRun(teacher, batch_size=args.batch_size, segmenter=segmenter)
-        )
+    systems = [
+        ("per_utterance", manifests[0], "energy", args.segment_s),
+        ("silero", manifests[1], "silero", args.segment_s),
+        ("energy", manifests[1], "energy", args.segment_s),
+    ]
+    systems += [(f"silero_{s:g}s", manifests[1], "silero", s) for s in args.sweep]
+    for name, manifest, segmenter, segment_s in systems:
+        run = LabelRun(teacher, batch_size=args.batch_size, segmenter=segmenter, segment_s=segment_s)
+        records, wall = run_system(manifest, run)
         row = score(records, lines, recordings, per_utterance=name == "per_utterance")
         skips = [r for r in records if isinstance(r, Skip)]
         row |= {
+            "segment_s": segment_s,
             "segments": len(records) - len(skips),
             "skips": {
                 reason: sum(1 for s in skips if s.reason == reason) for reason in {s.reason for s in skips}
@@ -206,6 +208,10 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--snr-db", type=float, default=15.0)
     ap.add_argument("--model", default="base")
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--segment-s", type=float, default=30.0, help="longest segment (label --segment-s)")
+    ap.add_argument(
+        "--sweep", type=float, nargs="*", default=[], help="more silero rows, one per longest segment"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(RESULTS))
@@ -252,6 +258,7 @@ def main() -> None:
         "audio_s": round(audio_s, 1),
         "speech_s": round(sum(d["duration"] for d in lines), 1),
         "pause_s": list(args.pause_s),
+        "segment_s": args.segment_s,
         "snr_db": args.snr_db,
         "noise": "pink (1/f), through speech and pauses, SNR against the clips' mean power",
         "seed": args.seed,

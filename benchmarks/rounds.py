@@ -81,6 +81,10 @@ def pipeline_config(args: argparse.Namespace) -> dict:
     cfg["filter"] = (cfg.get("filter") or {}) | {"score": SCORE, "threshold": THRESHOLD}
     ood = {"an4": str(subset(an4 / "test.jsonl", data / "an4_test.jsonl", args.ood_first))}
     cfg["evaluate"] = (cfg.get("evaluate") or {}) | {"sets": ood}
+    if args.max_time:  # each round's training budget (the recipe's is an hour per student)
+        train = cfg.get("train") or {}
+        overrides = (train.get("overrides") or {}) | {"trainer.max_time": args.max_time}
+        cfg["train"] = train | {"overrides": overrides}
     return cfg | {"rounds": args.rounds, "rounds_patience": PATIENCE, "rounds_dev": "in_domain"}
 
 
@@ -124,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first", type=int, default=None, help="only the first N pool utterances")
     ap.add_argument("--test-first", type=int, default=None, help="only the first N test utterances")
     ap.add_argument("--ood-first", type=int, default=None, help="only the first N AN4 test utterances")
+    ap.add_argument("--max-time", default=None, help="each round's training budget, DD:HH:MM:SS")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     t0 = time.time()

@@ -152,6 +152,37 @@ def test_unknown_segmenter_is_refused(recording):
         list(iter_segments(recording[0], "webrtc"))
 
 
+@pytest.mark.parametrize(
+    "segmenter", ["energy", pytest.param("silero", marks=needs_silero)], ids=["energy", "silero"]
+)
+def test_shorter_segments_still_cut_in_pauses_and_cover_everything(recording, segmenter):
+    utt, joined = recording
+    records = _records(iter_segments(utt, segmenter, max_s=10.0))
+    _check_cover(records, joined.duration)
+    segments = [r for r in records if not isinstance(r, Skip)]
+    assert all(r.duration <= 10.0 + 1e-6 for r in segments)
+    at_30s = [r for r in _records(iter_segments(utt, segmenter)) if not isinstance(r, Skip)]
+    assert len(segments) > len(at_30s)
+    if segmenter == "silero":  # every cut still falls in an inserted pause
+        pairs = list(zip(joined.spans[:-1], joined.spans[1:], strict=True))
+        for r in records[1:]:
+            assert any(a[1] < r.offset < b[0] + LEAD_SILENCE_S for a, b in pairs), r.offset
+
+
+@pytest.mark.parametrize("max_s", [2.0, 31.0])
+def test_segment_length_out_of_range_is_refused(recording, max_s):
+    from asr_distill.label import LabelRun
+    from asr_distill.pipeline.config import LabelConfig
+
+    for make in (
+        lambda: list(iter_segments(recording[0], "energy", max_s)),
+        lambda: LabelRun("tiny.en", segment_s=max_s),
+        lambda: LabelConfig(segment_s=max_s),
+    ):
+        with pytest.raises(ValueError, match="longest segment"):
+            make()
+
+
 def test_missing_extra_is_named(recording, monkeypatch):
     monkeypatch.setitem(sys.modules, "silero_vad", None)  # what an environment without it raises
     vad._model.cache_clear()

@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ..audio import SEGMENTERS
+from ..audio import MAX_SEGMENT_S, SEGMENT_S_RANGE, SEGMENTERS
 from ..teacher.options import (
     BACKENDS,
     DEFAULT_BATCH_SIZE,
@@ -65,8 +65,16 @@ def add_parser(sub) -> None:
         "--segmenter",
         choices=SEGMENTERS,
         default="energy",
-        help="how audio over 30 s is cut: energy (at the quietest pauses, no extra dependency) or "
-        "silero (Silero VAD speech regions merged into <=30 s segments; the vad extra)",
+        help="how long recordings are cut: energy (at the quietest pauses, no extra dependency) or "
+        "silero (Silero VAD speech regions merged into segments at the longest pauses; the vad extra)",
+    )
+    p.add_argument(
+        "--segment-s",
+        type=float,
+        default=MAX_SEGMENT_S,
+        help=f"longest segment a recording is cut into, {SEGMENT_S_RANGE[0]:g}-{SEGMENT_S_RANGE[1]:g} s "
+        "(default %(default)g: Whisper's window; shorter keeps unrelated utterances apart at the cost "
+        "of more encoder windows)",
     )
     _add_speed_options(p)
     _add_job_options(p)
@@ -201,6 +209,7 @@ def run(args) -> int:
         device=args.device,
         precision=args.precision,
         segmenter=args.segmenter,
+        segment_s=args.segment_s,
     )
     where = Placement(args.engine, args.workers, args.threads, args.ray_address)
     stats = label_job(manifest, out, run, where, force=args.force)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..audio import SEGMENTERS
+from ..audio import MAX_SEGMENT_S, SEGMENTERS, check_segmenting
 from ..quality.stage import FilterOptions, ReviewOptions
 from ..teacher.options import (
     BACKENDS,
@@ -100,8 +100,12 @@ class LabelConfig:
     progress: bool = False
     word_timestamps: bool = False
     segmenter: Literal[SEGMENTERS] = "energy"
+    segment_s: float = MAX_SEGMENT_S
     engine: Literal[ENGINES] = "local"
     ray_address: str | None = None
+
+    def __post_init__(self) -> None:
+        check_segmenting(self.segmenter, self.segment_s)
 
     def options(self, greedy: bool = False) -> LabelOptions:
         """Decoding options as ``asr-distill label`` builds them from its flags.
@@ -138,6 +142,7 @@ class LabelConfig:
             device=self.device,
             precision=self.precision,
             segmenter=self.segmenter,
+            segment_s=self.segment_s,
         )
 
     def placement(self) -> Placement:

@@ -78,15 +78,18 @@ def _peft():
     return peft
 
 
-def lora_target_names(model: Whisper, targets: Sequence[str], encoder_blocks: Sequence[int]) -> list[str]:
+def lora_target_names(
+    model: Whisper, targets: Sequence[str], encoder_blocks: Sequence[int], decoder: bool = True
+) -> list[str]:
     """Full names of the linear layers to adapt: every decoder block's, and the listed encoder blocks'.
 
     ``targets`` end a layer's name inside its block (``attn.query``, ``cross_attn.out``,
-    ``mlp.0``): ``"query"`` adapts self- and cross-attention queries alike.
+    ``mlp.0``): ``"query"`` adapts self- and cross-attention queries alike. ``decoder=False``
+    leaves the decoder out (a teacher adapting its encoder only keeps its decoder as it is).
     """
     if not targets:
         raise ValueError("lora_targets is empty: name at least one of " + ", ".join(LORA_TARGETS))
-    scopes = [f"decoder.blocks.{i}." for i in range(len(model.decoder.blocks))]
+    scopes = [f"decoder.blocks.{i}." for i in range(len(model.decoder.blocks))] if decoder else []
     scopes += [f"encoder.blocks.{i}." for i in encoder_blocks]
     names = []
     for name, module in model.named_modules():
@@ -102,7 +105,12 @@ def lora_target_names(model: Whisper, targets: Sequence[str], encoder_blocks: Se
 
 
 def add_lora(
-    model: Whisper, rank: int, alpha: float, targets: Sequence[str], encoder_blocks: Sequence[int]
+    model: Whisper,
+    rank: int,
+    alpha: float,
+    targets: Sequence[str],
+    encoder_blocks: Sequence[int],
+    decoder: bool = True,
 ) -> list[str]:
     """Freeze ``model`` and inject rank-``rank`` adapters into its target layers (in place).
 
@@ -113,7 +121,7 @@ def add_lora(
         raise ValueError(f"lora_rank must be >= 1 to add adapters, got {rank}")
     if alpha <= 0:
         raise ValueError(f"lora_alpha must be > 0, got {alpha}")
-    names = lora_target_names(model, targets, encoder_blocks)
+    names = lora_target_names(model, targets, encoder_blocks, decoder)
     peft = _peft()
     model.requires_grad_(False)
     config = peft.LoraConfig(r=rank, lora_alpha=alpha, target_modules=names, lora_dropout=0.0, bias="none")

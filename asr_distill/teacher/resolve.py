@@ -21,6 +21,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import whisper
@@ -33,6 +34,7 @@ from .errors import TeacherNotFoundError
 log = logging.getLogger(__name__)
 
 _HASH_CHUNK = 1 << 22
+DERIVED_KEY = "asr_distill_derived"  # a derived teacher's provenance, inside its checkpoint
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class Teacher:
     """A resolved teacher: the PyTorch model plus what provenance records need.
 
     ``ct2_dir`` is a CTranslate2 directory for the faster-whisper backend, when one exists.
+    ``derived`` is the provenance of a teacher adapted from another (its parent's sha256, the
+    adaptation data and steps: ``teacher.short_window``), None for any other model.
     """
 
     name: str
@@ -47,6 +51,7 @@ class Teacher:
     weights_sha256: str
     source: str
     ct2_dir: Path | None = None
+    derived: dict[str, Any] | None = None
 
     @property
     def is_multilingual(self) -> bool:
@@ -223,11 +228,7 @@ def load_teacher(name_or_path: str | os.PathLike, device: str | torch.device = "
         if path.suffix == ".bin":
             path = path.parent
         else:
-            ckpt = load_checkpoint(path)  # never runs code from the file: one line if it would
-            if not isinstance(ckpt, dict) or "dims" not in ckpt:
-                raise TeacherNotFoundError(f"{path} is not an openai-whisper checkpoint (no 'dims' key)")
-            teacher = Teacher(path.stem, _model_from_checkpoint(ckpt), sha256_files([path]), str(path))
-            return _to(teacher, device)
+            return _to(_load_pt(path), device)
     if path.is_dir():
         if not (path / "model.bin").is_file():
             raise TeacherNotFoundError(f"{path} is a directory without model.bin (not a CTranslate2 model)")
@@ -243,6 +244,27 @@ def load_teacher(name_or_path: str | os.PathLike, device: str | torch.device = "
             return _to(Teacher(key, model, digest, source, ct2_dir), device)
         log.warning("packaged %s not installed (%s); trying openai-whisper", key, PACKAGED[key].package)
     return _to(_load_openai_name(key), device)
+
+
+def _load_pt(path: Path) -> Teacher:
+    """An openai-whisper checkpoint, with the provenance block of a derived teacher when it has one."""
+    ckpt = load_checkpoint(path)  # never runs code from the file: one line if it would
+    if not isinstance(ckpt, dict) or "dims" not in ckpt:
+        raise TeacherNotFoundError(f"{path} is not an openai-whisper checkpoint (no 'dims' key)")
+    derived = ckpt.get(DERIVED_KEY)
+    if derived is not None and not (
+        isinstance(derived, dict) and isinstance(derived.get("parent_weights_sha256"), str)
+    ):
+        raise TeacherNotFoundError(
+            f"{path} has a {DERIVED_KEY!r} block that is not a derived teacher's provenance (no "
+            "parent_weights_sha256): the file was not written by asr-distill adapt-window; write it again"
+        )
+    try:
+        model = _model_from_checkpoint(ckpt)
+    except (KeyError, TypeError, RuntimeError) as e:
+        why = " ".join(str(e).split())[:300] or type(e).__name__
+        raise TeacherNotFoundError(f"{path}: its weights do not fit its 'dims' ({why})") from None
+    return Teacher(path.stem, model, sha256_files([path]), str(path), derived=derived)
 
 
 def _to(teacher: Teacher, device: str | torch.device) -> Teacher:
