@@ -1,0 +1,305 @@
+"""benchmarks/generalisation.py without running a pipeline: reading the evaluate stage's summary, the bars.
+
+The summaries are written by :func:`asr_distill.evaluate.write_summary` from constructed
+records, so the benchmark reads the format the evaluate stage really writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from asr_distill.evaluate import EvaluationSuite, write_summary
+from asr_distill.pipeline import config_from_dict
+from asr_distill.records import Evaluation, Interval, ModelResult, PairedComparison, WerResult
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "generalisation.py"
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("generalisation_bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+gen = _load_bench()
+NORM = "format_insensitive"
+
+
+def _result(model: str, wer: float, insertions: int, ref_words: int = 200) -> ModelResult:
+    score = WerResult(wer, wer / 2, 3, 2, insertions, ref_words, NORM, 20)
+    ci = Interval(wer - 1.5, wer + 1.5, 0.95, 1000)
+    return ModelResult(model, model, "test.jsonl", NORM, score, ci, 12.0, 39_000_000, 60.0, 5.0, 0, (), ())
+
+
+def _evaluation(wers: dict[str, tuple[float, int]], p: dict[tuple[str, str], float], norm: str = NORM):
+    results = tuple(_result(m, w, i) for m, (w, i) in wers.items())
+    comparisons = tuple(
+        PairedComparison(
+            a, b, norm, wers[a][0], wers[b][0], wers[a][0] - wers[b][0], Interval(-1, 1, 0.95, 1000), pv, 20
+        )
+        for (a, b), pv in p.items()
+    )
+    return Evaluation("test.jsonl", norm, results, comparisons)
+
+
+def _summary(tmp: Path, student: float = 8.0, p_tiny: float = 0.01, ood_student: float = 20.1) -> dict:
+    """A summary.json as the evaluate stage writes it: in_domain and an4 measured, one set skipped."""
+    in_domain = _evaluation(
+        {"teacher": (9.0, 4), "tiny.en": (10.0, 5), "student": (student, 2)},
+        {("tiny.en", "teacher"): 0.8, ("student", "teacher"): 0.03, ("student", "tiny.en"): p_tiny},
+    )
+    an4 = _evaluation(
+        {"teacher": (18.0, 6), "tiny.en": (20.0, 7), "student": (ood_student, 7)},
+        {("tiny.en", "teacher"): 0.9, ("student", "teacher"): 0.99, ("student", "tiny.en"): 0.6},
+    )
+    suite = EvaluationSuite({"in_domain": in_domain, "an4": an4}, skipped={"speechocean762": "not found"})
+    tmp.mkdir(parents=True, exist_ok=True)
+    write_summary(suite, tmp)
+    return json.loads((tmp / "summary.json").read_text())
+
+
+def test_seed_result_reads_the_evaluate_summary(tmp_path):
+    seed = gen.seed_result(_summary(tmp_path), 1)
+    assert seed["seed"] == 1
+    assert set(seed["sets"]) == {"in_domain", "an4"}
+    assert seed["skipped_sets"] == {"speechocean762": "not found"}
+    s = seed["sets"]["in_domain"]
+    assert s["student"] == {"wer": 8.0, "ci": [6.5, 9.5], "insertions": 2, "insertion_rate": 1.0}
+    assert s["tiny_en"]["wer"] == 10.0 and s["teacher"]["insertions"] == 4
+    assert s["p_student_vs_tiny_en"] == 0.01 and s["p_student_vs_teacher"] == 0.03
+    assert seed["sets"]["an4"]["p_student_vs_tiny_en"] == 0.6
+
+
+def test_seed_result_refuses_another_normaliser(tmp_path):
+    ev = _evaluation({"teacher": (9.0, 1), "student": (8.0, 1)}, {("student", "teacher"): 0.1}, norm="none")
+    write_summary(EvaluationSuite({"in_domain": ev}), tmp_path)
+    with pytest.raises(ValueError, match="format_insensitive"):
+        gen.seed_result(json.loads((tmp_path / "summary.json").read_text()), 0)
+
+
+def test_a_missing_model_or_comparison_is_none(tmp_path):
+    ev = _evaluation({"teacher": (9.0, 1), "student": (8.0, 1)}, {("student", "teacher"): 0.1})
+    write_summary(EvaluationSuite({"in_domain": ev}), tmp_path)
+    s = gen.seed_result(json.loads((tmp_path / "summary.json").read_text()), 0)["sets"]["in_domain"]
+    assert s["tiny_en"] is None and s["p_student_vs_tiny_en"] is None
+    assert gen.speechocean_in_domain(s)["pass"] is False
+
+
+def _set(student, tiny, teacher, p_tiny, p_teacher=0.01, ins=(3, 3)):
+    def m(wer, i):
+        return {"wer": wer, "ci": [wer - 1, wer + 1], "insertions": i, "insertion_rate": i / 2}
+
+    return {
+        "teacher": m(teacher, 3),
+        "tiny_en": m(tiny, ins[1]),
+        "student": m(student, ins[0]),
+        "p_student_vs_tiny_en": p_tiny,
+        "p_student_vs_teacher": p_teacher,
+    }
+
+
+@pytest.mark.parametrize(
+    "check,s,passes",
+    [
+        # speechocean762 test: <= 0.85 x tiny.en, <= teacher, p vs tiny.en < 0.05
+        (gen.speechocean_in_domain, _set(8.5, 10.0, 9.0, 0.01), True),
+        (gen.speechocean_in_domain, _set(8.6, 10.0, 9.0, 0.01), False),
+        (gen.speechocean_in_domain, _set(8.0, 10.0, 7.9, 0.01), False),
+        (gen.speechocean_in_domain, _set(8.0, 10.0, 9.0, 0.06), False),
+        # support test: better than both, each p < 0.05
+        (gen.support_in_domain, _set(5.0, 10.0, 9.0, 0.01, 0.02), True),
+        (gen.support_in_domain, _set(5.0, 10.0, 9.0, 0.01, 0.2), False),
+        (gen.support_in_domain, _set(9.0, 10.0, 9.0, 0.01, 0.0), False),
+        (gen.support_in_domain, _set(5.0, 10.0, 9.0, None, 0.0), False),
+        # out of domain: not significantly worse, <= 0.3 points worse, insertions <= tiny.en's
+        (gen.out_of_domain, _set(20.0, 20.0, 18.0, 1.0), True),  # decoding alike: p 1, no gap
+        (gen.out_of_domain, _set(20.3, 20.0, 18.0, 0.9), True),
+        (gen.out_of_domain, _set(20.31, 20.0, 18.0, 0.9), False),
+        (gen.out_of_domain, _set(20.2, 20.0, 18.0, 0.97), False),  # significantly worse
+        (gen.out_of_domain, _set(19.0, 20.0, 18.0, 0.0, ins=(4, 3)), False),
+        (gen.out_of_domain, _set(19.0, 20.0, 18.0, 0.0, ins=(2, 3)), True),
+    ],
+)
+def test_bar_checks(check, s, passes):
+    r = check(s)
+    assert r["pass"] is passes
+    assert ("missing" in r) is (s["p_student_vs_tiny_en"] is None)
+
+
+def _seeds(passes: list[bool], ood: bool = True) -> list[dict]:
+    good, bad = _set(5.0, 10.0, 9.0, 0.01, 0.01), _set(9.5, 10.0, 9.0, 0.3, 0.6)
+    an4 = _set(20.0, 20.0, 18.0, 0.5) if ood else _set(21.0, 20.0, 18.0, 0.99)
+    return [{"seed": n, "sets": {"in_domain": good if p else bad, "an4": an4}} for n, p in enumerate(passes)]
+
+
+@pytest.mark.parametrize(
+    "passes,expected",
+    [([True, True, False], True), ([True, False, False], False), ([True, True, True], True), ([True], True)],
+)
+def test_support_in_domain_bar_needs_two_seeds_of_three(passes, expected):
+    bar = gen.check_bar(gen.BARS["support"][0], _seeds(passes))
+    assert bar["pass"] is expected
+    assert bar["seeds_passed"] == sum(passes)
+    assert [r["seed"] for r in bar["per_seed"]] == list(range(len(passes)))
+
+
+def test_every_seed_must_meet_an_out_of_domain_bar():
+    seeds = _seeds([True, True, True])
+    seeds[2]["sets"]["an4"] = _set(20.5, 20.0, 18.0, 0.8)
+    bar = gen.check_bar(gen.BARS["support"][1], seeds)
+    assert bar["pass"] is False and bar["seeds_needed"] == 3 and bar["seeds_passed"] == 2
+
+
+def test_check_bars_pass_only_when_every_bar_passed():
+    ok = gen.check_bars({"speechocean": {"seeds": _seeds([True, True])}})
+    assert ok["pass"] is True
+    assert ok["speechocean"]["in_domain"]["per_seed"][0]["ratio_to_tiny_en"] == 0.5
+    assert gen.check_bars({"speechocean": {"seeds": _seeds([True, False])}})["pass"] is False
+    # support's speechocean762 set was not measured: that bar is n/a, and the whole is not met
+    support = gen.check_bars({"support": {"seeds": _seeds([True, True, True])}})
+    assert support["support"]["speechocean762"]["pass"] is None
+    assert support["pass"] is False
+
+
+def test_summarise_mean_and_sd_over_seeds():
+    seeds = [
+        {"seed": n, "sets": {"in_domain": _set(w, 12.0, 11.0, 0.01)}} for n, w in enumerate([10, 12, 14])
+    ]
+    seeds[0]["sets"]["an4"] = _set(20.0, 19.0, 18.0, 0.5)
+    out = gen.summarise(seeds)
+    assert out["in_domain"]["student"] == {"mean": 12.0, "sd": 2.0, "n": 3}
+    assert out["in_domain"]["tiny_en"] == {"mean": 12.0, "sd": 0.0, "n": 3}
+    assert out["in_domain"]["student_minus_tiny_en"]["mean"] == 0.0
+    assert out["an4"]["student"] == {"mean": 20.0, "sd": None, "n": 1}
+    assert gen.mean_sd([]) == {"mean": None, "sd": None, "n": 0}
+
+
+def test_table_rows_have_each_seed_then_the_mean():
+    seeds = [{"seed": n, "sets": {"in_domain": _set(w, 12.0, 11.0, 0.01)}} for n, w in enumerate([10, 14])]
+    recipes = {"speechocean": {"seeds": seeds}}
+    rows = gen.table_rows(recipes, {"speechocean": gen.summarise(seeds)})
+    assert [r["seed"] for r in rows] == [0, 1, "mean ± sd"]
+    assert rows[-1]["student"] == "12.00 ± 2.83"
+    text = gen.format_table(rows)
+    assert "mean ± sd" in text and "0.010" in text
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_synthesis_seeds_never_make_the_test_calls(seed):
+    assert gen.synth_seed(seed) != gen.SUPPORT_TEST_SEED
+    assert gen.synth_seed(0) == gen.SUPPORT_TRAIN_SEED
+
+
+def test_support_config_for_a_seed(tmp_path):
+    root = tmp_path / "support-small"
+    cfg = gen.pipeline_config("support", "small", root, 1, max_time="00:00:07:00")
+    assert cfg["out"] == str((root / "seed1").resolve())
+    assert cfg["data"]["train"] == str((root / "seed1" / "data" / "train" / "manifest.jsonl").resolve())
+    assert cfg["data"]["test"] == str(root.resolve() / "data" / "test" / "manifest.jsonl")
+    assert cfg["evaluate"]["sets"]["speechocean762"] == str(
+        root.resolve() / "data" / "ood" / "speechocean762.jsonl"
+    )
+    overrides = cfg["train"]["overrides"]
+    assert overrides["seed_everything"] == 1 and overrides["data.seed"] == 1
+    assert overrides["trainer.max_time"] == "00:00:07:00" and overrides["model.init"] == "tiny.en"
+    parsed = config_from_dict(cfg, base_dir=gen.RECIPES_DIR / "support")
+    assert parsed.filter.lexicon == str(gen.RECIPES_DIR / "support" / "lexicon.txt")
+    assert parsed.evaluate.normaliser == "format_insensitive"
+    # seed 0 is run.sh's own pool, in the shared data
+    seed0 = gen.pipeline_config("support", "small", root, 0)
+    assert seed0["data"]["train"] == str(root.resolve() / "data" / "train" / "manifest.jsonl")
+
+
+def test_speechocean_smoke_config_adds_an4_and_tiny_en(tmp_path):
+    root = tmp_path / "speechocean-smoke"
+    cfg = gen.pipeline_config("speechocean", "smoke", root, 2)
+    assert cfg["data"]["train"] == str(root.resolve() / "data" / "train.jsonl")
+    assert cfg["evaluate"]["sets"] == {"an4": str(root.resolve() / "data" / "ood" / "an4.jsonl")}
+    assert cfg["evaluate"]["models"] == {"tiny.en": "tiny.en"}
+    assert "trainer.max_time" not in cfg["train"]["overrides"]
+    config_from_dict(cfg, base_dir=gen.RECIPES_DIR / "speechocean")
+
+
+def _finished_label_run(run: Path, cfg: dict, second: bool = True) -> None:
+    """A run root whose label stage finished, as the runner leaves it."""
+    (run / "label").mkdir(parents=True)
+    (run / "label" / ".done").write_text("{}\n")
+    (run / "label" / "labels.jsonl").write_text("{}\n")
+    if second:
+        (run / "label" / "second.jsonl").write_text("{}\n")
+    saved = dataclasses.asdict(config_from_dict(cfg, base_dir=gen.RECIPES_DIR / "speechocean"))
+    (run / "pipeline_config.json").write_text(json.dumps(saved))
+
+
+def _pool(path: Path, text: str = "a") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"audio_filepath": "/x.wav", "duration": 1.0, "text": text}) + "\n")
+    return path
+
+
+def test_speechocean_reuses_labels_of_the_same_pool_and_settings(tmp_path):
+    root = tmp_path / "speechocean-small"
+    _pool(root / "data" / "train.jsonl")
+    ours = gen.pipeline_config("speechocean", "small", root, 1)
+    seed0 = gen.pipeline_config("speechocean", "small", root, 0)
+    _finished_label_run(root / "seed0", seed0)
+    base = gen.RECIPES_DIR / "speechocean"
+    reused = gen.reusable_labels(ours, base, [root / "seed0"])
+    assert reused == {
+        "labels": str(root / "seed0" / "label" / "labels.jsonl"),
+        "second_labels": str(root / "seed0" / "label" / "second.jsonl"),
+    }
+    # never its own labels, nor an unfinished run's
+    assert gen.reusable_labels(seed0, base, [root / "seed0", root / "seed2"]) == {}
+
+
+@pytest.mark.parametrize("change", ["pool", "teacher", "no second file"])
+def test_speechocean_does_not_reuse_other_labels(tmp_path, change):
+    root = tmp_path / "speechocean-small"
+    _pool(root / "data" / "train.jsonl")
+    other = tmp_path / "recipe-run"
+    theirs = gen.pipeline_config("speechocean", "small", root, 0)
+    theirs["out"] = str(other)
+    if change == "pool":
+        theirs["data"]["train"] = str(_pool(other / "data" / "train.jsonl", text="b"))
+    if change == "teacher":
+        theirs["label"] = theirs["label"] | {"teacher": "small"}
+    _finished_label_run(other, theirs, second=change != "no second file")
+    ours = gen.pipeline_config("speechocean", "small", root, 1)
+    assert gen.reusable_labels(ours, gen.RECIPES_DIR / "speechocean", [other]) == {}
+
+
+def test_only_collect_writes_the_json_from_finished_seeds(tmp_path, capsys):
+    root = tmp_path / "runs" / "speechocean-small"
+    for seed, student in [(0, 8.0), (1, 8.6)]:
+        run = root / f"seed{seed}"
+        _summary(run / "eval", student=student)
+        (run / "evaluate").mkdir()
+        (run / "evaluate" / ".done").write_text(json.dumps({"seconds": 12.5}) + "\n")
+        cfg = gen.pipeline_config("speechocean", "small", root, seed)
+        (run / "pipeline_config.json").write_text(json.dumps(cfg))
+    result = tmp_path / "generalisation.json"
+    argv = ["--only-collect", "--recipes", "speechocean", "--seeds", "0", "1", "2"]
+    assert gen.main([*argv, "--out-dir", str(tmp_path / "runs"), "--result", str(result)]) == 0
+    out = json.loads(result.read_text())
+    assert out["normaliser"] == "format_insensitive"
+    seeds = out["recipes"]["speechocean"]["seeds"]
+    assert [s["seed"] for s in seeds] == [0, 1] and out["missing"] == ["speechocean seed 2"]
+    assert seeds[1]["train_seed"] == 1 and seeds[1]["stage_seconds"] == {"evaluate": 12.5}
+    assert out["summary"]["speechocean"]["in_domain"]["student"]["mean"] == 8.3
+    # 8.6 > 0.85 x 10: seed 1 misses the speechocean762 bar; an4 is within 0.3 points in both
+    assert out["bars"]["speechocean"]["in_domain"]["seeds_passed"] == 1
+    assert out["bars"]["speechocean"]["an4"]["pass"] is True
+    assert out["bars"]["pass"] is None  # seed 2 has not finished
+    assert "cpu_model" in out["machine"]
+    printed = capsys.readouterr().out
+    assert "FAIL  speechocean in_domain" in printed and "not finished: speechocean seed 2" in printed
+    assert "all bars: undecided" in printed
