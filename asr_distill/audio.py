@@ -499,12 +499,14 @@ def _segment(utt: Utterance, offset: float, duration: float) -> Utterance:
     )
 
 
-def _split(chunk: np.ndarray, segmenter: str, max_s: float) -> list[tuple[float, float, bool]]:
+def _split(
+    chunk: np.ndarray, segmenter: str, max_s: float, cut_pause_s: float | None = None
+) -> list[tuple[float, float, bool]]:
     """Contiguous ``(start_s, end_s, speech)`` pieces of a chunk, by the named segmenter."""
     if segmenter == "silero":
         from .vad import split_at_speech
 
-        return split_at_speech(chunk, max_s)
+        return split_at_speech(chunk, max_s, cut_pause_s)
     return [(a, b, True) for a, b in split_at_pauses(chunk, max_s)]
 
 
@@ -527,7 +529,7 @@ def _iter_pieces(
 
 
 def _iter_long(
-    utt: Utterance, segmenter: str = "energy", max_s: float = MAX_SEGMENT_S
+    utt: Utterance, segmenter: str = "energy", max_s: float = MAX_SEGMENT_S, cut_pause_s: float | None = None
 ) -> Iterator[tuple[Utterance, np.ndarray] | Skip]:
     """Read ``LONG_CHUNK_S`` at a time, split each chunk, and carry its last piece to the next.
 
@@ -547,7 +549,7 @@ def _iter_long(
                 return
             pos += span
             continue
-        pieces = _split(chunk, segmenter, max_s)
+        pieces = _split(chunk, segmenter, max_s, cut_pause_s)
         # a chunk of one window's length or less was a short read: nothing follows it
         final = end - pos <= LONG_CHUNK_S or len(chunk) <= round(MAX_SEGMENT_S * SAMPLE_RATE)
         yield from _iter_pieces(utt, chunk, pos, pieces if final else pieces[:-1] or pieces)
@@ -557,7 +559,7 @@ def _iter_long(
 
 
 def iter_segments(
-    utt: Utterance, segmenter: str = "energy", max_s: float = MAX_SEGMENT_S
+    utt: Utterance, segmenter: str = "energy", max_s: float = MAX_SEGMENT_S, cut_pause_s: float | None = None
 ) -> Iterator[tuple[Utterance, np.ndarray] | Skip]:
     """Yield ``(utterance, samples)`` windows of at most ``max_s``, or ``Skip`` records.
 
@@ -573,14 +575,17 @@ def iter_segments(
             stretches of 3 s or more without speech become ``no_speech`` skips.
         max_s: longest segment, at most Whisper's 30 s window. Shorter segments cost more
             encoder windows but keep unrelated utterances out of each other's context.
+        cut_pause_s: ``silero`` only: a pause at least this long always ends a segment
+            (``vad.plan_pieces``); None: ``vad.CUT_PAUSE_S``, ``math.inf``: packed up to ``max_s``.
 
     Raises:
-        ValueError: an unknown ``segmenter``, or ``max_s`` outside ``SEGMENT_S_RANGE``.
+        ValueError: an unknown ``segmenter``, ``max_s`` outside ``SEGMENT_S_RANGE``, or a
+            ``cut_pause_s`` that is not positive or not for ``silero``.
         ImportError: ``silero`` without the ``vad`` extra installed.
     """
-    check_segmenting(segmenter, max_s)
+    check_segmenting(segmenter, max_s, cut_pause_s)
     if utt.duration > max_s:
-        yield from _iter_long(utt, segmenter, max_s)
+        yield from _iter_long(utt, segmenter, max_s, cut_pause_s)
         return
     try:
         samples = load_audio(utt.audio_filepath, utt.offset, utt.duration)
@@ -590,8 +595,8 @@ def iter_segments(
     yield utt, samples
 
 
-def check_segmenting(segmenter: str, max_s: float) -> None:
-    """Refuse an unknown segmenter or a longest segment outside ``SEGMENT_S_RANGE``.
+def check_segmenting(segmenter: str, max_s: float, cut_pause_s: float | None = None) -> None:
+    """Refuse an unknown segmenter, a longest segment outside ``SEGMENT_S_RANGE``, a bad pause cut.
 
     Raises:
         ValueError: which one, and what is allowed.
@@ -601,6 +606,8 @@ def check_segmenting(segmenter: str, max_s: float) -> None:
     lo, hi = SEGMENT_S_RANGE
     if not lo <= max_s <= hi:
         raise ValueError(f"the longest segment must be between {lo} and {hi} s, got {max_s}")
+    if cut_pause_s is not None and (segmenter != "silero" or not cut_pause_s > 0):
+        raise ValueError(f"a pause cut (got {cut_pause_s}) needs the silero segmenter and a length above 0 s")
 
 
 def iter_audio(

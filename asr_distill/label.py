@@ -96,6 +96,8 @@ class LabelRun:
             the quietest pauses, no extra dependency; ``silero``: Silero VAD speech regions).
         segment_s: the longest segment a recording is cut into (``audio.SEGMENT_S_RANGE``);
             recordings up to this long are labeled whole.
+        cut_pause_s: ``silero`` only: a pause at least this long always ends a segment
+            (None: ``vad.CUT_PAUSE_S``, 0.5 s; ``math.inf``: speech packed up to ``segment_s``).
 
     Raises:
         ValueError: ``batch_size`` below 1, or an unknown ``backend``, ``precision`` or
@@ -114,6 +116,7 @@ class LabelRun:
     precision: str = "auto"
     segmenter: str = "energy"
     segment_s: float = MAX_SEGMENT_S
+    cut_pause_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -121,7 +124,7 @@ class LabelRun:
         if self.backend not in (*BACKENDS, "ct2"):
             raise ValueError(f"unknown backend {self.backend!r}: choose 'whisper' or 'faster-whisper'")
         check_precision(self.precision)
-        check_segmenting(self.segmenter, self.segment_s)
+        check_segmenting(self.segmenter, self.segment_s, self.cut_pause_s)
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,7 @@ def _load(
     done_skips: frozenset[tuple[str, str]] | set[tuple[str, str]] | None = None,
     segmenter: str = "energy",
     segment_s: float = MAX_SEGMENT_S,
+    cut_pause_s: float | None = None,
 ) -> list:
     """Decode one manifest record into segments, leaving out what a previous run wrote.
 
@@ -203,7 +207,7 @@ def _load(
         return [] if item.id in done else [item]
     if item.id in done:
         return []
-    segments = iter_segments(item, segmenter, segment_s)
+    segments = iter_segments(item, segmenter, segment_s, cut_pause_s)
     return [s for s in segments if (s.id if isinstance(s, Skip) else s[0].id) not in done]
 
 
@@ -335,7 +339,7 @@ def _segments(manifest, run: LabelRun, done_ids, done_skips) -> Iterator:
     records = read_input(manifest, shard=run.shard) if isinstance(manifest, (str, os.PathLike)) else manifest
     return _prefetch(
         records,
-        lambda r: _load(r, done_ids, done_skips, run.segmenter, run.segment_s),
+        lambda r: _load(r, done_ids, done_skips, run.segmenter, run.segment_s, run.cut_pause_s),
         run.loader_threads,
         depth=run.batch_size * 4,
         weight=_audio_weight,

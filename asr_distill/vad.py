@@ -29,6 +29,9 @@ SPEECH_PAD_MS = 30  # Silero widens each region by this, so word edges are not c
 NO_SPEECH_S = 3.0  # a pause this long is always cut at, and its middle is left out
 EDGE_PAD_S = 0.5  # audio kept on each side of speech where a stretch is left out
 CLEAR_PAUSE_S = 0.5  # a pause this long is between phrases; shorter ones can be between words
+# The labeler cuts at every clear pause by default: on recordings of unrelated utterances, packing
+# them into 30 s windows made Whisper drop whole utterances (benchmarks/results/long_form.json).
+CUT_PAUSE_S = CLEAR_PAUSE_S
 REGION_SLACK_S = 2.0  # Silero splits speech longer than max_s minus this, so a region fits a window
 MIN_PIECE_S = 1.0  # a cut never leaves a piece shorter than this
 EXTRA_HINT = "the silero segmenter needs the vad extra: pip install 'asr_distill[vad]'"
@@ -107,16 +110,20 @@ def speech_regions(samples: np.ndarray, max_speech_s: float = float("inf")) -> l
     return [(r["start"] / SAMPLE_RATE, r["end"] / SAMPLE_RATE) for r in found]
 
 
-def split_at_speech(samples: np.ndarray, max_s: float = 30.0) -> list[Piece]:
+def split_at_speech(
+    samples: np.ndarray, max_s: float = 30.0, cut_pause_s: float | None = None
+) -> list[Piece]:
     """Cut 16 kHz audio into contiguous ``(start_s, end_s, speech)`` pieces by Silero VAD.
 
-    Speech pieces are at most ``max_s`` long; see ``plan_pieces`` for the rule.
+    Speech pieces are at most ``max_s`` long and end at every pause of ``cut_pause_s`` or
+    more (None: ``CUT_PAUSE_S``; ``math.inf``: packed up to ``max_s``); see ``plan_pieces``.
 
     Raises:
         ImportError: the ``vad`` extra is not installed.
     """
     regions = speech_regions(samples, max_speech_s=max(max_s - REGION_SLACK_S, MIN_PIECE_S))
-    return plan_pieces(regions, len(samples) / SAMPLE_RATE, max_s)
+    cut = CUT_PAUSE_S if cut_pause_s is None else cut_pause_s
+    return plan_pieces(regions, len(samples) / SAMPLE_RATE, max_s, cut_pause_s=cut)
 
 
 def plan_pieces(
@@ -125,6 +132,7 @@ def plan_pieces(
     max_s: float = 30.0,
     no_speech_s: float = NO_SPEECH_S,
     pad_s: float = EDGE_PAD_S,
+    cut_pause_s: float | None = None,
 ) -> list[Piece]:
     """Contiguous pieces covering ``[0, total_s]``: speech pieces of at most ``max_s``, and the rest.
 
@@ -140,6 +148,9 @@ def plan_pieces(
         max_s: longest speech piece.
         no_speech_s: shortest pause that is left out.
         pad_s: audio kept next to speech where a pause is left out; under ``no_speech_s / 2``.
+        cut_pause_s: a pause at least this long always ends a piece (unless that would leave
+            one under ``MIN_PIECE_S``), so unrelated utterances are not decoded in one window;
+            None packs regions up to ``max_s`` whatever the pauses.
 
     Raises:
         ValueError: ``pad_s`` too large for ``no_speech_s``, or ``max_s`` under 3 x ``MIN_PIECE_S``.
@@ -158,7 +169,8 @@ def plan_pieces(
         else:
             end = total_s if total_s - last < no_speech_s else last + pad_s
         pieces.append((pieces[-1][1] if pieces else 0.0, edge, False))
-        pieces += [(a, b, True) for a, b in _pack(run, edge, end, max_s)]
+        for lo, hi, phrase in _phrases(run, edge, end, cut_pause_s):
+            pieces += [(a, b, True) for a, b in _pack(phrase, lo, hi, max_s)]
         edge = runs[i + 1][0][0] - pad_s if i + 1 < len(runs) else end
     pieces.append((edge, total_s, False))
     return [p for p in pieces if p[1] - p[0] > 1e-9]
@@ -173,6 +185,20 @@ def _runs(regions: Sequence[tuple[float, float]], no_speech_s: float) -> list[li
         else:
             runs[-1].append(region)
     return runs
+
+
+def _phrases(
+    run: list[tuple[float, float]], start: float, end: float, cut_pause_s: float | None
+) -> list[tuple[float, float, list[tuple[float, float]]]]:
+    """``[start, end]`` cut in the middle of every pause of ``cut_pause_s`` or more, with its regions."""
+    cuts = [start]
+    if cut_pause_s is not None:
+        for a, b in zip(run[:-1], run[1:], strict=True):
+            cut = (a[1] + b[0]) / 2
+            if b[0] - a[1] >= cut_pause_s and cut - cuts[-1] >= MIN_PIECE_S and end - cut >= MIN_PIECE_S:
+                cuts.append(cut)
+    cuts.append(end)
+    return [(lo, hi, [r for r in run if lo <= r[0] < hi]) for lo, hi in zip(cuts[:-1], cuts[1:], strict=True)]
 
 
 def _pack(
@@ -214,4 +240,12 @@ def _windows(span_s: float, max_s: float) -> int:
     return math.ceil(span_s / max_s - 1e-9)
 
 
-__all__ = ["NO_SPEECH_S", "load_vad", "silero_available", "plan_pieces", "speech_regions", "split_at_speech"]
+__all__ = [
+    "CUT_PAUSE_S",
+    "NO_SPEECH_S",
+    "load_vad",
+    "silero_available",
+    "plan_pieces",
+    "speech_regions",
+    "split_at_speech",
+]

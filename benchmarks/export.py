@@ -60,9 +60,9 @@ def labels(args, run: Path) -> Path:
 def train_student(args, run: Path, train_labels: Path) -> Path:
     """``benchmarks/student.py``'s training stage (a rerun resumes); the best checkpoint."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from student import train  # the same stage, not a copy of it
+    from student import train, train_dir  # the same stage, not a copy of it
 
-    ckpts = run / "checkpoints"
+    ckpts = train_dir(run) / "checkpoints"
     if not args.skip_train:
         opts = SimpleNamespace(
             config=args.config,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -144,6 +145,16 @@ def score(records: list, lines: list[dict], recordings: list[dict], per_utteranc
     }
 
 
+def _cut_pause(segmenter: str, cut: float | None) -> float | str | None:
+    """The pause a silero row cut at, as JSON can hold it (``packed``: no pause cut)."""
+    from asr_distill.vad import CUT_PAUSE_S
+
+    if segmenter != "silero":
+        return None
+    cut = CUT_PAUSE_S if cut is None else cut
+    return cut if math.isfinite(cut) else "packed"
+
+
 def run_systems(
     args, teacher, manifests: tuple[Path, Path], lines: list[dict], recordings: list[dict]
 ) -> dict:
@@ -158,14 +169,19 @@ def run_systems(
         ("silero", manifests[1], "silero", args.segment_s),
         ("energy", manifests[1], "energy", args.segment_s),
     ]
-    systems += [(f"silero_{s:g}s", manifests[1], "silero", s) for s in args.sweep]
-    for name, manifest, segmenter, segment_s in systems:
-        run = LabelRun(teacher, batch_size=args.batch_size, segmenter=segmenter, segment_s=segment_s)
+    systems = [(*s, args.cut_pause_s if s[2] == "silero" else None) for s in systems]
+    systems += [(f"silero_{s:g}s", manifests[1], "silero", s, math.inf) for s in args.sweep]
+    systems += [(f"silero_cut_{c:g}s", manifests[1], "silero", args.segment_s, c) for c in args.sweep_cut]
+    for name, manifest, segmenter, segment_s, cut in systems:
+        run = LabelRun(
+            teacher, batch_size=args.batch_size, segmenter=segmenter, segment_s=segment_s, cut_pause_s=cut
+        )
         records, wall = run_system(manifest, run)
         row = score(records, lines, recordings, per_utterance=name == "per_utterance")
         skips = [r for r in records if isinstance(r, Skip)]
         row |= {
             "segment_s": segment_s,
+            "cut_pause_s": _cut_pause(segmenter, cut),
             "segments": len(records) - len(skips),
             "skips": {
                 reason: sum(1 for s in skips if s.reason == reason) for reason in {s.reason for s in skips}
@@ -211,6 +227,15 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--segment-s", type=float, default=30.0, help="longest segment (label --segment-s)")
     ap.add_argument(
         "--sweep", type=float, nargs="*", default=[], help="more silero rows, one per longest segment"
+    )
+    ap.add_argument(
+        "--cut-pause-s",
+        type=float,
+        default=None,
+        help="label --cut-pause-s for the silero row (default: its default)",
+    )
+    ap.add_argument(
+        "--sweep-cut", type=float, nargs="*", default=[], help="more silero rows, one per --cut-pause-s"
     )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -259,6 +284,7 @@ def main() -> None:
         "speech_s": round(sum(d["duration"] for d in lines), 1),
         "pause_s": list(args.pause_s),
         "segment_s": args.segment_s,
+        "cut_pause_s": _cut_pause("silero", args.cut_pause_s),
         "snr_db": args.snr_db,
         "noise": "pink (1/f), through speech and pauses, SNR against the clips' mean power",
         "seed": args.seed,

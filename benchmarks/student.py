@@ -57,6 +57,11 @@ SYSTEMS = (
 )
 
 
+def train_dir(run: Path) -> Path:
+    """Where ``asr-distill train`` writes (its own folder: it refuses one holding files it did not write)."""
+    return run / "train"
+
+
 def _run_config(args, run: Path) -> Path:
     """The user's config with this run's paths: labels, run folder, cache, time budget."""
     cfg = yaml.safe_load(Path(args.config).read_text())
@@ -65,12 +70,12 @@ def _run_config(args, run: Path) -> Path:
     cfg["data"]["cache_dir"] = str(cache)
     cfg["data"]["augment_copies"] = args.augment_copies
     t = cfg["trainer"]
-    t["default_root_dir"] = str(run)
+    t["default_root_dir"] = str(train_dir(run))
     t["max_time"] = args.max_time
-    t["logger"]["init_args"]["save_dir"] = str(run)
+    t["logger"]["init_args"]["save_dir"] = str(train_dir(run))
     for cb in t["callbacks"]:
         if cb["class_path"].endswith("ModelCheckpoint"):
-            cb["init_args"]["dirpath"] = str(run / "checkpoints")
+            cb["init_args"]["dirpath"] = str(train_dir(run) / "checkpoints")
     path = run / "bench_config.yaml"
     run.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -91,7 +96,10 @@ def train(args, run: Path) -> dict:
 def training_summary(run: Path) -> dict:
     rows = [
         r
-        for path in [run / "metrics.csv", *sorted((run / "logs").glob("version_*/metrics.csv"))]
+        for path in [
+            train_dir(run) / "metrics.csv",
+            *sorted((train_dir(run) / "logs").glob("version_*/metrics.csv")),
+        ]
         for r in _csv(path)
     ]
     vals = [(int(r["epoch"]), float(r["val/wer"])) for r in rows if r.get("val/wer")]
@@ -112,7 +120,7 @@ def _csv(path: Path):
 
 
 def export(run: Path) -> tuple[Path, Path, Path]:
-    ckpt = best_checkpoint(run / "checkpoints")
+    ckpt = best_checkpoint(train_dir(run) / "checkpoints")
     pt, ct2_dir = run / "student.pt", run / "student_ct2"
     if not pt.is_file() or not (ct2_dir / "model.bin").is_file():
         subprocess.run([*CLI, "export", str(ckpt), "--out", str(pt), "--ct2", str(ct2_dir)], check=True)

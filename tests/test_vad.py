@@ -103,6 +103,42 @@ def test_plan_pieces_cut_only_in_pauses_and_cover_everything():
             assert any(p <= a and b <= q for p, q, speech in pieces if speech), (a, b)
 
 
+@pytest.mark.parametrize(
+    ("cut_pause_s", "expected"),
+    [
+        (None, [(0.0, 12.0)]),  # everything fits one window: packed
+        (0.5, [(0.0, 3.5), (3.5, 4.9), (4.9, 12.0)]),  # cut in the 1.0 s and 0.6 s pauses
+        (0.8, [(0.0, 3.5), (3.5, 12.0)]),  # only the 1.0 s pause
+        # a cut that would leave a piece under MIN_PIECE_S is not made (the 0.6 s pause at 9.6)
+        (2.0, [(0.0, 12.0)]),
+    ],
+    ids=["packed", "every_clear_pause", "long_pauses_only", "none_long_enough"],
+)
+def test_plan_pieces_cut_at_pauses(cut_pause_s, expected):
+    regions = [(0.5, 3.0), (4.0, 4.6), (5.2, 9.0), (9.3, 11.5)]  # pauses 1.0, 0.6, 0.3 s
+    pieces = vad.plan_pieces(regions, 12.0, cut_pause_s=cut_pause_s)
+    assert all(speech for _, _, speech in pieces)
+    assert [x for a, b, _ in pieces for x in (a, b)] == pytest.approx(
+        [x for piece in expected for x in piece]
+    )
+
+
+def test_plan_pieces_with_pause_cuts_keep_regions_whole_and_under_max():
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        regions, t = [], rng.uniform(0, 2)
+        for _ in range(rng.integers(1, 40)):
+            length = rng.uniform(0.2, 12.0)
+            regions.append((t, t + length))
+            t += length + rng.uniform(0.1, 2.0)
+        pieces = vad.plan_pieces(regions, t, max_s=10.0, cut_pause_s=0.5)
+        assert all(b - a <= 10.0 + 1e-9 for a, b, speech in pieces if speech)
+        assert all(a[1] == pytest.approx(b[0]) for a, b in zip(pieces[:-1], pieces[1:], strict=True))
+        for a, b in regions:  # a region under the limit lies wholly in one piece
+            if b - a < 10.0 - vad.REGION_SLACK_S:
+                assert any(p <= a and b <= q for p, q, speech in pieces if speech), (a, b)
+
+
 def test_plan_pieces_refuses_bad_limits():
     with pytest.raises(ValueError, match="pad_s"):
         vad.plan_pieces([(0.0, 1.0)], 2.0, no_speech_s=1.0, pad_s=0.5)
@@ -116,7 +152,7 @@ def test_plan_pieces_refuses_bad_limits():
 def test_silero_cuts_in_known_pauses_and_loses_nothing(recording, chunk_s, monkeypatch):
     monkeypatch.setattr(audio_module, "LONG_CHUNK_S", chunk_s)  # 40 s: chunk edges fall in speech
     utt, joined = recording
-    records = _records(iter_segments(utt, "silero"))
+    records = _records(iter_segments(utt, "silero", cut_pause_s=math.inf))  # packed up to 30 s
     _check_cover(records, joined.duration)
     segments = [r for r in records if not isinstance(r, Skip)]
     skips = [r for r in records if isinstance(r, Skip)]
@@ -133,6 +169,15 @@ def test_silero_cuts_in_known_pauses_and_loses_nothing(recording, chunk_s, monke
     for start, end in joined.spans:
         start += LEAD_SILENCE_S
         assert any(s.offset <= start and end <= s.offset + s.duration for s in segments), (start, end)
+
+
+@needs_silero
+def test_silero_by_default_gives_each_clip_its_own_segment(recording):
+    utt, joined = recording  # every inserted pause is 1 s or more: over the 0.5 s default cut
+    segments = [r for r in _records(iter_segments(utt, "silero")) if not isinstance(r, Skip)]
+    assert len(segments) == len(joined.spans)
+    for (start, end), seg in zip(joined.spans, segments, strict=True):
+        assert seg.offset <= start + LEAD_SILENCE_S and end <= seg.offset + seg.duration, (start, end, seg)
 
 
 def test_energy_is_the_default_and_unchanged(recording):
@@ -157,11 +202,14 @@ def test_unknown_segmenter_is_refused(recording):
 )
 def test_shorter_segments_still_cut_in_pauses_and_cover_everything(recording, segmenter):
     utt, joined = recording
-    records = _records(iter_segments(utt, segmenter, max_s=10.0))
+    packed = math.inf if segmenter == "silero" else None
+    records = _records(iter_segments(utt, segmenter, max_s=10.0, cut_pause_s=packed))
     _check_cover(records, joined.duration)
     segments = [r for r in records if not isinstance(r, Skip)]
     assert all(r.duration <= 10.0 + 1e-6 for r in segments)
-    at_30s = [r for r in _records(iter_segments(utt, segmenter)) if not isinstance(r, Skip)]
+    at_30s = [
+        r for r in _records(iter_segments(utt, segmenter, cut_pause_s=packed)) if not isinstance(r, Skip)
+    ]
     assert len(segments) > len(at_30s)
     if segmenter == "silero":  # every cut still falls in an inserted pause
         pairs = list(zip(joined.spans[:-1], joined.spans[1:], strict=True))
@@ -169,17 +217,20 @@ def test_shorter_segments_still_cut_in_pauses_and_cover_everything(recording, se
             assert any(a[1] < r.offset < b[0] + LEAD_SILENCE_S for a, b in pairs), r.offset
 
 
-@pytest.mark.parametrize("max_s", [2.0, 31.0])
-def test_segment_length_out_of_range_is_refused(recording, max_s):
+@pytest.mark.parametrize(
+    ("max_s", "cut", "segmenter"),
+    [(2.0, None, "energy"), (31.0, None, "energy"), (30.0, 0.5, "energy"), (30.0, 0.0, "silero")],
+)
+def test_segment_length_out_of_range_is_refused(recording, max_s, cut, segmenter):
     from asr_distill.label import LabelRun
     from asr_distill.pipeline.config import LabelConfig
 
     for make in (
-        lambda: list(iter_segments(recording[0], "energy", max_s)),
-        lambda: LabelRun("tiny.en", segment_s=max_s),
-        lambda: LabelConfig(segment_s=max_s),
+        lambda: list(iter_segments(recording[0], segmenter, max_s, cut)),
+        lambda: LabelRun("tiny.en", segmenter=segmenter, segment_s=max_s, cut_pause_s=cut),
+        lambda: LabelConfig(segmenter=segmenter, segment_s=max_s, cut_pause_s=cut),
     ):
-        with pytest.raises(ValueError, match="longest segment"):
+        with pytest.raises(ValueError, match="longest segment|pause cut"):
             make()
 
 

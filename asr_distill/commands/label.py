@@ -76,6 +76,13 @@ def add_parser(sub) -> None:
         "(default %(default)g: Whisper's window; shorter keeps unrelated utterances apart at the cost "
         "of more encoder windows)",
     )
+    p.add_argument(
+        "--cut-pause-s",
+        type=float,
+        default=None,
+        help="silero only: a pause at least this long always ends a segment, so unrelated utterances "
+        "are not decoded in one window (default 0.5; inf packs speech up to --segment-s)",
+    )
     _add_speed_options(p)
     _add_job_options(p)
 
@@ -210,6 +217,7 @@ def run(args) -> int:
         precision=args.precision,
         segmenter=args.segmenter,
         segment_s=args.segment_s,
+        cut_pause_s=args.cut_pause_s,
     )
     where = Placement(args.engine, args.workers, args.threads, args.ray_address)
     stats = label_job(manifest, out, run, where, force=args.force)

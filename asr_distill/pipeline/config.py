@@ -101,11 +101,12 @@ class LabelConfig:
     word_timestamps: bool = False
     segmenter: Literal[SEGMENTERS] = "energy"
     segment_s: float = MAX_SEGMENT_S
+    cut_pause_s: float | None = None
     engine: Literal[ENGINES] = "local"
     ray_address: str | None = None
 
     def __post_init__(self) -> None:
-        check_segmenting(self.segmenter, self.segment_s)
+        check_segmenting(self.segmenter, self.segment_s, self.cut_pause_s)
 
     def options(self, greedy: bool = False) -> LabelOptions:
         """Decoding options as ``asr-distill label`` builds them from its flags.
@@ -143,6 +144,7 @@ class LabelConfig:
             precision=self.precision,
             segmenter=self.segmenter,
             segment_s=self.segment_s,
+            cut_pause_s=self.cut_pause_s,
         )
 
     def placement(self) -> Placement:
