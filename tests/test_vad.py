@@ -87,14 +87,20 @@ def test_plan_pieces(regions, total, expected):
     )
 
 
+def _random_regions(rng, count: int, lengths: tuple[float, float], pauses: tuple[float, float]):
+    """Up to ``count`` speech regions with random lengths and pauses, and where the audio ends."""
+    regions, t = [], rng.uniform(0, 4)
+    for _ in range(rng.integers(1, count)):
+        length = rng.uniform(*lengths)
+        regions.append((t, t + length))
+        t += length + rng.uniform(*pauses)
+    return regions, t
+
+
 def test_plan_pieces_cut_only_in_pauses_and_cover_everything():
     rng = np.random.default_rng(0)
     for _ in range(50):
-        regions, t = [], rng.uniform(0, 4)
-        for _ in range(rng.integers(1, 60)):
-            length = rng.uniform(0.3, 8.0)
-            regions.append((t, t + length))
-            t += length + rng.uniform(0.1, 4.0)
+        regions, t = _random_regions(rng, 60, (0.3, 8.0), (0.1, 4.0))
         pieces = vad.plan_pieces(regions, t)
         assert pieces[0][0] == 0.0 and pieces[-1][1] == pytest.approx(t)
         assert all(a[1] == b[0] for a, b in zip(pieces[:-1], pieces[1:], strict=True))
@@ -126,15 +132,13 @@ def test_plan_pieces_cut_at_pauses(cut_pause_s, expected):
 def test_plan_pieces_with_pause_cuts_keep_regions_whole_and_under_max():
     rng = np.random.default_rng(1)
     for _ in range(30):
-        regions, t = [], rng.uniform(0, 2)
-        for _ in range(rng.integers(1, 40)):
-            length = rng.uniform(0.2, 12.0)
-            regions.append((t, t + length))
-            t += length + rng.uniform(0.1, 2.0)
+        regions, t = _random_regions(rng, 40, (0.2, 12.0), (0.1, 2.0))
         pieces = vad.plan_pieces(regions, t, max_s=10.0, cut_pause_s=0.5)
         assert all(b - a <= 10.0 + 1e-9 for a, b, speech in pieces if speech)
         assert all(a[1] == pytest.approx(b[0]) for a, b in zip(pieces[:-1], pieces[1:], strict=True))
-        for a, b in regions:  # a region under the limit lies wholly in one piece
+        # a region under Silero's limit lies wholly in one piece, but at the audio's edges, where
+        # up to 3 s of leading or trailing silence joins it (as without pause cuts)
+        for a, b in regions[1:-1]:
             if b - a < 10.0 - vad.REGION_SLACK_S:
                 assert any(p <= a and b <= q for p, q, speech in pieces if speech), (a, b)
 
