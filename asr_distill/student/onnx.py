@@ -260,7 +260,12 @@ def load_onnx(path: str | os.PathLike, threads: int | None = None) -> tuple[Onnx
     backend = OnnxBackend(folder, config, torch.get_num_threads() if threads is None else threads)
     name = folder.name
     teacher = OnnxTeacher(
-        name, None, "onnx", str(folder), None, config["n_params"], config["tokenizer"]["multilingual"]
+        name,
+        None,
+        "onnx",
+        str(folder),
+        params=config["n_params"],
+        multilingual=config["tokenizer"]["multilingual"],
     )
     return teacher, backend
 
