@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,6 +55,7 @@ from .teacher.options import (
     LabelOptions,
     check_precision,
 )
+from .vad import CUT_PAUSE_S
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,17 @@ class LabelRun:
             raise ValueError(f"unknown backend {self.backend!r}: choose 'whisper' or 'faster-whisper'")
         check_precision(self.precision)
         check_segmenting(self.segmenter, self.segment_s, self.cut_pause_s)
+
+    def segmentation(self) -> dict[str, Any]:
+        """How recordings were cut, for provenance: the pause cut resolved (None: no pause cuts)."""
+        cut = None
+        if self.segmenter == "silero":
+            cut = CUT_PAUSE_S if self.cut_pause_s is None else self.cut_pause_s
+        return {
+            "segmenter": self.segmenter,
+            "segment_s": self.segment_s,
+            "cut_pause_s": cut if cut is not None and math.isfinite(cut) else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -264,9 +277,17 @@ def _seeded(seed: int, backend: Backend) -> Iterator[None]:
         yield
 
 
-def provenance_for(teacher: Teacher, backend: Backend, options: LabelOptions) -> Provenance:
-    """``decoding`` holds the options and the precision the backend chose (``auto`` resolved)."""
+def provenance_for(
+    teacher: Teacher, backend: Backend, options: LabelOptions, segmentation: dict[str, Any] | None = None
+) -> Provenance:
+    """A label's provenance for ``teacher`` decoded by ``backend``.
+
+    ``decoding`` holds the options, the precision the backend chose (``auto`` resolved) and,
+    when given, how recordings were cut (``LabelRun.segmentation``).
+    """
     decoding = {**options.as_dict(), "precision": backend.precision}
+    if segmentation is not None:
+        decoding["segmentation"] = segmentation
     return Provenance(
         teacher.name, teacher.weights_sha256, backend.name, decoding, __version__, teacher.derived
     )
@@ -314,7 +335,7 @@ def label_batches(
     teacher = run.teacher
     if engine is None or not isinstance(teacher, Teacher):
         teacher, engine = _engine(run)
-    prov = provenance_for(teacher, engine, run.options)
+    prov = provenance_for(teacher, engine, run.options, run.segmentation())
     segments = _segments(manifest, run, done_ids, done_skips)
     bar = _Progress() if run.progress else None
     for batch, skips in _batches(segments, run.batch_size):

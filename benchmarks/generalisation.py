@@ -16,8 +16,7 @@ support: seed N's train calls are ``synth --seed 1 + 10 N`` (seed 0 is run.sh's 
 test calls are ``--seed 2`` for every seed, so a train seed of 2 would train on the test
 sentences). speechocean: the labels do not depend on the seed, so a finished label stage of
 the same pool and label settings (``runs/recipes/speechocean-<size>``, or another seed's) is
-reused through ``label.labels``; AN4 test, which its run.sh does not copy, is added here with
-the subset rule of ``common.sh``'s ``prepare_ood``.
+reused through ``label.labels``. The out-of-domain sets are the recipes' own (run.sh stage 0).
 
 Writes ``benchmarks/results/generalisation.json`` (WER in percent, format_insensitive):
 ``recipes.<recipe>.seeds[]`` (``{"seed", "sets": {set: {"teacher", "tiny_en", "student",
@@ -62,8 +61,6 @@ RECIPES = ("support", "speechocean")
 SEEDS = (0, 1, 2)
 SIZES = {"smoke": "config_smoke.yaml", "small": "config_small.yaml", "full": "config.yaml"}
 NORMALISER = "format_insensitive"
-# common.sh's prepare_ood: smoke the first 3 lines, small every 5th, full all
-OOD_SUBSET = {"smoke": ["--first", "3"], "small": ["--every", "5"], "full": []}
 SUPPORT_TEST_SEED = 2  # run.sh: `synth --seed 2` makes the test calls
 SUPPORT_TRAIN_SEED = 1  # run.sh: `synth --seed 1` makes the train calls (this benchmark's seed 0)
 # the evaluate stage's model names -> this benchmark's keys
@@ -109,21 +106,13 @@ def seed_done(run_dir: Path) -> bool:
 
 
 def prepare_data(recipe: str, size: str, root: Path) -> None:
-    """Stage 0 of the recipe's run.sh (skipped there when done), plus speechocean's AN4 test set."""
+    """Stage 0 of the recipe's run.sh (skipped there when done): pool, test and out-of-domain sets."""
     env = dict(os.environ)
     env.setdefault("PYTHON", sys.executable)
     env.setdefault("SHARED_DATA", str(SHARED_DATA))
     env.setdefault("SPEECHOCEAN_DIR", str(SHARED_DATA / "speechocean762"))
     cmd = ["bash", str(RECIPES_DIR / recipe / "run.sh"), "--size", size, "--out", str(root)]
     subprocess.run([*cmd, "--stage", "0", "--stop-stage", "0"], check=True, env=env)
-    if recipe == "speechocean":
-        an4, out = SHARED_DATA / "an4" / "test.jsonl", root / "data" / "ood" / "an4.jsonl"
-        if not an4.is_file():
-            log.warning("out-of-domain set an4: %s not found (set SHARED_DATA); evaluation will skip it", an4)
-        elif not out.is_file():
-            tool = RECIPES_DIR / "tools" / "manifest_subset.py"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run([sys.executable, str(tool), str(an4), str(out), *OOD_SUBSET[size]], check=True)
 
 
 def ensure_pool(recipe: str, root: Path, seed: int) -> Path:
@@ -198,8 +187,6 @@ def pipeline_config(
     cfg["data"] = cfg["data"] | {"train": str(pool_path(recipe, root, seed).resolve()), "test": test}
     evaluate = dict(cfg.get("evaluate") or {})
     sets = {k: str(v).replace("{out}", shared) for k, v in (evaluate.get("sets") or {}).items()}
-    if recipe == "speechocean":
-        sets.setdefault("an4", str(root.resolve() / "data" / "ood" / "an4.jsonl"))
     models = dict(evaluate.get("models") or {})
     models.setdefault("tiny.en", "tiny.en")
     cfg["evaluate"] = evaluate | {"sets": sets, "models": models, "normaliser": NORMALISER}

@@ -218,11 +218,15 @@ def test_support_config_for_a_seed(tmp_path):
     assert seed0["data"]["train"] == str(root.resolve() / "data" / "train" / "manifest.jsonl")
 
 
-def test_speechocean_smoke_config_adds_an4_and_tiny_en(tmp_path):
+def test_speechocean_smoke_config_has_its_ood_sets_and_tiny_en(tmp_path):
     root = tmp_path / "speechocean-smoke"
     cfg = gen.pipeline_config("speechocean", "smoke", root, 2)
     assert cfg["data"]["train"] == str(root.resolve() / "data" / "train.jsonl")
-    assert cfg["evaluate"]["sets"] == {"an4": str(root.resolve() / "data" / "ood" / "an4.jsonl")}
+    ood = root.resolve() / "data" / "ood"
+    assert cfg["evaluate"]["sets"] == {
+        "an4": str(ood / "an4.jsonl"),
+        "support": str(ood / "support" / "manifest.jsonl"),
+    }
     assert cfg["evaluate"]["models"] == {"tiny.en": "tiny.en"}
     assert "trainer.max_time" not in cfg["train"]["overrides"]
     config_from_dict(cfg, base_dir=gen.RECIPES_DIR / "speechocean")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -33,10 +34,31 @@ def test_label_fixture_end_to_end(an4_fixture, tiny_teacher, tmp_path):
     assert all(lab.provenance.weights_sha256 == tiny_teacher.weights_sha256 for lab in labels)
     assert all(lab.provenance.decoding["language"] == "en" for lab in labels)
     assert {lab.provenance.decoding["precision"] for lab in labels} <= {"fp32", "bf16"}  # auto, resolved
+    cut = {"segmenter": "energy", "segment_s": 30.0, "cut_pause_s": None}
+    assert all(lab.provenance.decoding["segmentation"] == cut for lab in labels)
     wer = word_error_rate([lab.ref_text for lab in labels], [lab.text for lab in labels])
     assert wer.wer < 25.0, wer  # tiny.en on clean AN4: ~5% here; 25% means something broke
     # NeMo-compatible: the three fields NeMo reads are there
     assert all({"audio_filepath", "duration", "text"} <= d.keys() for d in rows)
+
+
+@pytest.mark.parametrize(
+    ("run", "cut"),
+    [
+        (dict(), None),  # energy has no pause cuts
+        (dict(segmenter="silero"), 0.5),  # None resolves to vad.CUT_PAUSE_S
+        (dict(segmenter="silero", cut_pause_s=0.8, segment_s=15.0), 0.8),
+        (dict(segmenter="silero", cut_pause_s=math.inf), None),  # packed: no pause cuts, and valid JSON
+    ],
+)
+def test_segmentation_in_provenance_is_resolved(run, cut):
+    seg = LabelRun("tiny.en", **run).segmentation()
+    assert seg == {
+        "segmenter": run.get("segmenter", "energy"),
+        "segment_s": run.get("segment_s", 30.0),
+        "cut_pause_s": cut,
+    }
+    json.dumps(seg, allow_nan=False)
 
 
 @pytest.mark.slow

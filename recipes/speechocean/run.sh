@@ -6,7 +6,8 @@
 # SPEECHOCEAN_DIR holds pool.jsonl (the unlabeled pool: its transcripts only measure the labels)
 # and test.jsonl (other speakers); default: ../shared/data/speechocean762 beside this repository.
 # Stages (each skipped when its .done marker exists; rerun = resume):
-#   0  copy the manifests into OUT/data with absolute paths (small: every 4th pool clip)
+#   0  copy the manifests into OUT/data with absolute paths (small: every 4th pool clip);
+#      out-of-domain test sets: AN4 test and the support calls (Piper) in OUT/data/ood/
 #   1  label the pool with base and tiny.en          4  export the student
 #   2  filter + correct (loops trimmed or dropped)    5  evaluate teacher, tiny.en, student on the test set
 #   3  train the student                             6  report + data card
@@ -25,4 +26,6 @@ out="${out:-$REPO/runs/recipes/speechocean-$size}"
 mkdir -p "$out"
 
 prepare_data SPEECHOCEAN_DIR pool test
+synth_ood support
+prepare_ood an4="$SHARED_DATA/an4/test.jsonl"
 pipeline_stages "$config"
