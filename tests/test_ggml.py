@@ -155,14 +155,22 @@ def test_corrupt_fields_are_refused(small_ggml, tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_en_in_whisper_cpp_matches_pytorch(tmp_path, an4_fixture, tiny_teacher):
-    """tiny.en exported to GGML transcribes the AN4 fixture as the PyTorch model does."""
+@pytest.mark.parametrize(
+    "description", [{}, {"window_policy": {"short": True}}], ids=["10s", "student-windows"]
+)
+def test_tiny_en_in_whisper_cpp_matches_pytorch(tmp_path, an4_fixture, tiny_teacher, description):
+    """tiny.en exported to GGML transcribes the AN4 fixture as the PyTorch model does.
+
+    In a 10 s context floor, and in a student's clip-length windows (2 s and up: whisper.cpp's
+    shortened ``audio_ctx``, where its flash-attention path went wrong).
+    """
     pytest.importorskip("pywhispercpp", reason="pywhispercpp not installed (the ggml extra)")
     from asr_distill.evaluate.decoding import measure, transcribe
     from asr_distill.metrics import DEFAULT_NORMALISER
     from asr_distill.normalise import get_normaliser
+    from asr_distill.student.short_context import evaluation_options
 
-    out = export_ggml(tiny_teacher.model, tmp_path / "tiny.en.bin", {}, tokenizer_multilingual=False)
+    out = export_ggml(tiny_teacher.model, tmp_path / "tiny.en.bin", description, tokenizer_multilingual=False)
     lines = fixture_lines()
     extra = [
         dict(lines[0], id="missing", audio_filepath=str(tmp_path / "gone.wav")),
@@ -171,7 +179,7 @@ def test_tiny_en_in_whisper_cpp_matches_pytorch(tmp_path, an4_fixture, tiny_teac
     extra[1].pop("text")
     manifest = write_manifest(tmp_path / "m.jsonl", lines + extra)
     g = transcribe_ggml(out, manifest, name="tiny.en-ggml")
-    p = transcribe(tiny_teacher, manifest)
+    p = transcribe(tiny_teacher, manifest, options=evaluation_options(description))
     assert g.model == "tiny.en-ggml" and g.params == p.params == tiny_teacher.n_params
     assert g.skipped == p.skipped == 1 and sorted(g.ids) == sorted(p.ids) and len(g.ids) == 8
     assert g.audio_s == pytest.approx(p.audio_s) and g.wall_s > 0
