@@ -46,6 +46,8 @@ from typing import Any
 
 import yaml
 
+from asr_distill.evaluate.artefacts import HYPS_NAME, TIMING_NAME, load_transcription, model_folder
+from asr_distill.evaluate.sets import IN_DOMAIN
 from asr_distill.jsonl import atomic_write_text
 from asr_distill.pipeline import config_from_dict, run, stage_seconds
 from asr_distill.quality.calibrate import finite_for_json
@@ -65,6 +67,7 @@ SUPPORT_TEST_SEED = 2  # run.sh: `synth --seed 2` makes the test calls
 SUPPORT_TRAIN_SEED = 1  # run.sh: `synth --seed 1` makes the train calls (this benchmark's seed 0)
 # the evaluate stage's model names -> this benchmark's keys
 MODELS = {"teacher": "teacher", "tiny_en": "tiny.en", "student": "student"}
+BASELINES = ("teacher", "tiny.en")  # decoded the same way in every seed (reuse_baselines)
 SPEECHOCEAN_RATIO = 0.85  # speechocean762 test: student WER <= 0.85 x tiny.en's
 OOD_MAX_DELTA = 0.3  # out of domain: the student at most 0.3 points worse than tiny.en
 _MAX_TIME = re.compile(r"^\d{2}:\d{2}:\d{2}:\d{2}$")
@@ -171,6 +174,58 @@ def reusable_labels(cfg: Mapping[str, Any], base_dir: Path, candidates: Sequence
     return {}
 
 
+def _evaluation_settings(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """What decides a baseline's hypotheses: the teacher and the evaluate settings, sets aside."""
+    evaluate = {k: v for k, v in saved["evaluate"].items() if k != "sets"}
+    return {"teacher": saved["label"]["teacher"], "evaluate": evaluate}
+
+
+def reuse_baselines(cfg: Mapping[str, Any], base_dir: Path, candidates: Sequence[Path]) -> list[Path]:
+    """Copy the teacher's and tiny.en's saved hypotheses from finished runs that decoded the same sets.
+
+    Only the student differs between seeds; the teacher and tiny.en decode the same test sets
+    with the same options in each (greedy, seeded fallback), so decoding them again per seed
+    costs the most and measures nothing new. A candidate's decoding of a set counts when its
+    evaluate settings and teacher equal ``cfg``'s and the set's manifest has the same bytes;
+    a folder already holding hypotheses is left alone. Their speed figures are the donor's.
+
+    Returns:
+        The evaluation folders filled.
+    """
+    ours = config_from_dict(cfg, base_dir=base_dir)
+    want = _evaluation_settings(json.loads(json.dumps(asdict(ours))))
+    our_sets = {IN_DOMAIN: ours.data.test, **ours.evaluate.sets}
+    filled: list[Path] = []
+    for c in candidates:
+        saved = c / "pipeline_config.json"
+        if Path(c).resolve() == Path(ours.out) or not saved.is_file():
+            continue
+        theirs = json.loads(saved.read_text(encoding="utf-8"))
+        if _evaluation_settings(theirs) != want:
+            continue
+        their_sets = {IN_DOMAIN: theirs["data"]["test"], **(theirs["evaluate"].get("sets") or {})}
+        for name, path in our_sets.items():
+            other = their_sets.get(name)
+            if other is None or not (Path(other).is_file() and Path(path).is_file()):
+                continue
+            if Path(other).read_bytes() != Path(path).read_bytes():
+                continue
+            for model in BASELINES:
+                src = model_folder(c / "eval", model, name)
+                dst = model_folder(Path(ours.out) / "eval", model, name)
+                if (
+                    load_transcription(src) is None
+                    or (dst / HYPS_NAME).exists()
+                    or (dst / TIMING_NAME).exists()
+                ):
+                    continue
+                dst.mkdir(parents=True, exist_ok=True)
+                for f in (HYPS_NAME, TIMING_NAME):  # timing last: its presence means the set is whole
+                    atomic_write_text(dst / f, (src / f).read_text(encoding="utf-8"))
+                filled.append(dst)
+    return filled
+
+
 def pipeline_config(
     recipe: str, size: str, root: Path, seed: int, max_time: str | None = None
 ) -> dict[str, Any]:
@@ -205,12 +260,14 @@ def run_seed(
     ensure_pool(recipe, root, seed)
     cfg = pipeline_config(recipe, size, root, seed, max_time)
     base = RECIPES_DIR / recipe
+    donors = [RECIPE_RUNS / f"{recipe}-{size}"] + [seed_dir(root, s) for s in seeds if s != seed]
     if recipe == "speechocean":
-        others = [RECIPE_RUNS / f"speechocean-{size}"] + [seed_dir(root, s) for s in seeds if s != seed]
-        reused = reusable_labels(cfg, base, others)
+        reused = reusable_labels(cfg, base, donors)
         if reused:
             log.info("seed %d: reusing the labels in %s", seed, Path(reused["labels"]).parent)
             cfg["label"] = dict(cfg.get("label") or {}) | reused
+    for folder in reuse_baselines(cfg, base, donors):
+        log.info("seed %d: reusing the baseline hypotheses in %s", seed, folder)
     log.info("%s seed %d: running %s", recipe, seed, cfg["out"])
     run(config_from_dict(cfg, base_dir=base), stop="evaluate")
 

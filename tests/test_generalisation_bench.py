@@ -281,6 +281,56 @@ def test_speechocean_does_not_reuse_other_labels(tmp_path, change):
     assert gen.reusable_labels(ours, gen.RECIPES_DIR / "speechocean", [other]) == {}
 
 
+def _decoded(folder: Path, hyp: str) -> None:
+    """A finished decoding of one set, as save_transcription leaves it."""
+    folder.mkdir(parents=True)
+    row = {"id": "u1", "ref": "a", "hyp": hyp, "duration": 1.0, "speaker": None}
+    (folder / "hyps.jsonl").write_text(json.dumps(row) + "\n")
+    timing = {"model": "m", "source": "m", "params": 1, "audio_s": 1.0, "wall_s": 0.5, "skipped": 0}
+    (folder / "timing.json").write_text(json.dumps(timing) + "\n")
+
+
+def _saved_config(run: Path, cfg: dict) -> None:
+    run.mkdir(parents=True, exist_ok=True)
+    saved = dataclasses.asdict(config_from_dict(cfg, base_dir=gen.RECIPES_DIR / "speechocean"))
+    (run / "pipeline_config.json").write_text(json.dumps(saved))
+
+
+@pytest.mark.parametrize("change", [None, "test set", "normaliser", "teacher"])
+def test_baselines_decoded_once_are_reused_by_other_seeds(tmp_path, change):
+    root = tmp_path / "speechocean-small"
+    _pool(root / "data" / "train.jsonl")
+    _pool(root / "data" / "test.jsonl", text="test")
+    ood = _pool(root / "data" / "ood" / "an4.jsonl", text="an4")
+    donor = root / "seed0"
+    theirs = gen.pipeline_config("speechocean", "small", root, 0)
+    if change == "test set":
+        theirs["data"]["test"] = str(_pool(tmp_path / "other" / "test.jsonl", text="other"))
+    if change == "normaliser":
+        theirs["evaluate"]["normaliser"] = "whisper_en"
+    if change == "teacher":
+        theirs["label"] = dict(theirs.get("label") or {}) | {"teacher": "small"}
+    _saved_config(donor, theirs)
+    for folder in ("teacher", "tiny.en", "student", "teacher@an4"):
+        _decoded(donor / "eval" / folder, hyp=folder)
+    ours = gen.pipeline_config("speechocean", "small", root, 1)
+    filled = gen.reuse_baselines(ours, gen.RECIPES_DIR / "speechocean", [donor, root / "seed1"])
+    ev = root / "seed1" / "eval"
+    if change is None:
+        assert sorted(f.name for f in filled) == ["teacher", "teacher@an4", "tiny.en"]
+        assert (ev / "teacher" / "hyps.jsonl").read_bytes() == (
+            donor / "eval" / "teacher" / "hyps.jsonl"
+        ).read_bytes()
+        assert not (ev / "student").exists()  # the student is every seed's own
+    elif change == "test set":  # the in-domain set differs, the AN4 set is the same file
+        assert [f.name for f in filled] == ["teacher@an4"]
+    else:
+        assert filled == []
+    # a second call finds the folders filled and leaves them
+    assert gen.reuse_baselines(ours, gen.RECIPES_DIR / "speechocean", [donor]) == []
+    assert ood.is_file()
+
+
 def test_only_collect_writes_the_json_from_finished_seeds(tmp_path, capsys):
     root = tmp_path / "runs" / "speechocean-small"
     for seed, student in [(0, 8.0), (1, 8.6)]:
