@@ -89,9 +89,9 @@ def synth_seed(seed: int) -> int:
     return s
 
 
-def seed_dir(root: Path, seed: int) -> Path:
-    """One seed's pipeline run root."""
-    return root / f"seed{seed}"
+def seed_dir(root: Path, seed: int, variant: str | None = None) -> Path:
+    """One seed's pipeline run root (a variant's seeds beside the recipe's own: ``<variant>-seed<N>``)."""
+    return root / (f"{variant}-seed{seed}" if variant else f"seed{seed}")
 
 
 def pool_path(recipe: str, root: Path, seed: int) -> Path:
@@ -227,17 +227,25 @@ def reuse_baselines(cfg: Mapping[str, Any], base_dir: Path, candidates: Sequence
 
 
 def pipeline_config(
-    recipe: str, size: str, root: Path, seed: int, max_time: str | None = None
+    recipe: str,
+    size: str,
+    root: Path,
+    seed: int,
+    max_time: str | None = None,
+    variant: str | None = None,
+    train_overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The recipe's config for one seed: shared test and out-of-domain sets, the seed's pool and seeds.
 
     ``{out}`` in the recipe's paths is the shared data root (run.sh's ``--out``); the run
-    itself writes to ``seed<N>/``. tiny.en is always evaluated (the bars compare with it).
+    itself writes to ``seed<N>/`` (``<variant>-seed<N>/`` for a variant, whose
+    ``train_overrides`` go on top of the recipe's). tiny.en is always evaluated (the bars
+    compare with it).
     """
     cfg = yaml.safe_load((RECIPES_DIR / recipe / SIZES[size]).read_text(encoding="utf-8"))
     shared = str(root.resolve())
     cfg["name"] = f"{cfg.get('name', recipe)}-seed{seed}"
-    cfg["out"] = str(seed_dir(root, seed).resolve())
+    cfg["out"] = str(seed_dir(root, seed, variant).resolve())
     test = str(cfg["data"]["test"]).replace("{out}", shared)
     cfg["data"] = cfg["data"] | {"train": str(pool_path(recipe, root, seed).resolve()), "test": test}
     evaluate = dict(cfg.get("evaluate") or {})
@@ -246,7 +254,8 @@ def pipeline_config(
     models.setdefault("tiny.en", "tiny.en")
     cfg["evaluate"] = evaluate | {"sets": sets, "models": models, "normaliser": NORMALISER}
     train = dict(cfg.get("train") or {})
-    overrides = dict(train.get("overrides") or {}) | {"seed_everything": seed, "data.seed": seed}
+    overrides = dict(train.get("overrides") or {}) | dict(train_overrides or {})
+    overrides |= {"seed_everything": seed, "data.seed": seed}
     if max_time is not None:
         overrides["trainer.max_time"] = max_time
     cfg["train"] = train | {"overrides": overrides}
@@ -254,13 +263,21 @@ def pipeline_config(
 
 
 def run_seed(
-    recipe: str, size: str, root: Path, seed: int, max_time: str | None, seeds: Sequence[int]
+    recipe: str,
+    size: str,
+    root: Path,
+    seed: int,
+    max_time: str | None,
+    seeds: Sequence[int],
+    variant: str | None = None,
+    train_overrides: Mapping[str, Any] | None = None,
 ) -> None:
     """One seed's pipeline up to evaluation (resumes per stage); speechocean reuses finished labels."""
     ensure_pool(recipe, root, seed)
-    cfg = pipeline_config(recipe, size, root, seed, max_time)
+    cfg = pipeline_config(recipe, size, root, seed, max_time, variant, train_overrides)
     base = RECIPES_DIR / recipe
-    donors = [RECIPE_RUNS / f"{recipe}-{size}"] + [seed_dir(root, s) for s in seeds if s != seed]
+    donors = [RECIPE_RUNS / f"{recipe}-{size}"] + [seed_dir(root, s) for s in seeds]
+    donors += [seed_dir(root, s, variant) for s in seeds if variant]
     if recipe == "speechocean":
         reused = reusable_labels(cfg, base, donors)
         if reused:
@@ -572,6 +589,17 @@ def machine() -> dict[str, Any]:
     }
 
 
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs, each value read as YAML (``1.0`` a number, ``[a, b]`` a list)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--train-override {item!r}: expected KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 def _max_time(value: str) -> str:
     if not _MAX_TIME.match(value):
         raise argparse.ArgumentTypeError(f"--max-time {value!r}: expected DD:HH:MM:SS")
@@ -588,8 +616,27 @@ def main(argv: list[str] | None = None) -> int:
         "--only-collect", action="store_true", help="write the JSON from finished seeds, run nothing"
     )
     ap.add_argument("--out-dir", default=str(ROOT / "runs" / "generalisation"))
-    ap.add_argument("--result", default=str(RESULTS / "generalisation.json"))
+    ap.add_argument("--result", default=None, help="default: results/generalisation[_VARIANT].json")
+    ap.add_argument(
+        "--variant",
+        default=None,
+        help="name a training variant: its seeds run beside the recipe's (VARIANT-seedN/)",
+    )
+    ap.add_argument(
+        "--train-override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="the variant's train override (YAML value), e.g. model.lwf_weight=1.0; repeatable",
+    )
     args = ap.parse_args(argv)
+    overrides = parse_overrides(args.train_override)
+    if overrides and not args.variant:
+        ap.error("--train-override needs --variant (the recipe's own seeds keep the recipe's settings)")
+    if args.result is None:
+        args.result = str(
+            RESULTS / (f"generalisation_{args.variant}.json" if args.variant else "generalisation.json")
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     t0 = time.time()
     recipes: dict[str, dict[str, Any]] = {}
@@ -600,9 +647,9 @@ def main(argv: list[str] | None = None) -> int:
             prepare_data(recipe, args.size, root)
         seeds = []
         for seed in args.seeds:
-            d = seed_dir(root, seed)
+            d = seed_dir(root, seed, args.variant)
             if not args.only_collect and not seed_done(d):
-                run_seed(recipe, args.size, root, seed, args.max_time, args.seeds)
+                run_seed(recipe, args.size, root, seed, args.max_time, args.seeds, args.variant, overrides)
             if seed_done(d):
                 seeds.append(collect_seed(d, recipe, seed))
             else:
@@ -617,6 +664,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "generalisation",
         "normaliser": NORMALISER,
         "size": args.size,
+        "variant": {"name": args.variant, "train_overrides": overrides} if args.variant else None,
         "seeds": args.seeds,
         "missing": missing,
         "recipes": recipes,

@@ -357,3 +357,19 @@ def test_only_collect_writes_the_json_from_finished_seeds(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "FAIL  speechocean in_domain" in printed and "not finished: speechocean seed 2" in printed
     assert "all bars: undecided" in printed
+
+
+def test_a_variant_runs_beside_the_recipe_with_its_overrides(tmp_path):
+    root = tmp_path / "speechocean-small"
+    overrides = gen.parse_overrides(["model.lwf_weight=1.0", "data.augment=[noise, telephone]"])
+    assert overrides == {"model.lwf_weight": 1.0, "data.augment": ["noise", "telephone"]}
+    cfg = gen.pipeline_config("speechocean", "small", root, 1, variant="lwf", train_overrides=overrides)
+    assert cfg["out"] == str((root / "lwf-seed1").resolve())
+    assert cfg["train"]["overrides"]["model.lwf_weight"] == 1.0
+    assert cfg["train"]["overrides"]["seed_everything"] == 1  # the seed is the benchmark's, always
+    # the recipe's own seeds are untouched, and the variant shares their pool
+    plain = gen.pipeline_config("speechocean", "small", root, 1)
+    assert "model.lwf_weight" not in plain["train"]["overrides"]
+    assert plain["data"]["train"] == cfg["data"]["train"]
+    with pytest.raises(SystemExit):
+        gen.parse_overrides(["model.lwf_weight"])
