@@ -283,10 +283,14 @@ def run_seed(
         if reused:
             log.info("seed %d: reusing the labels in %s", seed, Path(reused["labels"]).parent)
             cfg["label"] = dict(cfg.get("label") or {}) | reused
+    log.info("%s seed %d: running %s", recipe, seed, cfg["out"])
+    config = config_from_dict(cfg, base_dir=base)
+    # up to the export first: an evaluate stage that runs after its upstream in one call clears
+    # its folder (it must not keep an old student's hypotheses), and the baselines go there
+    run(config, stop="export")
     for folder in reuse_baselines(cfg, base, donors):
         log.info("seed %d: reusing the baseline hypotheses in %s", seed, folder)
-    log.info("%s seed %d: running %s", recipe, seed, cfg["out"])
-    run(config_from_dict(cfg, base_dir=base), stop="evaluate")
+    run(config, stop="evaluate")
 
 
 # --- what a finished seed measured ----------------------------------------------------------------
