@@ -1,6 +1,7 @@
 """Iterative rounds on speechocean762: does a student's vote improve the next student's labels?
 
     python benchmarks/rounds.py                      # 3 rounds, the whole pool (hours on 2 cores)
+    python benchmarks/rounds.py --small              # every 4th pool clip, the small recipe's settings
     python benchmarks/rounds.py --smoke --first 8 --test-first 4 --ood-first 3 \
         --out-dir /tmp/rounds_smoke --result /tmp/rounds_smoke.json   # minutes: checks it works
 
@@ -13,7 +14,8 @@ run; ``rounds.json`` in the run still says whether the early-stop rule would hav
 them sooner (``would_stop_after``).
 
 Labels made by a finished ``runs/recipes/speechocean-full`` label stage (base + tiny.en)
-are reused for the whole pool; a subset (``--first``) is labeled in the run.
+are reused for the whole pool, and ``runs/recipes/speechocean-small``'s for ``--small`` (when
+its pool has the same bytes); a subset (``--first``) is labeled in the run.
 
 Writes ``benchmarks/results/rounds.json``: ``{"rounds": [{"label_wer_kept", "retention",
 "student_wer", "p_vs_previous", "ood_wer", ...}, ...]}`` (WER in percent,
@@ -44,6 +46,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 RECIPE = ROOT / "recipes" / "speechocean"
 FULL_LABELS = ROOT / "runs" / "recipes" / "speechocean-full" / "label"
+SMALL_RUN = ROOT / "runs" / "recipes" / "speechocean-small"
+SMALL_EVERY = 4  # recipes/speechocean/run.sh --size small: every 4th pool clip
 ROUNDS = 3
 PATIENCE = 2  # with 3 rounds, every round runs; the 1-round-patience verdict is recorded beside
 # consensus_agreement >= 0.8: on average four in five other decodings agree with each teacher word
@@ -52,32 +56,52 @@ THRESHOLD = 0.8
 SCORE = "consensus_agreement"
 
 
-def subset(src: Path, out: Path, first: int | None) -> Path:
-    """``src`` with absolute audio paths (and only its first lines), as the recipes copy manifests."""
+def subset(src: Path, out: Path, first: int | None, every: int | None = None) -> Path:
+    """``src`` with absolute audio paths (its first lines, or every k-th), as the recipes copy manifests."""
     if not src.is_file():
         raise SystemExit(f"{src} not found: the speechocean762 and AN4 data sit beside the checkout")
     tool = ROOT / "recipes" / "tools" / "manifest_subset.py"
-    extra = ["--first", str(first)] if first else []
+    extra = ["--first", str(first)] if first else (["--every", str(every)] if every else [])
     if not out.is_file():
         subprocess.run([sys.executable, str(tool), str(src), str(out), *extra], check=True)
     return out
 
 
+def recipe_labels(args: argparse.Namespace, pool: Path) -> Path | None:
+    """A finished recipe label stage of this pool: the full recipe's, or with ``--small`` the small one's."""
+    if args.first:
+        return None
+    if args.small:
+        label = SMALL_RUN / "label"
+        same = (SMALL_RUN / "data" / "train.jsonl").is_file() and (
+            (SMALL_RUN / "data" / "train.jsonl").read_bytes() == pool.read_bytes()
+        )
+        return label if same and (label / ".done").is_file() else None
+    return FULL_LABELS if (FULL_LABELS / ".done").is_file() else None
+
+
 def pipeline_config(args: argparse.Namespace) -> dict:
     """The recipe's config with this benchmark's data, rounds, filter rule and out-of-domain set."""
-    recipe = RECIPE / ("config_smoke.yaml" if args.smoke else "config.yaml")
+    recipe = RECIPE / (
+        "config_smoke.yaml" if args.smoke else "config_small.yaml" if args.small else "config.yaml"
+    )
     cfg = yaml.safe_load(recipe.read_text(encoding="utf-8"))
     data = Path(args.out_dir) / "data"
     so, an4 = SHARED_DATA / "speechocean762", SHARED_DATA / "an4"
     cfg["out"] = str(Path(args.out_dir).resolve())
     cfg["data"] = cfg["data"] | {
-        "train": str(subset(so / "pool.jsonl", data / "train.jsonl", args.first)),
+        "train": str(
+            subset(so / "pool.jsonl", data / "train.jsonl", args.first, SMALL_EVERY if args.small else None)
+        ),
         "test": str(subset(so / "test.jsonl", data / "test.jsonl", args.test_first)),
     }
     cfg["label"] = (cfg.get("label") or {}) | ({"second": "tiny.en"} if args.smoke else {})
-    if not args.first and (FULL_LABELS / ".done").is_file():  # the recipe's finished labels of the pool
-        cfg["label"] |= {"labels": str(FULL_LABELS / "labels.jsonl")}
-        cfg["label"] |= {"second_labels": str(FULL_LABELS / "second.jsonl")}
+    labels = recipe_labels(args, Path(cfg["data"]["train"]))
+    if labels is not None:  # the recipe's finished labels of the same pool
+        cfg["label"] |= {
+            "labels": str(labels / "labels.jsonl"),
+            "second_labels": str(labels / "second.jsonl"),
+        }
     cfg["filter"] = (cfg.get("filter") or {}) | {"score": SCORE, "threshold": THRESHOLD}
     ood = {"an4": str(subset(an4 / "test.jsonl", data / "an4_test.jsonl", args.ood_first))}
     cfg["evaluate"] = (cfg.get("evaluate") or {}) | {"sets": ood}
@@ -121,15 +145,22 @@ def would_stop_after(rows: list[dict], patience: int = 1) -> int | None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out-dir", default=str(ROOT / "runs" / "rounds" / "speechocean762"))
+    ap.add_argument("--out-dir", default=None, help="default: runs/rounds/speechocean762[-small]")
     ap.add_argument("--result", default=str(RESULTS / "rounds.json"))
     ap.add_argument("--rounds", type=int, default=ROUNDS)
     ap.add_argument("--smoke", action="store_true", help="the recipe smoke settings (tiny.en, 1 epoch)")
+    ap.add_argument(
+        "--small", action="store_true", help="every 4th pool clip and the small recipe's settings and labels"
+    )
     ap.add_argument("--first", type=int, default=None, help="only the first N pool utterances")
     ap.add_argument("--test-first", type=int, default=None, help="only the first N test utterances")
     ap.add_argument("--ood-first", type=int, default=None, help="only the first N AN4 test utterances")
     ap.add_argument("--max-time", default=None, help="each round's training budget, DD:HH:MM:SS")
     args = ap.parse_args(argv)
+    if args.out_dir is None:
+        args.out_dir = str(
+            ROOT / "runs" / "rounds" / ("speechocean762-small" if args.small else "speechocean762")
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     t0 = time.time()
     cfg = pipeline_config(args)
