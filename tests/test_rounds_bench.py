@@ -1,0 +1,51 @@
+"""benchmarks/rounds.py's choice of labels to reuse: only a finished run of the same pool."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "rounds.py"
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("rounds_bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+rounds = _load_bench()
+
+
+def _args(**kw) -> argparse.Namespace:
+    return argparse.Namespace(**({"small": False, "first": None} | kw))
+
+
+@pytest.mark.parametrize(
+    ("pool_text", "done", "reused"),
+    [("same", True, True), ("other", True, False), ("same", False, False)],
+    ids=["same pool, finished", "another pool", "unfinished"],
+)
+def test_small_reuses_only_a_finished_run_of_the_same_pool(tmp_path, monkeypatch, pool_text, done, reused):
+    run = tmp_path / "speechocean-small"
+    (run / "data").mkdir(parents=True)
+    (run / "label").mkdir()
+    (run / "data" / "train.jsonl").write_text('{"audio_filepath": "/a.wav", "duration": 1.0}\n')
+    if done:
+        (run / "label" / ".done").write_text("{}\n")
+    monkeypatch.setattr(rounds, "SMALL_RUN", run)
+    monkeypatch.setattr(rounds, "FULL_LABELS", tmp_path / "absent")
+    pool = tmp_path / "pool.jsonl"
+    text = (run / "data" / "train.jsonl").read_text()
+    pool.write_text(text if pool_text == "same" else text.replace("a.wav", "b.wav"))
+    found = rounds.recipe_labels(_args(small=True), pool)
+    assert found == (run / "label" if reused else None)
+    # a subset of the pool is always labeled in the run; the full pool looks at the full recipe
+    assert rounds.recipe_labels(_args(small=True, first=8), pool) is None
+    assert rounds.recipe_labels(_args(), pool) is None
