@@ -234,13 +234,14 @@ def pipeline_config(
     max_time: str | None = None,
     variant: str | None = None,
     train_overrides: Mapping[str, Any] | None = None,
+    export_overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The recipe's config for one seed: shared test and out-of-domain sets, the seed's pool and seeds.
 
     ``{out}`` in the recipe's paths is the shared data root (run.sh's ``--out``); the run
     itself writes to ``seed<N>/`` (``<variant>-seed<N>/`` for a variant, whose
-    ``train_overrides`` go on top of the recipe's). tiny.en is always evaluated (the bars
-    compare with it).
+    ``train_overrides`` and ``export_overrides`` go on top of the recipe's). tiny.en is always
+    evaluated (the bars compare with it).
     """
     cfg = yaml.safe_load((RECIPES_DIR / recipe / SIZES[size]).read_text(encoding="utf-8"))
     shared = str(root.resolve())
@@ -259,6 +260,7 @@ def pipeline_config(
     if max_time is not None:
         overrides["trainer.max_time"] = max_time
     cfg["train"] = train | {"overrides": overrides}
+    cfg["export"] = dict(cfg.get("export") or {}) | dict(export_overrides or {})
     return cfg
 
 
@@ -271,10 +273,11 @@ def run_seed(
     seeds: Sequence[int],
     variant: str | None = None,
     train_overrides: Mapping[str, Any] | None = None,
+    export_overrides: Mapping[str, Any] | None = None,
 ) -> None:
     """One seed's pipeline up to evaluation (resumes per stage); speechocean reuses finished labels."""
     ensure_pool(recipe, root, seed)
-    cfg = pipeline_config(recipe, size, root, seed, max_time, variant, train_overrides)
+    cfg = pipeline_config(recipe, size, root, seed, max_time, variant, train_overrides, export_overrides)
     base = RECIPES_DIR / recipe
     donors = [RECIPE_RUNS / f"{recipe}-{size}"] + [seed_dir(root, s) for s in seeds]
     donors += [seed_dir(root, s, variant) for s in seeds if variant]
@@ -593,13 +596,13 @@ def machine() -> dict[str, Any]:
     }
 
 
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+def parse_overrides(items: Sequence[str], flag: str = "--train-override") -> dict[str, Any]:
     """``KEY=VALUE`` pairs, each value read as YAML (``1.0`` a number, ``[a, b]`` a list)."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise SystemExit(f"--train-override {item!r}: expected KEY=VALUE")
+            raise SystemExit(f"{flag} {item!r}: expected KEY=VALUE")
         out[key.strip()] = yaml.safe_load(value)
     return out
 
@@ -633,10 +636,18 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="the variant's train override (YAML value), e.g. model.lwf_weight=1.0; repeatable",
     )
+    ap.add_argument(
+        "--export-override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="the variant's export setting (YAML value), e.g. wise_alpha=0.5; repeatable",
+    )
     args = ap.parse_args(argv)
     overrides = parse_overrides(args.train_override)
-    if overrides and not args.variant:
-        ap.error("--train-override needs --variant (the recipe's own seeds keep the recipe's settings)")
+    exports = parse_overrides(args.export_override, "--export-override")
+    if (overrides or exports) and not args.variant:
+        ap.error("an override needs --variant (the recipe's own seeds keep the recipe's settings)")
     if args.result is None:
         args.result = str(
             RESULTS / (f"generalisation_{args.variant}.json" if args.variant else "generalisation.json")
@@ -653,7 +664,9 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             d = seed_dir(root, seed, args.variant)
             if not args.only_collect and not seed_done(d):
-                run_seed(recipe, args.size, root, seed, args.max_time, args.seeds, args.variant, overrides)
+                run_seed(
+                    recipe, args.size, root, seed, args.max_time, args.seeds, args.variant, overrides, exports
+                )
             if seed_done(d):
                 seeds.append(collect_seed(d, recipe, seed))
             else:
@@ -668,7 +681,9 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "generalisation",
         "normaliser": NORMALISER,
         "size": args.size,
-        "variant": {"name": args.variant, "train_overrides": overrides} if args.variant else None,
+        "variant": {"name": args.variant, "train_overrides": overrides, "export_overrides": exports}
+        if args.variant
+        else None,
         "seeds": args.seeds,
         "missing": missing,
         "recipes": recipes,

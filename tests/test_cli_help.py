@@ -92,3 +92,13 @@ def test_package_import_is_light_and_names_still_load():
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
     )
     assert proc.stdout.split() == ["True", "True", "True"]
+
+
+@pytest.mark.parametrize("alpha", ["1.5", "-0.1", "half"])
+def test_export_refuses_a_wise_alpha_outside_0_1_before_loading(alpha, tmp_path, capsys):
+    from asr_distill.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["export", str(tmp_path / "none.ckpt"), "--out", str(tmp_path / "s.pt"), "--wise-alpha", alpha])
+    assert e.value.code == 2
+    assert "--wise-alpha: expected a number in [0, 1]" in capsys.readouterr().err

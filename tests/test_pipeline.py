@@ -84,6 +84,7 @@ def _config(tmp: Path) -> dict:
         ({"label": {"workers": 0}}, "label.workers: must be >= 1, got 0"),
         ({"evaluate": {"sets": {"in_domain": "x.jsonl"}}}, "evaluate.sets: 'in_domain' cannot name a set"),
         ({"evaluate": {"sets": ["x.jsonl"]}}, "evaluate.sets: expected a mapping"),
+        ({"export": {"wise_alpha": 1.5}}, "export.wise_alpha must be in [0, 1], got 1.5"),
     ],
 )
 def test_bad_configs_name_the_key(tmp_path, change, message):

@@ -230,3 +230,41 @@ def test_lwf_on_replay_rows_and_wer_per_validation_set(data):
     metrics = checker.validate(module, dm, verbose=False)[0]
     assert {"val/wer", "val/wer_general"} <= set(metrics), metrics
     assert 0 <= metrics["val/wer_general"] and 0 <= metrics["val/wer"]
+
+
+def test_interpolate_toward_mixes_weights_and_refuses_a_foreign_start():
+    from asr_distill.student.regularise import interpolate_toward
+
+    start, trained = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    w0, w1 = start.weight.detach().clone(), trained.weight.detach().clone()
+    assert interpolate_toward(trained, start, 0.25) == 2  # weight and bias
+    assert torch.allclose(trained.weight, w0 + 0.25 * (w1 - w0))
+    assert interpolate_toward(trained, start, 0.0) == 2 and torch.equal(trained.weight, w0)
+    assert interpolate_toward(trained, start, 1.0) == 0  # already the start: nothing moves
+    with pytest.raises(ValueError, match="wise_alpha"):
+        interpolate_toward(trained, start, 1.5)
+    with pytest.raises(ValueError, match="shape"):
+        interpolate_toward(torch.nn.Linear(4, 2), start, 0.5)
+
+
+@pytest.mark.slow
+def test_wise_export_keeps_that_fraction_of_the_change(data, tmp_path):
+    """WiSE-FT at export: alpha 0 is the starting model, 0.5 halfway, and the export records it."""
+    from asr_distill.student.export import export_whisper_pt, load_student_checkpoint
+
+    module = _module()
+    start = _state(module)
+    trainer, _, _ = _fit(module, data)
+    ckpt = tmp_path / "plain.ckpt"
+    trainer.save_checkpoint(ckpt)
+    trained = _state(load_student_checkpoint(ckpt))
+    moved = [k for k in start if not torch.equal(start[k], trained[k])]
+    assert moved and all(k.startswith("decoder.") for k in moved)
+    back = load_student_checkpoint(ckpt, wise_alpha=0.0)
+    assert all(torch.equal(v, start[k]) for k, v in back.model.state_dict().items())
+    half = load_student_checkpoint(ckpt, wise_alpha=0.5)
+    state = half.model.state_dict()
+    for k in moved:
+        assert torch.allclose(state[k], (start[k] + trained[k]) / 2, atol=1e-6), k
+    pt = export_whisper_pt(half.model, tmp_path / "half.pt", half.describe())
+    assert torch.load(pt, weights_only=True)["asr_distill"]["wise_alpha"] == 0.5

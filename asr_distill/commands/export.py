@@ -30,7 +30,27 @@ def add_parser(sub) -> None:
         "--ggml", default=None, metavar="FILE", help="also write a whisper.cpp GGML model file here"
     )
     p.add_argument("--half", action="store_true", help="store float16 weights in the .pt (half the size)")
+    p.add_argument(
+        "--wise-alpha",
+        type=_fraction,
+        default=1.0,
+        metavar="A",
+        help="keep this fraction of training's change, the rest back to the starting model "
+        "(WiSE-FT; 1: the trained student, 0: the start)",
+    )
     add_force(p, "replace an existing --out (or --ct2/--onnx folder, --ggml file) that export did not write")
+
+
+def _fraction(value: str) -> float:
+    import argparse
+
+    try:
+        x = float(value)
+    except ValueError:
+        x = float("nan")
+    if not 0.0 <= x <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value!r}")
+    return x
 
 
 def _outputs(args) -> list[tuple[str, str, list[str]]]:
@@ -60,7 +80,7 @@ def _cmd_export(args) -> int:
         raise SystemExit(f"error: checkpoint {ckpt} does not exist")
     for out, kind, inputs in _outputs(args):  # refuse before the (slow) load, then lock after it
         check_output(out, inputs=inputs, kind=kind, force=_force(args, out, kind))
-    module = load_student_checkpoint(ckpt)
+    module = load_student_checkpoint(ckpt, wise_alpha=args.wise_alpha)
     desc = module.describe() | {"exported_from": str(ckpt.resolve())}
     with ExitStack() as stack:
         for out, kind, inputs in _outputs(args):

@@ -229,11 +229,21 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """``ct2``: also a CTranslate2 folder; ``half``: fp16 weights in ``student.pt``."""
+    """``ct2``: also a CTranslate2 folder; ``half``: fp16 weights in ``student.pt``.
+
+    ``wise_alpha`` < 1 exports a weight-space mix of the trained student and its starting
+    model (WiSE-FT): that fraction of training's change is kept, trading in-domain gain
+    for what the starting model knew elsewhere.
+    """
 
     enabled: bool = True
     ct2: bool = False
     half: bool = False
+    wise_alpha: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.wise_alpha <= 1.0:
+            raise ValueError(f"export.wise_alpha must be in [0, 1], got {self.wise_alpha}")
 
 
 @dataclass(frozen=True)

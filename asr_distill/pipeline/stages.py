@@ -158,10 +158,10 @@ def _stage_export(p: Paths) -> dict[str, Any]:
     from ..student.export import export_ct2, export_whisper_pt, load_student_checkpoint, tokenizer_ct2_dir
 
     ckpt = best_checkpoint(p.checkpoints)
-    module = load_student_checkpoint(ckpt)
+    module = load_student_checkpoint(ckpt, wise_alpha=p.cfg.export.wise_alpha)
     desc = module.describe() | {"exported_from": str(ckpt.resolve())}
     out = export_whisper_pt(module.model, p.student_pt, desc, half=p.cfg.export.half)
-    notes: dict[str, Any] = {"student": str(out), "checkpoint": str(ckpt)}
+    notes: dict[str, Any] = {"student": str(out), "checkpoint": str(ckpt), "wise_alpha": module.wise_alpha}
     if p.cfg.export.ct2:
         side = tokenizer_ct2_dir(module)
         if side is None:

@@ -35,11 +35,13 @@ log = logging.getLogger(__name__)
 SIDE_FILES = ("tokenizer.json", "vocabulary.txt", "vocabulary.json", "preprocessor_config.json")
 
 
-def load_student_checkpoint(ckpt: str | os.PathLike, map_location: str = "cpu"):
+def load_student_checkpoint(ckpt: str | os.PathLike, map_location: str = "cpu", wise_alpha: float = 1.0):
     """A Lightning checkpoint back into a ``StudentModule`` (teacher reloaded by name).
 
     LoRA adapters are merged into the weights, so ``module.model`` is a plain Whisper that
-    every exporter writes as it is.
+    every exporter writes as it is. ``wise_alpha`` < 1 then keeps only that fraction of what
+    training changed (WiSE-FT: the rest goes back to the starting weights), recorded in
+    ``describe()``.
 
     Raises:
         UnsafeCheckpointError: the file would run code when unpickled (nothing is run).
@@ -51,6 +53,10 @@ def load_student_checkpoint(ckpt: str | os.PathLike, map_location: str = "cpu"):
     with checkpoint_globals():
         module = StudentModule.load_from_checkpoint(str(ckpt), map_location=map_location, weights_only=True)
     module.merge_adapters()
+    if wise_alpha != 1.0:
+        moved = module.interpolate_to_start(wise_alpha)
+        module.wise_alpha = wise_alpha
+        log.info("kept %.2f of the training's change in %d tensors (WiSE-FT)", wise_alpha, moved)
     return module.eval()
 
 

@@ -33,6 +33,7 @@ from .regularise import (
     LORA_TARGETS,
     add_lora,
     frozen_copy,
+    interpolate_toward,
     l2sp_penalty,
     lwf_rows,
     merge_lora,
@@ -239,6 +240,7 @@ class StudentModule(L.LightningModule):
         self._encoder_sha: str | None = None
         self._val: list[tuple[str, str, str]] = []  # (validation set, reference, hypothesis)
         self.label_provenance: dict | None = None
+        self.wise_alpha = 1.0  # the fraction of training's change kept at export (WiSE-FT)
 
     def _setup_training(self, model: Whisper) -> None:
         """What trains, and the frozen references the anti-forgetting terms compare against.
@@ -261,6 +263,16 @@ class StudentModule(L.LightningModule):
     def merge_adapters(self) -> int:
         """Fold LoRA adapters into the weights (before export); returns how many layers had one."""
         return merge_lora(self.model)
+
+    def interpolate_to_start(self, alpha: float) -> int:
+        """Keep ``alpha`` of what training changed (WiSE-FT); returns how many tensors moved.
+
+        The starting model is rebuilt from ``teacher`` and ``init`` as training built it, so
+        call this on merged weights (``merge_adapters`` first).
+        """
+        hp = self.hparams
+        start, _ = _student(load_teacher(hp.teacher).model, hp.init, hp.decoder_layers, hp.encoder_layers)
+        return interpolate_toward(self.model, start, alpha)
 
     # -- what the data and the export need ------------------------------------------------
     def feature_spec(self) -> FeatureSpec:
@@ -298,6 +310,7 @@ class StudentModule(L.LightningModule):
             "teacher": self.teacher_info,
             "training_config": dict(self.hparams),
             "label_provenance": self.label_provenance,
+            "wise_alpha": self.wise_alpha,
         }
 
     # -- Lightning hooks --------------------------------------------------------------------

@@ -11,6 +11,11 @@ knew. Each remedy here is one ``StudentModule`` switch, off by default:
 * ``lora_rank`` (LoRA, Hu et al. 2021, through ``peft``): the weights stay as they were and
   low-rank adapters learn the change; ``merge_lora`` folds them back before export, so the
   exported model is a plain Whisper.
+
+One remedy needs no retraining: ``interpolate_toward`` (WiSE-FT, Wortsman et al. 2022) keeps a
+fraction of what training changed and takes the rest back to the starting weights, at export
+(``export --wise-alpha``), so one trained student gives a range of trade-offs between the new
+domain and the old.
 """
 
 from __future__ import annotations
@@ -52,6 +57,31 @@ def l2sp_penalty(model: torch.nn.Module, anchors: dict[str, torch.Tensor]) -> to
     if total is None:
         raise ValueError("l2sp_weight > 0 but no parameter trains: nothing to anchor")
     return total
+
+
+def interpolate_toward(model: torch.nn.Module, start: torch.nn.Module, alpha: float) -> int:
+    """Set each weight to ``w0 + alpha * (w - w0)`` (``w0`` from ``start``); returns how many moved.
+
+    ``alpha`` 1 keeps the trained model, 0 gives back the start. Parameters must match in
+    name and shape: interpolating between different architectures means nothing.
+
+    Raises:
+        ValueError: ``alpha`` outside [0, 1], or a parameter ``start`` lacks or shapes otherwise.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"wise_alpha must be in [0, 1], got {alpha}")
+    reference = dict(start.named_parameters())
+    moved = 0
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            w0 = reference.get(name)
+            if w0 is None or w0.shape != p.shape:
+                raise ValueError(f"the starting model has no parameter {name} of shape {tuple(p.shape)}")
+            w0 = w0.to(device=p.device, dtype=p.dtype)
+            if not torch.equal(p, w0):
+                p.copy_(w0 + alpha * (p - w0))
+                moved += 1
+    return moved
 
 
 def lwf_rows(batch: dict, n: int, device: torch.device) -> torch.Tensor:
