@@ -657,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
     recipes: dict[str, dict[str, Any]] = {}
     missing = []
     for recipe in args.recipes:
-        root = Path(args.out_dir) / f"{recipe}-{args.size}"
+        root = Path(args.out_dir).resolve() / f"{recipe}-{args.size}"  # donors stay valid from any config dir
         if not args.only_collect:
             prepare_data(recipe, args.size, root)
         seeds = []
