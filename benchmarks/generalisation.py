@@ -62,6 +62,8 @@ RECIPE_RUNS = ROOT / "runs" / "recipes"
 RECIPES = ("support", "speechocean")
 SEEDS = (0, 1, 2)
 SIZES = {"smoke": "config_smoke.yaml", "small": "config_small.yaml", "full": "config.yaml"}
+# pipeline sections a variant may change besides training, with an example for --help
+STAGE_OVERRIDES = {"filter": "normaliser=none", "export": "wise_alpha=0.5"}
 NORMALISER = "format_insensitive"
 SUPPORT_TEST_SEED = 2  # run.sh: `synth --seed 2` makes the test calls
 SUPPORT_TRAIN_SEED = 1  # run.sh: `synth --seed 1` makes the train calls (this benchmark's seed 0)
@@ -234,14 +236,14 @@ def pipeline_config(
     max_time: str | None = None,
     variant: str | None = None,
     train_overrides: Mapping[str, Any] | None = None,
-    export_overrides: Mapping[str, Any] | None = None,
+    stage_overrides: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The recipe's config for one seed: shared test and out-of-domain sets, the seed's pool and seeds.
 
     ``{out}`` in the recipe's paths is the shared data root (run.sh's ``--out``); the run
     itself writes to ``seed<N>/`` (``<variant>-seed<N>/`` for a variant, whose
-    ``train_overrides`` and ``export_overrides`` go on top of the recipe's). tiny.en is always
-    evaluated (the bars compare with it).
+    ``train_overrides`` and ``stage_overrides``, ``{"filter" | "export": {key: value}}``, go on
+    top of the recipe's). tiny.en is always evaluated (the bars compare with it).
     """
     cfg = yaml.safe_load((RECIPES_DIR / recipe / SIZES[size]).read_text(encoding="utf-8"))
     shared = str(root.resolve())
@@ -260,7 +262,10 @@ def pipeline_config(
     if max_time is not None:
         overrides["trainer.max_time"] = max_time
     cfg["train"] = train | {"overrides": overrides}
-    cfg["export"] = dict(cfg.get("export") or {}) | dict(export_overrides or {})
+    for stage, settings in (stage_overrides or {}).items():
+        if stage not in STAGE_OVERRIDES:
+            raise ValueError(f"stage overrides are for {', '.join(STAGE_OVERRIDES)}, not {stage!r}")
+        cfg[stage] = dict(cfg.get(stage) or {}) | dict(settings)
     return cfg
 
 
@@ -273,11 +278,11 @@ def run_seed(
     seeds: Sequence[int],
     variant: str | None = None,
     train_overrides: Mapping[str, Any] | None = None,
-    export_overrides: Mapping[str, Any] | None = None,
+    stage_overrides: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:
     """One seed's pipeline up to evaluation (resumes per stage); speechocean reuses finished labels."""
     ensure_pool(recipe, root, seed)
-    cfg = pipeline_config(recipe, size, root, seed, max_time, variant, train_overrides, export_overrides)
+    cfg = pipeline_config(recipe, size, root, seed, max_time, variant, train_overrides, stage_overrides)
     base = RECIPES_DIR / recipe
     donors = [RECIPE_RUNS / f"{recipe}-{size}"] + [seed_dir(root, s) for s in seeds]
     donors += [seed_dir(root, s, variant) for s in seeds if variant]
@@ -636,17 +641,22 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="the variant's train override (YAML value), e.g. model.lwf_weight=1.0; repeatable",
     )
-    ap.add_argument(
-        "--export-override",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="the variant's export setting (YAML value), e.g. wise_alpha=0.5; repeatable",
-    )
+    for stage, example in STAGE_OVERRIDES.items():
+        ap.add_argument(
+            f"--{stage}-override",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"the variant's {stage} setting (YAML value), e.g. {example}; repeatable",
+        )
     args = ap.parse_args(argv)
     overrides = parse_overrides(args.train_override)
-    exports = parse_overrides(args.export_override, "--export-override")
-    if (overrides or exports) and not args.variant:
+    stages = {
+        stage: parsed
+        for stage in STAGE_OVERRIDES
+        if (parsed := parse_overrides(getattr(args, f"{stage}_override"), f"--{stage}-override"))
+    }
+    if (overrides or stages) and not args.variant:
         ap.error("an override needs --variant (the recipe's own seeds keep the recipe's settings)")
     if args.result is None:
         args.result = str(
@@ -665,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
             d = seed_dir(root, seed, args.variant)
             if not args.only_collect and not seed_done(d):
                 run_seed(
-                    recipe, args.size, root, seed, args.max_time, args.seeds, args.variant, overrides, exports
+                    recipe, args.size, root, seed, args.max_time, args.seeds, args.variant, overrides, stages
                 )
             if seed_done(d):
                 seeds.append(collect_seed(d, recipe, seed))
@@ -681,7 +691,8 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "generalisation",
         "normaliser": NORMALISER,
         "size": args.size,
-        "variant": {"name": args.variant, "train_overrides": overrides, "export_overrides": exports}
+        "variant": {"name": args.variant, "train_overrides": overrides}
+        | {f"{stage}_overrides": stages.get(stage, {}) for stage in STAGE_OVERRIDES}
         if args.variant
         else None,
         "seeds": args.seeds,

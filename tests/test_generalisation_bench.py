@@ -374,9 +374,15 @@ def test_a_variant_runs_beside_the_recipe_with_its_overrides(tmp_path):
     with pytest.raises(SystemExit):
         gen.parse_overrides(["model.lwf_weight"])
     half = gen.parse_overrides(["wise_alpha=0.5"], "--export-override")
-    wise = gen.pipeline_config("speechocean", "small", root, 1, variant="wise", export_overrides=half)
+    written = {"normaliser": "none"}
+    wise = gen.pipeline_config(
+        "speechocean", "small", root, 1, variant="wise", stage_overrides={"export": half, "filter": written}
+    )
     assert wise["export"]["wise_alpha"] == 0.5 and "wise_alpha" not in (plain.get("export") or {})
+    assert wise["filter"]["normaliser"] == "none" and plain["filter"]["normaliser"] == "format_insensitive"
     from asr_distill.pipeline.config import config_from_dict
 
     built = config_from_dict(wise, base_dir=gen.RECIPES_DIR / "speechocean")
-    assert built.export.wise_alpha == 0.5
+    assert built.export.wise_alpha == 0.5 and built.filter.normaliser == "none"
+    with pytest.raises(ValueError, match="stage overrides are for filter, export"):
+        gen.pipeline_config("speechocean", "small", root, 1, variant="x", stage_overrides={"train": {}})
