@@ -14,10 +14,11 @@ Writes ``benchmarks/results/label_quality.json`` (WER in percent, format_insensi
 normaliser; retention a fraction) and ``label_quality.png`` (retention vs label WER per
 score, over all labels: a measurement, not a threshold choice).
 
-``pools`` sets the same reference-free default filter beside AN4 train on two more pools:
-the support recipe's synthesised calls and the speechocean762 pool (non-native read
-speech). Each pool's labels (base, and tiny.en for agreement) are taken from a finished
-label stage under ``runs/`` when one has the same teachers, else labeled here into
+``pools`` sets the reference-free filter beside AN4 train on two more pools, each with its
+recipe's filter settings (the support recipe's product lexicon, the normaliser): the support
+recipe's synthesised calls and the speechocean762 pool (non-native read speech). Each pool's
+labels (base, and tiny.en for agreement) are taken from a finished label stage under ``runs/``
+when one has the same teachers, else labeled here into
 ``runs/label_quality/<pool>/`` (resumable; ``--only-existing`` skips such a pool and says
 why). A folder another job is still writing (no ``label/.done``) is never read or written.
 """
@@ -47,6 +48,7 @@ from asr_distill.quality.calibrate import (
     utterance_errors,
 )
 from asr_distill.quality.filter import FilterConfig, PseudoLabel, filter_labels, read_labels
+from asr_distill.quality.stage import FilterOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -61,8 +63,14 @@ SUPPORT_CALLS, SUPPORT_SEED = 200, 1  # the support recipe's small pool (`make d
 # finished pipeline runs whose label stage may already hold a pool's labels, newest recipe size first
 POOL_RUNS = {
     "support": ("runs/recipes/support-full", "runs/recipes/support-small", "runs/recipes/support"),
-    "speechocean762": ("runs/recipes/speechocean-full", "runs/recipes/speechocean-small"),
+    "speechocean762": (
+        "runs/recipes/speechocean-full",
+        "runs/recipes/speechocean-small",
+        "runs/recipes/speechocean-small/seed0",  # benchmarks/generalisation.py's seed 0
+    ),
 }
+# the recipe whose filter settings (lexicon, normaliser) each pool is filtered with
+POOL_RECIPES = {"support": "support", "speechocean762": "speechocean"}
 
 
 def _wer(pairs) -> float:
@@ -217,20 +225,48 @@ def _filtered(labels: list, second: dict, config: FilterConfig) -> dict:
     }
 
 
-def pool_figures(labels_path: Path, second_path: Path) -> dict:
+def recipe_filter(pool: str) -> tuple[FilterConfig, str]:
+    """The filter a pool's recipe runs (its small config's ``filter`` section), and that file."""
+    import yaml
+
+    recipe = ROOT / "recipes" / POOL_RECIPES[pool]
+    config = recipe / "config_small.yaml"
+    section = dict(yaml.safe_load(config.read_text(encoding="utf-8")).get("filter") or {})
+    if section.get("lexicon"):
+        section["lexicon"] = str(recipe / section["lexicon"])
+    return FilterOptions(**section).filter_config(), str(config.relative_to(ROOT))
+
+
+def pool_figures(labels_path: Path, second_path: Path, config: FilterConfig | None = None) -> dict:
     """The reference-free filter on one pool: label WER before and after, retention, the rule.
 
-    The top-level figures are the default filter's (the default score at its documented
-    threshold); ``keep_<k>`` are the same score with a retention budget instead (``filter.keep``),
-    the other reference-free choice, which carries over to a pool whose scores sit elsewhere.
+    The top-level figures are ``config``'s (a recipe's filter: its lexicon and normaliser; the
+    default :class:`FilterConfig` when None) at the default score's documented threshold;
+    ``keep_<k>`` are the same with a retention budget instead (``filter.keep``), the other
+    reference-free choice, which carries over to a pool whose scores sit elsewhere.
+    ``wer_all`` is the teacher's labels as written; ``wer_all_corrected`` every label after the
+    filter's corrections, kept or not. With a lexicon, ``without_lexicon`` repeats the figures
+    without it, to tell the correction's share from the filter's.
     """
+    config = config or FilterConfig()
     labels = read_labels(labels_path)
     second = {lab.id: lab for lab in read_labels(second_path)}
     scored = [lab for lab in labels if lab.ref_text is not None]
-    return {
-        "wer_all": _wer((lab.ref_text, lab.text) for lab in scored),
-        **_filtered(labels, second, FilterConfig()),
-        **{f"keep_{k}": _filtered(labels, second, FilterConfig(keep=k)) for k in POOL_KEEPS},
+
+    def figures(cfg: FilterConfig) -> dict:
+        corrected = filter_labels(labels, second=second, config=cfg)
+        every = [p for p in (*corrected.kept, *corrected.dropped) if p.ref_text is not None]
+        return {
+            "wer_all_corrected": _wer((p.ref_text, p.text) for p in every),
+            **_filtered(labels, second, cfg),
+            **{f"keep_{k}": _filtered(labels, second, dataclasses.replace(cfg, keep=k)) for k in POOL_KEEPS},
+        }
+
+    out = {"wer_all": _wer((lab.ref_text, lab.text) for lab in scored), **figures(config)}
+    if config.correction.lexicon:
+        plain = dataclasses.replace(config, correction=dataclasses.replace(config.correction, lexicon=()))
+        out["without_lexicon"] = figures(plain)
+    return out | {
         "utterances": len(labels),
         "with_references": len(scored),
         "labels": str(labels_path),
@@ -239,7 +275,10 @@ def pool_figures(labels_path: Path, second_path: Path) -> dict:
 
 
 def pools(an4: tuple[str, str], only_existing: bool) -> dict:
-    """AN4 train, the support calls and the speechocean762 pool, each through the same default filter."""
+    """AN4 train through the default filter, the other pools each through its recipe's filter.
+
+    ``recipe_filter`` reads the recipe's settings: the support lexicon, the normaliser.
+    """
     out = {"an4": pool_figures(Path(an4[0]), Path(an4[1]))}
     for name in ("support", "speechocean762"):
         found = existing_pool_labels(name)
@@ -247,7 +286,8 @@ def pools(an4: tuple[str, str], only_existing: bool) -> dict:
             out[name] = {"skipped": f"no finished {TEACHER}/{SECOND} labels under runs/ (--only-existing)"}
             continue
         try:
-            out[name] = pool_figures(*(found or label_pool(name)))
+            config, source = recipe_filter(name)
+            out[name] = pool_figures(*(found or label_pool(name)), config) | {"filter_config": source}
         except (FileNotFoundError, ImportError) as e:
             out[name] = {"skipped": str(e)}
         print(f"pool {name}: {out[name]}", file=sys.stderr)

@@ -202,6 +202,31 @@ def test_filter_labels_drops_each_fault_for_its_reason():
     assert rep.label_wer_kept == 0.0 and rep.label_wer_all > 0
 
 
+def test_agreement_is_scored_on_the_texts_the_lexicon_corrects():
+    """Two misspellings of one domain name agree once corrected; a real disagreement still counts."""
+    from asr_distill.quality.correct import CorrectionConfig
+    from asr_distill.quality.filter import lexicon_view
+
+    labels = [
+        make_label("my glimmerstome lamp broke", id="name", ref_text="my glimmerstone lamp broke"),
+        make_label("my glimmerstone lamp broke", id="word", ref_text="my glimmerstone lamp spoke"),
+    ]
+    second = {
+        "name": make_label("my glimerstone lamp broke", id="name"),
+        "word": make_label("my glimmerstone lamp spoke", id="word"),
+    }
+    lexicon = FilterConfig(correction=CorrectionConfig(lexicon=("Glimmerstone",)))
+    plain, fixed = filter_labels(labels, second=second), filter_labels(labels, second=second, config=lexicon)
+    agreement = {p.id: p.scores["agreement"] for p in (*fixed.kept, *fixed.dropped)}
+    before = {p.id: p.scores["agreement"] for p in (*plain.kept, *plain.dropped)}
+    assert agreement["name"] == 1.0 and before["name"] < 1.0  # the lexicon settles the name
+    assert agreement["word"] == before["word"] < 1.0  # nothing to correct: the same disagreement
+    name = next(p for p in (*fixed.kept, *fixed.dropped) if p.id == "name")
+    assert [c.new for c in name.corrections if c.rule == "lexicon"] == ["my Glimmerstone lamp broke"]
+    same, none = lexicon_view(labels, second, FilterConfig())
+    assert same == labels and none == second  # without a lexicon the texts are scored as given
+
+
 def test_pseudo_label_keeps_teacher_text_corrections_history_and_provenance():
     labels, second = synthetic_set()
     labels[0] = dataclasses.replace(labels[0], text="Enter 7.")

@@ -22,7 +22,7 @@ from ..records import PseudoLabel, ReviewEntry, TeacherLabel, Verdict
 from . import confidence as conf
 from .calibrate import Calibration
 from .consensus import word_confidences
-from .correct import correct_text
+from .correct import correct_text, lexicon_correct
 from .filter_report import DEFAULT_REVIEW_FRACTION, FilterReport, build_report, label_wer, review_load
 from .rules import CONFIDENCE_RULE, MIN_AGREEMENT, RULES, Candidate, FilterConfig, apply_rules
 from .threshold import choose_threshold, default_score, default_threshold
@@ -54,6 +54,30 @@ def score_all(
     names = conf.available_scores(second is not None)
     second = second or {}
     return [{n: conf.SCORES[n].fn(lab, second.get(lab.id)) for n in names} for lab in labels]
+
+
+def lexicon_view(
+    labels: Sequence[TeacherLabel], second: Mapping[str, conf.Opinions] | None, config: FilterConfig
+) -> tuple[list[TeacherLabel], dict[str, conf.Opinions] | None]:
+    """The labels and second opinions with the domain lexicon's replacements, for scoring.
+
+    Two models that mishear an invented name two ways ("Noble Line" / "Novaline") disagree
+    about a word the lexicon will put right in the kept label; scored on the raw texts, that
+    disagreement drops a label the correction fixes and says nothing about what stays wrong.
+    Agreement is therefore measured between the texts as corrected (both sides the same way);
+    without a lexicon everything is as given.
+    """
+    lexicon, similarity = config.correction.lexicon, config.correction.lexicon_min_similarity
+    if not lexicon:
+        return list(labels), None if second is None else dict(second)
+
+    def fix(lab: TeacherLabel) -> TeacherLabel:
+        return dataclasses.replace(lab, text=lexicon_correct(lab.text, lexicon, similarity)[0])
+
+    fixed = None
+    if second is not None:
+        fixed = {k: tuple(fix(o) for o in conf.opinions_of(v)) for k, v in second.items()}
+    return [fix(lab) for lab in labels], fixed
 
 
 def _candidates(
@@ -97,7 +121,7 @@ def filter_labels(
     score_name = config.score or default_score(second is not None)
     if conf.SCORES[score_name].needs_second and second is None:
         raise ValueError(f"score {score_name!r} needs a second decoding (--second LABELS)")
-    table = score_all(labels, second)
+    table = score_all(*lexicon_view(labels, second, config))
     candidates = _candidates(labels, table, score_name, config)
     # Every rule but the confidence one first: the threshold is chosen among the survivors.
     others = [r for name, r in RULES.items() if name != CONFIDENCE_RULE]
