@@ -7,9 +7,7 @@ records, so the benchmark reads the format the evaluate stage really writes.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,19 +15,9 @@ import pytest
 from asr_distill.evaluate import EvaluationSuite, write_summary
 from asr_distill.pipeline import config_from_dict
 from asr_distill.records import Evaluation, Interval, ModelResult, PairedComparison, WerResult
+from asr_distill.testing.bench import load_benchmark
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "generalisation.py"
-
-
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("generalisation_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = _load_bench()
+gen = load_benchmark("generalisation")
 NORM = "format_insensitive"
 
 

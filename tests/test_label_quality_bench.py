@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
-from pathlib import Path
 
+from asr_distill.testing.bench import load_benchmark
 from asr_distill.testing.labels import make_label, write_labels
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "label_quality.py"
-
-
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("label_quality_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-lq = _load_bench()
+lq = load_benchmark("label_quality")
 
 
 def test_pools_take_their_recipes_filter():

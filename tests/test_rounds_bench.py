@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "rounds.py"
+from asr_distill.testing.bench import load_benchmark
 
-
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("rounds_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-rounds = _load_bench()
+rounds = load_benchmark("rounds")
 
 
 def _args(**kw) -> argparse.Namespace:
