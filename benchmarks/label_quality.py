@@ -294,6 +294,37 @@ def pools(an4: tuple[str, str], only_existing: bool) -> dict:
     return out
 
 
+# the issue's bars on the pools: (kept WER at most this x all, at least this retention)
+POOL_BARS = {"an4": (0.2, 0.75), "support": (0.5, 0.6), "speechocean762": (0.5, 0.6)}
+
+
+def pools_bar(found: dict) -> dict:
+    """Each pool's bar checked for each reference-free choice: the default threshold and each budget.
+
+    Every choice is reported, none picked after the fact: which one a user runs is their config.
+    ``ratio`` is kept WER over the teacher's labels as written (``wer_all``); with a lexicon,
+    ``ratio_corrected`` is over every label after correction, the filter's share alone.
+    """
+    out = {}
+    for name, (max_ratio, min_retention) in POOL_BARS.items():
+        p = found.get(name) or {}
+        if "wer_all" not in p:
+            continue
+        choices = {"default": p} | {f"keep_{k}": p[f"keep_{k}"] for k in POOL_KEEPS if f"keep_{k}" in p}
+        rows = {}
+        for choice, c in choices.items():
+            ratio = c["wer_kept"] / p["wer_all"] if p["wer_all"] else math.nan
+            rows[choice] = {
+                "ratio": round(ratio, 3),
+                "retention": c["retention"],
+                "met": bool(ratio <= max_ratio and c["retention"] >= min_retention),
+            }
+            if "wer_all_corrected" in p and p["wer_all_corrected"] != p["wer_all"]:
+                rows[choice]["ratio_corrected"] = round(c["wer_kept"] / p["wer_all_corrected"], 3)
+        out[name] = {"max_ratio": max_ratio, "min_retention": min_retention, "choices": rows}
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--labels", default=str(ROOT / "runs/an4/train.base.jsonl"))
@@ -412,7 +443,8 @@ def main(argv=None) -> int:
         "single_model": single,
         "per_score": scores,
         "held_out_calibration": held_out(survivors, 0.5),
-        "pools": pools((args.labels, args.second), args.only_existing),
+        "pools": (found := pools((args.labels, args.second), args.only_existing)),
+        "pools_bar": pools_bar(found),
         "plot": args.plot,
         "platform": platform.platform(),
         "python": platform.python_version(),

@@ -37,3 +37,20 @@ def test_pool_figures_split_the_lexicons_share_from_the_filters(tmp_path):
     assert plain["wer_all_corrected"] == out["wer_all"]  # nothing else to correct here
     assert plain["retention"] < out["retention"]  # raw disagreement on the name drops good audio
     assert set(out["keep_0.6"]) >= {"wer_kept", "retention", "score", "threshold"}
+
+
+def test_pools_bar_checks_every_reference_free_choice():
+    pool = {
+        "wer_all": 10.0,
+        "wer_all_corrected": 8.0,
+        "wer_kept": 4.0,
+        "retention": 0.62,
+        "keep_0.6": {"wer_kept": 6.0, "retention": 0.6},
+        "keep_0.7": {"wer_kept": 4.5, "retention": 0.55},
+    }
+    bar = lq.pools_bar({"support": pool, "speechocean762": {"skipped": "absent"}})
+    assert set(bar) == {"support"}  # a skipped pool has no figures to check
+    rows = bar["support"]["choices"]
+    assert rows["default"] == {"ratio": 0.4, "retention": 0.62, "met": True, "ratio_corrected": 0.5}
+    assert rows["keep_0.6"]["met"] is False  # 0.6 x all
+    assert rows["keep_0.7"]["met"] is False  # under 60 % kept
