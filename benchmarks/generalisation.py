@@ -362,6 +362,31 @@ def collect_seed(run_dir: Path, recipe: str, seed: int) -> dict[str, Any]:
     }
 
 
+def against_recipe(variant_dir: Path, recipe_dir: Path) -> dict[str, Any]:
+    """The variant's student against the recipe's own student of the same seed, set by set.
+
+    Paired bootstrap over utterances (``evaluate``'s): ``p`` is the one-sided p that the
+    variant is not better, so p > 0.95 means significantly worse. Sets either side lacks are
+    left out; an empty dict when the recipe's seed has not run.
+    """
+    from asr_distill.evaluate.bootstrap import paired_bootstrap
+    from asr_distill.evaluate.scoring import score_utterances
+
+    out = {}
+    for folder in sorted((variant_dir / "eval").glob("student*")):
+        name = folder.name.partition("@")[2] or IN_DOMAIN
+        ours, theirs = load_transcription(folder), load_transcription(recipe_dir / "eval" / folder.name)
+        if ours is None or theirs is None:
+            continue
+        a, b = (
+            score_utterances(t.refs, t.hyps, NORMALISER, ids=t.ids, durations=t.durations)
+            for t in (ours, theirs)
+        )
+        c = paired_bootstrap(a, b, names=("variant", "recipe"), normaliser=NORMALISER)
+        out[name] = {"variant": round(c.wer_a, 3), "recipe": round(c.wer_b, 3), "p": round(c.p_value, 3)}
+    return out
+
+
 # --- mean and sd over seeds -----------------------------------------------------------------------
 
 
@@ -679,6 +704,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             if seed_done(d):
                 seeds.append(collect_seed(d, recipe, seed))
+                if args.variant:
+                    seeds[-1]["vs_recipe"] = against_recipe(d, seed_dir(root, seed))
             else:
                 missing.append(f"{recipe} seed {seed}")
         recipes[recipe] = {"seeds": seeds}
@@ -707,6 +734,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     atomic_write_text(args.result, json.dumps(finite_for_json(out), indent=1, allow_nan=False) + "\n")
     print(format_table(rows))
+    print()
+    for recipe, r in recipes.items():
+        for sd in r["seeds"]:
+            for name, c in (sd.get("vs_recipe") or {}).items():
+                print(
+                    f"{args.variant} vs recipe, {recipe} seed {sd['seed']} {name}: "
+                    f"{c['variant']:.2f} vs {c['recipe']:.2f} (p variant not better {c['p']:.3f})"
+                )
     print()
     print(format_bars(bars))
     if missing:

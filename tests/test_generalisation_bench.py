@@ -374,3 +374,26 @@ def test_a_variant_runs_beside_the_recipe_with_its_overrides(tmp_path):
     assert built.export.wise_alpha == 0.5 and built.filter.normaliser == "none"
     with pytest.raises(ValueError, match="stage overrides are for filter, export"):
         gen.pipeline_config("speechocean", "small", root, 1, variant="x", stage_overrides={"train": {}})
+
+
+def test_a_variant_is_compared_with_the_recipes_student_of_its_seed(tmp_path):
+    """Paired bootstrap on the saved hypotheses: a variant that fixes the recipe's errors wins."""
+    from asr_distill.evaluate.artefacts import save_transcription
+    from asr_distill.records import Transcription
+
+    refs = tuple(f"call me back at {n} please" for n in range(40))
+    ids = tuple(f"u{n}" for n in range(40))
+
+    def saved(root: Path, folder: str, hyps: tuple[str, ...]) -> None:
+        t = Transcription("student", "s.pt", 1, ids, refs, hyps, (2.0,) * 40, (None,) * 40, 80.0, 1.0)
+        save_transcription(t, root / "eval" / folder)
+
+    worse = tuple(r.replace("please", "") for r in refs)
+    saved(tmp_path / "plain", "student", worse)
+    saved(tmp_path / "variant", "student", refs)
+    saved(tmp_path / "variant", "student@an4", refs)  # the recipe's seed has no an4 decoding
+    out = gen.against_recipe(tmp_path / "variant", tmp_path / "plain")
+    assert set(out) == {"in_domain"}
+    assert out["in_domain"]["variant"] == 0.0 and out["in_domain"]["recipe"] > 10  # one word in each
+    assert out["in_domain"]["p"] < 0.05
+    assert gen.against_recipe(tmp_path / "plain", tmp_path / "variant")["in_domain"]["p"] > 0.95
