@@ -214,7 +214,11 @@ def label_pool(name: str) -> tuple[Path, Path]:
 
 
 def _filtered(labels: list, second: dict, config: FilterConfig) -> dict:
-    result = filter_labels(labels, second=second, config=config)
+    return _figures_of(filter_labels(labels, second=second, config=config))
+
+
+def _figures_of(result) -> dict:
+    """Kept label WER, retention and the confidence rule of one filter run."""
     r = result.report
     return {
         "wer_kept": _wer((p.ref_text, p.text) for p in result.kept if p.ref_text is not None),
@@ -254,11 +258,11 @@ def pool_figures(labels_path: Path, second_path: Path, config: FilterConfig | No
     scored = [lab for lab in labels if lab.ref_text is not None]
 
     def figures(cfg: FilterConfig) -> dict:
-        corrected = filter_labels(labels, second=second, config=cfg)
-        every = [p for p in (*corrected.kept, *corrected.dropped) if p.ref_text is not None]
+        result = filter_labels(labels, second=second, config=cfg)
+        every = [p for p in (*result.kept, *result.dropped) if p.ref_text is not None]
         return {
             "wer_all_corrected": _wer((p.ref_text, p.text) for p in every),
-            **_filtered(labels, second, cfg),
+            **_figures_of(result),
             **{f"keep_{k}": _filtered(labels, second, dataclasses.replace(cfg, keep=k)) for k in POOL_KEEPS},
         }
 

@@ -58,7 +58,7 @@ def score_all(
 
 def lexicon_view(
     labels: Sequence[TeacherLabel], second: Mapping[str, conf.Opinions] | None, config: FilterConfig
-) -> tuple[list[TeacherLabel], dict[str, conf.Opinions] | None]:
+) -> tuple[Sequence[TeacherLabel], Mapping[str, conf.Opinions] | None]:
     """The labels and second opinions with the domain lexicon's replacements, for scoring.
 
     Two models that mishear an invented name two ways ("Noble Line" / "Novaline") disagree
@@ -69,7 +69,7 @@ def lexicon_view(
     """
     lexicon, similarity = config.correction.lexicon, config.correction.lexicon_min_similarity
     if not lexicon:
-        return list(labels), None if second is None else dict(second)
+        return labels, second
 
     def fix(lab: TeacherLabel) -> TeacherLabel:
         return dataclasses.replace(lab, text=lexicon_correct(lab.text, lexicon, similarity)[0])
