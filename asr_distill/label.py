@@ -55,7 +55,7 @@ from .teacher.options import (
     LabelOptions,
     check_precision,
 )
-from .vad import CUT_PAUSE_S
+from .vad import CUT_PAUSE_S, EDGE_PAD_S
 
 log = logging.getLogger(__name__)
 
@@ -129,15 +129,17 @@ class LabelRun:
         check_segmenting(self.segmenter, self.segment_s, self.cut_pause_s)
 
     def segmentation(self) -> dict[str, Any]:
-        """How recordings were cut, for provenance: the pause cut resolved (None: no pause cuts)."""
+        """How recordings were cut, for provenance.
+
+        The pause cut resolved (None: no pause cuts) and, with one, the pause a piece keeps
+        beside its speech.
+        """
         cut = None
         if self.segmenter == "silero":
             cut = CUT_PAUSE_S if self.cut_pause_s is None else self.cut_pause_s
-        return {
-            "segmenter": self.segmenter,
-            "segment_s": self.segment_s,
-            "cut_pause_s": cut if cut is not None and math.isfinite(cut) else None,
-        }
+        cut = cut if cut is not None and math.isfinite(cut) else None
+        pad = {} if cut is None else {"pad_s": EDGE_PAD_S}
+        return {"segmenter": self.segmenter, "segment_s": self.segment_s, "cut_pause_s": cut} | pad
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,17 @@ THRESHOLD = 0.5  # speech probability above which a 32 ms frame is speech (Siler
 MIN_SILENCE_MS = 100  # a pause shorter than this stays inside a speech region (Silero's default)
 SPEECH_PAD_MS = 30  # Silero widens each region by this, so word edges are not clipped
 NO_SPEECH_S = 3.0  # a pause this long is always cut at, and its middle is left out
-EDGE_PAD_S = 0.5  # audio kept on each side of speech where a stretch is left out
+# Audio kept on each side of speech where a stretch is left out. With pause cuts every piece keeps
+# this much beside its speech and the rest of the pause is left out, as faster-whisper's VAD pads
+# speech by 0.4 s and drops the rest: up to a second of leading noise changed how Whisper wrote a
+# word ("r u b 0 u t" for "rubout"). Chosen between 0.3 and 0.5 s on long recordings built from AN4
+# train (benchmarks/NOTES.md, long_form); 0.5 s also keeps onsets Silero marks late (plosives).
+EDGE_PAD_S = 0.5
 CLEAR_PAUSE_S = 0.5  # a pause this long is between phrases; shorter ones can be between words
 # The labeler cuts at every clear pause by default: on recordings of unrelated utterances, packing
 # them into 30 s windows made Whisper drop whole utterances (benchmarks/results/long_form.json).
 CUT_PAUSE_S = CLEAR_PAUSE_S
+MIN_LEFT_OUT_S = 0.2  # with pause cuts, a stretch beyond the pad shorter than this stays in the piece
 REGION_SLACK_S = 2.0  # Silero splits speech longer than max_s minus this, so a region fits a window
 MIN_PIECE_S = 1.0  # a cut never leaves a piece shorter than this
 EXTRA_HINT = "the silero segmenter needs the vad extra: pip install 'asr_distill[vad]'"
@@ -138,9 +144,12 @@ def plan_pieces(
 
     Regions closer than ``no_speech_s`` form a run; a run is cut into speech pieces in the
     middle of pauses between regions (so each side keeps half of the pause), preferring
-    long pauses and few pieces (see ``_next_cut``). Between runs, and before or after speech, a
-    stretch of ``no_speech_s`` or more is a piece without speech, less ``pad_s`` kept beside
-    the speech on each side; shorter stretches at the edges go with the speech next to them.
+    long pauses and few pieces (see ``_next_cut``). With a finite ``cut_pause_s``, each phrase
+    keeps ``pad_s`` of the pause beside its speech and the rest is a piece without speech
+    (where at least ``MIN_LEFT_OUT_S``). Between runs, and before or after speech, a stretch
+    of ``no_speech_s`` or more is a piece without speech, less ``pad_s`` kept beside the
+    speech on each side; without pause cuts, shorter stretches at the edges go with the speech
+    next to them.
 
     Args:
         regions: sorted, non-overlapping ``(start_s, end_s)`` speech regions.
@@ -160,6 +169,7 @@ def plan_pieces(
     if not regions:
         return [(0.0, total_s, False)] if total_s > 0 else []
     runs = _runs(regions, no_speech_s)
+    pause_cuts = cut_pause_s is not None and math.isfinite(cut_pause_s)
     first, last = runs[0][0][0], runs[-1][-1][1]
     pieces: list[Piece] = []
     edge = 0.0 if first < no_speech_s else first - pad_s
@@ -170,10 +180,17 @@ def plan_pieces(
             end = total_s if total_s - last < no_speech_s else last + pad_s
         pieces.append((pieces[-1][1] if pieces else 0.0, edge, False))
         for lo, hi, phrase in _phrases(run, edge, end, cut_pause_s):
-            pieces += [(a, b, True) for a, b in _pack(phrase, lo, hi, max_s)]
+            start, stop = _trim(phrase, lo, hi, pad_s) if pause_cuts else (lo, hi)
+            pieces += [(lo, start, False), *((a, b, True) for a, b in _pack(phrase, start, stop, max_s))]
+            pieces.append((stop, hi, False))
         edge = runs[i + 1][0][0] - pad_s if i + 1 < len(runs) else end
     pieces.append((edge, total_s, False))
-    return [p for p in pieces if p[1] - p[0] > 1e-9]
+    merged: list[Piece] = []
+    for piece in (p for p in pieces if p[1] - p[0] > 1e-9):
+        if merged and not (merged[-1][2] or piece[2]):  # stretches left out side by side: one
+            piece = (merged.pop()[0], piece[1], False)
+        merged.append(piece)
+    return merged
 
 
 def _runs(regions: Sequence[tuple[float, float]], no_speech_s: float) -> list[list[tuple[float, float]]]:
@@ -199,6 +216,15 @@ def _phrases(
                 cuts.append(cut)
     cuts.append(end)
     return [(lo, hi, [r for r in run if lo <= r[0] < hi]) for lo, hi in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
+def _trim(run: list[tuple[float, float]], start: float, end: float, pad_s: float) -> tuple[float, float]:
+    """``[start, end]`` narrowed to ``run``'s speech and ``pad_s`` either side.
+
+    An edge moves only where that leaves out at least ``MIN_LEFT_OUT_S``.
+    """
+    lo, hi = run[0][0] - pad_s, run[-1][1] + pad_s
+    return (lo if lo - start >= MIN_LEFT_OUT_S else start, hi if end - hi >= MIN_LEFT_OUT_S else end)
 
 
 def _pack(
@@ -243,6 +269,7 @@ def _windows(span_s: float, max_s: float) -> int:
 __all__ = [
     "CUT_PAUSE_S",
     "NO_SPEECH_S",
+    "EDGE_PAD_S",
     "load_vad",
     "silero_available",
     "plan_pieces",

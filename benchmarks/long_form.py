@@ -7,6 +7,9 @@ its recording is known. The base teacher (the label stage's defaults) then label
 - ``per_utterance``: each utterance alone (its span of the same noisy recording);
 - ``silero`` and ``energy``: each whole recording, cut by that segmenter (``--segmenter``).
 
+Each seed (``--seeds``, default 0 1 2) is one construction (pauses and noise); the top-level
+rows pool the seeds, ``per_seed`` keeps each.
+
     python benchmarks/long_form.py [--an4 ../shared/data/an4] [--recordings 3] [--snr-db 15]
 
 Writes ``benchmarks/results/long_form.json``; the definitions of ``wer`` and ``lost_words``
@@ -39,28 +42,39 @@ DEFINITIONS = {
         "recordings over reference words"
     ),
     "lost_words": (
-        "reference words of utterances that a cut straddles (a segment boundary, or the edge of a "
-        "stretch left out as no_speech, strictly inside the utterance's clip), which the word "
-        "alignment of that recording marks as deleted; 0 for per_utterance, which has no cuts"
+        "reference words of utterances that a cut falls inside (a boundary between two labeled "
+        "segments strictly inside the utterance's clip, or a stretch left out as no_speech lying "
+        "wholly inside it), which the word alignment of that recording marks as deleted; 0 for "
+        "per_utterance, which has no cuts"
+    ),
+    "utterances_trimmed": (
+        "utterances not cut whose clip a stretch left out as no_speech overlaps at an edge (the "
+        "segmenter left out part of the clip's own leading or trailing margin)"
+    ),
+    "deleted_in_trimmed": (
+        "deleted reference words of the utterances_trimmed (a trim that clipped a word shows here)"
+    ),
+    "pooled rows": (
+        "the top-level rows sum errors and counts over every seed's construction; per_seed has each"
     ),
 }
 
 
-def build(args, utts: list) -> tuple[list[dict], list[dict]]:
+def build(args, utts: list, seed: int, work: Path) -> tuple[list[dict], list[dict]]:
     """Join the utterances into recordings; returns the recording and utterance manifest lines."""
     import soundfile as sf
 
     from asr_distill.audio import SAMPLE_RATE, load_audio
     from asr_distill.testing.long_form import join_clips
 
-    rng = np.random.default_rng(args.seed)
-    WORK.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    work.mkdir(parents=True, exist_ok=True)
     recordings, lines = [], []
     for k, group in enumerate(np.array_split(np.arange(len(utts)), args.recordings)):
         members = [utts[i] for i in group]
         clips = [load_audio(u.audio_filepath, u.offset, u.duration) for u in members]
         joined = join_clips(clips, list(rng.uniform(*args.pause_s, len(clips))), snr_db=args.snr_db, rng=rng)
-        path = WORK / f"rec{k}.wav"
+        path = work / f"rec{k}.wav"
         sf.write(path, joined.audio, SAMPLE_RATE, subtype="PCM_16")
         recordings.append({"id": f"rec{k}", "audio_filepath": str(path), "duration": joined.duration})
         for u, (a, b) in zip(members, joined.spans, strict=True):
@@ -94,8 +108,8 @@ def run_system(manifest: Path, run) -> tuple[list, float]:
 
 def _units(
     records: list, lines: list[dict], rec_id: str, per_utterance: bool
-) -> list[tuple[float, float, str]]:
-    """``(start, end, text)`` of what was labeled in one recording, in order; skips have no text."""
+) -> list[tuple[float, float, str | None]]:
+    """``(start, end, text)`` of what was labeled in one recording, in order; left out: text None."""
     if per_utterance:
         by_id = {r.id: r for r in records}
         return [
@@ -107,6 +121,22 @@ def _units(
     return sorted((r.offset, r.offset + r.duration, getattr(r, "text", None)) for r in mine)
 
 
+def _touched(units: list[tuple[float, float, str | None]], a: float, b: float) -> tuple[bool, bool]:
+    """Whether the clip ``[a, b]`` is cut, and whether its margin is trimmed.
+
+    Cut: a boundary between two labeled units, or a stretch left out wholly inside it, falls
+    inside the clip. Trimmed: a stretch left out overlaps the clip's edge.
+    """
+    cut = any(
+        x[1] == y[0] and x[2] is not None and y[2] is not None and a < x[1] < b
+        for x, y in zip(units[:-1], units[1:], strict=True)
+    )
+    out = [(s, e) for s, e, t in units if t is None]
+    cut |= any(a < s and e < b for s, e in out)
+    trimmed = any(s < b and e > a and not (a < s and e < b) for s, e in out)
+    return cut, trimmed
+
+
 def score(records: list, lines: list[dict], recordings: list[dict], per_utterance: bool) -> dict:
     """WER, lost words and cut counts over all recordings (see ``DEFINITIONS``)."""
     import jiwer
@@ -114,7 +144,11 @@ def score(records: list, lines: list[dict], recordings: list[dict], per_utteranc
     from asr_distill.normalise import get_normaliser
 
     norm = get_normaliser(NORMALISER)
-    errors = ref_total = lost = cuts = straddled = deleted = 0
+    counts = dict.fromkeys(
+        ("errors", "ref_words", "lost_words", "deleted_words", "cuts", "utterances_straddled")
+        + ("utterances_trimmed", "deleted_in_trimmed"),
+        0,
+    )
     for rec in recordings:
         utts = [d for d in lines if d["recording"] == rec["id"]]
         units = _units(records, lines, rec["id"], per_utterance)
@@ -122,27 +156,38 @@ def score(records: list, lines: list[dict], recordings: list[dict], per_utteranc
         ref = " ".join(norm(d["text"]) for d in utts)
         hyp = " ".join(norm(t) for _, _, t in units if t)
         out = jiwer.process_words(ref, hyp)
-        errors += out.substitutions + out.deletions + out.insertions
-        ref_total += out.substitutions + out.deletions + out.hits
         gone = {
             i for c in out.alignments[0] if c.type == "delete" for i in range(c.ref_start_idx, c.ref_end_idx)
         }
-        edges = set() if per_utterance else {t for a, b, _ in units for t in (a, b)} - {0.0, rec["duration"]}
-        inside = {
-            i for i, d in enumerate(utts) if any(d["offset"] < t < d["offset"] + d["duration"] for t in edges)
+        touched = [(False, False)] * len(utts)
+        if not per_utterance:
+            touched = [_touched(units, d["offset"], d["offset"] + d["duration"]) for d in utts]
+        counts["errors"] += out.substitutions + out.deletions + out.insertions
+        counts["ref_words"] += out.substitutions + out.deletions + out.hits
+        counts["cuts"] += 0 if per_utterance else len(units) - 1
+        counts["utterances_straddled"] += sum(cut for cut, _ in touched)
+        counts["utterances_trimmed"] += sum(trim and not cut for cut, trim in touched)
+        counts["deleted_words"] += len(gone)
+        counts["lost_words"] += sum(1 for i in gone if touched[owner[i]][0])
+        counts["deleted_in_trimmed"] += sum(1 for i in gone if touched[owner[i]] == (False, True))
+    return {"wer": round(100.0 * counts["errors"] / counts["ref_words"], 2)} | counts
+
+
+def pooled(rows: list[dict]) -> dict:
+    """One row over several constructions: counts summed, WER over all their reference words."""
+    keys = [k for k, v in rows[0].items() if isinstance(v, int)]
+    total = {k: sum(r[k] for r in rows) for k in keys}
+    return (
+        {"wer": round(100.0 * total["errors"] / total["ref_words"], 2)}
+        | total
+        | {
+            "wer_per_seed": [r["wer"] for r in rows],
+            "skipped_s": round(sum(r["skipped_s"] for r in rows), 2),
+            "wall_s": round(sum(r["wall_s"] for r in rows), 1),
+            "rtfx": round(sum(r["audio_s"] for r in rows) / sum(r["wall_s"] for r in rows), 2),
         }
-        cuts += len(edges)
-        straddled += len(inside)
-        deleted += len(gone)
-        lost += sum(1 for i in gone if owner[i] in inside)
-    wer = 100.0 * errors / ref_total
-    return {
-        "wer": round(wer, 2),
-        "lost_words": lost,
-        "deleted_words": deleted,
-        "cuts": cuts,
-        "utterances_straddled": straddled,
-    }
+        | {k: rows[0][k] for k in ("segment_s", "cut_pause_s")}
+    )
 
 
 def _cut_pause(segmenter: str, cut: float | None) -> float | str | None:
@@ -187,12 +232,20 @@ def run_systems(
                 reason: sum(1 for s in skips if s.reason == reason) for reason in {s.reason for s in skips}
             },
             "skipped_s": round(sum(s.duration for s in skips), 2),
+            "audio_s": round(audio_s, 1),
             "wall_s": round(wall, 1),
             "rtfx": round(audio_s / wall, 2),
         }
         result[name] = row
         print(name, json.dumps(row), flush=True)
     return result
+
+
+def _bars(rows: dict) -> dict:
+    return {
+        "silero_within_0.5_of_per_utterance": rows["silero"]["wer"] <= rows["per_utterance"]["wer"] + 0.5,
+        "silero_no_worse_than_energy": rows["silero"]["wer"] <= rows["energy"]["wer"],
+    }
 
 
 def _machine(threads: int) -> dict:
@@ -238,7 +291,9 @@ def _args() -> argparse.Namespace:
         "--sweep-cut", type=float, nargs="*", default=[], help="more silero rows, one per --cut-pause-s"
     )
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="one construction (pauses, noise) per seed"
+    )
     ap.add_argument("--out", default=str(RESULTS))
     return ap.parse_args()
 
@@ -255,39 +310,41 @@ def main() -> None:
     from asr_distill.manifest import read_manifest
     from asr_distill.records import Utterance
     from asr_distill.teacher import load_teacher
+    from asr_distill.vad import EDGE_PAD_S
 
     torch.set_num_threads(args.threads)
     utts = [u for u in read_manifest(manifest) if isinstance(u, Utterance)]
     utts = utts[: args.utterances or None]
-    recordings, lines = build(args, utts)
-    long_manifest, utt_manifest = (
-        _write(WORK / "recordings.jsonl", recordings),
-        _write(WORK / "utterances.jsonl", lines),
-    )
-    audio_s = sum(r["duration"] for r in recordings)
-    print(f"{len(utts)} utterances in {len(recordings)} recordings, {audio_s / 60:.1f} min", flush=True)
-    result = run_systems(args, load_teacher(args.model), (utt_manifest, long_manifest), lines, recordings)
+    teacher = load_teacher(args.model)
+    per_seed, audio_s = [], 0.0
+    for seed in args.seeds:
+        work = WORK / f"seed{seed}"
+        recordings, lines = build(args, utts, seed, work)
+        manifests = (_write(work / "utterances.jsonl", lines), _write(work / "recordings.jsonl", recordings))
+        seconds = sum(r["duration"] for r in recordings)
+        audio_s += seconds
+        print(f"seed {seed}: {len(utts)} utterances in {len(recordings)} recordings, {seconds / 60:.1f} min")
+        per_seed.append({"seed": seed} | run_systems(args, teacher, manifests, lines, recordings))
+    result = {name: pooled([row[name] for row in per_seed]) for name in per_seed[0] if name != "seed"}
     result |= {
-        "bar": {
-            "silero_within_0.5_of_per_utterance": result["silero"]["wer"]
-            <= result["per_utterance"]["wer"] + 0.5,
-            "silero_no_worse_than_energy": result["silero"]["wer"] <= result["energy"]["wer"],
-        },
+        "bar": _bars(result),
+        "bar_per_seed": {row["seed"]: _bars(row) for row in per_seed},
+        "per_seed": per_seed,
         "definitions": DEFINITIONS,
         "normaliser": NORMALISER,
         "model": args.model,
         "data": f"AN4 test ({manifest})",
         "utterances": len(utts),
-        "ref_words": sum(len(d["text"].split()) for d in lines),
         "recordings": len(recordings),
         "audio_s": round(audio_s, 1),
-        "speech_s": round(sum(d["duration"] for d in lines), 1),
+        "speech_s": round(len(args.seeds) * sum(d["duration"] for d in lines), 1),
         "pause_s": list(args.pause_s),
         "segment_s": args.segment_s,
         "cut_pause_s": _cut_pause("silero", args.cut_pause_s),
+        "pad_s": EDGE_PAD_S,
         "snr_db": args.snr_db,
         "noise": "pink (1/f), through speech and pauses, SNR against the clips' mean power",
-        "seed": args.seed,
+        "seeds": args.seeds,
         "machine": _machine(args.threads),
         "command": "python " + " ".join(sys.argv),
     }

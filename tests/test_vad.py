@@ -112,20 +112,30 @@ def test_plan_pieces_cut_only_in_pauses_and_cover_everything():
 @pytest.mark.parametrize(
     ("cut_pause_s", "expected"),
     [
-        (None, [(0.0, 12.0)]),  # everything fits one window: packed
-        (0.5, [(0.0, 3.5), (3.5, 4.9), (4.9, 12.0)]),  # cut in the 1.0 s and 0.6 s pauses
-        (0.8, [(0.0, 3.5), (3.5, 12.0)]),  # only the 1.0 s pause
-        # a cut that would leave a piece under MIN_PIECE_S is not made (the 0.6 s pause at 9.6)
-        (2.0, [(0.0, 12.0)]),
+        (None, [(0.0, 12.0, True)]),  # everything fits one window: packed, nothing left out
+        # cut in the 2.0 s and 0.6 s pauses; each piece keeps 0.5 s beside its speech and the
+        # rest of a pause is left out where that is 0.2 s or more (not in the 0.6 s pause)
+        (
+            0.5,
+            [(0.0, 0.5, False), (0.5, 3.5, True), (3.5, 4.5, False), (4.5, 5.9, True), (5.9, 11.5, True)]
+            + [(11.5, 12.0, False)],
+        ),
+        # only the 2.0 s pause
+        (
+            0.8,
+            [(0.0, 0.5, False), (0.5, 3.5, True), (3.5, 4.5, False), (4.5, 11.5, True), (11.5, 12.0, False)],
+        ),
+        # no pause is long enough to cut at: one piece, its edges trimmed all the same
+        (2.5, [(0.0, 0.5, False), (0.5, 11.5, True), (11.5, 12.0, False)]),
     ],
     ids=["packed", "every_clear_pause", "long_pauses_only", "none_long_enough"],
 )
 def test_plan_pieces_cut_at_pauses(cut_pause_s, expected):
-    regions = [(0.5, 3.0), (4.0, 4.6), (5.2, 9.0), (9.3, 11.5)]  # pauses 1.0, 0.6, 0.3 s
+    regions = [(1.0, 3.0), (5.0, 5.6), (6.2, 9.0), (9.3, 11.0)]  # pauses 2.0, 0.6, 0.3 s
     pieces = vad.plan_pieces(regions, 12.0, cut_pause_s=cut_pause_s)
-    assert all(speech for _, _, speech in pieces)
+    assert [speech for _, _, speech in pieces] == [speech for _, _, speech in expected]
     assert [x for a, b, _ in pieces for x in (a, b)] == pytest.approx(
-        [x for piece in expected for x in piece]
+        [x for a, b, _ in expected for x in (a, b)]
     )
 
 
@@ -141,6 +151,14 @@ def test_plan_pieces_with_pause_cuts_keep_regions_whole_and_under_max():
         for a, b in regions[1:-1]:
             if b - a < 10.0 - vad.REGION_SLACK_S:
                 assert any(p <= a and b <= q for p, q, speech in pieces if speech), (a, b)
+        # no two stretches left out side by side; a speech piece keeps at most the pad (and a
+        # remainder under MIN_LEFT_OUT_S) beside the speech it holds
+        assert all(x[2] or y[2] for x, y in zip(pieces[:-1], pieces[1:], strict=True))
+        for p, q, speech in pieces:
+            inside = [r for r in regions if r[1] > p and r[0] < q]
+            if speech and inside:
+                slack = vad.EDGE_PAD_S + vad.MIN_LEFT_OUT_S + 1e-9
+                assert inside[0][0] - p < slack and q - inside[-1][1] < slack, (p, q, inside)
 
 
 def test_plan_pieces_refuses_bad_limits():
@@ -275,7 +293,8 @@ def test_label_with_silero_segmenter(recording, tiny_teacher, tmp_path):
     records = list(label(manifest, LabelRun(tiny_teacher, batch_size=4, segmenter="silero")))
     expected = [r.id for r in _records(iter_segments(utt, "silero"))]
     assert sorted(r.id for r in records) == sorted(expected)
-    assert [r.reason for r in records if isinstance(r, Skip)] == [NO_SPEECH]
+    # the 5 s pause, and the rest of each pause a segment does not keep beside its speech
+    assert {r.reason for r in records if isinstance(r, Skip)} == {NO_SPEECH}
     labels = sorted((r for r in records if not isinstance(r, Skip)), key=lambda r: r.offset)
     refs = " ".join(d["text"] for d in fixture_lines())
     hyp = " ".join(r.text for r in labels)
