@@ -117,19 +117,20 @@ def speech_regions(samples: np.ndarray, max_speech_s: float = float("inf")) -> l
 
 
 def split_at_speech(
-    samples: np.ndarray, max_s: float = 30.0, cut_pause_s: float | None = None
+    samples: np.ndarray, max_s: float = 30.0, cut_pause_s: float | None = None, pad_s: float = EDGE_PAD_S
 ) -> list[Piece]:
     """Cut 16 kHz audio into contiguous ``(start_s, end_s, speech)`` pieces by Silero VAD.
 
     Speech pieces are at most ``max_s`` long and end at every pause of ``cut_pause_s`` or
-    more (None: ``CUT_PAUSE_S``; ``math.inf``: packed up to ``max_s``); see ``plan_pieces``.
+    more (None: ``CUT_PAUSE_S``; ``math.inf``: packed up to ``max_s``), keeping ``pad_s``
+    beside their speech where a pause is left out; see ``plan_pieces``.
 
     Raises:
         ImportError: the ``vad`` extra is not installed.
     """
     regions = speech_regions(samples, max_speech_s=max(max_s - REGION_SLACK_S, MIN_PIECE_S))
     cut = CUT_PAUSE_S if cut_pause_s is None else cut_pause_s
-    return plan_pieces(regions, len(samples) / SAMPLE_RATE, max_s, cut_pause_s=cut)
+    return plan_pieces(regions, len(samples) / SAMPLE_RATE, max_s, pad_s=pad_s, cut_pause_s=cut)
 
 
 def plan_pieces(

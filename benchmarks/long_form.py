@@ -8,9 +8,13 @@ its recording is known. The base teacher (the label stage's defaults) then label
 - ``silero`` and ``energy``: each whole recording, cut by that segmenter (``--segmenter``).
 
 Each seed (``--seeds``, default 0 1 2) is one construction (pauses and noise); the top-level
-rows pool the seeds, ``per_seed`` keeps each.
+rows pool the seeds, ``per_seed`` keeps each. ``--sweep-pad`` adds Silero rows that keep
+another length of pause beside speech; the default (``vad.EDGE_PAD_S``) was chosen with it on
+recordings built from AN4 *train*, not on the test set:
 
     python benchmarks/long_form.py [--an4 ../shared/data/an4] [--recordings 3] [--snr-db 15]
+    python benchmarks/long_form.py --split train --sample 130 --seeds 0 1 --sweep-pad 0 0.3 0.5 \
+        --out benchmarks/results/long_form_dev.json
 
 Writes ``benchmarks/results/long_form.json``; the definitions of ``wer`` and ``lost_words``
 are written into it. Without the AN4 data the script says so and writes nothing.
@@ -19,6 +23,8 @@ are written into it. Without the AN4 data the script says so and writes nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import math
 import os
@@ -190,6 +196,25 @@ def pooled(rows: list[dict]) -> dict:
     )
 
 
+@contextlib.contextmanager
+def _silero_pad(pad: float | None):
+    """Silero pieces keep ``pad`` seconds beside speech (None: the default; inf: nothing left out)."""
+    from asr_distill import vad
+
+    if pad is None:
+        yield
+        return
+    split, least = vad.split_at_speech, vad.MIN_LEFT_OUT_S
+    if math.isinf(pad):
+        vad.MIN_LEFT_OUT_S = math.inf  # no stretch is long enough to leave out: cuts mid-pause
+    else:
+        vad.split_at_speech = functools.partial(split, pad_s=pad)
+    try:
+        yield
+    finally:
+        vad.split_at_speech, vad.MIN_LEFT_OUT_S = split, least
+
+
 def _cut_pause(segmenter: str, cut: float | None) -> float | str | None:
     """The pause a silero row cut at, as JSON can hold it (``packed``: no pause cut)."""
     from asr_distill.vad import CUT_PAUSE_S
@@ -214,14 +239,23 @@ def run_systems(
         ("silero", manifests[1], "silero", args.segment_s),
         ("energy", manifests[1], "energy", args.segment_s),
     ]
-    systems = [(*s, args.cut_pause_s if s[2] == "silero" else None) for s in systems]
-    systems += [(f"silero_{s:g}s", manifests[1], "silero", s, math.inf) for s in args.sweep]
-    systems += [(f"silero_cut_{c:g}s", manifests[1], "silero", args.segment_s, c) for c in args.sweep_cut]
-    for name, manifest, segmenter, segment_s, cut in systems:
+    systems = [(*s, args.cut_pause_s if s[2] == "silero" else None, None) for s in systems]
+    systems += [(f"silero_{s:g}s", manifests[1], "silero", s, math.inf, None) for s in args.sweep]
+    systems += [
+        (f"silero_cut_{c:g}s", manifests[1], "silero", args.segment_s, c, None) for c in args.sweep_cut
+    ]
+    systems += [
+        (f"silero_pad_{p:g}s", manifests[1], "silero", args.segment_s, args.cut_pause_s, p)
+        for p in args.sweep_pad
+    ]
+    if args.mid_row:
+        systems.append(("silero_mid", manifests[1], "silero", args.segment_s, args.cut_pause_s, math.inf))
+    for name, manifest, segmenter, segment_s, cut, pad in systems:
         run = LabelRun(
             teacher, batch_size=args.batch_size, segmenter=segmenter, segment_s=segment_s, cut_pause_s=cut
         )
-        records, wall = run_system(manifest, run)
+        with _silero_pad(pad):
+            records, wall = run_system(manifest, run)
         row = score(records, lines, recordings, per_utterance=name == "per_utterance")
         skips = [r for r in records if isinstance(r, Skip)]
         row |= {
@@ -271,7 +305,22 @@ def _machine(threads: int) -> dict:
 def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--an4", default=str(ROOT.parent / "shared" / "data" / "an4"))
-    ap.add_argument("--utterances", type=int, default=0, help="first N of AN4 test (0: all 130)")
+    ap.add_argument("--split", choices=("test", "train"), default="test", help="which AN4 manifest")
+    ap.add_argument("--utterances", type=int, default=0, help="first N of the split (0: all)")
+    ap.add_argument("--sample", type=int, default=0, help="N utterances drawn at random (0: no draw)")
+    ap.add_argument("--sample-seed", type=int, default=7)
+    ap.add_argument(
+        "--sweep-pad",
+        type=float,
+        nargs="*",
+        default=[],
+        help="more silero rows, one per pause kept beside speech where the rest is left out",
+    )
+    ap.add_argument(
+        "--mid-row",
+        action="store_true",
+        help="a silero row cut in the middle of each pause, nothing left out (the behaviour before trimming)",
+    )
     ap.add_argument("--recordings", type=int, default=3)
     ap.add_argument("--pause-s", type=float, nargs=2, default=(0.3, 2.0))
     ap.add_argument("--snr-db", type=float, default=15.0)
@@ -300,7 +349,7 @@ def _args() -> argparse.Namespace:
 
 def main() -> None:
     args = _args()
-    manifest = Path(args.an4) / "test.jsonl"
+    manifest = Path(args.an4) / f"{args.split}.jsonl"
     if not manifest.is_file():
         print(f"skipped: AN4 test not found at {manifest} (it sits in ../shared next to the checkout)")
         return
@@ -315,10 +364,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     utts = [u for u in read_manifest(manifest) if isinstance(u, Utterance)]
     utts = utts[: args.utterances or None]
+    if args.sample:
+        draw = np.random.default_rng(args.sample_seed).choice(len(utts), args.sample, replace=False)
+        utts = [utts[i] for i in sorted(draw)]
     teacher = load_teacher(args.model)
     per_seed, audio_s = [], 0.0
     for seed in args.seeds:
-        work = WORK / f"seed{seed}"
+        work = WORK / f"{args.split}_seed{seed}"
         recordings, lines = build(args, utts, seed, work)
         manifests = (_write(work / "utterances.jsonl", lines), _write(work / "recordings.jsonl", recordings))
         seconds = sum(r["duration"] for r in recordings)
@@ -333,7 +385,8 @@ def main() -> None:
         "definitions": DEFINITIONS,
         "normaliser": NORMALISER,
         "model": args.model,
-        "data": f"AN4 test ({manifest})",
+        "data": f"AN4 {args.split} ({manifest})"
+        + (f", {args.sample} drawn (seed {args.sample_seed})" if args.sample else ""),
         "utterances": len(utts),
         "recordings": len(recordings),
         "audio_s": round(audio_s, 1),

@@ -81,7 +81,8 @@ def add_parser(sub) -> None:
         type=float,
         default=None,
         help="silero only: a pause at least this long always ends a segment, so unrelated utterances "
-        "are not decoded in one window (default 0.5; inf packs speech up to --segment-s)",
+        "are not decoded in one window, and keeps 0.5 s of it beside the speech, the rest left out as "
+        "no_speech (default 0.5; inf packs speech up to --segment-s)",
     )
     _add_speed_options(p)
     _add_job_options(p)
