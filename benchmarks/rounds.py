@@ -2,6 +2,8 @@
 
     python benchmarks/rounds.py                      # 3 rounds, the whole pool (hours on 2 cores)
     python benchmarks/rounds.py --small              # every 4th pool clip, the small recipe's settings
+    python benchmarks/rounds.py --small --seed 1 --out-dir runs/rounds/speechocean762-small-seed1 \
+        --result benchmarks/results/rounds_seed1.json  # the same rounds, another training seed
     python benchmarks/rounds.py --smoke --first 8 --test-first 4 --ood-first 3 \
         --out-dir /tmp/rounds_smoke --result /tmp/rounds_smoke.json   # minutes: checks it works
 
@@ -105,10 +107,13 @@ def pipeline_config(args: argparse.Namespace) -> dict:
     cfg["filter"] = (cfg.get("filter") or {}) | {"score": SCORE, "threshold": THRESHOLD}
     ood = {"an4": str(subset(an4 / "test.jsonl", data / "an4_test.jsonl", args.ood_first))}
     cfg["evaluate"] = (cfg.get("evaluate") or {}) | {"sets": ood}
+    train = cfg.get("train") or {}
+    overrides = dict(train.get("overrides") or {})
     if args.max_time:  # each round's training budget (the recipe's is an hour per student)
-        train = cfg.get("train") or {}
-        overrides = (train.get("overrides") or {}) | {"trainer.max_time": args.max_time}
-        cfg["train"] = train | {"overrides": overrides}
+        overrides["trainer.max_time"] = args.max_time
+    if args.seed is not None:  # every round's student: initialisation order, shuffling, augmentation
+        overrides |= {"seed_everything": args.seed, "data.seed": args.seed}
+    cfg["train"] = train | {"overrides": overrides}
     return cfg | {"rounds": args.rounds, "rounds_patience": PATIENCE, "rounds_dev": "in_domain"}
 
 
@@ -156,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-first", type=int, default=None, help="only the first N test utterances")
     ap.add_argument("--ood-first", type=int, default=None, help="only the first N AN4 test utterances")
     ap.add_argument("--max-time", default=None, help="each round's training budget, DD:HH:MM:SS")
+    ap.add_argument(
+        "--seed", type=int, default=None, help="every round's training seed (default: the config's, 0)"
+    )
     args = ap.parse_args(argv)
     if args.out_dir is None:
         args.out_dir = str(
@@ -173,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         "pool": cfg["data"]["train"],
         "test": cfg["data"]["test"],
         "ood": cfg["evaluate"]["sets"],
+        "train_seed": args.seed,
         "teacher": cfg["label"].get("teacher"),
         "second": cfg["label"].get("second"),
         "filter": {"score": SCORE, "threshold": THRESHOLD},

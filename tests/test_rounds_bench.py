@@ -37,3 +37,23 @@ def test_small_reuses_only_a_finished_run_of_the_same_pool(tmp_path, monkeypatch
     # a subset of the pool is always labeled in the run; the full pool looks at the full recipe
     assert rounds.recipe_labels(_args(small=True, first=8), pool) is None
     assert rounds.recipe_labels(_args(), pool) is None
+
+
+@pytest.mark.parametrize("seed", [None, 1])
+def test_seed_reaches_every_rounds_training_and_keeps_the_recipe_overrides(tmp_path, monkeypatch, seed):
+    shared = tmp_path / "shared"
+    line = '{"audio_filepath": "/a.wav", "duration": 1.0, "text": "a"}\n'
+    for rel in ("speechocean762/pool.jsonl", "speechocean762/test.jsonl", "an4/test.jsonl"):
+        (shared / rel).parent.mkdir(parents=True, exist_ok=True)
+        (shared / rel).write_text(line)
+    monkeypatch.setattr(rounds, "SHARED_DATA", shared)
+    monkeypatch.setattr(rounds, "SMALL_RUN", tmp_path / "absent")
+    monkeypatch.setattr(rounds, "FULL_LABELS", tmp_path / "absent")
+    args = _args(small=True, smoke=False, test_first=None, ood_first=None, rounds=3, max_time=None, seed=seed)
+    args.out_dir = str(tmp_path / "out")
+    overrides = rounds.pipeline_config(args)["train"]["overrides"]
+    assert overrides["trainer.max_epochs"] == 8  # config_small.yaml's own override survives
+    if seed is None:
+        assert "seed_everything" not in overrides and "data.seed" not in overrides
+    else:
+        assert overrides["seed_everything"] == overrides["data.seed"] == seed
