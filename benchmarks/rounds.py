@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out_dir = str(
             ROOT / "runs" / "rounds" / ("speechocean762-small" if args.small else "speechocean762")
         )
+    args.out_dir = str(Path(args.out_dir).resolve())  # the config's relative paths are the recipe's
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     t0 = time.time()
     cfg = pipeline_config(args)
