@@ -57,7 +57,7 @@ def test_segmentation_in_provenance_is_resolved(run, cut):
         "segmenter": run.get("segmenter", "energy"),
         "segment_s": run.get("segment_s", 30.0),
         "cut_pause_s": cut,
-    }
+    } | ({} if cut is None else {"pad_s": 0.5})  # with pause cuts, the pause kept beside speech
     json.dumps(seg, allow_nan=False)
 
 
