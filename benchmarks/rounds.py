@@ -70,15 +70,19 @@ def subset(src: Path, out: Path, first: int | None, every: int | None = None) ->
 
 
 def recipe_labels(args: argparse.Namespace, pool: Path) -> Path | None:
-    """A finished recipe label stage of this pool: the full recipe's, or with ``--small`` the small one's."""
+    """A finished recipe label stage of this pool: the full recipe's, or with ``--small`` the small one's.
+
+    With ``--small``, the recipe run's own label stage, else a finished one of the generalisation
+    benchmark's seeds run there (``seed<N>/label``: the same pool and label settings).
+    """
     if args.first:
         return None
     if args.small:
-        label = SMALL_RUN / "label"
-        same = (SMALL_RUN / "data" / "train.jsonl").is_file() and (
-            (SMALL_RUN / "data" / "train.jsonl").read_bytes() == pool.read_bytes()
-        )
-        return label if same and (label / ".done").is_file() else None
+        data = SMALL_RUN / "data" / "train.jsonl"
+        if not (data.is_file() and data.read_bytes() == pool.read_bytes()):
+            return None
+        stages = [SMALL_RUN / "label", *sorted(SMALL_RUN.glob("seed*/label"))]
+        return next((label for label in stages if (label / ".done").is_file()), None)
     return FULL_LABELS if (FULL_LABELS / ".done").is_file() else None
 
 

@@ -39,6 +39,20 @@ def test_small_reuses_only_a_finished_run_of_the_same_pool(tmp_path, monkeypatch
     assert rounds.recipe_labels(_args(), pool) is None
 
 
+def test_small_reuses_a_finished_seed_of_the_generalisation_benchmark(tmp_path, monkeypatch):
+    run = tmp_path / "speechocean-small"
+    (run / "data").mkdir(parents=True)
+    (run / "data" / "train.jsonl").write_text('{"audio_filepath": "/a.wav", "duration": 1.0}\n')
+    for seed, done in (("seed0", False), ("seed1", True)):
+        (run / seed / "label").mkdir(parents=True)
+        if done:
+            (run / seed / "label" / ".done").write_text("{}\n")
+    monkeypatch.setattr(rounds, "SMALL_RUN", run)
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text((run / "data" / "train.jsonl").read_text())
+    assert rounds.recipe_labels(_args(small=True), pool) == run / "seed1" / "label"
+
+
 @pytest.mark.parametrize("seed", [None, 1])
 def test_seed_reaches_every_rounds_training_and_keeps_the_recipe_overrides(tmp_path, monkeypatch, seed):
     shared = tmp_path / "shared"
