@@ -13,7 +13,8 @@ another length of pause beside speech; the default (``vad.EDGE_PAD_S``) was chos
 recordings built from AN4 *train*, not on the test set:
 
     python benchmarks/long_form.py [--an4 ../shared/data/an4] [--recordings 3] [--snr-db 15]
-    python benchmarks/long_form.py --split train --sample 130 --seeds 0 1 --sweep-pad 0 0.3 0.5 \
+    python benchmarks/long_form.py --mid-row --sweep-pad 0.3     # benchmarks/results/long_form.json
+    python benchmarks/long_form.py --split train --sample 130 --seeds 0 1 --sweep-pad 0.3 --mid-row \
         --out benchmarks/results/long_form_dev.json
 
 Writes ``benchmarks/results/long_form.json``; the definitions of ``wer`` and ``lost_words``
@@ -351,7 +352,7 @@ def main() -> None:
     args = _args()
     manifest = Path(args.an4) / f"{args.split}.jsonl"
     if not manifest.is_file():
-        print(f"skipped: AN4 test not found at {manifest} (it sits in ../shared next to the checkout)")
+        print(f"skipped: AN4 {args.split} not found at {manifest} (it sits in ../shared beside the checkout)")
         return
     import torch
 
