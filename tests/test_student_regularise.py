@@ -18,7 +18,7 @@ from conftest import fixture_lines, write_manifest
 from asr_distill.audio import load_audio
 from asr_distill.features import encode_mels, log_mel_batch
 from asr_distill.student.encoder_split import bottom_sha, encoder_bottom, encoder_top
-from asr_distill.student.regularise import LORA_TARGETS, lora_target_names, lwf_rows
+from asr_distill.student.regularise import LORA_TARGETS, label_rows, lora_target_names, lwf_rows
 
 STEPS = 2
 CLIP = "an406-fcaw-b.flac"
@@ -78,6 +78,37 @@ def test_lwf_rows_are_the_replay_rows_when_marked():
     assert lwf_rows(unmarked, 3, dev).tolist() == [True, True, True]
 
 
+def test_label_rows_leave_out_the_replay_rows_only_when_asked():
+    dev = torch.device("cpu")
+    marked = {"replay": torch.tensor([False, True, False])}
+    assert label_rows(marked, 3, True, dev).tolist() == [True, True, True]
+    assert label_rows(marked, 3, False, dev).tolist() == [True, False, True]
+    assert label_rows({}, 2, False, dev).tolist() == [True, True]  # nothing marked: all rows
+
+
+def test_without_replay_labels_cross_entropy_is_taken_on_the_domain_rows_only():
+    """The CE of a batch with a replay row is the CE of its other rows; a replay-only batch adds 0."""
+    import torch.nn.functional as F
+
+    from asr_distill.student.data import IGNORE
+
+    module = _module(lwf_weight=1.0, replay_labels=False)
+    object.__setattr__(module, "_start", None)  # the LwF term is tested elsewhere; CE alone here
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 11, generator=gen)
+    targets = torch.tensor([[1, 2, 3, IGNORE, IGNORE], [4, 5, 6, 7, 8]])
+    batch = {"targets": targets, "replay": torch.tensor([False, True])}
+    ce = module._loss_terms(batch, None, None, logits)["ce"][1]
+    assert ce.item() == pytest.approx(F.cross_entropy(logits[0, :3], targets[0, :3]).item(), rel=1e-5)
+    batch["replay"] = torch.tensor([True, True])
+    assert module._loss_terms(batch, None, None, logits)["ce"][1].item() == 0.0
+    batch["replay"] = torch.tensor([False, False])  # no replay rows: the usual mean over all tokens
+    every = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE)
+    assert module._loss_terms(batch, None, None, logits)["ce"][1].item() == pytest.approx(
+        every.item(), rel=1e-5
+    )
+
+
 def _module(**switches):
     from asr_distill.student.module import StudentModule
 
@@ -92,6 +123,7 @@ def _module(**switches):
         ({"train_encoder_layers": 2, "frozen_encoder": False}, "frozen_encoder"),
         ({"train_encoder_layers": 5}, "train_encoder_layers"),
         ({"lwf_weight": -1.0}, "lwf_weight"),
+        ({"replay_labels": False}, "lwf_weight"),  # replay rows would then train nothing
         ({"lora_rank": 2, "lora_targets": ["nonsense"]}, "lora_targets"),
     ],
 )

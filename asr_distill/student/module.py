@@ -35,6 +35,7 @@ from .regularise import (
     frozen_copy,
     interpolate_toward,
     l2sp_penalty,
+    label_rows,
     lwf_rows,
     merge_lora,
     trainable_snapshot,
@@ -128,6 +129,11 @@ def _check_switches(hp: dict) -> None:
     for name in ("lwf_weight", "l2sp_weight", "lora_rank", "train_encoder_layers"):
         if hp[name] < 0:
             raise ValueError(f"{name} must be >= 0, got {hp[name]}")
+    if not hp["replay_labels"] and hp["lwf_weight"] <= 0:
+        raise ValueError(
+            "replay_labels: false leaves the replay rows to learning without forgetting, but "
+            f"lwf_weight is {hp['lwf_weight']}: set lwf_weight > 0 (e.g. 1.0) or replay_labels: true"
+        )
     if hp["train_encoder_layers"] and not hp["frozen_encoder"]:
         raise ValueError(
             "train_encoder_layers trains the top blocks of a frozen encoder, but frozen_encoder is "
@@ -178,6 +184,9 @@ class StudentModule(L.LightningModule):
             ``ln_post``); the data caches the frozen blocks' output, the student runs the rest.
         lwf_weight: learning without forgetting: weight of T^2 x KL from a frozen copy of the
             starting model (``init``) to the student, on the batch's replay rows if it marks any.
+        replay_labels: the replay rows also train on their labels (cross-entropy); false: they
+            feed only the LwF term, so general audio keeps the starting model's answers and
+            its labels' writing style is not taught (needs ``lwf_weight`` > 0).
         l2sp_weight: weight of the squared distance of the trained weights to their start.
         lora_targets, lora_rank, lora_alpha: low-rank adapters (``peft``) on the decoder's (and the
             trained encoder blocks') linear layers named by ``lora_targets`` (None: all of
@@ -207,6 +216,7 @@ class StudentModule(L.LightningModule):
         val_max_tokens: int = 64,
         train_encoder_layers: int = 0,
         lwf_weight: float = 0.0,
+        replay_labels: bool = True,
         l2sp_weight: float = 0.0,
         lora_targets: list[str] | None = None,
         lora_rank: int = 0,
@@ -401,14 +411,14 @@ class StudentModule(L.LightningModule):
         """Each weighted term of the loss by name (``ce``, and ``kl``, ``lwf``, ``l2sp`` when on)."""
         hp, targets = self.hparams, batch["targets"]
         mask = (targets != IGNORE).float()
-        terms = {
-            "ce": (
-                hp.ce_weight,
-                F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=IGNORE),
-            )
-        }
+        labeled = label_rows(batch, targets.shape[0], hp.replay_labels, targets.device)
+        label_targets = targets.masked_fill(~labeled[:, None], IGNORE)
+        ce = F.cross_entropy(
+            logits.float().transpose(1, 2), label_targets, ignore_index=IGNORE, reduction="sum"
+        )  # a mean over the label tokens that is 0, not NaN, in a batch of replay rows only
+        terms = {"ce": (hp.ce_weight, ce / (label_targets != IGNORE).sum().clamp(min=1))}
         if self._teacher is not None and hp.kl_weight > 0:
-            terms["kl"] = (hp.kl_weight, self._teacher_kl(batch, feats, logits, mask))
+            terms["kl"] = (hp.kl_weight, self._teacher_kl(batch, feats, logits, mask * labeled[:, None]))
         if self._start is not None:
             terms["lwf"] = (hp.lwf_weight, self._lwf(batch, x, logits, mask))
         if self._anchors is not None:

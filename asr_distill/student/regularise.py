@@ -6,6 +6,9 @@ knew. Each remedy here is one ``StudentModule`` switch, off by default:
 * ``lwf_weight`` (learning without forgetting, Li & Hoiem 2016): KL from a frozen copy
   of the starting model to the student, on the batch (or its replay rows). It needs no
   labels and no teacher, so it works when the teacher's vocabulary differs.
+  With ``replay_labels: false`` the replay rows feed this term only, not the cross-entropy:
+  general audio then keeps the starting model's answers without its labels teaching their
+  own writing style (AN4's spelled digits taught a speechocean762 student to spell "2187").
 * ``l2sp_weight`` (L2-SP, Li et al. 2018): the squared distance of the trained weights to
   their starting values, rather than to zero as weight decay pulls.
 * ``lora_rank`` (LoRA, Hu et al. 2021, through ``peft``): the weights stay as they were and
@@ -96,6 +99,17 @@ def lwf_rows(batch: dict, n: int, device: torch.device) -> torch.Tensor:
         if replay.any():
             return replay
     return torch.ones(n, dtype=torch.bool, device=device)
+
+
+def label_rows(batch: dict, n: int, replay_labels: bool, device: torch.device) -> torch.Tensor:
+    """Rows ``(B,)`` whose labels train (cross-entropy, KL to the teacher): all, or none of the replay rows.
+
+    ``replay_labels`` false leaves the replay rows to the LwF term alone.
+    """
+    replay = batch.get("replay")
+    if replay_labels or replay is None:
+        return torch.ones(n, dtype=torch.bool, device=device)
+    return ~torch.as_tensor(replay, dtype=torch.bool, device=device)
 
 
 def _peft():
