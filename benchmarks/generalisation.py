@@ -140,8 +140,9 @@ def _label_settings(label: Mapping[str, Any]) -> dict[str, Any]:
 def reusable_labels(cfg: Mapping[str, Any], base_dir: Path, candidates: Sequence[Path]) -> dict[str, str]:
     """``label.labels`` (and ``second_labels``) of a finished run that labeled the same pool the same way.
 
-    A candidate counts when its label stage finished and wrote its own files, its label
-    settings equal ``cfg``'s and its pool manifest has the same bytes as ``cfg``'s.
+    A candidate counts when its label stage finished, its label files exist (its own, or the
+    ones it reused in turn), its label settings equal ``cfg``'s and its pool manifest has the
+    same bytes as ``cfg``'s.
 
     Args:
         cfg: the pipeline config about to run (``out`` set), before ``config_from_dict``.
@@ -155,7 +156,6 @@ def reusable_labels(cfg: Mapping[str, Any], base_dir: Path, candidates: Sequence
     pool = Path(ours.data.train).read_bytes()
     want = _label_settings(json.loads(json.dumps(asdict(ours.label))))
     for c in candidates:
-        labels, second = c / "label" / "labels.jsonl", c / "label" / "second.jsonl"
         saved = c / "pipeline_config.json"
         if (
             Path(c).resolve() == Path(ours.out)
@@ -164,6 +164,11 @@ def reusable_labels(cfg: Mapping[str, Any], base_dir: Path, candidates: Sequence
         ):
             continue
         theirs = json.loads(saved.read_text(encoding="utf-8"))
+        labels, second = c / "label" / "labels.jsonl", c / "label" / "second.jsonl"
+        if not labels.is_file():  # it reused another run's labels: those files, while they exist
+            named = theirs["label"]
+            labels = Path(named.get("labels") or labels)
+            second = Path(named.get("second_labels") or second)
         their_pool = Path(theirs["data"]["train"])
         if _label_settings(theirs["label"]) != want or not labels.is_file():
             continue

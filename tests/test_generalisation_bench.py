@@ -253,6 +253,26 @@ def test_speechocean_reuses_labels_of_the_same_pool_and_settings(tmp_path):
     assert gen.reusable_labels(seed0, base, [root / "seed0", root / "seed2"]) == {}
 
 
+def test_speechocean_follows_a_seed_that_reused_labels_to_their_files(tmp_path):
+    """Seed 1 reused seed 0's labels (no files of its own): a rerun of seed 1's variant finds them."""
+    root = tmp_path / "speechocean-small"
+    _pool(root / "data" / "train.jsonl")
+    base = gen.RECIPES_DIR / "speechocean"
+    _finished_label_run(root / "seed0", gen.pipeline_config("speechocean", "small", root, 0))
+    seed1 = gen.pipeline_config("speechocean", "small", root, 1)
+    seed1["label"] |= gen.reusable_labels(seed1, base, [root / "seed0"])
+    _finished_label_run(root / "seed1", seed1)
+    for name in ("labels.jsonl", "second.jsonl"):
+        (root / "seed1" / "label" / name).unlink()
+    variant = gen.pipeline_config("speechocean", "small", root, 1, variant="v")
+    assert gen.reusable_labels(variant, base, [root / "seed1"]) == {
+        "labels": str(root / "seed0" / "label" / "labels.jsonl"),
+        "second_labels": str(root / "seed0" / "label" / "second.jsonl"),
+    }
+    (root / "seed0" / "label" / "labels.jsonl").unlink()  # gone: nothing to reuse
+    assert gen.reusable_labels(variant, base, [root / "seed1"]) == {}
+
+
 @pytest.mark.parametrize("change", ["pool", "teacher", "no second file"])
 def test_speechocean_does_not_reuse_other_labels(tmp_path, change):
     root = tmp_path / "speechocean-small"
