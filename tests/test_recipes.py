@@ -46,6 +46,16 @@ def test_run_sh_parses_and_documents_its_stages(recipe):
     assert "run.sh" in readme and "\n| " in results  # exact commands and a results table
 
 
+@pytest.mark.parametrize("config", sorted(REPO.glob("recipes/*/config*.yaml")), ids=lambda p: p.parent.name + "/" + p.name)
+def test_recipe_configs_load(config, tmp_path):
+    """Every recipe config passes the pipeline's own checks (a bad key fails here, not in a user's run)."""
+    from asr_distill.pipeline.config import load_config
+
+    cfg = load_config(config, out=str(tmp_path))
+    assert cfg.name and cfg.label.teacher
+    assert 0.0 <= cfg.export.wise_alpha <= 1.0
+
+
 @pytest.mark.slow
 def test_support_stages_0_1(tmp_path):
     out = tmp_path / "support"
