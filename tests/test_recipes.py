@@ -46,7 +46,10 @@ def test_run_sh_parses_and_documents_its_stages(recipe):
     assert "run.sh" in readme and "\n| " in results  # exact commands and a results table
 
 
-@pytest.mark.parametrize("config", sorted(REPO.glob("recipes/*/config*.yaml")), ids=lambda p: p.parent.name + "/" + p.name)
+CONFIGS = sorted(REPO.glob("recipes/*/config*.yaml"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_recipe_configs_load(config, tmp_path):
     """Every recipe config passes the pipeline's own checks (a bad key fails here, not in a user's run)."""
     from asr_distill.pipeline.config import load_config
