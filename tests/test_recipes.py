@@ -144,6 +144,26 @@ def test_speechocean_stage_0_copies_pool_and_test(tmp_path):
     assert all(Path(d["audio_filepath"]).is_file() for d in train)
 
 
+def test_small_out_of_domain_sets_keep_small_sets_whole(tmp_path):
+    """Small size: every 5th line of a big out-of-domain set, a small one (AN4 test's 130) whole."""
+    sets = {}
+    for name, n in (("big", 210), ("small", 12)):
+        sets[name] = tmp_path / f"{name}.jsonl"
+        write_manifest(
+            sets[name], [{"audio_filepath": f"a{i}.wav", "duration": 1.0, "text": "x"} for i in range(n)]
+        )
+    out = tmp_path / "o"
+    script = (
+        f'set -euo pipefail; set -- --size small --stop-stage 0 --out "{out}"; '
+        f'. "{REPO / "recipes" / "common.sh"}"; '
+        f'prepare_ood big="{sets["big"]}" small="{sets["small"]}" absent="{tmp_path / "none.jsonl"}"'
+    )
+    p = _run(["bash", "-c", script])
+    assert len(_lines(out / "data" / "ood" / "big.jsonl")) == 42
+    assert len(_lines(out / "data" / "ood" / "small.jsonl")) == 12
+    assert not (out / "data" / "ood" / "absent.jsonl").exists() and "absent" in p.stderr
+
+
 @pytest.mark.slow
 def test_librispeech_dry_run_writes_sbatch_and_labels_two_shards(tmp_path):
     out = tmp_path / "ls"
