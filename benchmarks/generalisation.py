@@ -46,7 +46,13 @@ from typing import Any
 
 import yaml
 
-from asr_distill.evaluate.artefacts import HYPS_NAME, TIMING_NAME, load_transcription, model_folder
+from asr_distill.evaluate.artefacts import (
+    HYPS_NAME,
+    TIMING_NAME,
+    decoding_inputs,
+    load_transcription,
+    model_folder,
+)
 from asr_distill.evaluate.sets import IN_DOMAIN
 from asr_distill.jsonl import atomic_write_text
 from asr_distill.pipeline import config_from_dict, run, stage_seconds
@@ -69,7 +75,6 @@ SUPPORT_TEST_SEED = 2  # run.sh: `synth --seed 2` makes the test calls
 SUPPORT_TRAIN_SEED = 1  # run.sh: `synth --seed 1` makes the train calls (this benchmark's seed 0)
 # the evaluate stage's model names -> this benchmark's keys
 MODELS = {"teacher": "teacher", "tiny_en": "tiny.en", "student": "student"}
-BASELINES = ("teacher", "tiny.en")  # decoded the same way in every seed (reuse_baselines)
 SPEECHOCEAN_RATIO = 0.85  # speechocean762 test: student WER <= 0.85 x tiny.en's
 OOD_MAX_DELTA = 0.3  # out of domain: the student at most 0.3 points worse than tiny.en
 _MAX_TIME = re.compile(r"^\d{2}:\d{2}:\d{2}:\d{2}$")
@@ -194,7 +199,9 @@ def reuse_baselines(cfg: Mapping[str, Any], base_dir: Path, candidates: Sequence
     with the same options in each (greedy, seeded fallback), so decoding them again per seed
     costs the most and measures nothing new. A candidate's decoding of a set counts when its
     evaluate settings and teacher equal ``cfg``'s and the set's manifest has the same bytes;
-    a folder already holding hypotheses is left alone. Their speed figures are the donor's.
+    a folder already holding hypotheses is left alone. The donor's decoding must also have been
+    made from these inputs (``decoding_inputs``): a set file rewritten since then is not the set
+    it decoded. Their speed figures are the donor's.
 
     Returns:
         The evaluation folders filled.
@@ -217,11 +224,11 @@ def reuse_baselines(cfg: Mapping[str, Any], base_dir: Path, candidates: Sequence
                 continue
             if Path(other).read_bytes() != Path(path).read_bytes():
                 continue
-            for model in BASELINES:
+            for model, spec in (("teacher", ours.label.teacher), ("tiny.en", "tiny.en")):
                 src = model_folder(c / "eval", model, name)
                 dst = model_folder(Path(ours.out) / "eval", model, name)
                 if (
-                    load_transcription(src) is None
+                    load_transcription(src, decoding_inputs(spec, path)) is None
                     or (dst / HYPS_NAME).exists()
                     or (dst / TIMING_NAME).exists()
                 ):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -229,6 +230,53 @@ def test_named_sets_through_evaluate_with_a_regression_and_an_absent_set(tmp_pat
     row = next(line for line in table.splitlines() if line.startswith("| student |") and "[" in line)
     assert row.count(REGRESSION_MARK) == 1 and row.index(REGRESSION_MARK) > row.index("100.00")
     assert "absent: skipped" in table and "ins %" in table
+
+
+def test_saved_hypotheses_are_reused_only_for_the_same_set_and_model_files(tmp_path, monkeypatch):
+    """A rerun decodes again what changed (a rewritten set, a re-exported student) and only that."""
+    import os
+
+    import asr_distill.evaluate as ev_module
+    from asr_distill.evaluate import evaluate
+
+    calls: list[tuple[str, str]] = []
+
+    def counting(model, manifest, *, name=None, **kw):
+        calls.append((name, Path(manifest).stem))
+        return _fake_transcribe(model, manifest, name=name, **kw)
+
+    monkeypatch.setattr(ev_module, "transcribe", counting)
+    refs, _ = _pairs(30, (0,), seed=4)
+
+    def write_set(name: str, n: int) -> Path:
+        lines = [
+            json.dumps({"id": f"{name}{i}", "audio_filepath": "x.wav", "text": r})
+            for i, r in enumerate(refs[:n])
+        ]
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    student = tmp_path / "student.pt"
+    student.write_bytes(b"weights 1")
+    sets = {IN_DOMAIN: write_set("test", 30), "ood": write_set("ood", 10)}
+
+    def run() -> list[tuple[str, str]]:
+        calls.clear()
+        models = ["base", f"student={student}"]
+        evaluate(
+            models, sets, tmp_path / "eval", scoring=Scoring(resamples=50), baselines={"student": "base"}
+        )
+        return sorted(calls)
+
+    assert len(run()) == 4
+    assert run() == []  # nothing changed: every decoding is reused
+    write_set("ood", 30)  # the set file now holds 30 utterances, not the 10 decoded
+    assert run() == [("base", "ood"), ("student", "ood")]
+    assert load_suite(tmp_path / "eval").sets["ood"].results[0].score.utterances == 30
+    student.write_bytes(b"weights 2")  # a re-export
+    os.utime(student, ns=(1, 1))
+    assert run() == [("student", "ood"), ("student", "test")]
 
 
 def test_a_single_manifest_summary_from_before_named_sets_still_reads(tmp_path):

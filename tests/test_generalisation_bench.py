@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from asr_distill.evaluate import EvaluationSuite, write_summary
+from asr_distill.evaluate.artefacts import decoding_inputs
 from asr_distill.pipeline import config_from_dict
 from asr_distill.records import Evaluation, Interval, ModelResult, PairedComparison, WerResult
 from asr_distill.testing.bench import load_benchmark
@@ -289,12 +290,14 @@ def test_speechocean_does_not_reuse_other_labels(tmp_path, change):
     assert gen.reusable_labels(ours, gen.RECIPES_DIR / "speechocean", [other]) == {}
 
 
-def _decoded(folder: Path, hyp: str) -> None:
+def _decoded(folder: Path, hyp: str, inputs: str | None = None) -> None:
     """A finished decoding of one set, as save_transcription leaves it."""
     folder.mkdir(parents=True)
     row = {"id": "u1", "ref": "a", "hyp": hyp, "duration": 1.0, "speaker": None}
     (folder / "hyps.jsonl").write_text(json.dumps(row) + "\n")
     timing = {"model": "m", "source": "m", "params": 1, "audio_s": 1.0, "wall_s": 0.5, "skipped": 0}
+    if inputs is not None:
+        timing["inputs"] = inputs
     (folder / "timing.json").write_text(json.dumps(timing) + "\n")
 
 
@@ -304,7 +307,7 @@ def _saved_config(run: Path, cfg: dict) -> None:
     (run / "pipeline_config.json").write_text(json.dumps(saved))
 
 
-@pytest.mark.parametrize("change", [None, "test set", "normaliser", "teacher"])
+@pytest.mark.parametrize("change", [None, "test set", "normaliser", "teacher", "set rewritten", "no inputs"])
 def test_baselines_decoded_once_are_reused_by_other_seeds(tmp_path, change):
     root = tmp_path / "speechocean-small"
     _pool(root / "data" / "train.jsonl")
@@ -319,8 +322,14 @@ def test_baselines_decoded_once_are_reused_by_other_seeds(tmp_path, change):
     if change == "teacher":
         theirs["label"] = dict(theirs.get("label") or {}) | {"teacher": "small"}
     _saved_config(donor, theirs)
-    for folder in ("teacher", "tiny.en", "student", "teacher@an4"):
-        _decoded(donor / "eval" / folder, hyp=folder)
+    teacher = theirs["label"]["teacher"]
+    decoded = {"teacher": (teacher, theirs["data"]["test"]), "tiny.en": ("tiny.en", theirs["data"]["test"])}
+    decoded |= {"student": ("s.pt", theirs["data"]["test"]), "teacher@an4": (teacher, ood)}
+    for folder, (spec, manifest) in decoded.items():
+        inputs = None if change == "no inputs" else decoding_inputs(spec, manifest)
+        _decoded(donor / "eval" / folder, hyp=folder, inputs=inputs)
+    if change == "set rewritten":  # the AN4 file now holds other utterances than the ones decoded
+        _pool(ood, text="an4, more of it")
     ours = gen.pipeline_config("speechocean", "small", root, 1)
     filled = gen.reuse_baselines(ours, gen.RECIPES_DIR / "speechocean", [donor, root / "seed1"])
     ev = root / "seed1" / "eval"
@@ -332,7 +341,9 @@ def test_baselines_decoded_once_are_reused_by_other_seeds(tmp_path, change):
         assert not (ev / "student").exists()  # the student is every seed's own
     elif change == "test set":  # the in-domain set differs, the AN4 set is the same file
         assert [f.name for f in filled] == ["teacher@an4"]
-    else:
+    elif change == "set rewritten":  # the in-domain decodings still stand, the AN4 one does not
+        assert sorted(f.name for f in filled) == ["teacher", "tiny.en"]
+    else:  # other settings, or decodings saved without their inputs
         assert filled == []
     # a second call finds the folders filled and leaves them
     assert gen.reuse_baselines(ours, gen.RECIPES_DIR / "speechocean", [donor]) == []
@@ -381,17 +392,23 @@ def test_a_variant_runs_beside_the_recipe_with_its_overrides(tmp_path):
     assert plain["data"]["train"] == cfg["data"]["train"]
     with pytest.raises(SystemExit):
         gen.parse_overrides(["model.lwf_weight"])
-    half = gen.parse_overrides(["wise_alpha=0.5"], "--export-override")
+    quarter = gen.parse_overrides(["wise_alpha=0.25"], "--export-override")
     written = {"normaliser": "none"}
     wise = gen.pipeline_config(
-        "speechocean", "small", root, 1, variant="wise", stage_overrides={"export": half, "filter": written}
+        "speechocean",
+        "small",
+        root,
+        1,
+        variant="wise",
+        stage_overrides={"export": quarter, "filter": written},
     )
-    assert wise["export"]["wise_alpha"] == 0.5 and "wise_alpha" not in (plain.get("export") or {})
+    assert wise["export"]["wise_alpha"] == 0.25
+    assert (plain.get("export") or {}).get("wise_alpha") != 0.25
     assert wise["filter"]["normaliser"] == "none" and plain["filter"]["normaliser"] == "format_insensitive"
     from asr_distill.pipeline.config import config_from_dict
 
     built = config_from_dict(wise, base_dir=gen.RECIPES_DIR / "speechocean")
-    assert built.export.wise_alpha == 0.5 and built.filter.normaliser == "none"
+    assert built.export.wise_alpha == 0.25 and built.filter.normaliser == "none"
     with pytest.raises(ValueError, match="stage overrides are for filter, export"):
         gen.pipeline_config("speechocean", "small", root, 1, variant="x", stage_overrides={"train": {}})
 

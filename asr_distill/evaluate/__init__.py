@@ -44,6 +44,8 @@ from ..records import (
 )
 from ..safe_load import load_checkpoint
 from .artefacts import (
+    TIMING_NAME,
+    decoding_inputs,
     format_suite,
     load_evaluation,
     load_suite,
@@ -51,6 +53,7 @@ from .artefacts import (
     model_folder,
     result_dict,
     save_transcription,
+    saved_inputs,
     write_alignment,
     write_result,
     write_summary,
@@ -223,14 +226,19 @@ def _model_pairs(models: Sequence[Any]) -> list[tuple[str, Any]]:
 def _transcription(
     name: str, model: Any, manifest: str | Path, folder: Path | None, decoding: Decoding, reuse: bool
 ) -> Transcription:
-    """The model's hypotheses: saved ones from ``folder`` when ``reuse`` finds them whole.
+    """The model's hypotheses: saved ones from ``folder``, whole and from the same inputs, if ``reuse``.
 
-    Otherwise a fresh decoding, saved to ``folder`` when there is one.
+    The same inputs are the manifest's bytes, the model's files and the options; otherwise a
+    fresh decoding, saved to ``folder`` when there is one.
     """
-    t = load_transcription(folder) if (folder is not None and reuse) else None
+    options = decoding.options.get(name)
+    inputs = decoding_inputs(model, manifest, options, decoding.backend) if folder is not None else None
+    t = load_transcription(folder, inputs) if (folder is not None and reuse) else None
     if t is not None:
         log.info("evaluating %s: reusing the hypotheses in %s", name, folder)
         return t
+    if folder is not None and reuse and (folder / TIMING_NAME).is_file():
+        log.info("evaluating %s: the hypotheses in %s are from other inputs; decoding again", name, folder)
     log.info("evaluating %s (%s) on %s", name, model, manifest)
     t = transcribe(
         model,
@@ -239,11 +247,11 @@ def _transcription(
         batch_size=decoding.batch_size,
         backend=decoding.backend,
         device=decoding.device,
-        options=decoding.options.get(name),
+        options=options,
         progress=decoding.progress,
     )
     if folder is not None:
-        save_transcription(t, folder)
+        save_transcription(t, folder, inputs)
     return t
 
 
@@ -306,6 +314,7 @@ __all__ = [
     "resolve_device",
     "result_dict",
     "save_transcription",
+    "saved_inputs",
     "score_utterances",
     "started_from",
     "transcribe",

@@ -3,7 +3,9 @@
 Per model and test set, in ``OUT/<name>/`` for the in-domain set and ``OUT/<name>@<set>/``
 for each other one: ``hyps.jsonl`` and ``timing.json`` (the decoding, reused by a rerun),
 ``alignment.jsonl`` and ``alignment.txt`` (every error, inspectable) and ``result.json``;
-for the whole run, ``OUT/summary.json`` and ``OUT/table.md``.
+for the whole run, ``OUT/summary.json`` and ``OUT/table.md``. ``timing.json`` also holds the
+decoding's ``inputs`` (:func:`decoding_inputs`): saved hypotheses are reused only for the same
+manifest bytes, model files and options, never for a re-exported student or an edited set.
 
 ``summary.json`` keeps the in-domain set's figures at its top level (``manifest``,
 ``models``, ``comparisons``), as a single-manifest evaluation always wrote them, and adds
@@ -12,7 +14,9 @@ for the whole run, ``OUT/summary.json`` and ``OUT/table.md``.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,8 +48,39 @@ def model_folder(out: Path, model: str, test_set: str = IN_DOMAIN) -> Path:
     return out / (slug(model) if test_set == IN_DOMAIN else f"{slug(model)}@{slug(test_set)}")
 
 
-def save_transcription(t: Transcription, folder: Path) -> None:
-    """Hypotheses then timing, each atomically: timing's presence means the set is whole."""
+def _model_identity(model: Any) -> Any:
+    """A model as reuse must tell it apart: a path by each file's size and mtime, a name as given.
+
+    Size and mtime, not content: a rewritten file (a re-export) counts as new even when equal,
+    which costs a decoding, never a wrong result; hashing a multi-GB checkpoint per set would not.
+    """
+    source = getattr(model, "source", model)  # a loaded Teacher: the files it came from
+    name = getattr(model, "name", None)
+    try:
+        path = Path(os.fspath(source))
+    except TypeError:
+        return repr(model)
+    if not path.exists():
+        return [name, str(source)] if name else str(source)
+    files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file())
+    stats = [(str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    return [name, str(path.resolve()), stats]
+
+
+def decoding_inputs(model: Any, manifest: str | Path, options: Any = None, backend: str = "whisper") -> str:
+    """A digest of what a decoding depends on: the manifest's bytes, the model's files, the options."""
+    with open(manifest, "rb") as f:
+        manifest_sha = hashlib.file_digest(f, "sha256").hexdigest()
+    opts = options.as_dict() if hasattr(options, "as_dict") else repr(options)
+    key = {"manifest": manifest_sha, "model": _model_identity(model), "options": opts, "backend": backend}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def save_transcription(t: Transcription, folder: Path, inputs: str | None = None) -> None:
+    """Hypotheses then timing, each atomically: timing's presence means the set is whole.
+
+    ``inputs`` (:func:`decoding_inputs`) is stored so that a rerun reuses them only for the same inputs.
+    """
     atomic_write_jsonl(
         folder / HYPS_NAME,
         (
@@ -61,15 +96,31 @@ def save_transcription(t: Transcription, folder: Path) -> None:
         "wall_s": t.wall_s,
         "skipped": t.skipped,
     }
+    if inputs is not None:
+        timing["inputs"] = inputs
     atomic_write_text(folder / TIMING_NAME, json.dumps(timing, indent=2) + "\n")
 
 
-def load_transcription(folder: Path) -> Transcription | None:
-    """A transcription saved by :func:`save_transcription`, or None if it is incomplete."""
+def saved_inputs(folder: Path) -> str | None:
+    """The ``inputs`` digest a saved decoding was made from (None: none saved), for copying it on."""
+    timing_path = folder / TIMING_NAME
+    if not timing_path.is_file():
+        return None
+    return json.loads(timing_path.read_text()).get("inputs")
+
+
+def load_transcription(folder: Path, inputs: str | None = None) -> Transcription | None:
+    """A transcription saved by :func:`save_transcription`, or None if it is incomplete.
+
+    Also None when ``inputs`` is given and the saved decoding was made from others (or saved
+    without them).
+    """
     timing_path, hyps_path = folder / TIMING_NAME, folder / HYPS_NAME
     if not (timing_path.is_file() and hyps_path.is_file()):
         return None
     timing = json.loads(timing_path.read_text())
+    if inputs is not None and timing.get("inputs") != inputs:
+        return None
     rows = list(read_jsonl(hyps_path))
     return Transcription(
         model=timing["model"],
@@ -197,6 +248,7 @@ def load_evaluation(out: str | Path) -> Evaluation:
 __all__ = [
     "SUMMARY_NAME",
     "TABLE_NAME",
+    "decoding_inputs",
     "format_suite",
     "load_evaluation",
     "load_suite",
@@ -204,6 +256,7 @@ __all__ = [
     "model_folder",
     "result_dict",
     "save_transcription",
+    "saved_inputs",
     "slug",
     "write_alignment",
     "write_result",

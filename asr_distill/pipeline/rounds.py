@@ -75,7 +75,7 @@ def _carry_hypotheses(rp: RoundPaths) -> None:
     The previous round's ``student`` becomes this round's ``round<k-1>``; evaluation then
     reuses what it finds (the speed figures are the saved run's).
     """
-    from ..evaluate import IN_DOMAIN, load_transcription, model_folder, save_transcription
+    from ..evaluate import IN_DOMAIN, load_transcription, model_folder, save_transcription, saved_inputs
 
     prev = rp.previous
     renamed = {f"round{prev.round_no}": "student"}
@@ -84,9 +84,10 @@ def _carry_hypotheses(rp: RoundPaths) -> None:
             continue
         for test_set in (IN_DOMAIN, *rp.cfg.evaluate.sets):
             dst = model_folder(rp.eval_dir, name, test_set)
-            t = load_transcription(model_folder(prev.eval_dir, renamed.get(name, name), test_set))
-            if t is not None and load_transcription(dst) is None:
-                save_transcription(dataclasses.replace(t, model=name), dst)
+            src = model_folder(prev.eval_dir, renamed.get(name, name), test_set)
+            t = load_transcription(src)
+            if t is not None and load_transcription(dst) is None:  # its inputs go with it
+                save_transcription(dataclasses.replace(t, model=name), dst, saved_inputs(src))
 
 
 ROUND_FNS: dict[str, StageFn] = {
