@@ -85,6 +85,10 @@ def _config(tmp: Path) -> dict:
         ({"evaluate": {"sets": {"in_domain": "x.jsonl"}}}, "evaluate.sets: 'in_domain' cannot name a set"),
         ({"evaluate": {"sets": ["x.jsonl"]}}, "evaluate.sets: expected a mapping"),
         ({"export": {"wise_alpha": 1.5}}, "export.wise_alpha must be in [0, 1], got 1.5"),
+        (
+            {"export": {"checkpoint": "first"}},
+            "export.checkpoint must be one of ('best', 'last'), got 'first'",
+        ),
     ],
 )
 def test_bad_configs_name_the_key(tmp_path, change, message):
@@ -93,6 +97,23 @@ def test_bad_configs_name_the_key(tmp_path, change, message):
     with pytest.raises(ConfigError) as e:
         config_from_dict(cfg)
     assert message in str(e.value)
+
+
+def test_export_takes_the_last_checkpoint_when_asked(tmp_path):
+    """``export.checkpoint: last`` is the end of training; without a last.ckpt it says so."""
+    from asr_distill.pipeline.layout import export_checkpoint
+
+    with pytest.raises(FileNotFoundError, match="no last.ckpt"):
+        export_checkpoint(tmp_path, "last")
+    (tmp_path / "epoch00-wer4.81.ckpt").write_bytes(b"x")
+    assert (
+        export_checkpoint(tmp_path, "best") == tmp_path / "epoch00-wer4.81.ckpt"
+    )  # no last.ckpt: the newest
+    (tmp_path / "last.ckpt").write_bytes(b"y")
+    assert export_checkpoint(tmp_path, "last") == tmp_path / "last.ckpt"
+    assert (
+        config_from_dict(_config(tmp_path) | {"export": {"checkpoint": "last"}}).export.checkpoint == "last"
+    )
 
 
 def test_a_bad_yaml_config_exits_2_naming_the_key(tmp_path, capsys):

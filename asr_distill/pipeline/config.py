@@ -227,23 +227,33 @@ class EvaluateConfig:
         return Decoding(self.batch_size, device=self.device)
 
 
+CHECKPOINT_CHOICES = ("best", "last")  # export.checkpoint
+
+
 @dataclass(frozen=True)
 class ExportConfig:
     """``ct2``: also a CTranslate2 folder; ``half``: fp16 weights in ``student.pt``.
 
     ``wise_alpha`` < 1 exports a weight-space mix of the trained student and its starting
     model (WiSE-FT): that fraction of training's change is kept, trading in-domain gain
-    for what the starting model knew elsewhere.
+    for what the starting model knew elsewhere. ``checkpoint``: ``best`` (the one the
+    checkpoint callback judged best on validation) or ``last`` (the end of training: where
+    the held-out pseudo-labels are too few to choose between epochs).
     """
 
     enabled: bool = True
     ct2: bool = False
     half: bool = False
     wise_alpha: float = 1.0
+    checkpoint: str = "best"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.wise_alpha <= 1.0:
             raise ValueError(f"export.wise_alpha must be in [0, 1], got {self.wise_alpha}")
+        if self.checkpoint not in CHECKPOINT_CHOICES:
+            raise ValueError(
+                f"export.checkpoint must be one of {CHECKPOINT_CHOICES}, got {self.checkpoint!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -222,6 +222,20 @@ def stage_seconds(root: str | Path) -> dict[str, float]:
     return out
 
 
+def export_checkpoint(ckpt_dir: Path, which: str = "best") -> Path:
+    """The checkpoint to export: ``best`` (see :func:`best_checkpoint`) or ``last`` (``last.ckpt``).
+
+    Raises:
+        FileNotFoundError: ``last`` without a ``last.ckpt``, or no checkpoint at all.
+    """
+    if which == "last":
+        last = ckpt_dir / "last.ckpt"
+        if not last.is_file():
+            raise FileNotFoundError(f"export.checkpoint is last, but {ckpt_dir} holds no last.ckpt")
+        return last
+    return best_checkpoint(ckpt_dir)
+
+
 def best_checkpoint(ckpt_dir: Path) -> Path:
     """The checkpoint Lightning's ModelCheckpoint judged best, else the latest.
 

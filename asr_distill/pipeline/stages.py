@@ -23,7 +23,7 @@ from ..jsonl import atomic_write_text
 from ..proc import tie_to_parent
 from .config import ConfigError
 from .datacard import write_data_card
-from .layout import Paths, best_checkpoint, stage_seconds
+from .layout import Paths, best_checkpoint, export_checkpoint, stage_seconds
 
 if TYPE_CHECKING:
     from ..label import LabelStats
@@ -157,7 +157,7 @@ def _child_env() -> dict[str, str]:
 def _stage_export(p: Paths) -> dict[str, Any]:
     from ..student.export import export_ct2, export_whisper_pt, load_student_checkpoint, tokenizer_ct2_dir
 
-    ckpt = best_checkpoint(p.checkpoints)
+    ckpt = export_checkpoint(p.checkpoints, p.cfg.export.checkpoint)
     module = load_student_checkpoint(ckpt, wise_alpha=p.cfg.export.wise_alpha)
     desc = module.describe() | {"exported_from": str(ckpt.resolve())}
     out = export_whisper_pt(module.model, p.student_pt, desc, half=p.cfg.export.half)
