@@ -198,10 +198,10 @@ def reuse_baselines(cfg: Mapping[str, Any], base_dir: Path, candidates: Sequence
     Only the student differs between seeds; the teacher and tiny.en decode the same test sets
     with the same options in each (greedy, seeded fallback), so decoding them again per seed
     costs the most and measures nothing new. A candidate's decoding of a set counts when its
-    evaluate settings and teacher equal ``cfg``'s and the set's manifest has the same bytes;
-    a folder already holding hypotheses is left alone. The donor's decoding must also have been
-    made from these inputs (``decoding_inputs``): a set file rewritten since then is not the set
-    it decoded. Their speed figures are the donor's.
+    evaluate settings and teacher equal ``cfg``'s and the set's manifest has the same bytes,
+    and its decoding was made from these inputs (``decoding_inputs``: a set file rewritten
+    since then is not the set it decoded). A folder already holding hypotheses of these inputs
+    is left alone; one holding others' is replaced. Their speed figures are the donor's.
 
     Returns:
         The evaluation folders filled.
@@ -227,13 +227,10 @@ def reuse_baselines(cfg: Mapping[str, Any], base_dir: Path, candidates: Sequence
             for model, spec in (("teacher", ours.label.teacher), ("tiny.en", "tiny.en")):
                 src = model_folder(c / "eval", model, name)
                 dst = model_folder(Path(ours.out) / "eval", model, name)
-                if (
-                    load_transcription(src, decoding_inputs(spec, path)) is None
-                    or (dst / HYPS_NAME).exists()
-                    or (dst / TIMING_NAME).exists()
-                ):
+                inputs = decoding_inputs(spec, path)
+                if load_transcription(src, inputs) is None or load_transcription(dst, inputs) is not None:
                     continue
-                dst.mkdir(parents=True, exist_ok=True)
+                dst.mkdir(parents=True, exist_ok=True)  # hypotheses of other inputs there are replaced
                 for f in (HYPS_NAME, TIMING_NAME):  # timing last: its presence means the set is whole
                     atomic_write_text(dst / f, (src / f).read_text(encoding="utf-8"))
                 filled.append(dst)

@@ -330,6 +330,7 @@ def test_baselines_decoded_once_are_reused_by_other_seeds(tmp_path, change):
         _decoded(donor / "eval" / folder, hyp=folder, inputs=inputs)
     if change == "set rewritten":  # the AN4 file now holds other utterances than the ones decoded
         _pool(ood, text="an4, more of it")
+    _decoded(root / "seed1" / "eval" / "tiny.en", hyp="stale")  # an earlier decoding of other inputs
     ours = gen.pipeline_config("speechocean", "small", root, 1)
     filled = gen.reuse_baselines(ours, gen.RECIPES_DIR / "speechocean", [donor, root / "seed1"])
     ev = root / "seed1" / "eval"
@@ -339,6 +340,7 @@ def test_baselines_decoded_once_are_reused_by_other_seeds(tmp_path, change):
             donor / "eval" / "teacher" / "hyps.jsonl"
         ).read_bytes()
         assert not (ev / "student").exists()  # the student is every seed's own
+        assert "stale" not in (ev / "tiny.en" / "hyps.jsonl").read_text()  # replaced by the donor's
     elif change == "test set":  # the in-domain set differs, the AN4 set is the same file
         assert [f.name for f in filled] == ["teacher@an4"]
     elif change == "set rewritten":  # the in-domain decodings still stand, the AN4 one does not
