@@ -55,7 +55,7 @@ from asr_distill.evaluate.artefacts import (
 )
 from asr_distill.evaluate.sets import IN_DOMAIN
 from asr_distill.jsonl import atomic_write_text
-from asr_distill.pipeline import config_from_dict, run, stage_seconds
+from asr_distill.pipeline import Paths, config_from_dict, eval_models, run, stage_seconds
 from asr_distill.quality.calibrate import finite_for_json
 from asr_distill.records import SIGNIFICANCE
 
@@ -198,10 +198,10 @@ def reuse_baselines(cfg: Mapping[str, Any], base_dir: Path, candidates: Sequence
     Only the student differs between seeds; the teacher and tiny.en decode the same test sets
     with the same options in each (greedy, seeded fallback), so decoding them again per seed
     costs the most and measures nothing new. A candidate's decoding of a set counts when its
-    evaluate settings and teacher equal ``cfg``'s and the set's manifest has the same bytes,
-    and its decoding was made from these inputs (``decoding_inputs``: a set file rewritten
-    since then is not the set it decoded). A folder already holding hypotheses of these inputs
-    is left alone; one holding others' is replaced. Their speed figures are the donor's.
+    evaluate settings and teacher equal ``cfg``'s and it was made from the inputs the evaluate
+    stage will check (``decoding_inputs``: the set's bytes, the model, the options), so a set
+    file rewritten since is not reused. A folder already holding hypotheses of these inputs is
+    left alone; one holding others' is replaced. Their speed figures are the donor's.
 
     Returns:
         The evaluation folders filled.
@@ -209,25 +209,23 @@ def reuse_baselines(cfg: Mapping[str, Any], base_dir: Path, candidates: Sequence
     ours = config_from_dict(cfg, base_dir=base_dir)
     want = _evaluation_settings(json.loads(json.dumps(asdict(ours))))
     our_sets = {IN_DOMAIN: ours.data.test, **ours.evaluate.sets}
+    specs = dict(eval_models(Paths(ours)))  # what the evaluate stage will decode, by name
+    decoding = ours.evaluate.decoding()
     filled: list[Path] = []
     for c in candidates:
         saved = c / "pipeline_config.json"
         if Path(c).resolve() == Path(ours.out) or not saved.is_file():
             continue
-        theirs = json.loads(saved.read_text(encoding="utf-8"))
-        if _evaluation_settings(theirs) != want:
+        if _evaluation_settings(json.loads(saved.read_text(encoding="utf-8"))) != want:
             continue
-        their_sets = {IN_DOMAIN: theirs["data"]["test"], **(theirs["evaluate"].get("sets") or {})}
         for name, path in our_sets.items():
-            other = their_sets.get(name)
-            if other is None or not (Path(other).is_file() and Path(path).is_file()):
+            if not Path(path).is_file():
                 continue
-            if Path(other).read_bytes() != Path(path).read_bytes():
-                continue
-            for model, spec in (("teacher", ours.label.teacher), ("tiny.en", "tiny.en")):
+            for model in ("teacher", "tiny.en"):
                 src = model_folder(c / "eval", model, name)
                 dst = model_folder(Path(ours.out) / "eval", model, name)
-                inputs = decoding_inputs(spec, path)
+                # the same digest the evaluate stage checks: the same set bytes, model and options
+                inputs = decoding_inputs(specs[model], path, decoding.options.get(model), decoding.backend)
                 if load_transcription(src, inputs) is None or load_transcription(dst, inputs) is not None:
                     continue
                 dst.mkdir(parents=True, exist_ok=True)  # hypotheses of other inputs there are replaced
