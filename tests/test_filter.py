@@ -259,6 +259,21 @@ def test_threshold_sources(config, source):
         assert r.calibration is not None and r.report.label_wer_kept == 0.0
 
 
+def test_keep_at_least_lowers_a_threshold_that_keeps_too_little_and_only_then():
+    labels, second = synthetic_set()
+    strict = FilterConfig(score="avg_logprob", threshold=10.0)  # no log-probability reaches 10
+    assert filter_labels(labels, second=second, config=strict).report.kept == 0
+    floored = filter_labels(labels, second=second, config=dataclasses.replace(strict, keep_at_least=0.5))
+    r = floored.report
+    assert r.threshold_source == "keep_at_least" and r.threshold_before_floor == 10.0
+    assert r.threshold < 10.0 and r.kept >= 4  # half of 8, among those the other rules keep
+    assert "--keep-at-least" in r.to_dict()["threshold_note"] and r.rules["keep_at_least"] == 0.5
+    # a threshold that already keeps enough is left alone
+    loose = FilterConfig(score="avg_logprob", threshold=-100.0, keep_at_least=0.5)
+    kept = filter_labels(labels, second=second, config=loose).report
+    assert (kept.threshold_source, kept.threshold, kept.threshold_before_floor) == ("user", -100.0, None)
+
+
 def test_filter_refuses_what_it_cannot_do():
     labels, _ = synthetic_set()
     with pytest.raises(ValueError, match="second decoding"):
@@ -323,6 +338,8 @@ def test_filter_cli_lists_scores(capsys):
         (dict(threshold=0.5, keep=0.5), "only one of threshold, keep, target_wer"),
         (dict(keep=0.5, target_wer=5.0), "only one of"),
         (dict(keep=1.5), "keep"),
+        (dict(keep_at_least=0.0), "keep_at_least is a fraction"),
+        (dict(keep=0.5, keep_at_least=0.6), "keep or keep_at_least"),
         (dict(target_wer=-1.0), "target_wer"),
         (dict(score="confidence_of_the_moon"), "known scores"),
         (dict(normaliser="shouting"), "shouting"),

@@ -40,6 +40,11 @@ def add_parser(sub) -> None:
     p.add_argument("--threshold", type=float, help="keep labels whose score is >= this")
     p.add_argument("--target-wer", type=float, help="label WER (%%) to meet, calibrated on ref_text")
     p.add_argument("--keep", type=float, help="fraction of all labels to keep (reference-free)")
+    p.add_argument(
+        "--keep-at-least",
+        type=float,
+        help="retention floor under the threshold chosen above: lowered until this fraction is kept",
+    )
     p.add_argument("--lexicon", help="domain words/names, one per line: near-misses are replaced")
     p.add_argument(
         "--lexicon-similarity", type=float, default=None, help="rapidfuzz ratio 0-100 (default 85)"

@@ -140,6 +140,7 @@ def filter_labels(
         score=choice.score,
         threshold=choice.threshold,
         source=choice.source,
+        threshold_before_floor=choice.floored,
         config=config,
         second=second is not None,
         review_fraction=review_fraction,

@@ -33,6 +33,8 @@ THRESHOLD_SOURCES = {
     "keep": "the score's quantile keeping the asked fraction (--keep; reference-free)",
     "calibration": "calibrated on the labels' reference transcripts to meet --target-wer",
     "default": "the score's documented default (calibrate.DEFAULT_THRESHOLDS): no references were used",
+    "keep_at_least": "lowered from the threshold chosen otherwise to keep the asked share (--keep-at-least; "
+    "reference-free)",
 }
 
 
@@ -54,7 +56,8 @@ class FilterReport:
         by_reason: primary reason -> count and hours (sums to the dropped labels).
         any_reason: every rule -> labels it dropped (a label may count under several).
         score, threshold, threshold_source: the confidence rule; source is ``user``,
-            ``keep``, ``calibration`` or ``default`` (no references: documented default).
+            ``keep``, ``calibration`` or ``default`` (no references: documented default), or
+            ``keep_at_least`` when the retention floor lowered ``threshold_before_floor``.
         normaliser: the correction normaliser; ``wer_normaliser`` scores WERs.
         corrections: correction rule -> labels it changed (kept and dropped).
         second: whether a second decoding gave the agreement score.
@@ -85,6 +88,7 @@ class FilterReport:
     references: int = 0
     review_fraction: float = 0.0
     review_load_min_per_h: float = 0.0
+    threshold_before_floor: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """For filter_report.json: the threshold's source explained, and -inf (keep all) as None."""
@@ -143,10 +147,10 @@ def review_load(kept: Sequence[PseudoLabel], fraction: float) -> float:
 
 def _rules_section(cfg: FilterConfig) -> dict[str, Any]:
     """The rule thresholds as the report lists them (the confidence choice is reported apart)."""
-    skip = ("score", "threshold", "keep", "target_wer", "correction", "wer_normaliser")
+    skip = ("score", "threshold", "keep", "target_wer", "keep_at_least", "correction", "wer_normaliser")
     rules = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in skip}
     rules["correction"] = dataclasses.asdict(cfg.correction)
-    rules["keep"], rules["target_wer"] = cfg.keep, cfg.target_wer
+    rules["keep"], rules["target_wer"], rules["keep_at_least"] = cfg.keep, cfg.target_wer, cfg.keep_at_least
     return rules
 
 
@@ -173,6 +177,7 @@ def build_report(
     config: FilterConfig,
     second: bool,
     review_fraction: float,
+    threshold_before_floor: float | None = None,
 ) -> FilterReport:
     """Count what the filter kept and dropped, and measure both against references where there are some.
 
@@ -200,6 +205,7 @@ def build_report(
         score=score,
         threshold=threshold,
         threshold_source=source,
+        threshold_before_floor=threshold_before_floor,
         normaliser=config.correction.normaliser,
         wer_normaliser=config.wer_normaliser,
         corrections=dict(corrections.most_common()),

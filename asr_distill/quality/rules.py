@@ -56,13 +56,18 @@ _WORD_CHAR = re.compile(r"[^\W_]")
 
 
 def check_confidence_choice(
-    score: str | None, threshold: float | None, keep: float | None, target_wer: float | None
+    score: str | None,
+    threshold: float | None,
+    keep: float | None,
+    target_wer: float | None,
+    keep_at_least: float | None = None,
 ) -> None:
     """The one check of how the confidence threshold is chosen.
 
     Raises:
         ValueError: naming the option: more than one of threshold / keep / target_wer, a
-            ``keep`` outside (0, 1], a negative ``target_wer`` or an unknown ``score``.
+            ``keep`` or ``keep_at_least`` outside (0, 1], ``keep_at_least`` with ``keep`` (which
+            already fixes the retention), a negative ``target_wer`` or an unknown ``score``.
     """
     given = (("threshold", threshold), ("keep", keep), ("target_wer", target_wer))
     chosen = [name for name, value in given if value is not None]
@@ -70,6 +75,11 @@ def check_confidence_choice(
         raise ValueError(f"give only one of threshold, keep, target_wer (got {', '.join(chosen)})")
     if keep is not None and not 0 < keep <= 1:
         raise ValueError(f"keep is a fraction in (0, 1], got {keep}")
+    if keep_at_least is not None:
+        if not 0 < keep_at_least <= 1:
+            raise ValueError(f"keep_at_least is a fraction in (0, 1], got {keep_at_least}")
+        if keep is not None:
+            raise ValueError("give keep or keep_at_least, not both: keep already fixes the retention")
     if target_wer is not None and target_wer < 0:
         raise ValueError(f"target_wer is a WER in percent (>= 0), got {target_wer}")
     if score is not None:
@@ -81,13 +91,15 @@ class FilterConfig:
     """Every threshold the rules use. Defaults are documented next to their constants.
 
     ``threshold`` None means "resolve it" (keep / target_wer / default; see
-    :func:`asr_distill.quality.threshold.choose_threshold`).
+    :func:`asr_distill.quality.threshold.choose_threshold`). ``keep_at_least`` is a retention
+    floor under any of these: a threshold that would keep less is lowered to keep that share.
     """
 
     score: str | None = None
     threshold: float | None = None
     keep: float | None = None
     target_wer: float | None = None
+    keep_at_least: float | None = None
     min_agreement: float = MIN_AGREEMENT
     no_speech_prob: float = NO_SPEECH_PROB
     no_speech_logprob: float = NO_SPEECH_LOGPROB
@@ -107,7 +119,7 @@ class FilterConfig:
     wer_normaliser: str = DEFAULT_NORMALISER
 
     def __post_init__(self) -> None:
-        check_confidence_choice(self.score, self.threshold, self.keep, self.target_wer)
+        check_confidence_choice(self.score, self.threshold, self.keep, self.target_wer, self.keep_at_least)
         get_normaliser(self.wer_normaliser)
 
 

@@ -66,6 +66,8 @@ class FilterOptions:
             decoding, else avg_logprob).
         threshold / keep / target_wer: at most one; how the confidence threshold is chosen
             (none: the score's documented default).
+        keep_at_least: a retention floor: a threshold keeping less is lowered to keep this share
+            (reference-free; for pools where a default set elsewhere keeps too little).
         lexicon: a file of domain words, one per line; near-misses are replaced.
         lexicon_similarity: rapidfuzz ratio 0-100 a replacement needs (None: 85).
         normaliser: applied to the kept text (``none`` keeps the teacher's form).
@@ -78,6 +80,7 @@ class FilterOptions:
     threshold: float | None = None
     keep: float | None = None
     target_wer: float | None = None
+    keep_at_least: float | None = None
     lexicon: str | None = None
     lexicon_similarity: float | None = None
     normaliser: str = "spoken_form"
@@ -86,7 +89,7 @@ class FilterOptions:
     review_fraction: float = DEFAULT_REVIEW_FRACTION
 
     def __post_init__(self) -> None:
-        check_confidence_choice(self.score, self.threshold, self.keep, self.target_wer)
+        check_confidence_choice(self.score, self.threshold, self.keep, self.target_wer, self.keep_at_least)
         self._correction(lexicon=())  # checks normaliser and lexicon_similarity
         if not 0 <= self.review_fraction <= 1:
             raise ValueError(f"review_fraction is a fraction in [0, 1], got {self.review_fraction}")
@@ -105,6 +108,7 @@ class FilterOptions:
             threshold=self.threshold,
             keep=self.keep,
             target_wer=self.target_wer,
+            keep_at_least=self.keep_at_least,
             language=None if self.language in (None, ANY_LANGUAGE) else self.language,
             min_agreement=MIN_AGREEMENT if self.min_agreement is None else self.min_agreement,
             correction=self._correction(read_lexicon(self.lexicon) if self.lexicon else ()),

@@ -3,11 +3,15 @@
 In order of precedence: the caller's ``threshold``, the quantile keeping ``keep`` of the
 labels (reference-free), calibration against reference transcripts to meet ``target_wer``,
 or the score's documented default (:data:`asr_distill.quality.calibrate.DEFAULT_THRESHOLDS`).
-The threshold is chosen among the labels every other rule keeps.
+The threshold is chosen among the labels every other rule keeps. ``keep_at_least`` then lowers a
+threshold that would keep less than that share of the labels: a default set on one corpus can
+keep too little of a harder one (on speechocean762 the agreement default keeps 39%), and a floor
+is the reference-free way to keep enough to train on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -30,13 +34,15 @@ DEFAULT_SCORE_WITHOUT_SECOND = "avg_logprob"
 class ThresholdChoice:
     """The confidence rule's score and threshold, how they were chosen, and the calibration if one chose them.
 
-    ``source`` is ``user``, ``keep``, ``calibration`` or ``default``.
+    ``source`` is ``user``, ``keep``, ``calibration`` or ``default``, or ``keep_at_least`` when
+    the floor lowered the threshold ``floored`` came from.
     """
 
     score: str
     threshold: float
     source: str
     calibration: Calibration | None = None
+    floored: float | None = None
 
 
 def default_score(has_second: bool) -> str:
@@ -98,14 +104,32 @@ def choose_threshold(
         ValueError: ``target_wer`` without references or out of reach, or a score with no
             default threshold and nothing to choose one.
     """
-    if config.threshold is not None:
-        return ThresholdChoice(score, config.threshold, "user")
     if config.keep is not None:
         values = [table[i][score] for i in survivors]
         return ThresholdChoice(score, threshold_for_keep(values, config.keep, len(labels)), "keep")
-    if config.target_wer is not None:
-        return _calibrated(labels, texts, table, survivors, config)
-    return ThresholdChoice(score, default_threshold(score), "default")
+    if config.threshold is not None:
+        choice = ThresholdChoice(score, config.threshold, "user")
+    elif config.target_wer is not None:
+        choice = _calibrated(labels, texts, table, survivors, config)
+    else:
+        choice = ThresholdChoice(score, default_threshold(score), "default")
+    return _floored(choice, table, survivors, config.keep_at_least, len(labels))
+
+
+def _floored(
+    choice: ThresholdChoice,
+    table: Sequence[Mapping[str, float]],
+    survivors: Sequence[int],
+    keep_at_least: float | None,
+    total: int,
+) -> ThresholdChoice:
+    """``choice``, its threshold lowered where it keeps less than ``keep_at_least`` of ``total``."""
+    if keep_at_least is None:
+        return choice
+    floor = threshold_for_keep([table[i][choice.score] for i in survivors], keep_at_least, total)
+    if floor >= choice.threshold:
+        return choice
+    return dataclasses.replace(choice, threshold=floor, source="keep_at_least", floored=choice.threshold)
 
 
 def _calibrated(labels, texts, table, survivors, config: FilterConfig) -> ThresholdChoice:
