@@ -57,14 +57,19 @@ def cli(*argv: str) -> None:
     subprocess.run(cmd, check=True)
 
 
-def prepare(corpus: str, every: int, work: Path) -> Path:
-    """Label (base with word timings, tiny.en) and filter; returns the filter's folder. Reruns resume."""
+def prepare(corpus: str, every: int, work: Path, keep_at_least: float | None = None) -> Path:
+    """Label (base with word timings, tiny.en) and filter; returns the filter's folder. Reruns resume.
+
+    ``keep_at_least`` is the filter's retention floor (``--keep-at-least``), as a recipe sets it.
+    """
     d = work / corpus
     manifest = subset(POOLS[corpus], every, d / "subset.jsonl")
-    base, tiny, filtered = d / "base.jsonl", d / "tiny_en.jsonl", d / "filtered"
+    base, tiny = d / "base.jsonl", d / "tiny_en.jsonl"
+    filtered = d / ("filtered" if keep_at_least is None else f"filtered_floor{keep_at_least:g}")
     cli("label", str(manifest), "--out", str(base), "--model", "base", "--word-timestamps")
     cli("label", str(manifest), "--out", str(tiny), "--model", "tiny.en")
-    cli("filter", str(base), "--second", str(tiny), "--out", str(filtered))
+    floor = () if keep_at_least is None else ("--keep-at-least", str(keep_at_least))
+    cli("filter", str(base), "--second", str(tiny), "--out", str(filtered), *floor)
     return filtered
 
 
@@ -101,17 +106,27 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", action="append", choices=sorted(POOLS), required=True)
     ap.add_argument("--every", action="append", type=int, required=True, help="one per --corpus")
+    ap.add_argument(
+        "--keep-at-least",
+        type=float,
+        action="append",
+        help="one per --corpus (0: none): the filter's retention floor, as that corpus's recipe sets it",
+    )
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "review_sim")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "review_sim.json")
     args = ap.parse_args(argv)
     if len(args.every) != len(args.corpus):
         ap.error("give one --every per --corpus")
+    floors = args.keep_at_least or [0.0] * len(args.corpus)
+    if len(floors) != len(args.corpus):
+        ap.error("give one --keep-at-least per --corpus, or none")
     missing = [c for c in args.corpus if not POOLS[c].is_file()]
     if missing:
         ap.error(f"{', '.join(missing)}: not found under {DATA}")
     corpora = {}
-    for corpus, every in zip(args.corpus, args.every, strict=True):
-        corpora[corpus] = {"every": every, **evaluate(prepare(corpus, every, args.work))}
+    for corpus, every, floor in zip(args.corpus, args.every, floors, strict=True):
+        filtered = prepare(corpus, every, args.work, floor or None)
+        corpora[corpus] = {"every": every, "keep_at_least": floor or None, **evaluate(filtered)}
     headline = {c: r["all"]["ratio_word_vs_utterance"] for c, r in corpora.items()}
     result = {
         "bar": f"word review removes >= {BAR}x the label errors per minute listened of utterance review",

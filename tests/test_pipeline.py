@@ -6,6 +6,7 @@ parts of the output root are deleted.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import shutil
@@ -275,6 +276,35 @@ def test_rerun_resumes_after_parts_of_the_root_are_deleted(finished_run):
     assert (root / "filter" / "kept.jsonl").is_file()
     # ...and stays stale across calls: the filter's marker is now newer than train's
     assert dict(plan(cfg))["train"] == "stale: filter is newer"
+
+
+def test_a_stage_whose_settings_changed_is_stale_and_only_then(finished_run):
+    cfg, _ = finished_run
+    changed = copy.deepcopy(cfg)
+    changed["filter"]["keep_at_least"] = 0.9
+    changed["label"]["progress"] = True  # how a stage runs, not what it writes
+    changed["label"]["threads"] = 1
+    why = dict(plan(changed))
+    assert why["label"] == "done"
+    assert why["filter"] == "stale: its settings changed"
+    assert why["train"].startswith("stale:") and why["report"].startswith("stale:")
+    mixed = copy.deepcopy(cfg)
+    mixed["export"] = {"wise_alpha": 0.5}
+    assert dict(plan(mixed))["export"] == "stale: its settings changed"
+
+
+def test_the_training_config_counts_by_content_not_by_comments(tmp_path):
+    from asr_distill.pipeline.layout import stage_settings
+
+    student = tmp_path / "student.yaml"
+    student.write_text((REPO / "recipes" / "support" / "student.yaml").read_text())
+    cfg = _config(tmp_path)
+    cfg["train"]["config"] = str(student)
+    digest = stage_settings(config_from_dict(cfg), "train")
+    student.write_text(student.read_text() + "# a note\n")
+    assert stage_settings(config_from_dict(cfg), "train") == digest
+    student.write_text(student.read_text().replace("seed_everything: 0", "seed_everything: 1"))
+    assert stage_settings(config_from_dict(cfg), "train") != digest
 
 
 @pytest.mark.slow

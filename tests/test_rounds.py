@@ -114,7 +114,7 @@ def test_two_rounds_resume_after_a_kill_between_rounds(tmp_path):
     first_student = (root / "export" / "student.pt").stat().st_mtime_ns
     student_labels = started.stat().st_mtime_ns
 
-    result = run(cfg)
+    result = run(config)  # the same file: its relative paths resolve as they did
     status = {s.name: s.status for s in result.stages}
     assert status == {
         "label": "skipped",
@@ -129,7 +129,7 @@ def test_two_rounds_resume_after_a_kill_between_rounds(tmp_path):
     assert (root / "export" / "student.pt").stat().st_mtime_ns == first_student  # round 1 not redone
     assert started.stat().st_mtime_ns == student_labels  # nor round 2's finished first stage
     _check_round_two(root)
-    assert dict(plan(cfg))["rounds"] == "done"
+    assert dict(plan(config))["rounds"] == "done"
 
 
 def _check_round_two(root: Path) -> None:

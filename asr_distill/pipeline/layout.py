@@ -1,12 +1,15 @@
 """Where a run keeps its files: one folder per stage under the output root.
 
-Each folder gets a ``.done`` note once its outputs are complete (when, how long, what it made).
+Each folder gets a ``.done`` note once its outputs are complete (when, how long, what it made,
+and a digest of the settings it ran with: :func:`stage_settings`).
 Round 1 of an iterative run is the run itself; round ``k`` >= 2 is a small run root of its
 own, ``OUT/round<k>/``, holding :data:`ROUND_STAGES` (:class:`RoundPaths`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import shutil
@@ -200,6 +203,53 @@ def clear_stale(p: Paths, stage: str) -> None:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
+
+
+# Keys that change how a stage runs, not what it writes: a change of these alone reruns nothing.
+_OPERATIONAL = frozenset({"progress", "threads", "workers", "device", "labels", "second_labels"})
+
+
+def stage_settings(cfg: PipelineConfig, stage: str) -> str:
+    """A digest of the settings ``stage`` reads, stored in its ``.done`` note.
+
+    A finished stage whose settings changed since (a new threshold, another export mix, a
+    training config edited) runs again, and every later stage with it. Each stage digests only
+    its own section (upstream changes reach it through the rerun of the stage before); the
+    training config file counts by its parsed content, so editing a comment reruns nothing.
+    Labels named in ``label.labels`` are where labels come from, not how they are made.
+    """
+    import yaml
+
+    def plain(section: Any) -> Any:
+        d = dataclasses.asdict(section) if dataclasses.is_dataclass(section) else section
+        return {k: v for k, v in d.items() if k not in _OPERATIONAL} if isinstance(d, dict) else d
+
+    settings: dict[str, Any] = {
+        "label": {"pool": cfg.data.train, "label": plain(cfg.label)},
+        "filter": {"filter": plain(cfg.filter)},
+        "review": {"review": plain(cfg.review)},
+        "train": {"train": plain(cfg.train)},
+        "export": {"export": plain(cfg.export)},
+        "evaluate": {"test": cfg.data.test, "evaluate": plain(cfg.evaluate)},
+        "rounds": {"rounds": [cfg.rounds, cfg.rounds_patience, cfg.rounds_dev]},
+        "report": {},
+    }[stage]
+    if stage == "train" and cfg.train.config and Path(cfg.train.config).is_file():
+        settings["train_config"] = yaml.safe_load(Path(cfg.train.config).read_text(encoding="utf-8"))
+    blob = json.dumps(settings, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def settings_changed(p: Paths, stage: str) -> bool:
+    """Whether ``stage``'s ``.done`` note names other settings than the config's now.
+
+    A note without a digest (written before digests existed) is trusted as it is.
+    """
+    try:
+        saved = json.loads(p.done(stage).read_text(encoding="utf-8")).get("settings")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return saved is not None and saved != stage_settings(p.cfg, stage)
 
 
 def mark_done(path: Path, seconds: float, note: dict[str, Any]) -> None:

@@ -1,7 +1,8 @@
 """The runner: which stages to run, in order, skipping those finished before.
 
-A stage is done when its ``.done`` marker and its outputs exist and no earlier stage
-finished after it; a stage that runs makes every later one run again. The ``rounds``
+A stage is done when its ``.done`` marker and its outputs exist, its settings are those it
+ran with (:func:`~.layout.stage_settings`) and no earlier stage finished after it; a stage
+that runs makes every later one run again. The ``rounds``
 stage exists only in a config with ``rounds`` > 1 (:mod:`.rounds`); a one-round run lists
 the stages it always had.
 """
@@ -20,7 +21,7 @@ from typing import Any
 from ..jsonl import atomic_write_text
 from ..outputs import guard_output
 from .config import ConfigError, PipelineConfig, config_from_dict, load_config
-from .layout import STAGES, Paths, clear_stale, finished, mark_done
+from .layout import STAGES, Paths, clear_stale, finished, mark_done, settings_changed, stage_settings
 from .rounds import run_rounds
 from .stages import STAGE_FNS, StageFn
 
@@ -104,7 +105,7 @@ def plan(config: str | os.PathLike | Mapping[str, Any] | PipelineConfig) -> list
     """What :func:`run` would do to each stage, without doing it, as ``(stage, why)`` pairs.
 
     ``why`` is ``done``, ``disabled``, ``not done``, ``outputs missing`` (marker without its
-    files) or ``stale: ...`` (an earlier stage is newer, or will run).
+    files) or ``stale: ...`` (its settings changed, an earlier stage is newer, or will run).
     """
     cfg = _as_config(config)
     p = Paths(cfg)
@@ -118,6 +119,8 @@ def plan(config: str | os.PathLike | Mapping[str, Any] | PipelineConfig) -> list
             why = "not done"
         elif not finished(p, stage):
             why = "outputs missing"
+        elif settings_changed(p, stage):
+            why = "stale: its settings changed"
         elif newer is not None:
             why = f"stale: {newer} is newer"
         elif rerun:
@@ -184,19 +187,21 @@ def _run_locked(cfg: PipelineConfig, p: Paths, start: str | None, stop: str | No
             continue
         marker = p.done(stage)
         newer = _newer_upstream(p, stage)
-        if finished(p, stage) and not force and not upstream_ran and newer is None:
+        changed = finished(p, stage) and settings_changed(p, stage)
+        if finished(p, stage) and not (force or upstream_ran or changed) and newer is None:
             log.info("stage %s: done before (%s), skipped", stage, marker)
             statuses.append(StageStatus(stage, "skipped"))
             continue
         if marker.is_file():
             marker.unlink()  # rerun: forget the old marker first, so a kill now cannot look finished
-        if force or upstream_ran or newer is not None:
+        if force or upstream_ran or changed or newer is not None:
             clear_stale(p, stage)  # forced: from scratch, not a resume of the old run
-        log.info("stage %s: running%s", stage, f" ({newer} is newer)" if newer else "")
+        why = f" ({newer} is newer)" if newer else " (its settings changed)" if changed else ""
+        log.info("stage %s: running%s", stage, why)
         started = time.perf_counter()
         notes = FNS[stage](p)
         seconds = time.perf_counter() - started
-        mark_done(marker, seconds, {"stage": stage, **notes})
+        mark_done(marker, seconds, {"stage": stage, "settings": stage_settings(cfg, stage), **notes})
         log.info("stage %s: finished in %.1f s", stage, seconds)
         statuses.append(StageStatus(stage, "ran", round(seconds, 2)))
         upstream_ran = True
