@@ -244,8 +244,9 @@ def recipe_filter(pool: str) -> tuple[FilterConfig, str]:
 def pool_figures(labels_path: Path, second_path: Path, config: FilterConfig | None = None) -> dict:
     """The reference-free filter on one pool: label WER before and after, retention, the rule.
 
-    The top-level figures are ``config``'s (a recipe's filter: its lexicon and normaliser; the
-    default :class:`FilterConfig` when None) at the default score's documented threshold;
+    The top-level figures are ``config``'s (a recipe's filter: its lexicon, normaliser and
+    retention floor; the default :class:`FilterConfig` when None) at the default score's
+    documented threshold, lowered where the recipe's ``keep_at_least`` asks;
     ``keep_<k>`` are the same with a retention budget instead (``filter.keep``), the other
     reference-free choice, which carries over to a pool whose scores sit elsewhere.
     ``wer_all`` is the teacher's labels as written; ``wer_all_corrected`` every label after the
@@ -263,7 +264,10 @@ def pool_figures(labels_path: Path, second_path: Path, config: FilterConfig | No
         return {
             "wer_all_corrected": _wer((p.ref_text, p.text) for p in every),
             **_figures_of(result),
-            **{f"keep_{k}": _filtered(labels, second, dataclasses.replace(cfg, keep=k)) for k in POOL_KEEPS},
+            **{
+                f"keep_{k}": _filtered(labels, second, dataclasses.replace(cfg, keep=k, keep_at_least=None))
+                for k in POOL_KEEPS
+            },
         }
 
     out = {"wer_all": _wer((lab.ref_text, lab.text) for lab in scored), **figures(config)}
