@@ -9,8 +9,9 @@ Each recipe's data comes from its own ``run.sh --stage 0 --stop-stage 0`` once, 
 ``OUT_DIR/<recipe>-<size>/data`` (test set and out-of-domain sets are the same files for
 every seed); each seed is the recipe's pipeline run in-process into
 ``OUT_DIR/<recipe>-<size>/seed<N>/`` up to its evaluate stage, with the student's
-``seed_everything`` and ``data.seed`` (shuffling, augmentation) set to N. A seed whose
-evaluate stage has finished is not run again; an unfinished one resumes per stage.
+``seed_everything`` and ``data.seed`` (shuffling, augmentation) set to N. Every seed goes
+through the pipeline's own resume: a stage that finished with the settings asked for now is
+skipped, one whose settings changed (a recipe config edited since) runs again with all after it.
 
 support: seed N's train calls are ``synth --seed 1 + 10 N`` (seed 0 is run.sh's own pool; the
 test calls are ``--seed 2`` for every seed, so a train seed of 2 would train on the test
@@ -705,7 +706,7 @@ def main(argv: list[str] | None = None) -> int:
         seeds = []
         for seed in args.seeds:
             d = seed_dir(root, seed, args.variant)
-            if not args.only_collect and not seed_done(d):
+            if not args.only_collect:
                 run_seed(
                     recipe, args.size, root, seed, args.max_time, args.seeds, args.variant, overrides, stages
                 )
