@@ -35,7 +35,7 @@ class ThresholdChoice:
     """The confidence rule's score and threshold, how they were chosen, and the calibration if one chose them.
 
     ``source`` is ``user``, ``keep``, ``calibration`` or ``default``, or ``keep_at_least`` when
-    the floor lowered the threshold ``floored`` came from.
+    the retention floor lowered the threshold chosen otherwise (that one is kept in ``floored``).
     """
 
     score: str
