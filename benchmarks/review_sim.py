@@ -128,6 +128,7 @@ def main(argv=None) -> int:
         filtered = prepare(corpus, every, args.work, floor or None)
         corpora[corpus] = {"every": every, "keep_at_least": floor or None, **evaluate(filtered)}
     headline = {c: r["all"]["ratio_word_vs_utterance"] for c, r in corpora.items()}
+    kept = {c: r["kept"]["ratio_word_vs_utterance"] for c, r in corpora.items()}
     result = {
         "bar": f"word review removes >= {BAR}x the label errors per minute listened of utterance review",
         "normaliser": "format_insensitive",
@@ -135,12 +136,13 @@ def main(argv=None) -> int:
         "second_opinion": "tiny.en",
         "pad_s": PAD_S,
         "ratio_word_vs_utterance_all": headline,
+        "ratio_word_vs_utterance_kept": kept,  # the review stage's input: the filter's kept labels
         "corpora": corpora,
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
         "command": "python " + " ".join(sys.argv),
     }
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
-    print(json.dumps(headline))
+    print(json.dumps({"all": headline, "kept": kept}))
     return 0
 
 

@@ -22,8 +22,17 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, dict):
-        return ", ".join(f"{k} {_fmt(x)}" for k, x in v.items() if not isinstance(x, (dict, list)))
+        return ", ".join(f"{k} {_fmt(x)}" for k, x in v.items() if not isinstance(x, dict) and _flat(x))
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
     return str(v)
+
+
+def _flat(v) -> bool:
+    """A scalar, or a short list of scalars (per-budget figures): what fits in a table cell."""
+    if not isinstance(v, list):
+        return True
+    return len(v) <= 8 and all(not isinstance(x, (dict, list)) for x in v)
 
 
 def _notes() -> dict[str, str]:
