@@ -136,14 +136,7 @@ def filter_labels(
     if second is not None:
         out = [_with_word_confidence(p, lab, second.get(lab.id)) for p, lab in zip(out, labels, strict=True)]
     report = build_report(
-        out,
-        score=choice.score,
-        threshold=choice.threshold,
-        source=choice.source,
-        threshold_before_floor=choice.floored,
-        config=config,
-        second=second is not None,
-        review_fraction=review_fraction,
+        out, choice=choice, config=config, second=second is not None, review_fraction=review_fraction
     )
     log.info(
         "kept %d of %d labels (%.1f%%) with %s >= %.3g (%s)",

@@ -19,6 +19,7 @@ from ..metrics import DEFAULT_NORMALISER, WerResult, word_error_rate
 from .calibrate import MAX_ALIGN_CHARS, MAX_ALIGN_WORDS, too_long_to_align
 from .edits import printable
 from .rules import FilterConfig
+from .threshold import ThresholdChoice
 
 if TYPE_CHECKING:
     from ..records import PseudoLabel
@@ -171,17 +172,15 @@ def _by_reason(dropped: Sequence[PseudoLabel]) -> tuple[dict[str, ReasonCount], 
 def build_report(
     labels: Sequence[PseudoLabel],
     *,
-    score: str,
-    threshold: float,
-    source: str,
+    choice: ThresholdChoice,
     config: FilterConfig,
     second: bool,
     review_fraction: float,
-    threshold_before_floor: float | None = None,
 ) -> FilterReport:
     """Count what the filter kept and dropped, and measure both against references where there are some.
 
-    ``labels`` are every filtered label, kept or dropped, in input order.
+    ``labels`` are every filtered label, kept or dropped, in input order; ``choice`` is the
+    confidence rule's score and threshold and how they were chosen.
     """
     kept = [p for p in labels if p.kept]
     dropped = [p for p in labels if not p.kept]
@@ -202,10 +201,10 @@ def build_report(
         retention_hours=kept_hours / hours if hours else 0.0,
         by_reason=by_reason,
         any_reason=any_reason,
-        score=score,
-        threshold=threshold,
-        threshold_source=source,
-        threshold_before_floor=threshold_before_floor,
+        score=choice.score,
+        threshold=choice.threshold,
+        threshold_source=choice.source,
+        threshold_before_floor=choice.floored,
         normaliser=config.correction.normaliser,
         wer_normaliser=config.wer_normaliser,
         corrections=dict(corrections.most_common()),
