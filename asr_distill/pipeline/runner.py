@@ -187,8 +187,9 @@ def _run_locked(cfg: PipelineConfig, p: Paths, start: str | None, stop: str | No
             continue
         marker = p.done(stage)
         newer = _newer_upstream(p, stage)
-        changed = finished(p, stage) and settings_changed(p, stage)
-        if finished(p, stage) and not (force or upstream_ran or changed) and newer is None:
+        done = finished(p, stage)
+        changed = done and settings_changed(p, stage)
+        if done and not (force or upstream_ran or changed) and newer is None:
             log.info("stage %s: done before (%s), skipped", stage, marker)
             statuses.append(StageStatus(stage, "skipped"))
             continue
