@@ -215,6 +215,29 @@ def test_statistics_read_during_decoding_equal_a_teacher_forced_pass(an4_fixture
 
 
 @pytest.mark.slow
+def test_rows_leave_the_batch_when_they_end_and_no_token_changes(an4_fixture, tiny_teacher, monkeypatch):
+    """Greedy decoding stops computing a clip once it ends; Whisper's own loop keeps every row to the end.
+
+    Both must write the same tokens with the same statistics (the stock loop's are scored by
+    teacher forcing) and the same no-speech probability.
+    """
+    from asr_distill.teacher.backends import _FeaturesTask
+
+    backend = make_backend(tiny_teacher, "whisper", precision="fp32")
+    feats = backend.encode([a for _, a in _clips(an4_fixture)], 20.0)
+    greedy = DecodePass("en", max_tokens=60)
+    ours = backend.generate(feats, greedy)
+    assert len({len(h.tokens) for h in ours}) > 1  # clips end at different steps: rows left early
+    monkeypatch.setattr(_FeaturesTask, "tracks_steps", property(lambda self: False))
+    stock = backend.generate(feats, greedy)
+    for a, b in zip(ours, stock, strict=True):
+        assert a.tokens == b.tokens and a.text == b.text
+        assert abs(a.no_speech_prob - b.no_speech_prob) < 1e-5
+        assert abs(a.avg_logprob - b.avg_logprob) < 1e-3
+        np.testing.assert_allclose(np.array(a.token_stats), np.array(b.token_stats), rtol=1e-4, atol=2e-3)
+
+
+@pytest.mark.slow
 def test_language_read_from_the_decoding_pass_equals_detection(an4_fixture, tiny_teacher):
     """The start-of-transcript distribution is the detector's: reading it from ``generate`` is free."""
     base = load_teacher("base")  # the packaged multilingual teacher

@@ -87,8 +87,14 @@ def _tiny_whisper() -> Whisper:
 
 def test_decoding_task_instance_attributes():
     task = DecodingTask(_tiny_whisper(), DecodingOptions(language="en", beam_size=2, fp16=False))
-    for attr in ("n_group", "sot_index", "inference", "initial_tokens", "sample_begin"):
+    attrs = ("n_group", "sot_index", "inference", "initial_tokens", "sample_begin", "sample_len", "n_ctx")
+    for attr in (*attrs, "logit_filters", "decoder", "tokenizer"):  # the greedy loop's, as well
         assert hasattr(task, attr), _moved("DecodingTask", attr)
+    for attr in ("kv_cache", "cleanup_caching"):
+        assert hasattr(task.inference, attr), _moved("DecodingTask", f"inference.{attr}")
+    assert _params(task.decoder.update) == ["tokens", "logits", "sum_logprobs"], _moved(
+        "DecodingTask", "decoder.update(tokens, logits, sum_logprobs)"
+    )
     assert task.n_group == 2, _moved("DecodingTask", "n_group (rows per clip)")
     assert callable(getattr(task.inference, "logits", None)), _moved("DecodingTask", "inference.logits")
 

@@ -83,6 +83,13 @@ def _rounded(lp: torch.Tensor, ent: torch.Tensor) -> list[tuple[float, ...]]:
     return [tuple(round(x, 4) for x in row) for row in rows]
 
 
+def _per_clip(values: torch.Tensor, rows: torch.Tensor, n: int) -> torch.Tensor:
+    """``values`` of the running ``rows`` placed in a tensor for all ``n`` clips (zero elsewhere)."""
+    full = values.new_zeros((n, *values.shape[1:]))
+    full[rows] = values
+    return full
+
+
 def step_stats(logp: torch.Tensor, chosen: torch.Tensor, alpha: float) -> list[tuple[float, ...]]:
     """Per step: log-probability of the chosen token, and Gibbs, Tsallis, Renyi entropies.
 
@@ -169,29 +176,69 @@ class _FeaturesTask(DecodingTask):
         return self.n_group == 1
 
     def _main_loop(self, audio_features: torch.Tensor, tokens: torch.Tensor):
+        if self.tracks_steps:
+            return self._greedy_loop(audio_features, tokens)
         forward = self.inference.logits
-        pending: list[torch.Tensor] = []  # the last step's log-probabilities, until its token is known
 
         def logits(tokens: torch.Tensor, audio_features: torch.Tensor) -> torch.Tensor:
             out = forward(tokens, audio_features)
             if self.sot_logits is None:
                 self.sot_logits = out[:, self.sot_index].float()
-            if self.tracks_steps:
-                if pending:
-                    self.chosen_lp.append(pending.pop().gather(-1, tokens[:, -1:])[:, 0])
-                logp = out[:, -1].float().log_softmax(-1)
-                self.step_entropies.append(entropies(logp, self.alpha))
-                pending.append(logp)
             return out
 
         self.inference.logits = logits
         try:
-            tokens, sum_logprobs, no_speech = super()._main_loop(audio_features, tokens)
+            return super()._main_loop(audio_features, tokens)
         finally:
             del self.inference.logits  # the instance attribute; the class method shows again
-        if pending:
-            self.chosen_lp.append(pending.pop().gather(-1, tokens[:, -1:])[:, 0])
-        return tokens, sum_logprobs, no_speech
+
+    def _greedy_loop(self, audio_features: torch.Tensor, tokens: torch.Tensor):
+        """openai-whisper's ``_main_loop`` for one row per clip, computing only unfinished rows.
+
+        In Whisper's loop a row that has ended keeps its place in the batch until the last
+        row ends, appending end tokens at full cost: its share of the cross-attention cache
+        (the window's frames, every layer) is read at each step. Here a row leaves the
+        batch and the cache when it ends; its tokens are padded with the end token as
+        Whisper's greedy decoder pads them. Each step's statistics (the emitted token's
+        log-probability under the unfiltered distribution, and the entropies) are kept per
+        clip, zero for rows already ended.
+        """
+        n, device, eot = tokens.shape[0], audio_features.device, self.tokenizer.eot
+        sum_logprobs = torch.zeros(n, device=device)
+        no_speech: list[float] = [float("nan")] * n
+        alive = torch.arange(n, device=device)  # the clip each running row belongs to
+        out = tokens
+        try:
+            for i in range(self.sample_len):
+                logits = self.inference.logits(tokens, audio_features)
+                if i == 0:
+                    self.sot_logits = logits[:, self.sot_index].float()
+                    if self.tokenizer.no_speech is not None:
+                        no_speech = self.sot_logits.softmax(-1)[:, self.tokenizer.no_speech].tolist()
+                logits = logits[:, -1]
+                logp = logits.float().log_softmax(-1)  # before the filters change ``logits`` in place
+                self.step_entropies.append(_per_clip(entropies(logp, self.alpha), alive, n))
+                for logit_filter in self.logit_filters:
+                    logit_filter.apply(logits, tokens)
+                running = sum_logprobs[alive]
+                tokens, completed = self.decoder.update(tokens, logits, running)
+                sum_logprobs[alive] = running
+                self.chosen_lp.append(_per_clip(logp.gather(-1, tokens[:, -1:])[:, 0], alive, n))
+                step = torch.full((n, 1), eot, dtype=out.dtype, device=device)
+                step[alive] = tokens[:, -1:]
+                out = torch.cat([out, step], -1)
+                if completed or tokens.shape[-1] > self.n_ctx:
+                    break
+                running_rows = (tokens[:, -1] != eot).nonzero()[:, 0]
+                if len(running_rows) < len(alive):
+                    alive, tokens = alive[running_rows], tokens[running_rows]
+                    audio_features = audio_features[running_rows]
+                    cache = self.inference.kv_cache
+                    for module, cached in cache.items():
+                        cache[module] = cached[running_rows]
+        finally:
+            self.inference.cleanup_caching()
+        return out, sum_logprobs, no_speech
 
     def row_stats(self, lengths: list[int]) -> list[list[tuple[float, ...]] | None]:
         """Per clip with ``lengths[b]`` tokens: the statistics of its tokens and its end token.
