@@ -199,15 +199,16 @@ class _FeaturesTask(DecodingTask):
         row ends, appending end tokens at full cost: its share of the cross-attention cache
         (the window's frames, every layer) is read at each step. Here a row leaves the
         batch and the cache when it ends; its tokens are padded with the end token as
-        Whisper's greedy decoder pads them. Each step's statistics (the emitted token's
-        log-probability under the unfiltered distribution, and the entropies) are kept per
-        clip, zero for rows already ended.
+        Whisper's greedy decoder pads them. A sampling pass (temperature above 0) keeps every
+        row, so each clip draws the same random numbers as in Whisper's loop. Each step's
+        statistics (the emitted token's log-probability under the unfiltered distribution, and
+        the entropies) are kept per clip, zero for rows already ended.
         """
         n, device, eot = tokens.shape[0], audio_features.device, self.tokenizer.eot
         sum_logprobs = torch.zeros(n, device=device)
         no_speech: list[float] = [float("nan")] * n
         alive = torch.arange(n, device=device)  # the clip each running row belongs to
-        out = tokens
+        out, prune = tokens, self.options.temperature == 0
         try:
             for i in range(self.sample_len):
                 logits = self.inference.logits(tokens, audio_features)
@@ -229,16 +230,21 @@ class _FeaturesTask(DecodingTask):
                 out = torch.cat([out, step], -1)
                 if completed or tokens.shape[-1] > self.n_ctx:
                     break
-                running_rows = (tokens[:, -1] != eot).nonzero()[:, 0]
-                if len(running_rows) < len(alive):
-                    alive, tokens = alive[running_rows], tokens[running_rows]
-                    audio_features = audio_features[running_rows]
-                    cache = self.inference.kv_cache
-                    for module, cached in cache.items():
-                        cache[module] = cached[running_rows]
+                if prune:
+                    alive, tokens, audio_features = self._drop_ended(alive, tokens, audio_features)
         finally:
             self.inference.cleanup_caching()
         return out, sum_logprobs, no_speech
+
+    def _drop_ended(self, alive: torch.Tensor, tokens: torch.Tensor, audio_features: torch.Tensor):
+        """The rows still decoding, out of ``alive``, ``tokens``, the features and the cache."""
+        running = (tokens[:, -1] != self.tokenizer.eot).nonzero()[:, 0]
+        if len(running) == len(alive):
+            return alive, tokens, audio_features
+        cache = self.inference.kv_cache
+        for module, cached in cache.items():
+            cache[module] = cached[running]
+        return alive[running], tokens[running], audio_features[running]
 
     def row_stats(self, lengths: list[int]) -> list[list[tuple[float, ...]] | None]:
         """Per clip with ``lengths[b]`` tokens: the statistics of its tokens and its end token.
