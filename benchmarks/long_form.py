@@ -61,6 +61,14 @@ DEFINITIONS = {
     "deleted_in_trimmed": (
         "deleted reference words of the utterances_trimmed (a trim that clipped a word shows here)"
     ),
+    "silero_vs_per_utterance": (
+        "paired bootstrap over utterances (1000 resamples), each utterance's errors summed over the "
+        "constructions; delta = silero WER - per_utterance WER in points with its 95% interval, "
+        "p_not_better the share of resamples where silero was not better; an utterance's errors are "
+        "its substituted and deleted words and the words inserted after its last word in the "
+        "recording's alignment; largest: the utterances whose errors differ most, with the words "
+        "each system wrote there in each construction"
+    ),
     "pooled rows": (
         "the top-level rows sum errors and counts over every seed's construction; per_seed has each"
     ),
@@ -144,8 +152,41 @@ def _touched(units: list[tuple[float, float, str | None]], a: float, b: float) -
     return cut, trimmed
 
 
-def score(records: list, lines: list[dict], recordings: list[dict], per_utterance: bool) -> dict:
-    """WER, lost words and cut counts over all recordings (see ``DEFINITIONS``)."""
+def _attributed(out, owner: list[int], n: int) -> list[dict]:
+    """Per utterance of one recording: its errors in the recording's alignment, and the words aligned to it.
+
+    Substituted and deleted reference words count against the utterance they belong to;
+    inserted words against the utterance of the reference word before them.
+    """
+    hyp = out.hypotheses[0]
+    rows = [
+        dict.fromkeys(("substitutions", "deletions", "insertions", "ref_words"), 0) | {"hyp": []}
+        for _ in range(n)
+    ]
+    for k in owner:
+        rows[k]["ref_words"] += 1
+    for c in out.alignments[0]:
+        if c.type == "insert":
+            row = rows[owner[max(c.ref_start_idx - 1, 0)]] if owner else rows[0]
+            row["insertions"] += c.hyp_end_idx - c.hyp_start_idx
+            row["hyp"] += hyp[c.hyp_start_idx : c.hyp_end_idx]
+            continue
+        for j in range(c.ref_start_idx, c.ref_end_idx):
+            row = rows[owner[j]]
+            if c.type == "substitute":
+                row["substitutions"] += 1
+            elif c.type == "delete":
+                row["deletions"] += 1
+            if c.type != "delete":
+                row["hyp"].append(hyp[c.hyp_start_idx + j - c.ref_start_idx])
+    return rows
+
+
+def score(records: list, lines: list[dict], recordings: list[dict], per_utterance: bool) -> tuple[dict, dict]:
+    """WER, lost words and cut counts over all recordings (see ``DEFINITIONS``).
+
+    Also returns, per utterance id, its errors and the words aligned to it (``_attributed``).
+    """
     import jiwer
 
     from asr_distill.normalise import get_normaliser
@@ -156,6 +197,7 @@ def score(records: list, lines: list[dict], recordings: list[dict], per_utteranc
         + ("utterances_trimmed", "deleted_in_trimmed"),
         0,
     )
+    by_utt: dict[str, dict] = {}
     for rec in recordings:
         utts = [d for d in lines if d["recording"] == rec["id"]]
         units = _units(records, lines, rec["id"], per_utterance)
@@ -163,6 +205,7 @@ def score(records: list, lines: list[dict], recordings: list[dict], per_utteranc
         ref = " ".join(norm(d["text"]) for d in utts)
         hyp = " ".join(norm(t) for _, _, t in units if t)
         out = jiwer.process_words(ref, hyp)
+        by_utt |= {d["id"]: e for d, e in zip(utts, _attributed(out, owner, len(utts)), strict=True)}
         gone = {
             i for c in out.alignments[0] if c.type == "delete" for i in range(c.ref_start_idx, c.ref_end_idx)
         }
@@ -177,7 +220,7 @@ def score(records: list, lines: list[dict], recordings: list[dict], per_utteranc
         counts["deleted_words"] += len(gone)
         counts["lost_words"] += sum(1 for i in gone if touched[owner[i]][0])
         counts["deleted_in_trimmed"] += sum(1 for i in gone if touched[owner[i]] == (False, True))
-    return {"wer": round(100.0 * counts["errors"] / counts["ref_words"], 2)} | counts
+    return {"wer": round(100.0 * counts["errors"] / counts["ref_words"], 2)} | counts, by_utt
 
 
 def pooled(rows: list[dict]) -> dict:
@@ -228,13 +271,14 @@ def _cut_pause(segmenter: str, cut: float | None) -> float | str | None:
 
 def run_systems(
     args, teacher, manifests: tuple[Path, Path], lines: list[dict], recordings: list[dict]
-) -> dict:
-    """Label with each system in turn; one scored row per system."""
+) -> tuple[dict, dict]:
+    """Label with each system in turn; one scored row per system, and its per-utterance errors."""
     from asr_distill.label import LabelRun
     from asr_distill.records import Skip
 
     audio_s = sum(r["duration"] for r in recordings)
     result: dict = {}
+    attributed: dict = {}
     systems = [
         ("per_utterance", manifests[0], "energy", args.segment_s),
         ("silero", manifests[1], "silero", args.segment_s),
@@ -257,7 +301,8 @@ def run_systems(
         )
         with _silero_pad(pad):
             records, wall = run_system(manifest, run)
-        row = score(records, lines, recordings, per_utterance=name == "per_utterance")
+        row, by_utt = score(records, lines, recordings, per_utterance=name == "per_utterance")
+        attributed[name] = by_utt
         skips = [r for r in records if isinstance(r, Skip)]
         row |= {
             "segment_s": segment_s,
@@ -273,7 +318,60 @@ def run_systems(
         }
         result[name] = row
         print(name, json.dumps(row), flush=True)
-    return result
+    return result, attributed
+
+
+def compare(seeds: list[dict], a: str, b: str, lines: list[dict], top: int = 8) -> dict:
+    """System ``a`` against ``b`` utterance by utterance, over every construction.
+
+    Each utterance's errors are summed over the constructions before the paired bootstrap
+    resamples utterances: the constructions share their utterances, so an utterance is the
+    unit of evidence, not an utterance in one construction. ``largest`` lists the
+    utterances whose errors differ most, with what each system wrote there in each construction.
+    """
+    from asr_distill.evaluate.bootstrap import paired_bootstrap
+    from asr_distill.records import UtteranceScore
+
+    counts = ("substitutions", "deletions", "insertions", "ref_words")
+    refs = {d["id"]: d["text"] for d in lines}
+
+    def scores(name: str) -> list:
+        return [
+            UtteranceScore(
+                id=i,
+                ref=refs[i],
+                hyp="",
+                ref_norm="",
+                hyp_norm="",
+                **{k: sum(seed[name][i][k] for seed in seeds) for k in counts},
+            )
+            for i in refs
+        ]
+
+    sa, sb = scores(a), scores(b)
+    paired = paired_bootstrap(sa, sb, names=(a, b), normaliser=NORMALISER)
+    diff = {x.id: x.errors - y.errors for x, y in zip(sa, sb, strict=True)}
+    largest = sorted((i for i in diff if diff[i]), key=lambda i: -abs(diff[i]))[:top]
+    return {
+        "delta": paired.delta,
+        "delta_ci": [paired.delta_ci.low, paired.delta_ci.high],
+        "p_not_better": paired.p_value,
+        "utterances": paired.utterances,
+        "utterances_worse": sum(1 for v in diff.values() if v > 0),
+        "utterances_better": sum(1 for v in diff.values() if v < 0),
+        "errors_added": sum(v for v in diff.values() if v > 0),
+        "errors_removed": -sum(v for v in diff.values() if v < 0),
+        "largest": [
+            {
+                "id": i,
+                "errors_minus": diff[i],
+                "ref": refs[i],
+                a: [" ".join(seed[a][i]["hyp"]) for seed in seeds],
+                b: [" ".join(seed[b][i]["hyp"]) for seed in seeds],
+            }
+            for i in largest
+        ],
+    }
 
 
 def _bars(rows: dict) -> dict:
@@ -369,7 +467,7 @@ def main() -> None:
         draw = np.random.default_rng(args.sample_seed).choice(len(utts), args.sample, replace=False)
         utts = [utts[i] for i in sorted(draw)]
     teacher = load_teacher(args.model)
-    per_seed, audio_s = [], 0.0
+    per_seed, attributed, audio_s = [], [], 0.0
     for seed in args.seeds:
         work = WORK / f"{args.split}_seed{seed}"
         recordings, lines = build(args, utts, seed, work)
@@ -377,11 +475,14 @@ def main() -> None:
         seconds = sum(r["duration"] for r in recordings)
         audio_s += seconds
         print(f"seed {seed}: {len(utts)} utterances in {len(recordings)} recordings, {seconds / 60:.1f} min")
-        per_seed.append({"seed": seed} | run_systems(args, teacher, manifests, lines, recordings))
+        rows, errors = run_systems(args, teacher, manifests, lines, recordings)
+        per_seed.append({"seed": seed} | rows)
+        attributed.append(errors)
     result = {name: pooled([row[name] for row in per_seed]) for name in per_seed[0] if name != "seed"}
     result |= {
         "bar": _bars(result),
         "bar_per_seed": {row["seed"]: _bars(row) for row in per_seed},
+        "silero_vs_per_utterance": compare(attributed, "silero", "per_utterance", lines),
         "per_seed": per_seed,
         "definitions": DEFINITIONS,
         "normaliser": NORMALISER,
