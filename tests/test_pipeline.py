@@ -238,6 +238,25 @@ def test_a_run_chains_every_stage_and_writes_its_artefacts(finished_run):
 
 
 @pytest.mark.slow
+def test_an_evaluation_rerun_decodes_no_model_whose_inputs_are_unchanged(finished_run):
+    """New scoring settings rerun the evaluation from its saved decodings, not from the models."""
+    cfg, _ = finished_run
+    root = Path(cfg["out"])
+    hyps = sorted((root / "eval").glob("*/hyps.jsonl"))
+    assert len(hyps) == 4  # teacher and student, on both sets
+    written = {h: h.stat().st_mtime_ns for h in hyps}
+    rescored = copy.deepcopy(cfg)
+    rescored["evaluate"]["resamples"] = 200
+    statuses = {s.name: s.status for s in run(rescored).stages}
+    assert statuses["train"] == "skipped" and statuses["evaluate"] == statuses["report"] == "ran"
+    summary = json.loads((root / "eval" / "summary.json").read_text())
+    assert summary["comparisons"][0]["delta_ci"]["resamples"] == 200
+    assert {h: h.stat().st_mtime_ns for h in hyps} == written
+    assert {s.name: s.status for s in run(cfg).stages}["evaluate"] == "ran"  # the fixture's settings back
+    assert {h: h.stat().st_mtime_ns for h in hyps} == written
+
+
+@pytest.mark.slow
 def test_rerun_resumes_after_parts_of_the_root_are_deleted(finished_run):
     cfg, first = finished_run
     root = Path(cfg["out"])

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..evaluate.artefacts import SUMMARY_NAME, TABLE_NAME
 from ..jsonl import atomic_write_text
 
 if TYPE_CHECKING:
@@ -167,7 +168,7 @@ def stage_outputs(p: Paths, stage: str) -> list[Path]:
         "review": [p.review_dir / "kept.jsonl"] if p.cfg.review.edits else [],
         "train": [p.checkpoints],
         "export": [p.student_pt],
-        "evaluate": [p.eval_dir / "summary.json"],
+        "evaluate": [p.eval_dir / SUMMARY_NAME],
         "rounds": [p.rounds_json],
         "report": [p.report_dir / "report.md"],
     }[stage]
@@ -186,13 +187,16 @@ def clear_stale(p: Paths, stage: str) -> None:
     before. Outputs that are simply overwritten (filter, export, report) and the
     encoder-feature cache (keyed by audio, not labels) are kept; the review folder is never
     touched, since it may hold a person's edits. The rounds after round 1 go whole.
+    Evaluation loses its summary and table but keeps each model's saved decoding: a decoding
+    is reused only for the same manifest bytes, model files and options (its ``inputs``), so
+    a new student is decoded again while the teacher and the baselines are not.
     """
     doomed: list[Path] = []
     if stage == "train":
         logs = ("metrics.csv", "hparams.yaml", "logs")
         doomed = [p.checkpoints, *(p.train_dir / name for name in logs)]
     elif stage == "evaluate":
-        doomed = [p.eval_dir]
+        doomed = [p.eval_dir / SUMMARY_NAME, p.eval_dir / TABLE_NAME]
     elif stage == "label_student":
         doomed = [p.label_dir]
     elif stage == "rounds":
