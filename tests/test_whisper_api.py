@@ -57,7 +57,7 @@ def test_decoding_task_run_still_goes_through_our_overrides(call):
 
 
 def test_main_loop_still_calls_inference_logits():
-    """``_FeaturesTask._main_loop`` wraps ``self.inference.logits`` to read each step's statistics."""
+    """``_FeaturesTask`` calls ``self.inference.logits`` in its greedy loop, and wraps it in Whisper's own."""
     assert "self.inference.logits(" in inspect.getsource(DecodingTask._main_loop), _moved(
         "DecodingTask", "_main_loop -> inference.logits"
     )
