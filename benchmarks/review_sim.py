@@ -31,7 +31,7 @@ from pathlib import Path
 from asr_distill.jsonl import atomic_write_text
 from asr_distill.quality.filter import read_pseudo_labels
 from asr_distill.quality.review_queue import PAD_S
-from asr_distill.quality.review_sim import MODES, simulate
+from asr_distill.quality.review_sim import MODES, confidence_table, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -73,6 +73,16 @@ def prepare(corpus: str, every: int, work: Path, keep_at_least: float | None = N
     return filtered
 
 
+def pad_sweep(labels, budgets: list[float], pads: list[float]) -> dict:
+    """Word review's ratio to utterance review at each budget with another pad either side of a run."""
+    base = [simulate(labels, "utterance", b).removed_per_min for b in budgets]
+    out = {}
+    for pad in pads:
+        word = [simulate(labels, "word", b, pad=pad).removed_per_min for b in budgets]
+        out[f"{pad:g}"] = [round(w / u, 3) if u else None for w, u in zip(word, base, strict=True)]
+    return out
+
+
 def compare(labels, budgets: list[float]) -> dict:
     """Every mode at every budget, and word vs utterance removed-per-minute ratios."""
     rows = {m: [asdict(simulate(labels, m, b)) for b in budgets] for m in MODES}
@@ -83,8 +93,13 @@ def compare(labels, budgets: list[float]) -> dict:
     return {"budgets_min": budgets, "modes": rows, "ratio_word_vs_utterance": ratios}
 
 
-def evaluate(filtered: Path) -> dict:
-    """The simulation on the kept labels and on all labels, at fixed budgets and the whole word queue."""
+def evaluate(filtered: Path, pads: list[float] = ()) -> dict:
+    """The simulation on the kept labels and on all labels, at fixed budgets and the whole word queue.
+
+    Each part also gets its word-confidence table (how often a word of each confidence is
+    wrong, and how many of the errors the queue can reach) and, with ``pads``, the ratios
+    at other pads.
+    """
     kept = read_pseudo_labels(filtered / "kept.jsonl")
     every = kept + read_pseudo_labels(filtered / "dropped.jsonl")
     out = {}
@@ -98,7 +113,10 @@ def evaluate(filtered: Path) -> dict:
             "with_word_confidence": sum(bool(p.word_confidence) for p in labels),
             "word_queue_min": whole.listened_min,
             **compare(labels, budgets),
+            "confidence": confidence_table(labels),
         }
+        if pads:
+            out[name]["ratio_by_pad"] = pad_sweep(labels, budgets, pads)
     return out
 
 
@@ -111,6 +129,13 @@ def main(argv=None) -> int:
         type=float,
         action="append",
         help="one per --corpus (0: none): the filter's retention floor, as that corpus's recipe sets it",
+    )
+    ap.add_argument(
+        "--sweep-pad",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also the word/utterance ratios with these seconds played either side of a run",
     )
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "review_sim")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "review_sim.json")
@@ -126,7 +151,11 @@ def main(argv=None) -> int:
     corpora = {}
     for corpus, every, floor in zip(args.corpus, args.every, floors, strict=True):
         filtered = prepare(corpus, every, args.work, floor or None)
-        corpora[corpus] = {"every": every, "keep_at_least": floor or None, **evaluate(filtered)}
+        corpora[corpus] = {
+            "every": every,
+            "keep_at_least": floor or None,
+            **evaluate(filtered, args.sweep_pad),
+        }
     headline = {c: r["all"]["ratio_word_vs_utterance"] for c, r in corpora.items()}
     kept = {c: r["kept"]["ratio_word_vs_utterance"] for c, r in corpora.items()}
     result = {

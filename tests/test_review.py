@@ -512,6 +512,26 @@ def test_fix_highlighted(text, ref, confidences, fixed):
     assert " ".join(fix_highlighted(e, norm(ref).split())) == norm(fixed)
 
 
+def test_confidence_table_counts_wrong_words_by_confidence_and_what_the_queue_reaches():
+    from asr_distill.quality.review_sim import confidence_table
+
+    labels = [
+        # "five" is wrong and doubtful, "now" is missing; "enter" and "six" are right
+        _label("enter five six", "enter nine six now", [0.92, 0.1, 0.97], id="a"),
+        # "please" is wrong but confident: the queue cannot reach it
+        _label("stop please", "stop there", [0.85, 0.93], id="b"),
+        # a correction: its words keep the teacher words' confidences; the word it added has none
+        _label("go north", "go north", [0.9, 0.95], id="c", label_text="go to north"),
+    ]
+    t = confidence_table(labels, edges=(0.0, 0.5, 0.9))
+    assert [(r["from"], r["words"], r["wrong"]) for r in t["bins"]] == [(0.0, 1, 1), (0.5, 1, 0), (0.9, 5, 1)]
+    assert [r["error_rate"] for r in t["bins"]] == [1.0, 0.0, 0.2]
+    assert (t["errors"], t["wrong_flagged"], t["wrong_unflagged"]) == (4, 1, 1)
+    assert (t["wrong_without_confidence"], t["missing"]) == (1, 1)
+    with pytest.raises(ValueError, match="ref_text"):
+        confidence_table([_label("a", None, [0.1])])
+
+
 def test_simulation_on_real_labels_word_mode_hears_less(timed_labels):
     """Real labels with real word timings: word review hears less than whole clips, and fixes less.
 

@@ -113,6 +113,23 @@ def written_timings(text: str, timings: Sequence[WordTiming]) -> list[tuple[floa
     return out
 
 
+def _carried(p: PseudoLabel, t_spoken: Sequence[str], sources: Sequence[int | None]) -> list[float | None]:
+    """The teacher-word confidence each spoken word of the label carries (None: unknown or added)."""
+    conf = p.word_confidence if len(p.word_confidence) == len(t_spoken) else (None,) * len(t_spoken)
+    return [None if t is None else conf[t] for t in sources]
+
+
+def spoken_confidences(p: PseudoLabel) -> tuple[tuple[str, ...], list[float | None]]:
+    """The spoken words of ``p.text`` and the confidence of each, carried over a correction.
+
+    Confidences belong to the teacher's words; a correction's words are aligned to them
+    (:func:`index_map`), and a word the correction added has none.
+    """
+    t_spoken = spoken_words(p.teacher_text)[0]
+    x_spoken = t_spoken if p.text == p.teacher_text else spoken_words(p.text)[0]
+    return x_spoken, _carried(p, t_spoken, index_map(t_spoken, x_spoken))
+
+
 def label_words(p: PseudoLabel, threshold: float = DOUBTFUL_CONFIDENCE) -> tuple[LabelWord, ...]:
     """The written words of ``p.text`` with the confidence and timing of the teacher's words under them.
 
@@ -120,15 +137,13 @@ def label_words(p: PseudoLabel, threshold: float = DOUBTFUL_CONFIDENCE) -> tuple
     spoken words are aligned to the teacher's, and a word the correction added has none.
     """
     t_spoken, t_spans = spoken_words(p.teacher_text)
-    known = len(p.word_confidence) == len(t_spoken)
-    conf = p.word_confidence if known else (None,) * len(t_spoken)
     t_time = written_timings(p.teacher_text, p.words)
     x_spoken, x_spans = (t_spoken, t_spans) if p.text == p.teacher_text else spoken_words(p.text)
+    sources = index_map(t_spoken, x_spoken)
     written = p.text.split()
     confs: list[list[float | None]] = [[] for _ in written]
     times: list[list[tuple[float, float] | None]] = [[] for _ in written]
-    for (a, b), t in zip(x_spans, index_map(t_spoken, x_spoken), strict=True):
-        c = None if t is None else conf[t]
+    for (a, b), t, c in zip(x_spans, sources, _carried(p, t_spoken, sources), strict=True):
         spans = [None] if t is None else t_time[t_spans[t][0] : t_spans[t][1] + 1]
         for k in range(a, min(b, len(written) - 1) + 1):
             confs[k].append(c)
@@ -249,5 +264,6 @@ __all__ = [
     "queue_entry",
     "review_queue",
     "run_interval",
+    "spoken_confidences",
     "written_timings",
 ]

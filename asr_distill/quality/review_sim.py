@@ -28,9 +28,11 @@ from dataclasses import dataclass
 from ..normalise import get_normaliser
 from ..records import PseudoLabel
 from .consensus import DOUBTFUL_CONFIDENCE, NORMALISER, spoken_words
-from .review_queue import PAD_S, QueueEntry, review_queue
+from .review_queue import PAD_S, QueueEntry, review_queue, spoken_confidences
 
 MODES = ("utterance", "utterance_queue", "word")
+# Word-confidence bins of :func:`confidence_table` (lower edges; the last bin holds 1.0).
+CONFIDENCE_EDGES = (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 0.9, 0.95)
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,65 @@ def fix_highlighted(entry: QueueEntry, ref: Sequence[str]) -> list[str]:
     return out
 
 
+def wrong_words(hyp: Sequence[str], ref: Sequence[str]) -> list[bool]:
+    """For each word of ``hyp``, whether the alignment to ``ref`` substitutes or deletes it."""
+    from rapidfuzz.distance import Levenshtein
+
+    wrong = [False] * len(hyp)
+    for op in Levenshtein.opcodes(list(hyp), list(ref)):
+        if op.tag in ("replace", "delete"):
+            wrong[op.src_start : op.src_end] = [True] * (op.src_end - op.src_start)
+    return wrong
+
+
+def confidence_table(
+    labels: Sequence[PseudoLabel],
+    edges: Sequence[float] = CONFIDENCE_EDGES,
+    threshold: float = DOUBTFUL_CONFIDENCE,
+) -> dict:
+    """How often a word of each confidence is wrong, and where the label errors sit.
+
+    Each spoken word of a label's text (``format_insensitive``) with a known confidence
+    (carried over corrections, :func:`~asr_distill.quality.review_queue.spoken_confidences`) is
+    counted in its confidence bin, and as wrong when the alignment to the reference
+    substitutes or deletes it. ``missing`` counts reference words the labels lack (they
+    have no confidence of their own), so ``errors`` = wrong words + missing. What the
+    review queue can reach is the ``flagged`` share: wrong words below ``threshold``.
+
+    Raises:
+        ValueError: a label without a reference transcript.
+    """
+    norm = get_normaliser(NORMALISER)
+    rows = [{"from": lo, "words": 0, "wrong": 0} for lo in edges]
+    errors = missing = unknown = 0
+    for p in labels:
+        if p.ref_text is None:
+            raise ValueError(f"label {p.id} has no ref_text: the table needs references")
+        (hyp, confs), ref = spoken_confidences(p), norm(p.ref_text).split()
+        wrong = wrong_words(hyp, ref)
+        errors += _edits(ref, hyp)
+        missing += _edits(ref, hyp) - sum(wrong)
+        for c, bad in zip(confs, wrong, strict=True):
+            if c is None:
+                unknown += bad
+                continue
+            row = rows[max(i for i, lo in enumerate(edges) if c >= lo)]
+            row["words"] += 1
+            row["wrong"] += bad
+    for row in rows:
+        row["error_rate"] = round(row["wrong"] / row["words"], 3) if row["words"] else None
+    flagged = sum(r["wrong"] for r in rows if r["from"] < threshold)
+    return {
+        "bins": rows,
+        "errors": errors,
+        "wrong_flagged": flagged,
+        "wrong_unflagged": sum(r["wrong"] for r in rows) - flagged,
+        "wrong_without_confidence": unknown,
+        "missing": missing,
+        "threshold": threshold,
+    }
+
+
 def _reviewed_errors(entry: QueueEntry, ref: list[str], mode: str) -> int:
     return 0 if mode != "word" else _edits(ref, fix_highlighted(entry, ref))
 
@@ -143,4 +204,12 @@ def simulate(
     )
 
 
-__all__ = ["MODES", "SimResult", "fix_highlighted", "simulate"]
+__all__ = [
+    "CONFIDENCE_EDGES",
+    "MODES",
+    "SimResult",
+    "confidence_table",
+    "fix_highlighted",
+    "simulate",
+    "wrong_words",
+]
