@@ -480,14 +480,14 @@ def test_simulated_reviewer_fixes_only_highlighted_words():
     timings = [(" enter", 0.2, 0.6), (" five", 0.7, 1.1), (" six", 1.2, 1.5), (" please", 2.6, 3.9)]
     # "five" is wrong and doubtful; "now" is missing far from any highlight
     p = _label("enter five six please", "enter nine six now please", [0.9, 0.1, 0.9, 0.95], timings)
-    word = simulate([p], "word", 1.0)
+    word = simulate([p], "word", 1.0, pad=0.5)
     assert (word.errors_before, word.errors_removed, word.items) == (2, 1, 1)
     assert word.listened_min == pytest.approx((0.4 + 1.0) / 60, abs=1e-4)
     whole = simulate([p], "utterance", 1.0)
     assert (whole.errors_removed, whole.listened_min) == (2, round(4.0 / 60, 4))
     assert word.removed_per_min == pytest.approx(1 / (1.4 / 60), rel=1e-2)
     assert whole.removed_per_min == pytest.approx(2 / (4 / 60), rel=1e-2)
-    assert simulate([p], "word", 0.01).items == 0  # 1.4 s does not fit in 0.6 s
+    assert simulate([p], "word", 0.01, pad=0.5).items == 0  # 1.4 s does not fit in 0.6 s
     with pytest.raises(ValueError, match="ref_text"):
         simulate([_label("a", None, [0.1])], "word", 1.0)
 

@@ -145,3 +145,20 @@ def test_click_on_a_highlighted_word_plays_its_span(kept, tmp_path):
         assert _state(browser, 1)["t"] == pytest.approx(run[3], abs=0.35)
     finally:
         browser.quit()
+
+
+def test_w_plays_the_whole_clip(kept, tmp_path):
+    """A run's padded span can cut a word short; ``w`` plays the clip from its start to its end."""
+    assert run_cli("review", "export", kept, "--out", tmp_path / "rev", "--k", "1")[0] == 0
+    browser = _browser(tmp_path)
+    try:
+        browser.get((tmp_path / "rev" / "review.html").as_uri())
+        _keys(browser, "w")
+        duration = float(browser.find_element("css selector", "tr[data-id]").get_attribute("data-duration"))
+        state = _state(browser, 0)
+        assert state["stop"] == pytest.approx(duration, abs=1e-3)
+        assert [r[2:] for r in state["runs"]] != [[0.0, duration]], "the run alone is not the whole clip"
+        _wait(lambda: _state(browser, 0)["paused"] and _state(browser, 0)["t"] > 0)
+        assert _state(browser, 0)["t"] == pytest.approx(duration, abs=0.35)
+    finally:
+        browser.quit()

@@ -6,8 +6,9 @@ label in an editable box and accept/reject. Arriving at a row plays its first do
 plays its run. Keys: Enter or ``a`` accepts and moves on, ``r`` rejects, ``e`` edits with
 the current doubtful run selected (typing replaces it; Enter keeps the edit and moves on,
 Escape leaves the box), ``j``/``k`` next/previous row, Space replays, ``l``/``h`` next/previous
-doubtful run, ``s`` saves the edits as JSON (a Blob download: no server, the page works from
-a file:// URL or any static host).
+doubtful run, ``w`` plays the whole clip (where a padded run cut a word short), ``s`` saves
+the edits as JSON (a Blob download: no server, the page works from a file:// URL or any
+static host).
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ accept or reject; <b>Save edits</b> downloads <code>review_edits.json</code> for
 <code>asr-distill review import</code>.</p>
 <p class="keys">Keys: <kbd>Enter</kbd>/<kbd>a</kbd> accept and next, <kbd>r</kbd> reject, <kbd>e</kbd> edit
 the highlighted words (<kbd>Enter</kbd> done, <kbd>Esc</kbd> leave the box), <kbd>j</kbd>/<kbd>k</kbd>
-next/previous, <kbd>Space</kbd> replay, <kbd>l</kbd>/<kbd>h</kbd> next/previous highlight, <kbd>s</kbd> save.
+next/previous, <kbd>Space</kbd> replay, <kbd>l</kbd>/<kbd>h</kbd> next/previous highlight, <kbd>w</kbd> the
+whole clip, <kbd>s</kbd> save.
 A click on a highlighted word plays it.</p>
 <p><label>Reviewer <input id="reviewer" name="reviewer" placeholder="your name"></label>
 <button id="save" type="button" onclick="saveEdits()">Save edits</button>
@@ -165,7 +167,8 @@ const KEYS = {
   "e": edit, "j": () => go(cur + 1, true), "ArrowDown": () => go(cur + 1, true),
   "k": () => go(cur - 1, true), "ArrowUp": () => go(cur - 1, true), " ": () => playRun(run),
   "l": () => playRun(run + 1), "ArrowRight": () => playRun(run + 1),
-  "h": () => playRun(run - 1), "ArrowLeft": () => playRun(run - 1), "s": saveEdits
+  "h": () => playRun(run - 1), "ArrowLeft": () => playRun(run - 1), "s": saveEdits,
+  "w": () => play(rows[cur], 0, parseFloat(rows[cur].dataset.duration))
 };
 document.addEventListener("keydown", (ev) => {
   const t = ev.target;
