@@ -21,10 +21,17 @@ from asr_distill.cli import main as cli_main
 from asr_distill.jsonl import exclusive_lock
 from asr_distill.student.build import cut_student, param_count, spaced_layers
 from asr_distill.student.checkpoint_io import AtomicCheckpointIO
-from asr_distill.student.short_context import WindowPolicy, student_options
+from asr_distill.student.short_context import WindowPolicy, evaluation_options, student_options
 from asr_distill.teacher.options import ContextFloor, LabelOptions
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def get_tokenizer_for(model: whisper.model.Whisper):
+    from whisper.tokenizer import get_tokenizer
+
+    return get_tokenizer(model.is_multilingual, num_languages=model.num_languages)
+
 CONFIG = ROOT / "configs" / "student_an4_cut.yaml"
 STEPS = 12
 
@@ -79,6 +86,53 @@ def test_a_student_decodes_as_it_was_trained():
     options = student_options(WindowPolicy(), temperatures=(0.0,))
     assert options.timestamps is False and options.temperatures == (0.0,)
     assert student_options(WindowPolicy()).temperatures == LabelOptions().temperatures
+
+
+def test_a_timestamped_student_decodes_in_timestamp_mode():
+    """A student trained on timestamped segments says so in its description, and is decoded so."""
+    policy = {"short": True, "step_s": 1.0, "margin_s": 0.5, "min_s": 10.0}
+    desc = {"window_policy": policy, "timestamps": True}
+    options = evaluation_options(desc)
+    assert options.timestamps is True and options.window_for(3.0) == 10.0
+    assert evaluation_options({**desc, "timestamps": False}).timestamps is False
+    assert evaluation_options({"window_policy": desc["window_policy"]}).timestamps is False  # older exports
+    assert evaluation_options(None).timestamps is True  # Whisper itself: its timestamp mode, 10 s floor
+
+
+def test_timestamped_targets_are_one_segment_closed_at_the_clips_end():
+    from whisper.tokenizer import get_tokenizer
+
+    from asr_distill.student.data import target_tokens
+
+    tok = get_tokenizer(False)
+    prefix = list(tok.sot_sequence)
+    text = tok.encode(" call me back")
+    plain = target_tokens(tok, prefix, "call me back", 64)
+    assert plain == prefix + text + [tok.eot]
+    stamped = target_tokens(tok, prefix, "call me back", 64, end_s=2.437)
+    assert stamped == prefix + [tok.timestamp_begin, *text, tok.timestamp_begin + 122, tok.eot]
+    assert tok.decode_with_timestamps(stamped[len(prefix) : -1]) == "<|0.00|> call me back<|2.44|>"
+    cut = target_tokens(tok, prefix, "call me back", len(prefix) + 4, end_s=40.0)
+    assert cut[-2:] == [tok.timestamp_begin + 1500, tok.eot] and len(cut) == len(prefix) + 4
+
+
+def test_validation_greedy_decode_ends_at_the_closing_timestamp(tiny_teacher, an4_fixture):
+    """tiny.en, opened at <|0.00|>, writes the clip's words and closes the segment.
+
+    No timestamp token leaks into the text, and the decode ends well before its token cap.
+    """
+    from asr_distill.features import encode_mels, log_mel_batch
+    from asr_distill.student.module import greedy_decode
+
+    model = tiny_teacher.model
+    tok = get_tokenizer_for(model)
+    audio = load_audio(an4_fixture.parent / "audio" / "an406-fcaw-b.flac")
+    with torch.no_grad():
+        feats = encode_mels(model, log_mel_batch([audio], 10.0, model.dims.n_mels))
+        plain = greedy_decode(model, feats, list(tok.sot_sequence_including_notimestamps), tok.eot, 40)[0]
+        stamped = greedy_decode(model, feats, list(tok.sot_sequence), tok.eot, 40, tok.timestamp_begin)[0]
+    assert stamped and len(stamped) < 40 and all(t < tok.eot for t in stamped)
+    assert tok.decode(stamped).strip() and tok.decode(plain).strip()
 
 
 def test_student_window_policy_survives_the_labelers_option_checks():

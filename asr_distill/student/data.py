@@ -53,6 +53,8 @@ from .short_context import WindowPolicy
 log = logging.getLogger(__name__)
 
 IGNORE = -100  # target value cross-entropy skips (prefix and padding)
+TIME_PRECISION_S = 0.02  # one timestamp token step, one encoder frame
+MAX_TIMESTAMP = 1500  # <|30.00|>
 CACHE_BATCH = 16  # clips per encoder pass while filling the feature cache
 IN_DOMAIN = "in_domain"  # the validation set held out of (or given beside) the training labels
 REPLAY = "replay"  # the source of general-domain items mixed into training
@@ -123,6 +125,9 @@ class FeatureSpec:
     """With a frozen encoder: cache the hidden states after this many encoder blocks ``(T, d)``
     (no ``ln_post``) instead of the whole encoder's output, for students that train the top
     blocks; None: the whole encoder's output. ``encoder_sha`` then hashes the bottom only."""
+    timestamps: bool = False
+    """Targets are timestamped segments (``target_tokens`` with the clip's end), for students
+    decoded in Whisper's timestamp mode."""
 
 
 def read_items(path: str | os.PathLike, source: str = "") -> list[ManifestItem]:
@@ -166,10 +171,21 @@ def split_val(items: list[ManifestItem], fraction: float) -> tuple[list[Manifest
     return train, val
 
 
-def target_tokens(tokenizer: Tokenizer, prefix: Sequence[int], text: str, max_len: int) -> list[int]:
-    """``prefix + text + <|endoftext|>``, Whisper's training format (text after a space)."""
+def target_tokens(
+    tokenizer: Tokenizer, prefix: Sequence[int], text: str, max_len: int, end_s: float | None = None
+) -> list[int]:
+    """``prefix + text + <|endoftext|>``, Whisper's training format (text after a space).
+
+    With ``end_s`` the text is one timestamped segment, ``<|0.00|> text <|end_s|>``, as
+    Whisper writes it in timestamp mode (the clip's end stands for the speech's end: the
+    clips are cut around one utterance). A cut text keeps its closing timestamp.
+    """
     body = tokenizer.encode(" " + text) if text else []
-    return (list(prefix) + body)[: max_len - 1] + [tokenizer.eot]
+    if end_s is None:
+        return (list(prefix) + body)[: max_len - 1] + [tokenizer.eot]
+    begin = tokenizer.timestamp_begin
+    end = begin + min(round(end_s / TIME_PRECISION_S), MAX_TIMESTAMP)
+    return (list(prefix) + [begin] + body)[: max_len - 2] + [end, tokenizer.eot]
 
 
 def encoder_sha(model: whisper.model.Whisper) -> str:
@@ -325,7 +341,12 @@ class StudentDataset(Dataset):
     ):
         self.items, self.spec, self.cache, self.copies = items, spec, cache, copies
         self.augment, self.wave = augment, wave
-        self.tokens = [target_tokens(spec.tokenizer, spec.prefix, it.text, max_tokens) for it in items]
+        self.tokens = [
+            target_tokens(
+                spec.tokenizer, spec.prefix, it.text, max_tokens, it.duration if spec.timestamps else None
+            )
+            for it in items
+        ]
         self.windows = [spec.policy.window_for(it.duration) for it in items]
 
     def __len__(self) -> int:

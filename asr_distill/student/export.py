@@ -28,7 +28,7 @@ from ..jsonl import atomic_write_text
 from ..safe_load import checkpoint_globals, load_checkpoint
 from ..teacher import Teacher, ct2
 from ..teacher.options import LabelOptions
-from .short_context import WindowPolicy, student_options
+from .short_context import WindowPolicy, described_options, student_options
 
 log = logging.getLogger(__name__)
 
@@ -205,5 +205,4 @@ def student_teacher(path: str | os.PathLike) -> tuple[Teacher, LabelOptions]:
     teacher = load_teacher(path)
     ckpt = load_checkpoint(path)
     desc = ckpt.get("asr_distill") or {}
-    policy = WindowPolicy(**desc["window_policy"]) if "window_policy" in desc else WindowPolicy(short=False)
-    return teacher, student_options(policy)
+    return teacher, described_options(desc) or student_options(WindowPolicy(short=False))

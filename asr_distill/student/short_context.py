@@ -58,21 +58,37 @@ class WindowPolicy:
         }
 
 
-def student_options(policy: WindowPolicy, temperatures: tuple[float, ...] | None = None) -> LabelOptions:
-    """The labeler's options for decoding a student: its ``WindowPolicy`` and no timestamps.
+def student_options(
+    policy: WindowPolicy, temperatures: tuple[float, ...] | None = None, timestamps: bool = False
+) -> LabelOptions:
+    """The labeler's options for decoding a student: its ``WindowPolicy`` and its timestamp mode.
 
     Everything else (fallback ladder, quality checks, token cap, retry at 30 s) is the
-    teacher's, so a student is decoded by exactly the labeler's code. One exception: a
-    student learns its labels after ``<|notimestamps|>`` and is decoded that way; in
-    timestamp mode the adapted support student closed a segment mid-number and stopped
-    ("call me back at 555-"), 10.93% WER against 8.86% without timestamps.
+    teacher's, so a student is decoded by exactly the labeler's code. A student decodes in
+    the mode it learned its labels in (``timestamps``, stored in its self-description):
+    after ``<|notimestamps|>`` by default; a student trained without timestamps but decoded
+    with them closed a segment mid-number and stopped ("call me back at 555-"), 10.93% WER
+    against 8.86% without.
 
     Args:
         policy: the windows the student was trained on (stored in its checkpoint).
         temperatures: the fallback ladder; None keeps the labeler's.
+        timestamps: the student learned ``<|0.00|> text <|end|>`` targets (``model.timestamps``).
     """
-    options = LabelOptions(windows=policy, timestamps=False)
+    options = LabelOptions(windows=policy, timestamps=timestamps)
     return options if temperatures is None else replace(options, temperatures=tuple(temperatures))
+
+
+def described_options(description: dict[str, Any] | None) -> LabelOptions | None:
+    """The labeler's options a student's self-description names (windows, timestamp mode), or None.
+
+    Raises:
+        TypeError, ValueError: the description's window policy is malformed.
+    """
+    policy = (description or {}).get("window_policy")
+    if not isinstance(policy, dict):
+        return None
+    return student_options(WindowPolicy(**policy), timestamps=bool(description.get("timestamps", False)))
 
 
 def evaluation_options(description: dict[str, Any] | None, source: object = "") -> LabelOptions:
@@ -82,12 +98,11 @@ def evaluation_options(description: dict[str, Any] | None, source: object = "") 
     with the teacher's defaults would measure another model. Anything else gets the fastest
     short context (10 s), so speed comparisons against a student are conservative.
     """
-    policy = (description or {}).get("window_policy")
-    if isinstance(policy, dict):
-        try:
-            return guarded(student_options(WindowPolicy(**policy)))
-        except (TypeError, ValueError) as e:
-            logging.getLogger(__name__).warning(
-                "%s: ignoring its stored window policy %r (%s)", source, policy, e
-            )
-    return guarded(LabelOptions(windows=ContextFloor(10.0)))
+    try:
+        options = described_options(description)
+    except (TypeError, ValueError) as e:
+        policy = (description or {}).get("window_policy")
+        log = logging.getLogger(__name__)
+        log.warning("%s: ignoring its stored window policy %r (%s)", source, policy, e)
+        options = None
+    return guarded(options if options is not None else LabelOptions(windows=ContextFloor(10.0)))
