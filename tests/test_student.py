@@ -32,6 +32,7 @@ def get_tokenizer_for(model: whisper.model.Whisper):
 
     return get_tokenizer(model.is_multilingual, num_languages=model.num_languages)
 
+
 CONFIG = ROOT / "configs" / "student_an4_cut.yaml"
 STEPS = 12
 
