@@ -300,3 +300,39 @@ def test_wise_export_keeps_that_fraction_of_the_change(data, tmp_path):
         assert torch.allclose(state[k], (start[k] + trained[k]) / 2, atol=1e-6), k
     pt = export_whisper_pt(half.model, tmp_path / "half.pt", half.describe())
     assert torch.load(pt, weights_only=True)["asr_distill"]["wise_alpha"] == 0.5
+
+
+@pytest.mark.slow
+def test_timestamped_training_learns_the_segment_and_describes_its_mode(data, an4_fixture, tmp_path):
+    """``timestamps``: targets are ``<|0.00|> text <|end|>`` segments, and real steps lower their loss.
+
+    The exported student names the mode, so evaluation decodes it in timestamp mode.
+    """
+    import torch.nn.functional as F
+
+    from asr_distill.student.data import IGNORE
+    from asr_distill.student.export import export_whisper_pt, student_teacher
+
+    module = _module(timestamps=True, min_window_s=10.0, window_step_s=5.0)
+    module.hparams.lr = 1e-4  # fine-tuning a pretrained decoder: 1e-3 overshoots in 4 steps
+    tok = module.tokenizer
+    assert module.prefix == list(tok.sot_sequence)
+    _, _, dm = _fit(module, data, steps=0)
+    batch = next(iter(dm.train_dataloader()))
+    row = batch["tokens"][0].tolist()
+    assert row[len(module.prefix)] == tok.timestamp_begin
+    assert max(batch["targets"][0].tolist()) > tok.timestamp_begin  # the closing timestamp is learned
+
+    def ce() -> float:
+        with torch.no_grad():
+            logits = module.model.decoder(
+                batch["tokens"], module._encode(module.model, module._encoder_input(batch))
+            )
+            return F.cross_entropy(logits.transpose(1, 2), batch["targets"], ignore_index=IGNORE).item()
+
+    before = ce()
+    _fit(module, data, steps=4)
+    assert ce() < before
+    out = export_whisper_pt(module.model, tmp_path / "student.pt", module.describe())
+    _, options = student_teacher(out)
+    assert options.timestamps is True and options.window_for(3.0) == 10.0
