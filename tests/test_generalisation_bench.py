@@ -395,7 +395,7 @@ def test_a_variant_runs_beside_the_recipe_with_its_overrides(tmp_path):
     with pytest.raises(SystemExit):
         gen.parse_overrides(["model.lwf_weight"])
     quarter = gen.parse_overrides(["wise_alpha=0.25"], "--export-override")
-    written = {"normaliser": "none"}
+    written = {"normaliser": "whisper_basic"}
     wise = gen.pipeline_config(
         "speechocean",
         "small",
@@ -406,11 +406,11 @@ def test_a_variant_runs_beside_the_recipe_with_its_overrides(tmp_path):
     )
     assert wise["export"]["wise_alpha"] == 0.25
     assert (plain.get("export") or {}).get("wise_alpha") != 0.25
-    assert wise["filter"]["normaliser"] == "none" and plain["filter"]["normaliser"] == "format_insensitive"
+    assert wise["filter"]["normaliser"] == "whisper_basic" and plain["filter"]["normaliser"] == "none"
     from asr_distill.pipeline.config import config_from_dict
 
     built = config_from_dict(wise, base_dir=gen.RECIPES_DIR / "speechocean")
-    assert built.export.wise_alpha == 0.25 and built.filter.normaliser == "none"
+    assert built.export.wise_alpha == 0.25 and built.filter.normaliser == "whisper_basic"
     with pytest.raises(ValueError, match="stage overrides are for filter, export"):
         gen.pipeline_config("speechocean", "small", root, 1, variant="x", stage_overrides={"train": {}})
 

@@ -16,7 +16,7 @@ def test_pools_take_their_recipes_filter():
     assert "Glimmerstone" in " ".join(support.correction.lexicon)
     assert support.correction.normaliser == "none"
     speech, _ = lq.recipe_filter("speechocean762")
-    assert speech.correction.lexicon == () and speech.correction.normaliser == "format_insensitive"
+    assert speech.correction.lexicon == () and speech.correction.normaliser == "none"
 
 
 def test_pool_figures_split_the_lexicons_share_from_the_filters(tmp_path):
