@@ -22,7 +22,7 @@ from pathlib import Path
 from asr_distill.evaluate.decoding import transcribe
 from asr_distill.jsonl import atomic_write_text
 from asr_distill.metrics import word_error_rate
-from asr_distill.student.short_context import WindowPolicy, student_options
+from asr_distill.student.short_context import WindowPolicy
 from asr_distill.teacher import load_teacher
 from asr_distill.teacher.options import ContextFloor, LabelOptions, guarded
 
@@ -54,12 +54,6 @@ def _args() -> argparse.Namespace:
     return ap.parse_args()
 
 
-def _options(windows, timestamps: bool) -> LabelOptions:
-    if isinstance(windows, WindowPolicy):
-        return guarded(student_options(windows, timestamps=timestamps))
-    return guarded(LabelOptions(windows=windows, timestamps=timestamps))
-
-
 def main() -> None:
     args = _args()
     sets = (
@@ -73,7 +67,8 @@ def main() -> None:
             continue
         rows = out["sets"][name] = {"manifest": str(path)}
         for mode, (windows, ts) in MODES.items():
-            tr = transcribe(teacher, path, options=_options(windows, ts), device="cpu")
+            options = guarded(LabelOptions(windows=windows, timestamps=ts))
+            tr = transcribe(teacher, path, options=options, device="cpu")
             w = word_error_rate(tr.refs, tr.hyps, NORMALISER)
             rows[mode] = {
                 "wer": round(w.wer, 2),

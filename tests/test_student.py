@@ -25,14 +25,6 @@ from asr_distill.student.short_context import WindowPolicy, evaluation_options, 
 from asr_distill.teacher.options import ContextFloor, LabelOptions
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def get_tokenizer_for(model: whisper.model.Whisper):
-    from whisper.tokenizer import get_tokenizer
-
-    return get_tokenizer(model.is_multilingual, num_languages=model.num_languages)
-
-
 CONFIG = ROOT / "configs" / "student_an4_cut.yaml"
 STEPS = 12
 
@@ -124,9 +116,10 @@ def test_validation_greedy_decode_ends_at_the_closing_timestamp(tiny_teacher, an
     """
     from asr_distill.features import encode_mels, log_mel_batch
     from asr_distill.student.module import greedy_decode
+    from asr_distill.teacher.backends import make_tokenizer
 
     model = tiny_teacher.model
-    tok = get_tokenizer_for(model)
+    tok = make_tokenizer(model.is_multilingual, model.num_languages)
     audio = load_audio(an4_fixture.parent / "audio" / "an406-fcaw-b.flac")
     with torch.no_grad():
         feats = encode_mels(model, log_mel_batch([audio], 10.0, model.dims.n_mels))
