@@ -63,16 +63,20 @@ def check_features(audios: list[np.ndarray], mels: torch.Tensor | np.ndarray) ->
         raise FeatureError([(audios[row], why) for row, why in problems.items()])
 
 
-def log_mel_batch(audios: list[np.ndarray], window_s: float, n_mels: int) -> torch.Tensor:
+def log_mel_batch(
+    audios: list[np.ndarray], window_s: float, n_mels: int, device: torch.device | str | None = None
+) -> torch.Tensor:
     """16 kHz clips → log-mel ``(B, n_mels, 100 * window_s)``, each padded or cut to the window.
 
     One clip at a time, because Whisper's log-mel clamps against the maximum of its input,
-    and a batch-wide maximum would change quiet clips.
+    and a batch-wide maximum would change quiet clips. Computed on ``device`` (None: the CPU).
     """
     n_samples = int(window_s * SAMPLE_RATE)
     return torch.stack(
         [
-            whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(a), n_samples), n_mels)
+            whisper.log_mel_spectrogram(
+                whisper.pad_or_trim(torch.from_numpy(a), n_samples), n_mels, device=device
+            )
             for a in audios
         ]
     )

@@ -48,11 +48,12 @@ from .teacher import Teacher, load_teacher
 from .teacher.backends import Backend, make_backend
 from .teacher.decode import decode_batch
 from .teacher.options import (
+    AUTO_BATCH,
     BACKENDS,
-    DEFAULT_BATCH_SIZE,
     DEFAULT_SEED,
     DEFAULT_TEACHER,
     LabelOptions,
+    check_batch_size,
     check_precision,
 )
 from .vad import CUT_PAUSE_S, EDGE_PAD_S
@@ -86,6 +87,7 @@ class LabelRun:
         backend: ``whisper`` or ``faster-whisper`` (``teacher.options.BACKENDS``).
         options: how to decode.
         batch_size: clips per ``decode_batch`` call; clips of similar length share a batch.
+            ``auto``: as many as fit in the GPU's free memory, 8 on a CPU (``teacher.batching``).
         shard: ``(i, n)``: only manifest lines with index ``i`` mod ``n``.
         loader_threads: threads decoding audio ahead of the model (0: decode inline).
         seed: fixes temperature-fallback sampling per batch (see ``batch_seed``).
@@ -102,14 +104,14 @@ class LabelRun:
             (None: ``vad.CUT_PAUSE_S``, 0.5 s; ``math.inf``: speech packed up to ``segment_s``).
 
     Raises:
-        ValueError: ``batch_size`` below 1, or an unknown ``backend``, ``precision`` or
+        ValueError: ``batch_size`` below 1 (and not ``auto``), or an unknown ``backend``, ``precision`` or
             ``segmenter``, or a ``segment_s`` out of range.
     """
 
     teacher: str | os.PathLike | Teacher = DEFAULT_TEACHER
     backend: str = "whisper"
     options: LabelOptions = field(default_factory=LabelOptions)
-    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_size: int | str = AUTO_BATCH
     shard: tuple[int, int] | None = None
     loader_threads: int = LOADER_THREADS
     seed: int = DEFAULT_SEED
@@ -121,8 +123,7 @@ class LabelRun:
     cut_pause_s: float | None = None
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        check_batch_size(self.batch_size)
         if self.backend not in (*BACKENDS, "ct2"):
             raise ValueError(f"unknown backend {self.backend!r}: choose 'whisper' or 'faster-whisper'")
         check_precision(self.precision)
@@ -338,9 +339,10 @@ def label_batches(
     if engine is None or not isinstance(teacher, Teacher):
         teacher, engine = _engine(run)
     prov = provenance_for(teacher, engine, run.options, run.segmentation())
-    segments = _segments(manifest, run, done_ids, done_skips)
+    size = engine.auto_batch_size() if run.batch_size == AUTO_BATCH else int(run.batch_size)
+    segments = _segments(manifest, run, size, done_ids, done_skips)
     bar = _Progress() if run.progress else None
-    for batch, skips in _batches(segments, run.batch_size):
+    for batch, skips in _batches(segments, size):
         labels = []
         if batch:
             with _seeded(batch_seed(run.seed, batch), engine):
@@ -353,7 +355,7 @@ def label_batches(
         bar.close()
 
 
-def _segments(manifest, run: LabelRun, done_ids, done_skips) -> Iterator:
+def _segments(manifest, run: LabelRun, batch_size: int, done_ids, done_skips) -> Iterator:
     """The manifest's records decoded to audio ahead of the model, minus what is already done."""
     if run.segmenter == "silero":
         from .vad import load_vad
@@ -364,7 +366,7 @@ def _segments(manifest, run: LabelRun, done_ids, done_skips) -> Iterator:
         records,
         lambda r: _load(r, done_ids, done_skips, run.segmenter, run.segment_s, run.cut_pause_s),
         run.loader_threads,
-        depth=run.batch_size * 4,
+        depth=batch_size * 4,
         weight=_audio_weight,
         budget=PREFETCH_AUDIO_S,
     )

@@ -8,6 +8,11 @@ beside ``--precision auto`` so the measured choice can be checked against both.
 
     python benchmarks/label_throughput.py [--model base] [--synthetic 100] [--an4 ../shared/data/an4]
 
+On a GPU (``--device cuda``) the batched systems label each utterance ``--repeat`` times
+under distinct ids (a GPU labels these 15 minutes of audio in seconds, mostly start-up), the
+peers once, and every row carries the GPU's mean utilisation and peak memory while it ran.
+Each system's RTFx counts the audio it labeled; WER is on the one copy every system labeled.
+
 Writes ``benchmarks/results/label_throughput.json``. WER is in percent after Whisper's
 English normaliser (``whisper_en``); the format-insensitive one is reported beside it.
 """
@@ -18,21 +23,22 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 import whisper
 
 from asr_distill.jsonl import atomic_write_text
-from asr_distill.label import LabelRun, label
+from asr_distill.label import LOADER_THREADS, LabelRun, label
 from asr_distill.manifest import read_manifest
 from asr_distill.metrics import word_error_rate
 from asr_distill.records import Skip, TeacherLabel, Utterance
 from asr_distill.teacher import load_teacher, precision
 from asr_distill.teacher.backends import make_backend
-from asr_distill.teacher.options import FULL_CONTEXT, ContextFloor, LabelOptions
+from asr_distill.teacher.options import FULL_CONTEXT, ContextFloor, LabelOptions, parse_batch_size
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "label_throughput.json"
@@ -42,6 +48,9 @@ FP32 = "batched, PyTorch backend, 20 s floor, float32 encoder (--precision fp32)
 BF16 = "batched, PyTorch backend, 20 s floor, bfloat16 encoder (--precision bf16)"
 FASTER = "batched, faster-whisper int8 backend, 20 s floor (--backend faster-whisper)"
 FW_TRANSCRIBE = "faster-whisper WhisperModel.transcribe per file (int8, greedy)"
+FP16 = "batched, float16 encoder and decoder (--precision fp16, GPU)"
+GPU_BATCH_32 = "batched, batch 32 (the earlier GPU figure's setting), 20 s floor, precision auto"
+COPY = "~copy"  # the id suffix of a repeated utterance (``--repeat``)
 
 
 def _corpora(args) -> list[Path]:
@@ -107,7 +116,7 @@ def run_faster_whisper_transcribe(model, utts: list[Utterance]) -> tuple[dict[st
     t = time.perf_counter()
     for u in utts:
         audio = load_audio(u.audio_filepath, u.offset, u.duration)
-        segments, _ = model.transcribe(audio, language="en", beam_size=1)
+        segments, _ = model.transcribe(audio, language="en", beam_size=1)  # type: ignore[attr-defined]
         hyps[u.id] = "".join(s.text for s in segments).strip()
     return hyps, time.perf_counter() - t
 
@@ -126,16 +135,21 @@ def _ids(manifest: Path) -> list[str]:
     return [u.id for u in read_manifest(manifest)]
 
 
-def _score(name: str, refs, hyps, wall: float, audio_s: float) -> dict:
+def _score(name: str, refs, hyps, wall: float, audio_s: float, gpu: dict | None = None) -> dict:
     en = word_error_rate(refs, hyps, "whisper_en")
     fi = word_error_rate(refs, hyps, "format_insensitive")
     row = {
         "system": name,
         "wall_s": round(wall, 2),
+        "audio_s": round(audio_s, 2),
         "rtfx": round(audio_s / wall, 2),
         "wer": round(en.wer, 2),
         "wer_format_insensitive": round(fi.wer, 2),
     }
+    if gpu is not None:
+        samples = gpu["samples"]
+        row["gpu_util_pct"] = round(sum(samples) / len(samples), 1) if samples else None
+        row["gpu_mem_peak_gb"] = gpu["peak"]
     print(json.dumps(row), flush=True)
     return row
 
@@ -145,7 +159,17 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--model", default="base")
     ap.add_argument("--synthetic", type=int, default=100)
     ap.add_argument("--an4", default=str(ROOT.parent / "shared" / "data" / "an4"))
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument(
+        "--batch-size",
+        type=parse_batch_size,
+        default="auto",
+        help="auto: 8 on a CPU, from free memory on a GPU",
+    )
+    ap.add_argument("--loader-threads", type=int, default=LOADER_THREADS, help="audio decoding threads")
+    ap.add_argument("--repeat", type=int, default=1, help="batched systems label each utterance this often")
+    ap.add_argument("--batch-sweep", type=int, nargs="*", default=[], help="also run these batch sizes")
+    ap.add_argument("--no-floors", action="store_true", help="leave out the 15 s and 10 s floor rows")
+    ap.add_argument("--profile", help="write a cProfile of the default system on the first slice here")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
         "--levers",
@@ -159,36 +183,58 @@ def _args() -> argparse.Namespace:
     return ap.parse_args()
 
 
-def _faster_whisper_model(teacher, args):
-    """faster-whisper's own model on the teacher's CTranslate2 weights, or None where it cannot run."""
-    if args.device != "cpu" or teacher.ct2_dir is None:
-        print(f"{FW_TRANSCRIBE}: not run (device {args.device}, CTranslate2 dir {teacher.ct2_dir})")
-        return None
-    from faster_whisper import WhisperModel
+def _faster_whisper_model(teacher, args) -> tuple[object | None, str | None]:
+    """faster-whisper's own model on the teacher's CTranslate2 weights, or None and why not.
 
-    return WhisperModel(str(teacher.ct2_dir), device="cpu", compute_type="int8", cpu_threads=args.threads)
+    int8 on a CPU; float16 on a GPU (its GPU default), where its CTranslate2 build must load.
+    """
+    if teacher.ct2_dir is None:
+        return None, f"the teacher has no CTranslate2 folder ({teacher.source})"
+    try:
+        from faster_whisper import WhisperModel
+
+        if args.device == "cpu":
+            return WhisperModel(
+                str(teacher.ct2_dir), device="cpu", compute_type="int8", cpu_threads=args.threads
+            ), None
+        return WhisperModel(str(teacher.ct2_dir), device="cuda", compute_type="float16"), None
+    except (ImportError, OSError, RuntimeError, ValueError) as e:
+        return None, f"{type(e).__name__}: {e}"
 
 
 def _systems(teacher, args, fw_model) -> dict:
     """Name -> a ``LabelRun`` for the batched labeler, or a function of the utterances for a peer."""
-    b = args.batch_size
+    b, threads = args.batch_size, args.loader_threads
     systems = {
         SEQUENTIAL: lambda utts: run_sequential(teacher.model, utts),
         FW_TRANSCRIBE: lambda utts: run_faster_whisper_transcribe(fw_model, utts),
-        FASTER: LabelRun(teacher, "faster-whisper", LabelOptions(), batch_size=b, device=args.device),
-        DEFAULT: LabelRun(teacher, batch_size=b),
-        FP32: LabelRun(teacher, batch_size=b, precision="fp32"),
-        BF16: LabelRun(teacher, batch_size=b, precision="bf16"),
+        FASTER: LabelRun(
+            teacher, "faster-whisper", LabelOptions(), b, device=args.device, loader_threads=threads
+        ),
+        DEFAULT: LabelRun(teacher, batch_size=b, loader_threads=threads),
+        FP32: LabelRun(teacher, batch_size=b, precision="fp32", loader_threads=threads),
+        BF16: LabelRun(teacher, batch_size=b, precision="bf16", loader_threads=threads),
+        GPU_BATCH_32: LabelRun(teacher, batch_size=32, loader_threads=threads),
+        FP16: LabelRun(teacher, batch_size=b, precision="fp16", loader_threads=threads),
         "batched, 15 s floor (--min-window 15)": LabelRun(
-            teacher, options=LabelOptions(windows=ContextFloor(15.0)), batch_size=b
+            teacher, options=LabelOptions(windows=ContextFloor(15.0)), batch_size=b, loader_threads=threads
         ),
         "batched, 10 s floor (--min-window 10)": LabelRun(
-            teacher, options=LabelOptions(windows=ContextFloor(10.0)), batch_size=b
+            teacher, options=LabelOptions(windows=ContextFloor(10.0)), batch_size=b, loader_threads=threads
         ),
     }
+    if args.no_floors:
+        for name in [n for n in systems if "s floor (--min-window" in n]:
+            del systems[name]
+    for size in args.batch_sweep:
+        systems[f"batched, batch {size}, 20 s floor, precision auto"] = LabelRun(
+            teacher, batch_size=size, loader_threads=threads
+        )
     if fw_model is None:
         del systems[FW_TRANSCRIBE]
-    if args.device != "cpu":  # the GPU image has no CTranslate2 built for its CUDA
+    if args.device == "cpu":  # the earlier GPU setting and the float16 decoder: GPU only
+        del systems[GPU_BATCH_32], systems[FP16]
+    else:  # the batched CTranslate2 backend is a CPU lever; faster-whisper's own transcribe stays
         del systems[FASTER]
     if "bf16" not in precision.candidates(torch.device(args.device)):  # bf16 emulated: not a candidate
         del systems[BF16]
@@ -210,29 +256,110 @@ def _systems(teacher, args, fw_model) -> dict:
     return systems
 
 
-def _run_rounds(systems: dict, ids: list[str], by_id: dict, rounds: int):
+def _copies(utts: list[Utterance], repeat: int) -> list[Utterance]:
+    """``utts`` then ``repeat - 1`` more copies under distinct ids (a copy's id ends in ``COPY``k)."""
+    extra = [replace(u, id=f"{u.id}{COPY}{k}") for k in range(1, repeat) for u in utts]
+    return [*utts, *extra]
+
+
+class GpuSampler:
+    """The GPU's utilisation (percent, sampled every 50 ms by NVML) and peak memory over a block.
+
+    Inert on a CPU or where NVML cannot be read: ``summary()`` is then empty.
+    """
+
+    def __init__(self, device: str):
+        self.device, self.samples, self._stop = device, [], threading.Event()
+        self._handle = None
+        if device.startswith("cuda"):
+            try:
+                import pynvml
+
+                pynvml.nvmlInit()
+                index = torch.device(device).index or 0
+                self._handle, self._nvml = pynvml.nvmlDeviceGetHandleByIndex(index), pynvml
+            except Exception as e:  # noqa: BLE001 - NVML is optional: the row just lacks the figure
+                print(f"GPU utilisation not sampled: {e}")
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.05):
+            self.samples.append(self._nvml.nvmlDeviceGetUtilizationRates(self._handle).gpu)
+
+    def __enter__(self):
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        if self._handle is not None:
+            self._thread = threading.Thread(target=self._poll, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            self._stop.set()
+            self._thread.join()
+            self._stop.clear()
+
+    def summary(self) -> dict:
+        """``gpu_util_pct`` (mean of the samples) and ``gpu_mem_peak_gb`` (torch's allocations)."""
+        if not self.device.startswith("cuda"):
+            return {}
+        util = round(sum(self.samples) / len(self.samples), 1) if self.samples else None
+        return {"gpu_util_pct": util, "gpu_mem_peak_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+
+
+def _run_rounds(systems: dict, ids: list[str], by_id: dict, rounds: int, repeat: int, device: str):
     """Every system labels one slice of the data, then the next one.
 
     A machine that gets busier or quieter during the run then affects all systems alike.
+    The batched systems label each slice ``repeat`` times over (distinct ids), the peers once.
+    Returns each system's hypotheses for the original ids, wall seconds, audio seconds labeled
+    and GPU figures (utilisation samples pooled over the rounds, the highest peak memory).
     """
     hyps: dict[str, dict[str, str]] = {name: {} for name in systems}
     wall = dict.fromkeys(systems, 0.0)
+    audio = dict.fromkeys(systems, 0.0)
+    gpu: dict[str, dict] = {name: {"samples": [], "peak": 0.0} for name in systems}
     for r in range(rounds):
-        part = _write_manifest(
-            [by_id[i] for i in ids[r::rounds]], ROOT / ".cache" / "bench_label" / f"round{r}.jsonl"
-        )
+        part_utts = [by_id[i] for i in ids[r::rounds]]
+        folder = ROOT / ".cache" / "bench_label"
+        part = _write_manifest(part_utts, folder / f"round{r}.jsonl")
+        repeated = _write_manifest(_copies(part_utts, repeat), folder / f"round{r}_x{repeat}.jsonl")
         for name, run in systems.items():
-            if isinstance(run, LabelRun):
-                out, w = run_batched(part, run)
-            else:
-                out, w = run(list(read_manifest(part)))
-            hyps[name].update(out)
+            with GpuSampler(device) as sampler:
+                if isinstance(run, LabelRun):
+                    out, w = run_batched(repeated, run)
+                    audio[name] += repeat * sum(u.duration for u in part_utts)
+                else:
+                    out, w = run(list(read_manifest(part)))
+                    audio[name] += sum(u.duration for u in part_utts)
+            hyps[name].update({i: t for i, t in out.items() if COPY not in i})
             wall[name] += w
+            gpu[name]["samples"] += sampler.samples
+            gpu[name]["peak"] = max(gpu[name]["peak"], sampler.summary().get("gpu_mem_peak_gb") or 0.0)
         print(
             f"round {r + 1}/{rounds}: " + ", ".join(f"{n[:24]} {w:.0f}s" for n, w in wall.items()),
             flush=True,
         )
-    return hyps, wall
+    return hyps, wall, audio, gpu
+
+
+def _profile(run: LabelRun, ids: list[str], by_id: dict, args) -> None:
+    """Where the default system's time goes on one slice (cumulative, top 40), for the notes."""
+    import cProfile
+    import io
+    import pstats
+
+    utts = _copies([by_id[i] for i in ids[:: args.rounds]], args.repeat)
+    part = _write_manifest(utts, ROOT / ".cache" / "bench_label" / "profile.jsonl")
+    prof = cProfile.Profile()
+    prof.enable()
+    run_batched(part, run)
+    prof.disable()
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(40)
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(25)
+    Path(args.profile).write_text(out.getvalue())
 
 
 def machine(teacher, device: str) -> dict:
@@ -261,7 +388,10 @@ def _result(args, rows: list[dict], teacher, ids: list[str], audio_s: float) -> 
         "utterances": len(ids),
         "audio_s": round(audio_s, 2),
         "batch_size": args.batch_size,
+        "batch_size_auto": make_backend(teacher).auto_batch_size(),
         "threads": args.threads,
+        "loader_threads": args.loader_threads,
+        "repeat": args.repeat,
         "rounds": args.rounds,
         "rtfx_sequential": seq["rtfx"],
         "rtfx_batched": batched["rtfx"],
@@ -277,6 +407,8 @@ def _result(args, rows: list[dict], teacher, ids: list[str], audio_s: float) -> 
         "precision": make_backend(teacher).precision,
         "ratio_fp32_encoder": _ratio(fp32["rtfx"], seq["rtfx"]),
         "ratio_bf16_encoder": _ratio(bf16["rtfx"], seq["rtfx"]),
+        "ratio_vs_batch_32": _ratio(batched["rtfx"], by_name.get(GPU_BATCH_32, none)["rtfx"]),
+        "gpu_util_pct": batched.get("gpu_util_pct"),
         "auto_vs_fastest_precision": _ratio(batched["rtfx"], max(fp32["rtfx"], bf16["rtfx"] or 0)),
         "normaliser": "whisper_en",
         "systems": rows,
@@ -300,16 +432,32 @@ def main() -> None:
 
     # warm-up, so no system pays for first-call allocation (nor ``auto`` for its one-time probe)
     warm = list(read_manifest(manifest))[:2]
-    list(label(manifest, LabelRun(teacher, batch_size=2, shard=(0, max(1, len(ids) // 4)))))
-    fw_model = _faster_whisper_model(teacher, args)
+    if args.device == "cpu":
+        list(label(manifest, LabelRun(teacher, batch_size=2, shard=(0, max(1, len(ids) // 4)))))
+    else:  # a GPU also picks its kernels for the batch shapes it will see
+        list(
+            label(manifest, LabelRun(teacher, batch_size=args.batch_size, loader_threads=args.loader_threads))
+        )
+    fw_model, fw_why = _faster_whisper_model(teacher, args)
     if fw_model is not None:
         run_faster_whisper_transcribe(fw_model, warm)
+    else:
+        print(f"{FW_TRANSCRIBE}: not run: {fw_why}")
     print(f"precision auto -> {make_backend(teacher).precision} ({precision.cache_path()})")
 
     systems = _systems(teacher, args, fw_model)
-    hyps, wall = _run_rounds(systems, ids, by_id, args.rounds)
-    rows = [_score(name, refs, [hyps[name][i] for i in ids], wall[name], audio_s) for name in systems]
+    if args.profile:
+        _profile(systems[DEFAULT], ids, by_id, args)
+    hyps, wall, audio, gpu = _run_rounds(systems, ids, by_id, args.rounds, args.repeat, args.device)
+    on_gpu = args.device.startswith("cuda")
+    rows = [
+        _score(
+            name, refs, [hyps[name][i] for i in ids], wall[name], audio[name], gpu[name] if on_gpu else None
+        )
+        for name in systems
+    ]
     result = _result(args, rows, teacher, ids, audio_s)
+    result["faster_whisper_transcribe_not_run"] = fw_why
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     keys = ("ratio", "ratio_vs_faster_whisper_transcribe", "auto_vs_fastest_precision", "precision")
     print(json.dumps({k: result[k] for k in (*keys, "rtfx_sequential", "rtfx_batched", "wer_batched")}))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..audio import MAX_SEGMENT_S, SEGMENT_S_RANGE, SEGMENTERS
 from ..teacher.options import (
+    AUTO_BATCH,
     BACKENDS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_MIN_WINDOW_S,
@@ -23,6 +24,7 @@ from ..teacher.options import (
     ENGINES,
     PRECISIONS,
     SHORT_WINDOWS_S,
+    parse_batch_size,
 )
 from . import add_force, add_out, subcommand
 
@@ -53,7 +55,13 @@ def add_parser(sub) -> None:
         f"CTranslate2 folder (default: {DEFAULT_TEACHER})",
     )
     p.add_argument("--backend", choices=BACKENDS, default="whisper")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    p.add_argument(
+        "--batch-size",
+        type=parse_batch_size,
+        default=AUTO_BATCH,
+        help=f"clips per batch, or auto: {DEFAULT_BATCH_SIZE} on a CPU, as many as the free memory "
+        "holds on a GPU (default: auto)",
+    )
     p.add_argument("--beam-size", type=int, default=None, help="beam search width (default: greedy)")
     p.add_argument("--language", default="en", help="language code, or 'auto' to detect per clip")
     p.add_argument(

@@ -21,7 +21,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # encoder dtype (or CTranslate2 c
 BACKENDS = ("whisper", "faster-whisper")
 ENGINES = ("local", "ray")  # where labeling runs: this machine's processes, or a Ray cluster
 DEFAULT_TEACHER = "base"
-DEFAULT_BATCH_SIZE = 8
+DEFAULT_BATCH_SIZE = 8  # clips per batch on a CPU (the fastest size measured on 2 cores)
+AUTO_BATCH = "auto"  # a batch size chosen from free GPU memory (``teacher.batching``)
 DEFAULT_SEED = 0  # temperature-fallback sampling seed (per batch, see label.batch_seed)
 
 
@@ -49,6 +50,21 @@ def check_precision(precision: str) -> None:
     """Refuse a precision outside ``PRECISIONS``, naming the ones there are."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+
+
+def check_batch_size(batch_size: int | str) -> None:
+    """Refuse a batch size that is neither a whole number >= 1 nor ``auto``."""
+    if batch_size == AUTO_BATCH:
+        return
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1 or {AUTO_BATCH!r}, got {batch_size!r}")
+
+
+def parse_batch_size(text: str) -> int | str:
+    """A command-line batch size: ``auto`` or a whole number >= 1."""
+    value: int | str = text if text == AUTO_BATCH else int(text)
+    check_batch_size(value)
+    return value
 
 
 @runtime_checkable
