@@ -21,6 +21,7 @@ from ..features import FRAMES_PER_S, SAMPLE_RATE, check_features, encode_mels, l
 from ..records import WordTiming
 from .options import AUTO_BATCH, DEFAULT_BATCH_SIZE, DecodePass, check_precision
 from .resolve import Teacher
+from .timestamp_rules import batched
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,7 @@ class _FeaturesTask(DecodingTask):
 
     def __init__(self, model, options: DecodingOptions, entropy_alpha: float):
         super().__init__(model, options)
+        self.logit_filters = batched(self.logit_filters)  # whisper's timestamp rules loop per row
         self.alpha = entropy_alpha
         self.sot_logits: torch.Tensor | None = None
         self.chosen_lp: list[torch.Tensor] = []  # per step (B,): log-probability of the emitted token
