@@ -29,6 +29,7 @@ from .interop.inputs import read_input
 from .label import BUCKET_BATCHES, LabelFiles, LabelRun, LabelStats, check_output_files, open_label_files
 from .parallel import WORKER_ERRORS, available_cores, check_split_job
 from .records import Skip, Utterance
+from .teacher.options import AUTO_BATCH, DEFAULT_BATCH_SIZE, MAX_AUTO_BATCH
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +126,8 @@ def label_ray(
         files.skips.write(skips)
         labeled, audio_s, more_skips = 0, 0.0, 0
         if rows:
-            per_call = rows_per_call or run.batch_size * BUCKET_BATCHES
             with _ray_session(ray, address):
-                labeled, audio_s, more_skips = _run_actors(ray, rows, files, run, workers, per_call)
+                labeled, audio_s, more_skips = _run_actors(ray, rows, files, run, workers, rows_per_call)
     skipped = len(skips) + more_skips
     return LabelStats(labeled, skipped, files.already_done, audio_s, time.perf_counter() - start)
 
@@ -153,14 +153,21 @@ def _pending(records, files: LabelFiles) -> tuple[list[dict], list[Skip]]:
 
 
 def _run_actors(
-    ray, rows: list[dict], files: LabelFiles, run: LabelRun, workers: int, per_call: int
+    ray, rows: list[dict], files: LabelFiles, run: LabelRun, workers: int, per_call: int | None
 ) -> tuple[int, float, int]:
     """Label ``rows`` in Ray actors, writing each finished batch; returns labels, audio s, skips.
 
     Ray Data's actor pools restart a dead actor and retry the batch it held (their defaults,
     ``max_restarts=-1`` and ``max_task_retries=-1``); the batch's records then arrive once.
+    ``per_call`` None: ``BUCKET_BATCHES`` batches, where an ``auto`` batch is the largest a GPU
+    actor may choose and the CPU size for CPU actors.
     """
     gpus, cpus = _actor_resources(ray, workers, use_gpus=run.device != "cpu")
+    if per_call is None:
+        batch = run.batch_size
+        if batch == AUTO_BATCH:
+            batch = MAX_AUTO_BATCH if gpus else DEFAULT_BATCH_SIZE
+        per_call = int(batch) * BUCKET_BATCHES
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = run.progress
     ctx.print_on_execution_start = False

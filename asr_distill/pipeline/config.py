@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..audio import MAX_SEGMENT_S, SEGMENTERS, check_segmenting
 from ..quality.stage import FilterOptions, ReviewOptions
 from ..teacher.options import (
+    AUTO_BATCH,
     BACKENDS,
-    DEFAULT_BATCH_SIZE,
     DEFAULT_MIN_WINDOW_S,
     DEFAULT_TEACHER,
     ENGINES,
@@ -32,6 +32,7 @@ from ..teacher.options import (
     SHORT_WINDOWS_S,
     ContextFloor,
     LabelOptions,
+    check_batch_size,
 )
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class LabelConfig:
 
     teacher: str = DEFAULT_TEACHER
     second: str | None = "tiny.en"
-    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_size: int | Literal["auto"] = AUTO_BATCH
     beam_size: int | None = None
     backend: Literal[BACKENDS] = "whisper"
     labels: str | None = None
@@ -439,8 +440,11 @@ def _check_choices(cfg: PipelineConfig) -> None:
     """Value checks the types cannot say: ranges, names, combinations."""
     from ..normalise import get_normaliser
 
+    try:
+        check_batch_size(cfg.label.batch_size)
+    except ValueError as e:
+        raise ConfigError(f"label.batch_size: {e}") from None
     for key, value, least in (
-        ("label.batch_size", cfg.label.batch_size, 1),
         ("label.workers", cfg.label.workers, 1),
         ("label.threads", cfg.label.threads, 0),
         ("evaluate.batch_size", cfg.evaluate.batch_size, 1),

@@ -14,9 +14,8 @@ from __future__ import annotations
 import torch
 from whisper.model import ModelDimensions
 
-from .options import AUTO_BATCH, DEFAULT_BATCH_SIZE, WINDOW_S
+from .options import AUTO_BATCH, DEFAULT_BATCH_SIZE, MAX_AUTO_BATCH, WINDOW_S
 
-MAX_AUTO_BATCH = 256  # beyond this the GPU run gains nothing and a bucket waits longer to fill
 MEMORY_SHARE = 0.5  # of the memory free after the model loads: activations, fragmentation, others
 KV_COPIES = 2  # the self-attention cache is copied once per step (``torch.cat``)
 FRAMES_PER_S = 50  # encoder output frames per second of window

@@ -23,6 +23,7 @@ ENGINES = ("local", "ray")  # where labeling runs: this machine's processes, or 
 DEFAULT_TEACHER = "base"
 DEFAULT_BATCH_SIZE = 8  # clips per batch on a CPU (the fastest size measured on 2 cores)
 AUTO_BATCH = "auto"  # a batch size chosen from free GPU memory (``teacher.batching``)
+MAX_AUTO_BATCH = 256  # measured on an H200: batch 512 was no faster (label_throughput_gpu)
 DEFAULT_SEED = 0  # temperature-fallback sampling seed (per batch, see label.batch_seed)
 
 
