@@ -79,3 +79,11 @@ def test_a_float16_decoder_writes_what_float32_writes(an4_fixture, tiny_teacher)
     assert out.keys() == ref.keys()
     same = sum(out[k] == ref[k] for k in ref)
     assert same >= len(ref) - 1, {k: (ref[k], out[k]) for k in ref if out[k] != ref[k]}
+
+
+def test_evaluate_takes_auto_and_refuses_a_bad_size():
+    from asr_distill.evaluate import Decoding
+
+    assert Decoding().batch_size == "auto"
+    with pytest.raises(ValueError):
+        Decoding(batch_size=0)

@@ -66,6 +66,7 @@ def _config(tmp: Path) -> dict:
         ({"filter": {"kepe": 0.5}}, "unknown key filter.kepe"),
         ({"label": {"batch_size": 2.5}}, "label.batch_size: expected an integer or one of auto, got 2.5"),
         ({"label": {"batch_size": 0}}, "label.batch_size: batch_size must be >= 1 or 'auto', got 0"),
+        ({"evaluate": {"batch_size": "many"}}, "evaluate.batch_size: expected an integer or one of auto"),
         ({"evaluate": {"normaliser": "nope"}}, "evaluate.normaliser: unknown normaliser 'nope'"),
         ({"train": {"overrides": ["x"]}}, "train.overrides: expected a mapping"),
         ({"filter": {"keep": 0.5, "threshold": 1.0}}, "only one of threshold, keep, target_wer"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..teacher.options import AUTO_BATCH, parse_batch_size
 from . import add_force, subcommand
 
 SUMMARY = "measure models on named test sets (WER with CI, S/D/I, insertions, CER, RTFx, params, regressions)"
@@ -65,7 +66,12 @@ def add_parser(sub) -> None:
         metavar="NORMALISER",
         help="further normalisers whose WER is shown beside it (default: whisper_en)",
     )
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument(
+        "--batch-size",
+        type=parse_batch_size,
+        default=AUTO_BATCH,
+        help="clips per batch, or auto: 8 on a CPU, as many as free memory holds on a GPU (default: auto)",
+    )
     p.add_argument("--backend", choices=["whisper", "faster-whisper"], default="whisper")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: GPU if any)")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: 1000)")

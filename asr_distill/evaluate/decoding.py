@@ -19,7 +19,7 @@ from typing import Any
 from ..metrics import DEFAULT_NORMALISER, word_error_rate
 from ..records import ModelResult, TeacherLabel, Transcription, UtteranceScore
 from ..safe_load import load_checkpoint
-from ..teacher.options import EVAL_TEMPERATURES, guarded
+from ..teacher.options import AUTO_BATCH, EVAL_TEMPERATURES, guarded
 from .bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap_wer
 from .options import Scoring
 from .scoring import (
@@ -70,7 +70,7 @@ def transcribe(
     manifest: str | Path,
     *,
     name: str | None = None,
-    batch_size: int = 8,
+    batch_size: int | str = AUTO_BATCH,
     options: Any = None,
     backend: str = "whisper",
     device: str = "auto",
@@ -86,7 +86,7 @@ def transcribe(
             loop) or a GGML file (run by whisper.cpp, ``student.ggml``).
         manifest: NeMo manifest whose ``text`` is the reference.
         name: the model's display name (default: its resolved name).
-        batch_size: clips per forward pass.
+        batch_size: clips per forward pass, or ``auto`` (see ``label.LabelRun``).
         options: ``LabelOptions``; default: the guarded search (:func:`guarded`) in the
             encoder windows a student checkpoint names, else the labeler's short windows.
         backend: ``whisper`` or ``faster-whisper``.

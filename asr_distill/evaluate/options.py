@@ -13,6 +13,7 @@ from typing import Any
 from ..metrics import DEFAULT_NORMALISER
 from ..normalise import get_normaliser
 from ..records import PairedComparison, UtteranceScore
+from ..teacher.options import AUTO_BATCH, check_batch_size
 from .bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED, paired_bootstrap
 
 
@@ -64,7 +65,8 @@ class Decoding:
     """How every model decodes a test set.
 
     Attributes:
-        batch_size: clips per forward pass.
+        batch_size: clips per forward pass; ``auto``: 8 on a CPU, as many as the free
+            memory holds on a GPU (``teacher.batching``).
         backend: ``whisper`` or ``faster-whisper``.
         device: ``cpu``, ``cuda``, ``cuda:N``, or ``auto`` (the GPU when there is one).
         progress: show a progress bar while decoding.
@@ -72,15 +74,14 @@ class Decoding:
             guarded search (:func:`asr_distill.evaluate.decoding.eval_options`).
     """
 
-    batch_size: int = 8
+    batch_size: int | str = AUTO_BATCH
     backend: str = "whisper"
     device: str = "auto"
     progress: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        check_batch_size(self.batch_size)
 
 
 __all__ = ["Decoding", "Scoring"]

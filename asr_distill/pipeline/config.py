@@ -210,7 +210,7 @@ class EvaluateConfig:
     baselines: dict[str, str] | None = None
     normaliser: str = "format_insensitive"
     also: list[str] = field(default_factory=lambda: ["whisper_en"])
-    batch_size: int = 8
+    batch_size: int | Literal["auto"] = AUTO_BATCH
     resamples: int = 1000
     seed: int = 0
     device: str = "auto"
@@ -440,14 +440,17 @@ def _check_choices(cfg: PipelineConfig) -> None:
     """Value checks the types cannot say: ranges, names, combinations."""
     from ..normalise import get_normaliser
 
-    try:
-        check_batch_size(cfg.label.batch_size)
-    except ValueError as e:
-        raise ConfigError(f"label.batch_size: {e}") from None
+    for key, size in (
+        ("label.batch_size", cfg.label.batch_size),
+        ("evaluate.batch_size", cfg.evaluate.batch_size),
+    ):
+        try:
+            check_batch_size(size)
+        except ValueError as e:
+            raise ConfigError(f"{key}: {e}") from None
     for key, value, least in (
         ("label.workers", cfg.label.workers, 1),
         ("label.threads", cfg.label.threads, 0),
-        ("evaluate.batch_size", cfg.evaluate.batch_size, 1),
         ("evaluate.resamples", cfg.evaluate.resamples, 1),
         ("rounds", cfg.rounds, 1),
         ("rounds_patience", cfg.rounds_patience, 1),

@@ -39,7 +39,8 @@ from ..features import check_features, encode_mels, log_mel_batch
 from ..jsonl import atomic_write_text
 from ..teacher import Teacher
 from ..teacher.backends import RawHypothesis, entropies, make_tokenizer
-from ..teacher.options import DecodePass
+from ..teacher.options import DEFAULT_BATCH_SIZE, DecodePass
+from ..teacher.timestamp_rules import BatchedTimestampRules
 
 FORMAT = "asr_distill.onnx_whisper"
 FORMAT_VERSION = 1
@@ -292,6 +293,10 @@ class OnnxBackend:
         k, v = self._encoder.run(None, {"mel": mels.numpy()})
         return k, v
 
+    def auto_batch_size(self) -> int:
+        """8 clips: ONNX Runtime runs on the CPU here, where that size was measured fastest."""
+        return DEFAULT_BATCH_SIZE
+
     def select(self, features: tuple[np.ndarray, np.ndarray], idx: list[int]):
         """The clips ``idx`` of ``features``."""
         return tuple(f[:, idx] for f in features)
@@ -352,7 +357,7 @@ class OnnxBackend:
         filters = [SuppressBlank(tok, len(prompt)), SuppressTokens(sorted(set(suppress)))]
         if step.timestamps:
             initial = round(MAX_INITIAL_TIMESTAMP_S / (CHUNK_LENGTH / self.dims.n_audio_ctx))
-            filters.append(ApplyTimestampRules(tok, len(prompt), initial))
+            filters.append(BatchedTimestampRules(ApplyTimestampRules(tok, len(prompt), initial)))
         return tok, prompt, filters
 
     def _loop(self, features, prompt: list[int], filters: list, eot: int, step: DecodePass) -> _Decoded:
