@@ -661,7 +661,9 @@ def main(argv: list[str] | None = None) -> int:
         "--only-collect", action="store_true", help="write the JSON from finished seeds, run nothing"
     )
     ap.add_argument("--out-dir", default=str(ROOT / "runs" / "generalisation"))
-    ap.add_argument("--result", default=None, help="default: results/generalisation[_VARIANT].json")
+    ap.add_argument(
+        "--result", default=None, help="default: results/generalisation[_RECIPE...][_VARIANT].json"
+    )
     ap.add_argument(
         "--variant",
         default=None,
@@ -691,10 +693,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     if (overrides or stages) and not args.variant:
         ap.error("an override needs --variant (the recipe's own seeds keep the recipe's settings)")
-    if args.result is None:
-        args.result = str(
-            RESULTS / (f"generalisation_{args.variant}.json" if args.variant else "generalisation.json")
-        )
+    if args.result is None:  # a run of some recipes does not replace the file of all of them
+        subset = "" if set(args.recipes) == set(RECIPES) else "_" + "_".join(args.recipes)
+        variant = f"_{args.variant}" if args.variant else ""
+        args.result = str(RESULTS / f"generalisation{subset}{variant}.json")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     t0 = time.time()
     recipes: dict[str, dict[str, Any]] = {}
