@@ -50,6 +50,8 @@ FASTER = "batched, faster-whisper int8 backend, 20 s floor (--backend faster-whi
 FW_TRANSCRIBE = "faster-whisper WhisperModel.transcribe per file (int8, greedy)"
 FP16 = "batched, float16 encoder and decoder (--precision fp16, GPU)"
 GPU_BATCH_32 = "batched, batch 32 (the earlier GPU figure's setting), 20 s floor, precision auto"
+FLOOR_15 = "batched, 15 s floor (--min-window 15)"
+FLOOR_10 = "batched, 10 s floor (--min-window 10)"
 COPY = "~copy"  # the id suffix of a repeated utterance (``--repeat``)
 
 
@@ -216,16 +218,15 @@ def _systems(teacher, args, fw_model) -> dict:
         BF16: LabelRun(teacher, batch_size=b, precision="bf16", loader_threads=threads),
         GPU_BATCH_32: LabelRun(teacher, batch_size=32, loader_threads=threads),
         FP16: LabelRun(teacher, batch_size=b, precision="fp16", loader_threads=threads),
-        "batched, 15 s floor (--min-window 15)": LabelRun(
+        FLOOR_15: LabelRun(
             teacher, options=LabelOptions(windows=ContextFloor(15.0)), batch_size=b, loader_threads=threads
         ),
-        "batched, 10 s floor (--min-window 10)": LabelRun(
+        FLOOR_10: LabelRun(
             teacher, options=LabelOptions(windows=ContextFloor(10.0)), batch_size=b, loader_threads=threads
         ),
     }
     if args.no_floors:
-        for name in [n for n in systems if "s floor (--min-window" in n]:
-            del systems[name]
+        del systems[FLOOR_15], systems[FLOOR_10]
     for size in args.batch_sweep:
         systems[f"batched, batch {size}, 20 s floor, precision auto"] = LabelRun(
             teacher, batch_size=size, loader_threads=threads
@@ -265,7 +266,7 @@ def _copies(utts: list[Utterance], repeat: int) -> list[Utterance]:
 class GpuSampler:
     """The GPU's utilisation (percent, sampled every 50 ms by NVML) and peak memory over a block.
 
-    Inert on a CPU or where NVML cannot be read: ``summary()`` is then empty.
+    On a CPU, or where NVML cannot be read, no samples are taken.
     """
 
     def __init__(self, device: str):
@@ -300,12 +301,11 @@ class GpuSampler:
             self._thread.join()
             self._stop.clear()
 
-    def summary(self) -> dict:
-        """``gpu_util_pct`` (mean of the samples) and ``gpu_mem_peak_gb`` (torch's allocations)."""
+    def peak_gb(self) -> float:
+        """Peak GPU memory torch allocated over the block, in GiB (0 on a CPU)."""
         if not self.device.startswith("cuda"):
-            return {}
-        util = round(sum(self.samples) / len(self.samples), 1) if self.samples else None
-        return {"gpu_util_pct": util, "gpu_mem_peak_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+            return 0.0
+        return round(torch.cuda.max_memory_allocated() / 2**30, 2)
 
 
 def _run_rounds(systems: dict, ids: list[str], by_id: dict, rounds: int, repeat: int, device: str):
@@ -336,7 +336,7 @@ def _run_rounds(systems: dict, ids: list[str], by_id: dict, rounds: int, repeat:
             hyps[name].update({i: t for i, t in out.items() if COPY not in i})
             wall[name] += w
             gpu[name]["samples"] += sampler.samples
-            gpu[name]["peak"] = max(gpu[name]["peak"], sampler.summary().get("gpu_mem_peak_gb") or 0.0)
+            gpu[name]["peak"] = max(gpu[name]["peak"], sampler.peak_gb())
         print(
             f"round {r + 1}/{rounds}: " + ", ".join(f"{n[:24]} {w:.0f}s" for n, w in wall.items()),
             flush=True,
@@ -383,12 +383,13 @@ def _result(args, rows: list[dict], teacher, ids: list[str], audio_s: float) -> 
     none = {"rtfx": None, "wer": None}
     seq, batched, faster = by_name[SEQUENTIAL], by_name[DEFAULT], by_name.get(FASTER, none)
     fw, fp32, bf16 = by_name.get(FW_TRANSCRIBE, none), by_name[FP32], by_name.get(BF16, none)
+    engine = make_backend(teacher)  # what the shipped default resolves to on this machine
     return {
         "model": args.model,
         "utterances": len(ids),
         "audio_s": round(audio_s, 2),
         "batch_size": args.batch_size,
-        "batch_size_auto": make_backend(teacher).auto_batch_size(),
+        "batch_size_auto": engine.auto_batch_size(),
         "threads": args.threads,
         "loader_threads": args.loader_threads,
         "repeat": args.repeat,
@@ -404,7 +405,7 @@ def _result(args, rows: list[dict], teacher, ids: list[str], audio_s: float) -> 
         "rtfx_faster_whisper_transcribe": fw["rtfx"],
         "wer_faster_whisper_transcribe": fw["wer"],
         "ratio_vs_faster_whisper_transcribe": _ratio(batched["rtfx"], fw["rtfx"]),
-        "precision": make_backend(teacher).precision,
+        "precision": engine.precision,
         "ratio_fp32_encoder": _ratio(fp32["rtfx"], seq["rtfx"]),
         "ratio_bf16_encoder": _ratio(bf16["rtfx"], seq["rtfx"]),
         "ratio_vs_batch_32": _ratio(batched["rtfx"], by_name.get(GPU_BATCH_32, none)["rtfx"]),
