@@ -36,6 +36,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -114,6 +115,32 @@ def pool_path(recipe: str, root: Path, seed: int) -> Path:
 def seed_done(run_dir: Path) -> bool:
     """Whether the seed's evaluate stage finished (its marker and the summary it wrote)."""
     return (run_dir / "evaluate" / ".done").is_file() and (run_dir / "eval" / "summary.json").is_file()
+
+
+# the stages an export or evaluation variant shares with the run it was trained in
+TRAINED_STAGES = ("label", "filter", "review", "train")
+
+
+def link_training(src: Path, dst: Path) -> list[str]:
+    """Hard-link ``src``'s finished stages up to training into ``dst``, a variant seed not yet run.
+
+    A variant that changes only the export (another WiSE-FT mix) or the evaluation then resumes
+    after the training it shares instead of repeating it: the pipeline's own resume checks each
+    linked stage's settings against the variant's config, so a stage that differs (another
+    filter, other train overrides) runs again with all after it. Links, not copies: the stages
+    write atomically (new files), so nothing the variant writes reaches ``src``.
+
+    Returns:
+        The stage folders linked; none when ``dst`` has a stage of its own already.
+    """
+    if any((dst / stage).exists() for stage in TRAINED_STAGES):
+        return []
+    linked = []
+    for stage in TRAINED_STAGES:
+        if (src / stage / ".done").is_file():
+            shutil.copytree(src / stage, dst / stage, copy_function=os.link, symlinks=True)
+            linked.append(stage)
+    return linked
 
 
 def prepare_data(recipe: str, size: str, root: Path) -> None:
@@ -670,6 +697,13 @@ def main(argv: list[str] | None = None) -> int:
         help="name a training variant: its seeds run beside the recipe's (VARIANT-seedN/)",
     )
     ap.add_argument(
+        "--train-from",
+        default=None,
+        metavar="VARIANT",
+        help="start each variant seed from this variant's trained seed (\"recipe\": the recipe's), "
+        "so an export or evaluation variant does not train again",
+    )
+    ap.add_argument(
         "--train-override",
         action="append",
         default=[],
@@ -691,7 +725,7 @@ def main(argv: list[str] | None = None) -> int:
         for stage in STAGE_OVERRIDES
         if (parsed := parse_overrides(getattr(args, f"{stage}_override"), f"--{stage}-override"))
     }
-    if (overrides or stages) and not args.variant:
+    if (overrides or stages or args.train_from) and not args.variant:
         ap.error("an override needs --variant (the recipe's own seeds keep the recipe's settings)")
     if args.result is None:  # a run of some recipes does not replace the file of all of them
         subset = "" if set(args.recipes) == set(RECIPES) else "_" + "_".join(args.recipes)
@@ -708,6 +742,10 @@ def main(argv: list[str] | None = None) -> int:
         seeds = []
         for seed in args.seeds:
             d = seed_dir(root, seed, args.variant)
+            if args.train_from and not args.only_collect:
+                src = seed_dir(root, seed, None if args.train_from == "recipe" else args.train_from)
+                if linked := link_training(src, d):
+                    log.info("seed %d: %s linked from %s", seed, ", ".join(linked), src)
             if not args.only_collect:
                 run_seed(
                     recipe, args.size, root, seed, args.max_time, args.seeds, args.variant, overrides, stages

@@ -436,3 +436,41 @@ def test_a_variant_is_compared_with_the_recipes_student_of_its_seed(tmp_path):
     assert out["in_domain"]["variant"] == 0.0 and out["in_domain"]["recipe"] > 10  # one word in each
     assert out["in_domain"]["p"] < 0.05
     assert gen.against_recipe(tmp_path / "plain", tmp_path / "variant")["in_domain"]["p"] > 0.95
+
+
+def test_an_export_variant_starts_from_another_variants_training(tmp_path):
+    """Linked stages count as done for a variant with the same training, and as stale for another."""
+    from asr_distill.jsonl import atomic_write_text
+    from asr_distill.pipeline import Paths
+    from asr_distill.pipeline.layout import mark_done, settings_changed, stage_settings
+
+    root = tmp_path / "speechocean-small"
+    enc = {"model.train_encoder_layers": 4}
+    trained = gen.pipeline_config("speechocean", "small", root, 1, variant="enc4", train_overrides=enc)
+    p = Paths(config_from_dict(trained, base_dir=gen.RECIPES_DIR / "speechocean"))
+    for stage in ("label", "filter", "train"):
+        p.stage_dir(stage).mkdir(parents=True)
+        mark_done(p.done(stage), 1.0, {"stage": stage, "settings": stage_settings(p.cfg, stage)})
+    atomic_write_text(p.stage_dir("train") / "student.yaml", "trained: true\n")
+    src, dst = root / "enc4-seed1", root / "enc4_w025-seed1"
+    assert gen.link_training(src, dst) == ["label", "filter", "train"]
+    assert gen.link_training(src, dst) == []  # a variant seed that has stages keeps them
+
+    def stale(variant: str, overrides: dict, export: dict) -> dict[str, bool]:
+        cfg = gen.pipeline_config(
+            "speechocean",
+            "small",
+            root,
+            1,
+            variant=variant,
+            train_overrides=overrides,
+            stage_overrides={"export": export},
+        )
+        q = Paths(config_from_dict(cfg, base_dir=gen.RECIPES_DIR / "speechocean"))
+        return {stage: settings_changed(q, stage) for stage in ("label", "filter", "train")}
+
+    assert stale("enc4_w025", enc, {"wise_alpha": 0.25}) == {"label": False, "filter": False, "train": False}
+    assert stale("enc4_w025", {"model.train_encoder_layers": 2}, {})["train"] is True
+    # what the variant writes replaces its link and leaves the trained seed's file as it was
+    atomic_write_text(dst / "train" / "student.yaml", "changed\n")
+    assert (src / "train" / "student.yaml").read_text() == "trained: true\n"
