@@ -119,28 +119,34 @@ def seed_done(run_dir: Path) -> bool:
 
 # the stages an export or evaluation variant shares with the run it was trained in
 TRAINED_STAGES = ("label", "filter", "review", "train")
+FEATURE_CACHE = "feature_cache"  # the train stage's cache of encoder outputs (configs' data.cache_dir)
 
 
 def link_training(src: Path, dst: Path) -> list[str]:
-    """Hard-link ``src``'s finished stages up to training into ``dst``, a variant seed not yet run.
+    """Copy ``src``'s finished stages up to training into ``dst``, a variant seed not yet run.
 
     A variant that changes only the export (another WiSE-FT mix) or the evaluation then resumes
     after the training it shares instead of repeating it: the pipeline's own resume checks each
-    linked stage's settings against the variant's config, so a stage that differs (another
-    filter, other train overrides) runs again with all after it. Links, not copies: the stages
-    write atomically (new files), so nothing the variant writes reaches ``src``.
+    copied stage's settings against the variant's config, so a stage that differs (another
+    filter, other train overrides) runs again with all after it, starting from the encoder
+    features already cached. Those are hard-linked (the cache only ever adds files, atomically);
+    everything else is copied, since a rerun appends to its log and rewrites checkpoints in place.
 
     Returns:
-        The stage folders linked; none when ``dst`` has a stage of its own already.
+        The stage folders copied; none when ``dst`` has a stage of its own already.
     """
     if any((dst / stage).exists() for stage in TRAINED_STAGES):
         return []
-    linked = []
+
+    def place(a: str, b: str) -> object:
+        return os.link(a, b) if FEATURE_CACHE in Path(a).relative_to(src).parts else shutil.copy2(a, b)
+
+    copied = []
     for stage in TRAINED_STAGES:
         if (src / stage / ".done").is_file():
-            shutil.copytree(src / stage, dst / stage, copy_function=os.link, symlinks=True)
-            linked.append(stage)
-    return linked
+            shutil.copytree(src / stage, dst / stage, copy_function=place, symlinks=True)
+            copied.append(stage)
+    return copied
 
 
 def prepare_data(recipe: str, size: str, root: Path) -> None:
@@ -745,7 +751,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.train_from and not args.only_collect:
                 src = seed_dir(root, seed, None if args.train_from == "recipe" else args.train_from)
                 if linked := link_training(src, d):
-                    log.info("seed %d: %s linked from %s", seed, ", ".join(linked), src)
+                    log.info("seed %d: %s copied from %s", seed, ", ".join(linked), src)
             if not args.only_collect:
                 run_seed(
                     recipe, args.size, root, seed, args.max_time, args.seeds, args.variant, overrides, stages

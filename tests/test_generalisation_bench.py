@@ -439,7 +439,7 @@ def test_a_variant_is_compared_with_the_recipes_student_of_its_seed(tmp_path):
 
 
 def test_an_export_variant_starts_from_another_variants_training(tmp_path):
-    """Linked stages count as done for a variant with the same training, and as stale for another."""
+    """Copied stages count as done for a variant with the same training, and as stale for another."""
     from asr_distill.jsonl import atomic_write_text
     from asr_distill.pipeline import Paths
     from asr_distill.pipeline.layout import mark_done, settings_changed, stage_settings
@@ -452,6 +452,9 @@ def test_an_export_variant_starts_from_another_variants_training(tmp_path):
         p.stage_dir(stage).mkdir(parents=True)
         mark_done(p.done(stage), 1.0, {"stage": stage, "settings": stage_settings(p.cfg, stage)})
     atomic_write_text(p.stage_dir("train") / "student.yaml", "trained: true\n")
+    cached = p.stage_dir("train") / "feature_cache" / "clip.pt"
+    cached.parent.mkdir()
+    cached.write_bytes(b"features")
     src, dst = root / "enc4-seed1", root / "enc4_w025-seed1"
     assert gen.link_training(src, dst) == ["label", "filter", "train"]
     assert gen.link_training(src, dst) == []  # a variant seed that has stages keeps them
@@ -471,6 +474,8 @@ def test_an_export_variant_starts_from_another_variants_training(tmp_path):
 
     assert stale("enc4_w025", enc, {"wise_alpha": 0.25}) == {"label": False, "filter": False, "train": False}
     assert stale("enc4_w025", {"model.train_encoder_layers": 2}, {})["train"] is True
-    # what the variant writes replaces its link and leaves the trained seed's file as it was
-    atomic_write_text(dst / "train" / "student.yaml", "changed\n")
+    # a rerun appends to files in place: they are copies; the feature cache is shared
+    with open(dst / "train" / "student.yaml", "a") as f:
+        f.write("rerun\n")
     assert (src / "train" / "student.yaml").read_text() == "trained: true\n"
+    assert (dst / "train" / "feature_cache" / "clip.pt").samefile(cached)
