@@ -706,8 +706,8 @@ def main(argv: list[str] | None = None) -> int:
         "--train-from",
         default=None,
         metavar="VARIANT",
-        help="start each variant seed from this variant's trained seed (\"recipe\": the recipe's), "
-        "so an export or evaluation variant does not train again",
+        help="start each seed not yet run from this variant's finished seed (\"recipe\": the recipe's): "
+        "an export variant does not train again, another training starts from the same labels",
     )
     ap.add_argument(
         "--train-override",
@@ -731,7 +731,7 @@ def main(argv: list[str] | None = None) -> int:
         for stage in STAGE_OVERRIDES
         if (parsed := parse_overrides(getattr(args, f"{stage}_override"), f"--{stage}-override"))
     }
-    if (overrides or stages or args.train_from) and not args.variant:
+    if (overrides or stages) and not args.variant:
         ap.error("an override needs --variant (the recipe's own seeds keep the recipe's settings)")
     if args.result is None:  # a run of some recipes does not replace the file of all of them
         subset = "" if set(args.recipes) == set(RECIPES) else "_" + "_".join(args.recipes)
