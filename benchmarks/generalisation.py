@@ -122,7 +122,7 @@ TRAINED_STAGES = ("label", "filter", "review", "train")
 FEATURE_CACHE = "feature_cache"  # the train stage's cache of encoder outputs (configs' data.cache_dir)
 
 
-def link_training(src: Path, dst: Path) -> list[str]:
+def copy_training(src: Path, dst: Path) -> list[str]:
     """Copy ``src``'s finished stages up to training into ``dst``, a variant seed not yet run.
 
     A variant that changes only the export (another WiSE-FT mix) or the evaluation then resumes
@@ -750,8 +750,8 @@ def main(argv: list[str] | None = None) -> int:
             d = seed_dir(root, seed, args.variant)
             if args.train_from and not args.only_collect:
                 src = seed_dir(root, seed, None if args.train_from == "recipe" else args.train_from)
-                if linked := link_training(src, d):
-                    log.info("seed %d: %s copied from %s", seed, ", ".join(linked), src)
+                if copied := copy_training(src, d):
+                    log.info("seed %d: %s copied from %s", seed, ", ".join(copied), src)
             if not args.only_collect:
                 run_seed(
                     recipe, args.size, root, seed, args.max_time, args.seeds, args.variant, overrides, stages

@@ -456,8 +456,8 @@ def test_an_export_variant_starts_from_another_variants_training(tmp_path):
     cached.parent.mkdir()
     cached.write_bytes(b"features")
     src, dst = root / "enc4-seed1", root / "enc4_w025-seed1"
-    assert gen.link_training(src, dst) == ["label", "filter", "train"]
-    assert gen.link_training(src, dst) == []  # a variant seed that has stages keeps them
+    assert gen.copy_training(src, dst) == ["label", "filter", "train"]
+    assert gen.copy_training(src, dst) == []  # a variant seed that has stages keeps them
 
     def stale(variant: str, overrides: dict, export: dict) -> dict[str, bool]:
         cfg = gen.pipeline_config(
