@@ -76,13 +76,31 @@ def _speak_number(m: re.Match) -> str:
     return f"{head} {tail}" if int(tail) >= _PAIR_MIN_TAIL else number
 
 
+# Spelled words are written as Whisper writes them ("J-E-F-F-R-E-Y"); espeak reads that as a
+# word, but reads letter names said one by one, so each letter becomes its name between commas.
+_SPELLED = re.compile(r"\b[A-Z](?:-[A-Z])+\b")
+_LETTER_NAMES = dict(
+    zip(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+        "ay bee see dee ee eff gee aitch eye jay kay el em en oh pee cue ar ess tee you vee "
+        "double-you ex why zee".split(),
+        strict=True,
+    )
+)
+
+
+def _speak_spelled(m: re.Match) -> str:
+    return ", ".join(_LETTER_NAMES[c] for c in m.group(0).split("-"))
+
+
 def spoken_form(text: str) -> str:
     """Rewrite a written transcript into what a caller would say, for the TTS front end.
 
     "$49.99" -> "49 dollars and 99 cents", "482719" and "555-0142" -> digit by digit,
-    "1742" -> "17 42" (so espeak says "seventeen forty two"). Other text is unchanged.
+    "1742" -> "17 42" (so espeak says "seventeen forty two"), "W-O-O-D" -> "double-you, oh,
+    oh, dee". Other text is unchanged.
     """
-    return _SPOKEN_NUMBER.sub(_speak_number, text)
+    return _SPOKEN_NUMBER.sub(_speak_number, _SPELLED.sub(_speak_spelled, text))
 
 
 # --- synthesis ---------------------------------------------------------------------------
@@ -350,10 +368,82 @@ def support_sentences(n: int, seed: int = 0) -> list[tuple[str, str]]:
     return out
 
 
+# --- general speech ----------------------------------------------------------------------
+
+# General-domain speech for keeping a student's general competence (replay, learning without
+# forgetting, a general dev set): everyday sentences, spelled names and digit strings, the
+# forms a domain adaptation tends to forget. None of it comes from a test set; names are common
+# English surnames, a quarter of them with a doubled letter.
+SURNAMES = (
+    "Abbott Anderson Baker Bennett Bishop Carter Chapman Connolly Dawson Dixon Elliott Ellis "
+    "Fisher Fleming Garcia Gibbs Hammond Harper Irving Jensen Kennedy Keller Lloyd Lopez "
+    "Maddox Mendez Nolan Norris Owens Parker Quinn Reeves Russell Sawyer Scott Sutton "
+    "Tanner Turner Vaughn Wallace Webb Yates Zimmer Moss Hall Cobb Lamb"
+).split()
+GENERAL_TEMPLATES = (
+    "Could you spell your last name for me? {spelled}.",
+    "My last name is {surname}, {spelled}.",
+    "{spelled}.",
+    "That is {spelled}, {surname}.",
+    "My number is {digits}.",
+    "{digits}.",
+    "The code on the back says {digits}.",
+    "Please write down {digits} and call me later.",
+    "The weather was cold this morning, so we stayed inside and read.",
+    "We should leave early if we want to catch the first train.",
+    "She opened the window and the room filled with fresh air.",
+    "How many people are coming to dinner on {weekday}?",
+    "Turn left at the second light and park behind the library.",
+    "He finished the report before lunch and sent it to his manager.",
+    "The children played in the garden until it started to rain.",
+    "I think the meeting moved to {weekday} afternoon.",
+    "Can you bring the blue folder from the kitchen table?",
+    "They planted tomatoes, beans and a row of sunflowers.",
+    "Yes.",
+    "No, not yet.",
+    "Stop here, please.",
+    "Start again from the beginning.",
+)
+WEEKDAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
+
+
+def _general_slots(rng: random.Random) -> dict[str, str]:
+    surname = rng.choice(SURNAMES)
+    n_digits = rng.randint(3, 7)
+    return {
+        "surname": surname,
+        "spelled": "-".join(surname.upper()),
+        "digits": " ".join(str(rng.randint(0, 9)) for _ in range(n_digits)),
+        "weekday": rng.choice(WEEKDAYS),
+    }
+
+
+def general_sentences(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Return ``n`` deterministic ``(id, text)`` general-domain utterances (see :data:`GENERAL_TEMPLATES`).
+
+    Like :func:`support_sentences`, a larger corpus extends a smaller one of the same seed.
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    rng = random.Random(seed)
+    return [
+        (f"general-s{seed}-{i:05d}", rng.choice(GENERAL_TEMPLATES).format(**_general_slots(rng)))
+        for i in range(n)
+    ]
+
+
+CORPORA = {"support": support_sentences, "general": general_sentences}
+
+
 def write_corpus(
-    out_dir: str | os.PathLike, n: int, seed: int = 0, *, length_scale_jitter: float = 0.0
+    out_dir: str | os.PathLike,
+    n: int,
+    seed: int = 0,
+    *,
+    length_scale_jitter: float = 0.0,
+    corpus: str = "support",
 ) -> Path:
-    """Synthesise :func:`support_sentences` into ``out_dir`` and write its manifest.
+    """Synthesise ``corpus`` (:data:`CORPORA`: support calls or general speech) into ``out_dir``.
 
     The manifest is written atomically after the last file, so its presence means the
     corpus is complete; a rerun after a kill only synthesises the missing files.
@@ -361,8 +451,10 @@ def write_corpus(
     Returns:
         Path of ``out_dir/manifest.jsonl``.
     """
+    if corpus not in CORPORA:
+        raise ValueError(f"corpus must be one of {sorted(CORPORA)}, got {corpus!r}")
     out = Path(out_dir)
-    lines = synthesize(support_sentences(n, seed), out, length_scale_jitter=length_scale_jitter, seed=seed)
+    lines = synthesize(CORPORA[corpus](n, seed), out, length_scale_jitter=length_scale_jitter, seed=seed)
     manifest = out / MANIFEST_NAME
     atomic_write_jsonl(manifest, lines)
     return manifest

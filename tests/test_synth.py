@@ -9,7 +9,7 @@ import pytest
 
 from asr_distill import synth
 from asr_distill.normalise import get_normaliser
-from asr_distill.synth import spoken_form, support_sentences, synthesize, write_corpus
+from asr_distill.synth import general_sentences, spoken_form, support_sentences, synthesize, write_corpus
 
 sf = pytest.importorskip("soundfile")
 
@@ -102,6 +102,9 @@ def test_write_corpus(tmp_path, monkeypatch):
         ("412 Oak Street", "4 12 Oak Street"),
         ("March 14th", "March 14th"),
         ("No numbers here.", "No numbers here."),
+        ("W-O-O-D.", "double-you, oh, oh, dee."),
+        ("Sutton, S-U-T-T-O-N.", "Sutton, ess, you, tee, tee, oh, en."),
+        ("a T-shirt and an X-ray", "a T-shirt and an X-ray"),
     ],
 )
 def test_spoken_form(written, spoken):
@@ -124,6 +127,32 @@ def test_support_sentences_are_deterministic_and_extend():
     assert len({utt_id for utt_id, _ in a}) == 30
     assert any(p in text for _, text in a for p in synth.PRODUCTS)
     assert all(8 <= len(text.split()) <= 30 for _, text in a)
+
+
+def test_general_sentences_are_deterministic_extend_and_mix_spelling_digits_and_prose():
+    a = general_sentences(200, seed=3)
+    assert a == general_sentences(200, seed=3) and general_sentences(20, seed=3) == a[:20]
+    assert len({utt_id for utt_id, _ in a}) == 200
+    texts = [text for _, text in a]
+    spelled = [t for t in texts if synth._SPELLED.search(t)]
+    digits = [t for t in texts if any(c.isdigit() for c in t)]
+    assert len(spelled) >= 20 and len(digits) >= 20 and len(texts) - len(spelled) - len(digits) >= 50
+    names = {name.upper() for name in synth.SURNAMES}
+    for t in spelled:  # written as Whisper writes a spelled name; Piper's letter names stay out
+        assert "double-you" not in t and synth._SPELLED.search(t).group(0).replace("-", "") in names
+
+
+def test_a_spelled_name_is_heard_letter_by_letter(tmp_path):
+    """The spoken form makes Piper say letter names that Whisper writes back as the letters."""
+    pytest.importorskip("piper", reason="needs the tts extra")
+    from asr_distill.evaluate import decoding
+
+    lines = list(synthesize([("spell", "My last name is Sutton, S-U-T-T-O-N.")], tmp_path))
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps(lines[0] | {"audio_filepath": str(tmp_path / "spell.wav")}) + "\n")
+    (hyp,) = decoding.transcribe("tiny.en", manifest).hyps
+    norm = get_normaliser("format_insensitive")
+    assert norm("S-U-T-T-O-N") in norm(hyp)
 
 
 def test_bad_inputs(tmp_path):
