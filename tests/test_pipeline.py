@@ -180,13 +180,19 @@ def test_paths_resolve_against_the_config_folder(tmp_path):
         {
             "out": "run",
             "data": {"train": "{out}/data/train.jsonl"},
-            "train": {"enabled": False},
+            "train": {
+                "enabled": False,
+                "overrides": {"data.replay_manifest": "{out}/data/general/manifest.jsonl", "model.lr": 1e-4},
+            },
             "evaluate": {"enabled": False},
             "label": {"teacher": "base", "second": "models/x.pt"},
         },
         base_dir=tmp_path,
     )
     assert cfg.out == str(tmp_path / "run")
+    replay = cfg.train.overrides["data.replay_manifest"]
+    assert replay == str(tmp_path / "run" / "data" / "general" / "manifest.jsonl")
+    assert cfg.train.overrides["model.lr"] == 1e-4  # only values naming {out} are paths
     assert cfg.data.train == str(tmp_path / "run" / "data" / "train.jsonl")
     assert cfg.label.teacher == "base"  # a model name stays a name
     assert cfg.label.second == str(tmp_path / "models" / "x.pt")

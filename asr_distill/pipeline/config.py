@@ -538,7 +538,14 @@ def _resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
         ),
         filter=r(cfg.filter, lexicon=p(cfg.filter.lexicon)),
         review=r(cfg.review, edits=p(cfg.review.edits)),
-        train=r(cfg.train, config=p(cfg.train.config)),
+        train=r(
+            cfg.train,
+            config=p(cfg.train.config),
+            # an override naming a file of this run (a replay manifest under {out}) resolves too
+            overrides={
+                k: p(v) if isinstance(v, str) and "{out}" in v else v for k, v in cfg.train.overrides.items()
+            },
+        ),
         evaluate=r(
             cfg.evaluate,
             models={k: model(v) for k, v in cfg.evaluate.models.items()},
