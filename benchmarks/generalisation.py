@@ -710,6 +710,13 @@ def main(argv: list[str] | None = None) -> int:
         "an export variant does not train again, another training starts from the same labels",
     )
     ap.add_argument(
+        "--compare-to",
+        default=None,
+        metavar="VARIANT",
+        help="the run each variant seed is paired with in vs_recipe (default: the recipe's own seed); "
+        "name the variant a recipe now ships when its seedN folders hold an older setting",
+    )
+    ap.add_argument(
         "--train-override",
         action="append",
         default=[],
@@ -759,7 +766,7 @@ def main(argv: list[str] | None = None) -> int:
             if seed_done(d):
                 seeds.append(collect_seed(d, recipe, seed))
                 if args.variant:
-                    seeds[-1]["vs_recipe"] = against_recipe(d, seed_dir(root, seed))
+                    seeds[-1]["vs_recipe"] = against_recipe(d, seed_dir(root, seed, args.compare_to))
             else:
                 missing.append(f"{recipe} seed {seed}")
         recipes[recipe] = {"seeds": seeds}
@@ -777,6 +784,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.variant
         else None,
         "seeds": args.seeds,
+        "compared_to": (args.compare_to or "recipe") if args.variant else None,
         "missing": missing,
         "recipes": recipes,
         "summary": summary,
@@ -793,7 +801,7 @@ def main(argv: list[str] | None = None) -> int:
         for sd in r["seeds"]:
             for name, c in (sd.get("vs_recipe") or {}).items():
                 print(
-                    f"{args.variant} vs recipe, {recipe} seed {sd['seed']} {name}: "
+                    f"{args.variant} vs {args.compare_to or 'recipe'}, {recipe} seed {sd['seed']} {name}: "
                     f"{c['variant']:.2f} vs {c['recipe']:.2f} (p variant not better {c['p']:.3f})"
                 )
     print()

@@ -479,3 +479,36 @@ def test_an_export_variant_starts_from_another_variants_training(tmp_path):
         f.write("rerun\n")
     assert (src / "train" / "student.yaml").read_text() == "trained: true\n"
     assert (dst / "train" / "feature_cache" / "clip.pt").samefile(cached)
+
+
+def test_a_variant_can_be_paired_with_another_variant_instead_of_the_recipes_seed(tmp_path):
+    """--compare-to: when a recipe's seedN folders hold an older setting, pair with the shipped one."""
+    from asr_distill.evaluate.artefacts import save_transcription
+    from asr_distill.records import Transcription
+
+    refs = tuple(f"call me back at {n} please" for n in range(40))
+    ids = tuple(f"u{n}" for n in range(40))
+    root = tmp_path / "runs" / "speechocean-small"
+    worse = tuple(r.replace("please", "") for r in refs)
+    for folder, hyps in [("seed0", worse), ("shipped-seed0", refs), ("new-seed0", refs)]:
+        run = root / folder
+        _summary(run / "eval")
+        t = Transcription("student", "s.pt", 1, ids, refs, hyps, (2.0,) * 40, (None,) * 40, 80.0, 1.0)
+        save_transcription(t, run / "eval" / "student")
+        (run / "evaluate").mkdir()
+        (run / "evaluate" / ".done").write_text(json.dumps({"seconds": 1.0}) + "\n")
+        cfg = gen.pipeline_config("speechocean", "small", root, 0)
+        (run / "pipeline_config.json").write_text(json.dumps(cfg))
+    argv = ["--only-collect", "--recipes", "speechocean", "--seeds", "0", "--variant", "new"]
+    argv += ["--out-dir", str(tmp_path / "runs")]
+    results = {}
+    for against in (None, "shipped"):
+        results[against] = tmp_path / f"{against}.json"
+        extra = ["--compare-to", against] if against else []
+        assert gen.main([*argv, *extra, "--result", str(results[against])]) == 0
+    default, shipped = (json.loads(results[k].read_text()) for k in (None, "shipped"))
+    assert default["compared_to"] == "recipe" and shipped["compared_to"] == "shipped"
+    vs_old = default["recipes"]["speechocean"]["seeds"][0]["vs_recipe"]["in_domain"]
+    vs_shipped = shipped["recipes"]["speechocean"]["seeds"][0]["vs_recipe"]["in_domain"]
+    assert vs_old["recipe"] > 10 and vs_old["p"] < 0.05  # the old setting lost a word in each
+    assert vs_shipped["recipe"] == 0.0 and vs_shipped["p"] > 0.05  # the same hypotheses: no win
