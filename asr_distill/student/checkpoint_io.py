@@ -56,4 +56,4 @@ class LatestCheckpoint(Callback):
             return
         path = os.path.join(ckpt.dirpath, ckpt.CHECKPOINT_NAME_LAST + ckpt.FILE_EXTENSION)
         ckpt.last_model_path = path  # ModelCheckpoint then overwrites it, not a "last-v1.ckpt"
-        trainer.save_checkpoint(path)  # a full checkpoint (Lightning's default): resume needs the optimiser
+        trainer.save_checkpoint(path, weights_only=False)  # a full checkpoint: resume needs the optimiser
