@@ -109,3 +109,29 @@ def test_plain_weights_and_map_location(tmp_path):
     torch.save({"dims": {"n_mels": 80}, "model_state_dict": {"w": torch.ones(2)}}, path)
     loaded = load_checkpoint(path, map_location="cpu")
     assert loaded["dims"] == {"n_mels": 80} and loaded["model_state_dict"]["w"].device.type == "cpu"
+
+
+def test_a_resume_reads_the_checkpoint_with_the_safe_loader(tmp_path, lightning_ckpt):
+    """The trainer's CheckpointIO (what ``--ckpt_path last`` reads) refuses a crafted last.ckpt."""
+    from asr_distill.student.checkpoint_io import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    state = io.load_checkpoint(lightning_ckpt, map_location=lambda storage, loc: storage)
+    assert state["hyper_parameters"]["encoder_layers"] == [0, 1] and state["optimizer_states"]
+    marker = tmp_path / "payload_ran"
+    with pytest.raises(UnsafeCheckpointError):
+        io.load_checkpoint(crafted_pickle(tmp_path / "last.ckpt", marker, legacy=False))
+    assert not marker.exists()
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(4, 4)), batch_size=2)
+    trainer = L.Trainer(
+        max_steps=3,
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        accelerator="cpu",
+        plugins=[io],
+    )
+    trainer.fit(Tiny(encoder_layers=[0, 1]), data, ckpt_path=lightning_ckpt)  # a real resume through it
+    assert trainer.global_step == 3

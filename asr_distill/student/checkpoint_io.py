@@ -1,8 +1,10 @@
-"""Checkpoints written whole or not at all, and a ``last.ckpt`` that is really the last.
+"""Checkpoints written whole or not at all, read without running code, and a true ``last.ckpt``.
 
 Lightning writes a checkpoint straight to its final name, so a kill during the write
 leaves a truncated ``last.ckpt`` that the resume then fails to load. Here the bytes go
-to a temporary file beside it, are fsynced, and renamed over the final name.
+to a temporary file beside it, are fsynced, and renamed over the final name. A resume
+reads ``last.ckpt`` through :func:`asr_distill.safe_load.load_checkpoint` (tensors and
+plain data only), not torch's pickle, so a crafted file in the run folder runs nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``TorchCheckpointIO`` with write-to-temporary-then-rename for local paths."""
+    """``TorchCheckpointIO`` with write-to-temporary-then-rename and the safe loader for local paths."""
+
+    def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None):
+        """Read a local checkpoint with the allow-listed loader; it refuses what would run code."""
+        if "://" in str(path):  # remote filesystems: Lightning's loader, weights only
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        from ..safe_load import load_checkpoint
+
+        return load_checkpoint(path, map_location="cpu" if map_location is None else map_location)
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         """Write to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
@@ -56,4 +66,4 @@ class LatestCheckpoint(Callback):
             return
         path = os.path.join(ckpt.dirpath, ckpt.CHECKPOINT_NAME_LAST + ckpt.FILE_EXTENSION)
         ckpt.last_model_path = path  # ModelCheckpoint then overwrites it, not a "last-v1.ckpt"
-        trainer.save_checkpoint(path, weights_only=False)  # a full checkpoint: resume needs the optimiser
+        trainer.save_checkpoint(path)  # a full checkpoint (Lightning's default): resume needs the optimiser
