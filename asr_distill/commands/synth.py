@@ -1,4 +1,4 @@
-"""``asr-distill synth``: customer-support speech with a known transcript (Piper TTS).
+"""``asr-distill synth``: speech with a known transcript, support calls or general speech (Piper TTS).
 
 Write N templated support-call utterances (product names, order numbers, amounts, dates, addresses),
 or with --corpus general everyday sentences, spelled names and digit strings (general speech a
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from . import add_force, subcommand
 
-SUMMARY = "synthesise customer-support speech with a known transcript (Piper TTS)"
+SUMMARY = "synthesise speech with a known transcript: support calls or general speech (Piper TTS)"
 
 
 def add_parser(sub) -> None:
