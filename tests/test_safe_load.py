@@ -39,19 +39,26 @@ class Tiny(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)}
 
 
-@pytest.fixture(scope="module")
-def lightning_ckpt(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ckpt")
+def _fit(root: Path, steps: int, model: Tiny, ckpt_path: Path | None = None, **trainer_options):
+    """``steps`` optimiser steps of ``model`` on random data; the trainer, for its state."""
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(4, 4)), batch_size=2)
     trainer = L.Trainer(
-        max_steps=2,
+        max_steps=steps,
         default_root_dir=root,
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         accelerator="cpu",
+        **trainer_options,
     )
-    trainer.fit(Tiny(encoder_layers=[0, 1], cache_dir=root / "cache"), data)
+    trainer.fit(model, data, ckpt_path=ckpt_path)
+    return trainer
+
+
+@pytest.fixture(scope="module")
+def lightning_ckpt(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ckpt")
+    trainer = _fit(root, 2, Tiny(encoder_layers=[0, 1], cache_dir=root / "cache"))
     path = root / "last.ckpt"
     trainer.save_checkpoint(path)
     return path
@@ -122,16 +129,8 @@ def test_a_resume_reads_the_checkpoint_with_the_safe_loader(tmp_path, lightning_
     with pytest.raises(UnsafeCheckpointError):
         io.load_checkpoint(crafted_pickle(tmp_path / "last.ckpt", marker, legacy=False))
     assert not marker.exists()
-    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(4, 4)), batch_size=2)
-    trainer = L.Trainer(
-        max_steps=3,
-        default_root_dir=tmp_path,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        accelerator="cpu",
-        plugins=[io],
+    # a real resume through it
+    trainer = _fit(
+        tmp_path, 3, Tiny(encoder_layers=[0, 1]), lightning_ckpt, enable_checkpointing=False, plugins=[io]
     )
-    trainer.fit(Tiny(encoder_layers=[0, 1]), data, ckpt_path=lightning_ckpt)  # a real resume through it
     assert trainer.global_step == 3
