@@ -412,7 +412,14 @@ def _round_cells(r: Mapping[str, Any], sets: Sequence[str]) -> list[str]:
     p = r.get("p_vs_previous")
     vs = "-" if p is None else f"{r['delta_vs_previous']:+.2f}, p={p:.3f}"
     retention = "-" if r.get("retention") is None else f"{r['retention']:.1%}"
-    cells = [str(r["round"]), _pct(r.get("label_wer_all")), _pct(r.get("label_wer_kept")), retention]
+    threshold = "-" if r.get("threshold") is None else f"{r['threshold']:g}"
+    cells = [
+        str(r["round"]),
+        _pct(r.get("label_wer_all")),
+        _pct(r.get("label_wer_kept")),
+        retention,
+        threshold,
+    ]
     cells += [_pct((r.get("student_wer") or {}).get(name)) for name in sets]
     return cells + [vs, _pct(r.get("dev_wer")), f"{r.get('seconds') or 0:.0f}"]
 
@@ -424,7 +431,7 @@ def _rounds_section(run: Path) -> list[str]:
         return []
     rows = summary["rounds"]
     sets = list(dict.fromkeys(name for r in rows for name in r.get("student_wer") or {}))
-    head = ["round", "label WER all %", "label WER kept %", "retention"]
+    head = ["round", "label WER all %", "label WER kept %", "retention", "threshold"]
     head += [f"student WER {name} %" for name in sets] + ["vs previous (points, p)", "dev WER %", "seconds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(_round_cells(r, sets)) + " |" for r in rows]

@@ -4,6 +4,8 @@
     python benchmarks/rounds.py --small              # every 4th pool clip, the small recipe's settings
     python benchmarks/rounds.py --small --seed 1 --out-dir runs/rounds/speechocean762-small-seed1 \
         --result benchmarks/results/rounds_seed1.json  # the same rounds, another training seed
+    python benchmarks/rounds.py --summarise benchmarks/results/rounds.json \
+        benchmarks/results/rounds_seed[1-9].json   # the seeds side by side: rounds_seeds.json
     python benchmarks/rounds.py --smoke --first 8 --test-first 4 --ood-first 3 \
         --out-dir /tmp/rounds_smoke --result /tmp/rounds_smoke.json   # minutes: checks it works
 
@@ -22,7 +24,10 @@ its pool has the same bytes); a subset (``--first``) is labeled in the run.
 Writes ``benchmarks/results/rounds.json``: ``{"rounds": [{"label_wer_kept", "retention",
 "student_wer", "p_vs_previous", "ood_wer", ...}, ...]}`` (WER in percent,
 format_insensitive; ``p_vs_previous``: the paired bootstrap of the student against the
-round before it on the test set).
+round before it on the test set). ``--summarise`` reads several seeds' result files and writes
+``rounds_seeds.json``: per round the mean and sd over seeds, how many seeds' bootstraps call the
+round better or worse than the one before, and a paired t-test over seeds of each round against
+the first (the bootstrap measures test-set sampling; the seeds measure training noise).
 """
 
 from __future__ import annotations
@@ -136,6 +141,7 @@ def result_rows(rounds: dict) -> list[dict]:
                 "ood_wer": wers.get("an4"),
                 "label_wer_all": r.get("label_wer_all"),
                 "kept": r.get("kept"),
+                "threshold": r.get("threshold"),
                 "delta_vs_previous": r.get("delta_vs_previous"),
                 "seconds": r.get("seconds"),
             }
@@ -150,6 +156,66 @@ def would_stop_after(rows: list[dict], patience: int = 1) -> int | None:
         if stop_reason(devs[:k], patience, "in_domain") is not None:
             return k
     return None
+
+
+def _spread(values: list[float], digits: int = 2) -> dict:
+    """Mean, sample sd and the values themselves (WER in percent)."""
+    import statistics
+
+    mean = statistics.fmean(values)
+    sd = statistics.stdev(values) if len(values) > 1 else None
+    return {
+        "mean": round(mean, digits),
+        "sd": None if sd is None else round(sd, digits),
+        "per_seed": [round(v, digits) for v in values],
+    }
+
+
+def summarise(results: list[dict]) -> dict:
+    """Several seeds' ``rounds`` results side by side, round by round.
+
+    ``p_vs_first_over_seeds``: one-sided paired t-test over the seeds that round ``k``'s
+    student is not better than round 1's on the test set (small p: better), the test that
+    sees training noise, which each seed's bootstrap does not.
+    """
+    from scipy.stats import ttest_rel
+
+    seeds = [r["train_seed"] if r.get("train_seed") is not None else 0 for r in results]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"--summarise: the same training seed twice ({seeds})")
+    n_rounds = min(len(r["rounds"]) for r in results)
+    first = [r["rounds"][0]["student_wer"] for r in results]
+    rows = []
+    for k in range(n_rounds):
+        got = [r["rounds"][k] for r in results]
+        wer = [g["student_wer"] for g in got]
+        ps = [g["p_vs_previous"] for g in got]
+        row = {
+            "round": k + 1,
+            "student_wer": _spread(wer),
+            "ood_wer": _spread([g["ood_wer"] for g in got]),
+            "label_wer_kept": _spread([g["label_wer_kept"] for g in got]),
+            "retention": _spread([g["retention"] for g in got], digits=3),
+            "threshold": [g.get("threshold") for g in got],
+            "p_vs_previous": ps,
+        }
+        if k:
+            row["better_than_previous"] = sum(p < 0.05 for p in ps)  # bootstrap, per seed
+            row["worse_than_previous"] = sum(p > 0.95 for p in ps)
+            row["delta_vs_first"] = _spread([w - f for w, f in zip(wer, first, strict=True)])
+            if len(wer) > 1:
+                row["p_vs_first_over_seeds"] = round(
+                    float(ttest_rel(wer, first, alternative="less").pvalue), 4
+                )
+        rows.append(row)
+    return {
+        "benchmark": "rounds_seeds",
+        "seeds": seeds,
+        "sources": [r.get("command") for r in results],
+        "filter": results[0].get("filter"),
+        "normaliser": results[0].get("normaliser"),
+        "rounds": rows,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,7 +234,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--seed", type=int, default=None, help="every round's training seed (default: the config's, 0)"
     )
+    ap.add_argument(
+        "--summarise",
+        nargs="+",
+        default=None,
+        metavar="RESULT",
+        help="seeds' result files to set side by side",
+    )
     args = ap.parse_args(argv)
+    if args.summarise:
+        result = (
+            args.result if args.result != str(RESULTS / "rounds.json") else str(RESULTS / "rounds_seeds.json")
+        )
+        out = summarise([json.loads(Path(f).read_text(encoding="utf-8")) for f in args.summarise])
+        out["command"] = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+        atomic_write_text(result, json.dumps(finite_for_json(out), indent=1, allow_nan=False) + "\n")
+        for r in out["rounds"]:
+            w = r["student_wer"]
+            print(
+                f"round {r['round']}: student {w['mean']} +- {w['sd']} {w['per_seed']}, "
+                f"AN4 {r['ood_wer']['mean']}, "
+                f"p vs previous {r['p_vs_previous']}, p vs first over seeds {r.get('p_vs_first_over_seeds')}"
+            )
+        print(f"-> {result}")
+        return 0
     if args.out_dir is None:
         args.out_dir = str(
             ROOT / "runs" / "rounds" / ("speechocean762-small" if args.small else "speechocean762")
@@ -189,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_seed": args.seed,
         "teacher": cfg["label"].get("teacher"),
         "second": cfg["label"].get("second"),
-        "filter": {"score": SCORE, "threshold": THRESHOLD},
+        "filter": {k: v for k, v in cfg["filter"].items() if k in ("score", "threshold", "keep_at_least")},
         "normaliser": rounds["normaliser"],
         "rounds": rows,
         "stopped_early": rounds["stopped_early"],

@@ -141,6 +141,7 @@ def _check_round_two(root: Path) -> None:
     for row in (one, two):
         assert row["kept"] >= 1 and 0 < row["retention"] <= 1
         assert row["label_wer_all"] is not None and row["dev_wer"] == row["student_wer"]["in_domain"]
+        assert row["threshold"] is not None and row["threshold_source"]  # the threshold the filter applied
         assert set(row["student_wer"]) == {"in_domain", "few"}
     # round 2's vote: the second model first, then round 1's student decoding the pool
     opinions = json.loads((root / "round2" / "filter" / "filter_report.json").read_text())["second_labels"]
@@ -164,6 +165,7 @@ def test_the_report_sets_the_rounds_side_by_side(tmp_path):
     def row(k, kept, wer, p=None, delta=None):
         wers = {"in_domain": wer, "an4": wer + 5}
         figures = {"label_wer_all": 40.0, "label_wer_kept": kept, "retention": 0.5, "seconds": 12.3}
+        figures["threshold"] = 0.8 if k == 1 else 0.75  # a retention floor lowered round 2's
         return {"round": k, **figures, "student_wer": wers, "p_vs_previous": p, "delta_vs_previous": delta}
 
     rows = [row(1, 20.0, 31.5), row(2, 18.0, 30.0, 0.04, -1.5), row(3, 18.5, 30.2, 0.6, 0.2)]
@@ -180,7 +182,8 @@ def test_the_report_sets_the_rounds_side_by_side(tmp_path):
     (tmp_path / "rounds").mkdir()
     (tmp_path / "rounds" / "rounds.json").write_text(json.dumps(summary | {"rounds": rows}))
     report = write_report(tmp_path).read_text()
-    assert "| round | label WER all % | label WER kept % | retention | student WER in_domain % |" in report
-    assert "| 2 | 40.00 | 18.00 | 50.0% | 30.00 | 35.00 | -1.50, p=0.040 | 30.00 | 12 |" in report
-    assert "| 1 | 40.00 | 20.00 | 50.0% | 31.50 | 36.50 | - | 31.50 | 12 |" in report
+    head = "| round | label WER all % | label WER kept % | retention | threshold | student WER in_domain % |"
+    assert head in report
+    assert "| 2 | 40.00 | 18.00 | 50.0% | 0.75 | 30.00 | 35.00 | -1.50, p=0.040 | 30.00 | 12 |" in report
+    assert "| 1 | 40.00 | 20.00 | 50.0% | 0.8 | 31.50 | 36.50 | - | 31.50 | 12 |" in report
     assert "Stopped early after round 3 of 4" in report and "Best on the dev set: round 2." in report

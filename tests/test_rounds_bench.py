@@ -71,3 +71,35 @@ def test_seed_reaches_every_rounds_training_and_keeps_the_recipe_overrides(tmp_p
         assert "seed_everything" not in overrides and "data.seed" not in overrides
     else:
         assert overrides["seed_everything"] == overrides["data.seed"] == seed
+
+
+def _result(seed, wers, ps):
+    rows = [
+        {"student_wer": w, "ood_wer": 3.0 + k, "label_wer_kept": 12.0, "retention": 0.6, "p_vs_previous": p}
+        for k, (w, p) in enumerate(zip(wers, ps, strict=True))
+    ]
+    return {"train_seed": seed, "command": f"seed {seed}", "rounds": rows}
+
+
+def test_summarise_sets_the_seeds_side_by_side_with_a_test_over_seeds():
+    # round 2 is 1.0-1.2 points better than round 1 in every seed; round 3 goes back up in two
+    results = [
+        _result(None, [40.0, 39.0, 39.5], [None, 0.01, 0.9]),  # the config's seed: 0
+        _result(1, [41.0, 39.8, 41.5], [None, 0.2, 0.99]),
+        _result(2, [39.0, 37.9, 37.0], [None, 0.03, 0.02]),
+    ]
+    out = rounds.summarise(results)
+    assert out["seeds"] == [0, 1, 2]
+    one, two, three = out["rounds"]
+    assert one["student_wer"]["mean"] == 40.0 and "p_vs_first_over_seeds" not in one
+    assert two["delta_vs_first"]["per_seed"] == [-1.0, -1.2, -1.1]
+    assert (two["better_than_previous"], two["worse_than_previous"]) == (2, 0)
+    assert two["p_vs_first_over_seeds"] < 0.01  # a steady gain over seeds
+    assert (three["better_than_previous"], three["worse_than_previous"]) == (1, 1)
+    assert three["p_vs_first_over_seeds"] > 0.05  # -0.5, +0.5, -2.0: not steady
+    assert three["ood_wer"]["mean"] == 5.0
+
+
+def test_summarise_refuses_the_same_seed_twice():
+    with pytest.raises(SystemExit, match="same training seed"):
+        rounds.summarise([_result(1, [40.0], [None]), _result(1, [41.0], [None])])

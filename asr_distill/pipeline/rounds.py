@@ -173,6 +173,9 @@ def round_row(p: Paths, before: list[dict[str, Any]] | None = None) -> dict[str,
         "label_wer_kept": report.get("label_wer_kept"),
         "retention": report.get("retention"),
         "kept": report.get("kept"),
+        # the threshold applied: a retention floor (filter.keep_at_least) can lower the asked one
+        "threshold": report.get("threshold"),
+        "threshold_source": report.get("threshold_source"),
         **_student_figures(p),
         "seconds": round(sum(_done_seconds(p, s) for s in stages), 1),
     }
