@@ -48,6 +48,9 @@ from asr_distill.jsonl import atomic_write_text
 from asr_distill.pipeline import config_from_dict, run, stop_reason
 from asr_distill.quality.calibrate import finite_for_json
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from generalisation import mean_sd  # noqa: E402  (mean and sd over seeds, one definition)
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -159,16 +162,8 @@ def would_stop_after(rows: list[dict], patience: int = 1) -> int | None:
 
 
 def _spread(values: list[float], digits: int = 2) -> dict:
-    """Mean, sample sd and the values themselves (WER in percent)."""
-    import statistics
-
-    mean = statistics.fmean(values)
-    sd = statistics.stdev(values) if len(values) > 1 else None
-    return {
-        "mean": round(mean, digits),
-        "sd": None if sd is None else round(sd, digits),
-        "per_seed": [round(v, digits) for v in values],
-    }
+    """Mean and sd over the seeds (generalisation's ``mean_sd``) and the values themselves."""
+    return mean_sd(values) | {"per_seed": [round(v, digits) for v in values]}
 
 
 def summarise(results: list[dict]) -> dict:
@@ -218,10 +213,17 @@ def summarise(results: list[dict]) -> dict:
     }
 
 
+def _command(argv: list[str] | None) -> str:
+    """The command line that made a result, as recorded in it."""
+    return "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out-dir", default=None, help="default: runs/rounds/speechocean762[-small]")
-    ap.add_argument("--result", default=str(RESULTS / "rounds.json"))
+    ap.add_argument(
+        "--result", default=None, help="default: results/rounds.json (--summarise: rounds_seeds.json)"
+    )
     ap.add_argument("--rounds", type=int, default=ROUNDS)
     ap.add_argument("--smoke", action="store_true", help="the recipe smoke settings (tiny.en, 1 epoch)")
     ap.add_argument(
@@ -243,11 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     if args.summarise:
-        result = (
-            args.result if args.result != str(RESULTS / "rounds.json") else str(RESULTS / "rounds_seeds.json")
-        )
+        result = args.result or str(RESULTS / "rounds_seeds.json")
         out = summarise([json.loads(Path(f).read_text(encoding="utf-8")) for f in args.summarise])
-        out["command"] = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+        out["command"] = _command(argv)
         atomic_write_text(result, json.dumps(finite_for_json(out), indent=1, allow_nan=False) + "\n")
         for r in out["rounds"]:
             w = r["student_wer"]
@@ -258,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(f"-> {result}")
         return 0
+    args.result = args.result or str(RESULTS / "rounds.json")
     if args.out_dir is None:
         args.out_dir = str(
             ROOT / "runs" / "rounds" / ("speechocean762-small" if args.small else "speechocean762")
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = result_rows(rounds)
     out = {
         "benchmark": "rounds",
-        "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
+        "command": _command(argv),
         "pool": cfg["data"]["train"],
         "test": cfg["data"]["test"],
         "ood": cfg["evaluate"]["sets"],
