@@ -125,6 +125,7 @@ def _module(**switches):
         ({"lwf_weight": -1.0}, "lwf_weight"),
         ({"replay_labels": False}, "lwf_weight"),  # replay rows would then train nothing
         ({"lora_rank": 2, "lora_targets": ["nonsense"]}, "lora_targets"),
+        ({"lora_rank": 2, "val_wise_alpha": 0.5}, "val_wise_alpha"),  # adapters mix only once merged
     ],
 )
 def test_bad_switches_are_refused_by_name(switches, setting):
@@ -336,3 +337,57 @@ def test_timestamped_training_learns_the_segment_and_describes_its_mode(data, an
     out = export_whisper_pt(module.model, tmp_path / "student.pt", module.describe())
     _, options = student_teacher(out)
     assert options.timestamps is True and options.window_for(3.0) == 10.0
+
+
+@pytest.mark.slow
+def test_validation_judges_the_wise_mix_and_checkpoints_keep_the_trained_weights(data, tmp_path):
+    """``val_wise_alpha``: validation scores the mix an export would write; training's weights survive.
+
+    At 0 the mix is the starting model, so the fitted module validates exactly as an untrained
+    one does; the checkpoint saved on that validation holds the trained weights, not the mix.
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from asr_distill.student.data import StudentDataModule
+
+    manifest, tmp = data
+    options = {"val_manifest": str(manifest), "batch_size": 4, "spec_augment": False, "augment_copies": 0}
+
+    def validate(module) -> dict[str, float]:
+        module.hparams.val_max_tokens = 8
+        dm = StudentDataModule(str(manifest), cache_dir=str(tmp / "cache"), **options)
+        checker = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+        return checker.validate(module, dm, verbose=False)[0]
+
+    untrained = validate(_module())
+    with pytest.raises(ValueError, match="val_wise_alpha"):
+        _module(val_wise_alpha=1.5)
+    module = _module(val_wise_alpha=0.0)
+    module.hparams.val_max_tokens = 8
+    start = _state(module)
+    L.seed_everything(0)
+    dm = StudentDataModule(str(manifest), cache_dir=str(tmp / "cache"), **options)
+    saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val/loss", save_top_k=1)
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=2,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[saver],
+        default_root_dir=str(tmp_path),
+    )
+    trainer.fit(module, dm)
+    judged = float(trainer.callback_metrics["val/loss"])
+    assert judged == pytest.approx(untrained["val/loss"], rel=1e-5)  # the mix at 0 is the start
+    trained = _state(module)
+    moved = [k for k in start if not torch.equal(start[k], trained[k])]
+    assert moved, "two steps changed nothing"
+    saved = torch.load(saver.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
+    for k in moved:
+        assert torch.equal(saved[f"model.{k}"], trained[k]), k
+    assert validate(module)["val/loss"] == pytest.approx(judged, rel=1e-5)  # still the mix, weights intact
+    module._wise_start = None  # judged as trained: the two steps show
+    assert validate(module)["val/loss"] != pytest.approx(judged, rel=1e-3)

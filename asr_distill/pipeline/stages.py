@@ -159,6 +159,14 @@ def _stage_export(p: Paths) -> dict[str, Any]:
 
     ckpt = export_checkpoint(p.checkpoints, p.cfg.export.checkpoint)
     module = load_student_checkpoint(ckpt, wise_alpha=p.cfg.export.wise_alpha)
+    judged = module.hparams.get("val_wise_alpha", 1.0)
+    if p.cfg.export.checkpoint == "best" and judged != p.cfg.export.wise_alpha:
+        log.warning(
+            "export.wise_alpha is %.2f, but the best checkpoint was chosen validating the %.2f mix "
+            "(model.val_wise_alpha): set them equal to ship the model that was judged",
+            p.cfg.export.wise_alpha,
+            judged,
+        )
     desc = module.describe() | {"exported_from": str(ckpt.resolve())}
     out = export_whisper_pt(module.model, p.student_pt, desc, half=p.cfg.export.half)
     notes: dict[str, Any] = {"student": str(out), "checkpoint": str(ckpt), "wise_alpha": module.wise_alpha}

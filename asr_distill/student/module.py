@@ -38,7 +38,9 @@ from .regularise import (
     label_rows,
     lwf_rows,
     merge_lora,
+    restore_weights,
     trainable_snapshot,
+    wise_swap_in,
 )
 from .short_context import WindowPolicy
 
@@ -146,6 +148,13 @@ def _check_switches(hp: dict) -> None:
             "replay_labels: false leaves the replay rows to learning without forgetting, but "
             f"lwf_weight is {hp['lwf_weight']}: set lwf_weight > 0 (e.g. 1.0) or replay_labels: true"
         )
+    if not 0.0 <= hp["val_wise_alpha"] <= 1.0:
+        raise ValueError(f"val_wise_alpha must be in [0, 1], got {hp['val_wise_alpha']}")
+    if hp["val_wise_alpha"] < 1.0 and hp["lora_rank"] > 0:
+        raise ValueError(
+            "val_wise_alpha mixes weights with their start, but with lora_rank > 0 only the adapters "
+            "train and the mix happens after merging them at export: set val_wise_alpha: 1.0"
+        )
     if hp["train_encoder_layers"] and not hp["frozen_encoder"]:
         raise ValueError(
             "train_encoder_layers trains the top blocks of a frozen encoder, but frozen_encoder is "
@@ -206,6 +215,9 @@ class StudentModule(L.LightningModule):
         lora_targets, lora_rank, lora_alpha: low-rank adapters (``peft``) on the decoder's (and the
             trained encoder blocks') linear layers named by ``lora_targets`` (None: all of
             ``regularise.LORA_TARGETS``); only the adapters train; export merges them.
+        val_wise_alpha: validate the WiSE-FT mix that an export with this ``wise_alpha`` will
+            write (``w0 + a * (w - w0)``), not the raw weights: checkpoints and early stopping are
+            then judged on the model that ships. 1 validates the trained weights as they are.
     """
 
     def __init__(
@@ -237,6 +249,7 @@ class StudentModule(L.LightningModule):
         lora_rank: int = 0,
         lora_alpha: float = 16.0,
         timestamps: bool = False,
+        val_wise_alpha: float = 1.0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -286,6 +299,9 @@ class StudentModule(L.LightningModule):
             blocks = range(n if self._split is None else self._split, n)
             add_lora(model, hp.lora_rank, hp.lora_alpha, hp.lora_targets or LORA_TARGETS, blocks)
         self._anchors = trainable_snapshot(model) if hp.l2sp_weight > 0 else None
+        # The start of the WiSE-FT mix that validation judges (what training may change, as it began).
+        self._wise_start = trainable_snapshot(model) if hp.val_wise_alpha < 1.0 else None
+        self._trained: dict[str, torch.Tensor] | None = None  # the raw weights, while validation holds the mix
 
     def merge_adapters(self) -> int:
         """Fold LoRA adapters into the weights (before export); returns how many layers had one."""
@@ -485,8 +501,10 @@ class StudentModule(L.LightningModule):
         return self.shared_step(batch, "val")
 
     def on_validation_epoch_start(self) -> None:
-        """Start the epoch's (reference, hypothesis) pairs afresh."""
+        """Start the epoch's (reference, hypothesis) pairs afresh; swap in the WiSE-FT mix if asked."""
         self._val = []
+        if self._wise_start is not None and self._trained is None:
+            self._trained = wise_swap_in(self.model, self._wise_start, self.hparams.val_wise_alpha)
 
     def on_validation_epoch_end(self) -> None:
         """Log ``val/wer`` over the epoch, and ``val/wer_<set>`` per named validation set.
@@ -494,8 +512,17 @@ class StudentModule(L.LightningModule):
         ``val/wer`` (all sets together: in-domain and general speech) is what checkpoints are
         chosen on; the per-set figures show what was gained and what was forgotten. They are
         rank 0's share only: ranks may hold different sets, and a sync over keys some ranks
-        lack would hang.
+        lack would hang. The trained weights come back here, before the checkpoint callbacks
+        run (``on_validation_end``), so a checkpoint never holds the validation mix.
         """
+        try:
+            self._log_val_wer()
+        finally:
+            if self._trained is not None:
+                restore_weights(self.model, self._trained)
+                self._trained = None
+
+    def _log_val_wer(self) -> None:
         if not self._val:
             return
         norm = self.hparams.normaliser

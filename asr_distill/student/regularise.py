@@ -18,7 +18,8 @@ knew. Each remedy here is one ``StudentModule`` switch, off by default:
 One remedy needs no retraining: ``interpolate_toward`` (WiSE-FT, Wortsman et al. 2022) keeps a
 fraction of what training changed and takes the rest back to the starting weights, at export
 (``export --wise-alpha``), so one trained student gives a range of trade-offs between the new
-domain and the old.
+domain and the old. ``wise_swap_in`` puts the same mix in place for validation only
+(``val_wise_alpha``), so the checkpoint chosen is the one whose mix is best.
 """
 
 from __future__ import annotations
@@ -71,20 +72,48 @@ def interpolate_toward(model: torch.nn.Module, start: torch.nn.Module, alpha: fl
     Raises:
         ValueError: ``alpha`` outside [0, 1], or a parameter ``start`` lacks or shapes otherwise.
     """
+    reference = dict(start.named_parameters())
+    for name, p in model.named_parameters():
+        w0 = reference.get(name)
+        if w0 is None or w0.shape != p.shape:
+            raise ValueError(f"the starting model has no parameter {name} of shape {tuple(p.shape)}")
+    return _mix(model, reference, alpha)
+
+
+def _mix(model: torch.nn.Module, start: dict[str, torch.Tensor], alpha: float) -> int:
+    """``w0 + alpha * (w - w0)`` in place for the parameters ``start`` names; how many moved."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"wise_alpha must be in [0, 1], got {alpha}")
-    reference = dict(start.named_parameters())
     moved = 0
     with torch.no_grad():
         for name, p in model.named_parameters():
-            w0 = reference.get(name)
-            if w0 is None or w0.shape != p.shape:
-                raise ValueError(f"the starting model has no parameter {name} of shape {tuple(p.shape)}")
+            w0 = start.get(name)
+            if w0 is None:
+                continue
             w0 = w0.to(device=p.device, dtype=p.dtype)
             if not torch.equal(p, w0):
                 p.copy_(w0 + alpha * (p - w0))
                 moved += 1
     return moved
+
+
+def wise_swap_in(model: torch.nn.Module, start: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
+    """Put the WiSE-FT mix with ``start`` (a ``trainable_snapshot``) in place; returns the weights it replaced.
+
+    For validating the model an export with ``wise_alpha`` will write; ``restore_weights``
+    undoes it exactly (the replaced tensors are copies, not a reverse mix that rounding would spoil).
+    """
+    trained = {n: p.detach().clone() for n, p in model.named_parameters() if n in start}
+    _mix(model, start, alpha)
+    return trained
+
+
+def restore_weights(model: torch.nn.Module, saved: dict[str, torch.Tensor]) -> None:
+    """Copy ``saved`` (from ``wise_swap_in``) back into ``model``'s parameters."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in saved:
+                p.copy_(saved[name])
 
 
 def lwf_rows(batch: dict, n: int, device: torch.device) -> torch.Tensor:
