@@ -301,7 +301,7 @@ class StudentModule(L.LightningModule):
         self._anchors = trainable_snapshot(model) if hp.l2sp_weight > 0 else None
         # The start of the WiSE-FT mix that validation judges (what training may change, as it began).
         self._wise_start = trainable_snapshot(model) if hp.val_wise_alpha < 1.0 else None
-        self._trained: dict[str, torch.Tensor] | None = None  # the raw weights, while validation holds the mix
+        self._trained: dict[str, torch.Tensor] | None = None  # raw weights while validation holds the mix
 
     def merge_adapters(self) -> int:
         """Fold LoRA adapters into the weights (before export); returns how many layers had one."""

@@ -97,8 +97,10 @@ def _mix(model: torch.nn.Module, start: dict[str, torch.Tensor], alpha: float) -
     return moved
 
 
-def wise_swap_in(model: torch.nn.Module, start: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
-    """Put the WiSE-FT mix with ``start`` (a ``trainable_snapshot``) in place; returns the weights it replaced.
+def wise_swap_in(
+    model: torch.nn.Module, start: dict[str, torch.Tensor], alpha: float
+) -> dict[str, torch.Tensor]:
+    """Put the WiSE-FT mix with ``start`` (a ``trainable_snapshot``) in place; returns what it replaced.
 
     For validating the model an export with ``wise_alpha`` will write; ``restore_weights``
     undoes it exactly (the replaced tensors are copies, not a reverse mix that rounding would spoil).
