@@ -3,7 +3,8 @@
     python benchmarks/review_sim.py --corpus an4 --every 6 --corpus speechocean762 --every 20
 
 For each corpus, a deterministic subset of its pool (every Nth line) is labeled through the
-CLI with Whisper base (``--word-timestamps``) and tiny.en, filtered with ``--second``, and
+CLI with Whisper base (``--word-timestamps``) and tiny.en (or the ``--opinion`` models: each
+word's confidence is then the vote of all of them), filtered with ``--second``, and
 a simulated reviewer (:mod:`asr_distill.quality.review_sim`: the reference transcript stands
 in for the person) works through the review queue with a budget of minutes listened, in
 each mode: ``utterance`` (today: whole clips, least confident first, label replaced by the
@@ -57,19 +58,51 @@ def cli(*argv: str) -> None:
     subprocess.run(cmd, check=True)
 
 
-def prepare(corpus: str, every: int, work: Path, keep_at_least: float | None = None) -> Path:
-    """Label (base with word timings, tiny.en) and filter; returns the filter's folder. Reruns resume.
+def opinion_file(d: Path, opinion: str) -> Path:
+    """Where ``MODEL[:BEAM]``'s labels of the subset go (tiny.en greedy keeps its old name: runs resume)."""
+    model, _, beam = opinion.partition(":")
+    stem = model.replace(".", "_") + (f"_beam{beam}" if beam else "")
+    return d / f"{stem}.jsonl"
 
+
+def prepare(
+    corpus: str,
+    every: int,
+    work: Path,
+    keep_at_least: float | None = None,
+    opinions: tuple[str, ...] = ("tiny.en",),
+) -> Path:
+    """Label (base with word timings, each second opinion) and filter; returns the filter's folder.
+
+    ``opinions`` are ``MODEL`` or ``MODEL:BEAM`` (beam search width): the first is what the
+    filter's agreement score compares with, all of them vote on each word's confidence.
     ``keep_at_least`` is the filter's retention floor (``--keep-at-least``), as a recipe sets it.
+    Reruns resume.
     """
     d = work / corpus
     manifest = subset(POOLS[corpus], every, d / "subset.jsonl")
-    base, tiny = d / "base.jsonl", d / "tiny_en.jsonl"
-    filtered = d / ("filtered" if keep_at_least is None else f"filtered_floor{keep_at_least:g}")
+    base = d / "base.jsonl"
+    name = "filtered" if keep_at_least is None else f"filtered_floor{keep_at_least:g}"
+    if tuple(opinions) != ("tiny.en",):
+        name += "_" + "+".join(opinion_file(d, o).stem for o in opinions)
+    filtered = d / name
     cli("label", str(manifest), "--out", str(base), "--model", "base", "--word-timestamps")
-    cli("label", str(manifest), "--out", str(tiny), "--model", "tiny.en")
+    seconds = []
+    for opinion in opinions:
+        model, _, beam = opinion.partition(":")
+        out = opinion_file(d, opinion)
+        cli(
+            "label",
+            str(manifest),
+            "--out",
+            str(out),
+            "--model",
+            model,
+            *(("--beam-size", beam) if beam else ()),
+        )
+        seconds += ["--second", str(out)]
     floor = () if keep_at_least is None else ("--keep-at-least", str(keep_at_least))
-    cli("filter", str(base), "--second", str(tiny), "--out", str(filtered), *floor)
+    cli("filter", str(base), *seconds, "--out", str(filtered), *floor)
     return filtered
 
 
@@ -137,6 +170,12 @@ def main(argv=None) -> int:
         default=[],
         help="also the word/utterance ratios with these seconds played either side of a run",
     )
+    ap.add_argument(
+        "--opinion",
+        action="append",
+        help="a second opinion, MODEL or MODEL:BEAM (repeatable; default tiny.en): the first is the "
+        "filter's agreement partner, all vote on each word's confidence",
+    )
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "review_sim")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "review_sim.json")
     args = ap.parse_args(argv)
@@ -148,9 +187,10 @@ def main(argv=None) -> int:
     missing = [c for c in args.corpus if not POOLS[c].is_file()]
     if missing:
         ap.error(f"{', '.join(missing)}: not found under {DATA}")
+    opinions = tuple(args.opinion or ["tiny.en"])
     corpora = {}
     for corpus, every, floor in zip(args.corpus, args.every, floors, strict=True):
-        filtered = prepare(corpus, every, args.work, floor or None)
+        filtered = prepare(corpus, every, args.work, floor or None, opinions)
         corpora[corpus] = {
             "every": every,
             "keep_at_least": floor or None,
@@ -162,7 +202,8 @@ def main(argv=None) -> int:
         "bar": f"word review removes >= {BAR}x the label errors per minute listened of utterance review",
         "normaliser": "format_insensitive",
         "teacher": "base (--word-timestamps)",
-        "second_opinion": "tiny.en",
+        "second_opinion": opinions[0],
+        "opinions": list(opinions),
         "pad_s": PAD_S,
         "ratio_word_vs_utterance_all": headline,
         "ratio_word_vs_utterance_kept": kept,  # the review stage's input: the filter's kept labels

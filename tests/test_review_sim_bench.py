@@ -1,0 +1,35 @@
+"""benchmarks/review_sim.py: every second opinion is labeled and votes in the filter."""
+
+from __future__ import annotations
+
+import json
+
+from asr_distill.testing.bench import load_benchmark
+
+rs = load_benchmark("review_sim")
+
+
+def test_each_opinion_is_labeled_once_and_all_vote_in_the_filter(tmp_path, monkeypatch):
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps({"audio_filepath": f"{i}.wav", "text": "a"}) + "\n" for i in range(6)))
+    monkeypatch.setitem(rs.POOLS, "an4", pool)
+    calls = []
+    monkeypatch.setattr(rs, "cli", lambda *argv: calls.append(argv))
+    filtered = rs.prepare("an4", 2, tmp_path / "work", 0.6, ("tiny.en", "base:5"))
+    d = tmp_path / "work" / "an4"
+    assert len((d / "subset.jsonl").read_text().splitlines()) == 3
+    labels = [c for c in calls if c[0] == "label"]
+    assert [c[c.index("--out") + 1] for c in labels] == [
+        str(d / n) for n in ("base.jsonl", "tiny_en.jsonl", "base_beam5.jsonl")
+    ]
+    assert labels[2][-2:] == ("--beam-size", "5") and "--beam-size" not in labels[1]
+    (filt,) = [c for c in calls if c[0] == "filter"]
+    seconds = [filt[i + 1] for i, a in enumerate(filt) if a == "--second"]
+    assert seconds == [
+        str(d / "tiny_en.jsonl"),
+        str(d / "base_beam5.jsonl"),
+    ]  # the first is the agreement partner
+    assert filtered == d / "filtered_floor0.6_tiny_en+base_beam5"
+    assert (
+        rs.prepare("an4", 2, tmp_path / "work", 0.6) == d / "filtered_floor0.6"
+    )  # the one-opinion run's folder
