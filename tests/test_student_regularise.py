@@ -126,6 +126,8 @@ def _module(**switches):
         ({"replay_labels": False}, "lwf_weight"),  # replay rows would then train nothing
         ({"lora_rank": 2, "lora_targets": ["nonsense"]}, "lora_targets"),
         ({"lora_rank": 2, "val_wise_alpha": 0.5}, "val_wise_alpha"),  # adapters mix only once merged
+        ({"train_decoder": False}, "train_decoder"),  # frozen encoder, no top blocks: nothing would train
+        ({"train_decoder": False, "train_encoder_layers": 2, "lora_rank": 2}, "lora_rank"),
     ],
 )
 def test_bad_switches_are_refused_by_name(switches, setting):
@@ -178,6 +180,19 @@ def test_train_encoder_layers_moves_the_top_blocks_only(data):
     assert "encoder.ln_post.weight" in moved and any(k.startswith("decoder.blocks.") for k in moved)
     frozen = [k for k in start if k.startswith(("encoder.conv", "encoder.blocks.0.", "encoder.blocks.1."))]
     assert frozen and not moved.intersection(frozen), sorted(moved.intersection(frozen))
+
+
+@pytest.mark.slow
+def test_without_train_decoder_only_the_top_encoder_blocks_move(data):
+    module = _module(train_encoder_layers=2, train_decoder=False)
+    start = _state(module)
+    _fit(module, data)
+    end = module.model.state_dict()
+    moved = {k for k in start if not torch.equal(start[k], end[k])}
+    assert moved and all(
+        k.startswith(("encoder.blocks.2.", "encoder.blocks.3.", "encoder.ln_post")) for k in moved
+    )
+    assert not any(p.requires_grad for p in module.model.decoder.parameters())
 
 
 @pytest.mark.slow

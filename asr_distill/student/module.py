@@ -155,6 +155,16 @@ def _check_switches(hp: dict) -> None:
             "val_wise_alpha mixes weights with their start, but with lora_rank > 0 only the adapters "
             "train and the mix happens after merging them at export: set val_wise_alpha: 1.0"
         )
+    if not hp["train_decoder"]:
+        if hp["frozen_encoder"] and not hp["train_encoder_layers"]:
+            raise ValueError(
+                "train_decoder: false with a frozen encoder and train_encoder_layers: 0 trains nothing: "
+                "set train_encoder_layers > 0, frozen_encoder: false or train_decoder: true"
+            )
+        if hp["lora_rank"] > 0:
+            raise ValueError(
+                "lora_rank > 0 puts adapters on the decoder: set train_decoder: true or lora_rank: 0"
+            )
     if hp["train_encoder_layers"] and not hp["frozen_encoder"]:
         raise ValueError(
             "train_encoder_layers trains the top blocks of a frozen encoder, but frozen_encoder is "
@@ -163,12 +173,17 @@ def _check_switches(hp: dict) -> None:
 
 
 def _set_trainable(
-    model: Whisper, frozen_encoder: bool, top_blocks: int, freeze_token_embedding: bool
+    model: Whisper,
+    frozen_encoder: bool,
+    top_blocks: int,
+    freeze_token_embedding: bool,
+    train_decoder: bool = True,
 ) -> int | None:
     """Choose what trains; returns how many bottom encoder blocks stay frozen (None: all encoder trains).
 
     With a frozen encoder, ``top_blocks`` > 0 trains its top blocks and ``ln_post``: accents and
     children's voices may need the acoustic side to move, and the top is where it is cheapest.
+    ``train_decoder`` false keeps the decoder (the model's sense of what text is likely) as it began.
     """
     n = model.dims.n_audio_layer
     if top_blocks > n:
@@ -178,7 +193,8 @@ def _set_trainable(
     if split is not None and split < n:
         model.encoder.blocks[split:].requires_grad_(True)
         model.encoder.ln_post.requires_grad_(True)
-    model.decoder.token_embedding.weight.requires_grad_(not freeze_token_embedding)
+    model.decoder.requires_grad_(train_decoder)
+    model.decoder.token_embedding.weight.requires_grad_(train_decoder and not freeze_token_embedding)
     return split
 
 
@@ -218,6 +234,9 @@ class StudentModule(L.LightningModule):
         val_wise_alpha: validate the WiSE-FT mix that an export with this ``wise_alpha`` will
             write (``w0 + a * (w - w0)``), not the raw weights: checkpoints and early stopping are
             then judged on the model that ships. 1 validates the trained weights as they are.
+        train_decoder: false trains the encoder only (``train_encoder_layers`` or an unfrozen
+            encoder): the decoder, which holds what text the model expects (spelled letters,
+            digits), stays the starting model's while the acoustic side adapts.
     """
 
     def __init__(
@@ -250,6 +269,7 @@ class StudentModule(L.LightningModule):
         lora_alpha: float = 16.0,
         timestamps: bool = False,
         val_wise_alpha: float = 1.0,
+        train_decoder: bool = True,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -292,7 +312,7 @@ class StudentModule(L.LightningModule):
         # Not a submodule either: the starting model is rebuilt from ``init``, never saved.
         object.__setattr__(self, "_start", frozen_copy(model) if hp.lwf_weight > 0 else None)
         self._split = _set_trainable(
-            model, hp.frozen_encoder, hp.train_encoder_layers, hp.freeze_token_embedding
+            model, hp.frozen_encoder, hp.train_encoder_layers, hp.freeze_token_embedding, hp.train_decoder
         )
         if hp.lora_rank > 0:
             n = model.dims.n_audio_layer
