@@ -91,15 +91,8 @@ def prepare(
     for opinion in opinions:
         model, _, beam = opinion.partition(":")
         out = opinion_file(d, opinion)
-        cli(
-            "label",
-            str(manifest),
-            "--out",
-            str(out),
-            "--model",
-            model,
-            *(("--beam-size", beam) if beam else ()),
-        )
+        extra = ("--beam-size", beam) if beam else ()
+        cli("label", str(manifest), "--out", str(out), "--model", model, *extra)
         seconds += ["--second", str(out)]
     floor = () if keep_at_least is None else ("--keep-at-least", str(keep_at_least))
     cli("filter", str(base), *seconds, "--out", str(filtered), *floor)
