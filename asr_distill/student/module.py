@@ -198,6 +198,15 @@ def _set_trainable(
     return split
 
 
+def _tokenizer_and_prefix(model: Whisper, language: str, timestamps: bool):
+    """The student's tokenizer and the tokens every target starts with (timestamp mode or not)."""
+    lang = language if model.is_multilingual else None
+    tok = get_tokenizer(
+        model.is_multilingual, num_languages=model.num_languages, language=lang, task="transcribe"
+    )
+    return tok, list(tok.sot_sequence if timestamps else tok.sot_sequence_including_notimestamps)
+
+
 class StudentModule(L.LightningModule):
     """A compact Whisper learning from a teacher's pseudo-labels (and its distribution).
 
@@ -291,12 +300,7 @@ class StudentModule(L.LightningModule):
         # Not a submodule: the teacher stays out of the checkpoint, the optimizer and model summaries.
         object.__setattr__(self, "_teacher", t.model.eval().requires_grad_(False) if kl_weight > 0 else None)
         self._setup_training(model)
-        lang = language if model.is_multilingual else None
-        self.tokenizer = get_tokenizer(
-            model.is_multilingual, num_languages=model.num_languages, language=lang, task="transcribe"
-        )
-        tok = self.tokenizer
-        self.prefix = list(tok.sot_sequence if timestamps else tok.sot_sequence_including_notimestamps)
+        self.tokenizer, self.prefix = _tokenizer_and_prefix(model, language, timestamps)
         self._encoder_sha: str | None = None
         self._val: list[tuple[str, str, str]] = []  # (validation set, reference, hypothesis)
         self.label_provenance: dict | None = None
