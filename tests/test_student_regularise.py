@@ -127,7 +127,7 @@ def _module(**switches):
         ({"lora_rank": 2, "lora_targets": ["nonsense"]}, "lora_targets"),
         ({"lora_rank": 2, "val_wise_alpha": 0.5}, "val_wise_alpha"),  # adapters mix only once merged
         ({"train_decoder": False}, "train_decoder"),  # frozen encoder, no top blocks: nothing would train
-        ({"train_decoder": False, "train_encoder_layers": 2, "lora_rank": 2}, "lora_rank"),
+        ({"train_decoder": False, "frozen_encoder": False, "lora_rank": 2}, "lora_rank"),  # no block to adapt
     ],
 )
 def test_bad_switches_are_refused_by_name(switches, setting):
@@ -193,6 +193,20 @@ def test_without_train_decoder_only_the_top_encoder_blocks_move(data):
         k.startswith(("encoder.blocks.2.", "encoder.blocks.3.", "encoder.ln_post")) for k in moved
     )
     assert not any(p.requires_grad for p in module.model.decoder.parameters())
+
+
+@pytest.mark.slow
+def test_lora_without_train_decoder_adapts_the_top_encoder_blocks_only(data):
+    module = _module(train_encoder_layers=2, train_decoder=False, lora_rank=2)
+    adapted = {n.split(".lora_")[0] for n, p in module.model.named_parameters() if p.requires_grad}
+    assert adapted and all(n.startswith(("encoder.blocks.2.", "encoder.blocks.3.")) for n in adapted), adapted
+    start = {k.replace(".base_layer", ""): v for k, v in _state(module).items() if "lora_" not in k}
+    _fit(module, data)
+    assert module.merge_adapters() == len(adapted)
+    end = module.model.state_dict()
+    assert set(end) == set(start)  # a plain Whisper again
+    moved = {k for k in start if not torch.equal(start[k], end[k])}
+    assert moved and all(k.startswith(("encoder.blocks.2.", "encoder.blocks.3.")) for k in moved), moved
 
 
 @pytest.mark.slow

@@ -161,9 +161,10 @@ def _check_switches(hp: dict) -> None:
                 "train_decoder: false with a frozen encoder and train_encoder_layers: 0 trains nothing: "
                 "set train_encoder_layers > 0, frozen_encoder: false or train_decoder: true"
             )
-        if hp["lora_rank"] > 0:
+        if hp["lora_rank"] > 0 and not hp["train_encoder_layers"]:
             raise ValueError(
-                "lora_rank > 0 puts adapters on the decoder: set train_decoder: true or lora_rank: 0"
+                "lora_rank > 0 with train_decoder: false puts adapters on the trained encoder blocks "
+                "only, and train_encoder_layers is 0: set train_encoder_layers > 0 or train_decoder: true"
             )
     if hp["train_encoder_layers"] and not hp["frozen_encoder"]:
         raise ValueError(
@@ -237,8 +238,9 @@ class StudentModule(L.LightningModule):
         timestamps: learn each label as one timestamped segment (``<|0.00|> text <|end|>``, the
             clip's end) and decode in Whisper's timestamp mode, as Whisper itself is decoded:
             tiny.en loses 1.8 points on AN4 test without timestamps (4.80% vs 3.03%).
-        lora_targets, lora_rank, lora_alpha: low-rank adapters (``peft``) on the decoder's (and the
-            trained encoder blocks') linear layers named by ``lora_targets`` (None: all of
+        lora_targets, lora_rank, lora_alpha: low-rank adapters (``peft``) on the decoder's (unless
+            ``train_decoder`` is false) and the trained encoder blocks' linear layers named by
+            ``lora_targets`` (None: all of
             ``regularise.LORA_TARGETS``); only the adapters train; export merges them.
         val_wise_alpha: validate the WiSE-FT mix that an export with this ``wise_alpha`` will
             write (``w0 + a * (w - w0)``), not the raw weights: checkpoints and early stopping are
@@ -321,7 +323,7 @@ class StudentModule(L.LightningModule):
         if hp.lora_rank > 0:
             n = model.dims.n_audio_layer
             blocks = range(n if self._split is None else self._split, n)
-            add_lora(model, hp.lora_rank, hp.lora_alpha, hp.lora_targets or LORA_TARGETS, blocks)
+            add_lora(model, hp.lora_rank, hp.lora_alpha, hp.lora_targets or LORA_TARGETS, blocks, hp.train_decoder)
         self._anchors = trainable_snapshot(model) if hp.l2sp_weight > 0 else None
         # The start of the WiSE-FT mix that validation judges (what training may change, as it began).
         self._wise_start = trainable_snapshot(model) if hp.val_wise_alpha < 1.0 else None
