@@ -323,7 +323,8 @@ class StudentModule(L.LightningModule):
         if hp.lora_rank > 0:
             n = model.dims.n_audio_layer
             blocks = range(n if self._split is None else self._split, n)
-            add_lora(model, hp.lora_rank, hp.lora_alpha, hp.lora_targets or LORA_TARGETS, blocks, hp.train_decoder)
+            targets = hp.lora_targets or LORA_TARGETS
+            add_lora(model, hp.lora_rank, hp.lora_alpha, targets, blocks, decoder=hp.train_decoder)
         self._anchors = trainable_snapshot(model) if hp.l2sp_weight > 0 else None
         # The start of the WiSE-FT mix that validation judges (what training may change, as it began).
         self._wise_start = trainable_snapshot(model) if hp.val_wise_alpha < 1.0 else None
