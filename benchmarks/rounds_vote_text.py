@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from asr_distill.evaluate.bootstrap import paired_bootstrap  # noqa: E402
-from asr_distill.evaluate.scoring import score_utterances  # noqa: E402
+from asr_distill.evaluate.scoring import error_rate, score_utterances  # noqa: E402
 from asr_distill.jsonl import atomic_write_text, read_jsonl  # noqa: E402
 from asr_distill.quality.consensus import consensus  # noqa: E402
 
@@ -43,21 +43,17 @@ def _measure(ids: list[str], refs: dict[str, str], texts: dict[str, dict[str, st
     scores = {
         name: score_utterances(ref, [t[i] for i in ids], NORMALISER, ids=ids) for name, t in texts.items()
     }
-    out = {"labels": len(ids)}
+    teacher = scores.pop("teacher")
+    errors, words = sum(u.errors for u in teacher), sum(u.ref_words for u in teacher)
+    out: dict = {"labels": len(ids), "teacher": {"wer": round(error_rate(errors, words), 4)}}
     for name, s in scores.items():
-        row: dict = {}
-        if name != "teacher":
-            c = paired_bootstrap(s, scores["teacher"], names=(name, "teacher"), normaliser=NORMALISER)
-            row = {
-                "delta_vs_teacher": c.delta,
-                "ci": [c.delta_ci.low, c.delta_ci.high],
-                "p_not_better": c.p_value,
-            }
-            out[name] = {"wer": c.wer_a, **row}
-        else:
-            errors = sum(u.errors for u in s)
-            words = sum(u.ref_words for u in s)
-            out[name] = {"wer": round(100 * errors / max(words, 1), 4)}
+        c = paired_bootstrap(s, teacher, names=(name, "teacher"), normaliser=NORMALISER)
+        out[name] = {
+            "wer": c.wer_a,
+            "delta_vs_teacher": c.delta,
+            "ci": [c.delta_ci.low, c.delta_ci.high],
+            "p_not_better": c.p_value,
+        }
     return out
 
 
