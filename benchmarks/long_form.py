@@ -17,8 +17,18 @@ recordings built from AN4 *train*, not on the test set:
     python benchmarks/long_form.py --split train --sample 130 --seeds 0 1 --sweep-pad 0.3 --mid-row \
         --out benchmarks/results/long_form_dev.json
 
+``--manifest`` builds the recordings from other short utterances (read sentences rather than
+AN4's spelled letters):
+
+    python benchmarks/long_form.py --manifest ../shared/data/speechocean762/test.jsonl --sample 300 \
+        --seeds 0 --recordings 3 --out benchmarks/results/long_form_speechocean.json
+
+Each system's labels of each construction are written under ``.cache/bench_long_form/`` by the
+label stage's resumable writer, so an interrupted run resumes where it stopped (its rows then carry
+no speed: ``wall_s`` and ``rtfx`` are None).
+
 Writes ``benchmarks/results/long_form.json``; the definitions of ``wer`` and ``lost_words``
-are written into it. Without the AN4 data the script says so and writes nothing.
+are written into it. Without its data the script says so and writes nothing.
 """
 
 from __future__ import annotations
@@ -26,12 +36,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import hashlib
 import json
 import math
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -113,12 +123,36 @@ def _write(path: Path, lines: list[dict]) -> Path:
     return path
 
 
-def run_system(manifest: Path, run) -> tuple[list, float]:
-    from asr_distill.label import label
+def run_system(manifest: Path, run, out: Path) -> tuple[list, float | None]:
+    """Label ``manifest`` into ``out``, resuming what an interrupted run left there.
 
-    start = time.perf_counter()
-    records = list(label(manifest, run))
-    return records, time.perf_counter() - start
+    Returns the records (labels and skips) and the wall seconds, or None for the time when part
+    of the work was already done (a resumed run's speed is not a measurement).
+    """
+    from asr_distill.jsonl import read_jsonl
+    from asr_distill.label import label_to_file, skips_path
+    from asr_distill.quality.filter import read_labels
+    from asr_distill.records import Skip, from_dict
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stats = label_to_file(manifest, out, run)
+    records = read_labels(out) + [from_dict(Skip, d) for d in read_jsonl(skips_path(out))]
+    return records, None if stats.already_done else stats.wall_s
+
+
+def _label_file(args, lines: list[dict], work: Path, system: tuple) -> Path:
+    """Where one system's labels of one construction go, named by everything that shapes them."""
+    what = {
+        "model": args.model,
+        "batch_size": args.batch_size,
+        "recordings": args.recordings,
+        "pause_s": list(args.pause_s),
+        "snr_db": args.snr_db,
+        "ids": [d["id"] for d in lines],
+        "system": [str(x) for x in system[2:]],
+    }
+    key = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
+    return work / "labels" / f"{system[0]}.{key}.jsonl"
 
 
 def _units(
@@ -233,11 +267,18 @@ def pooled(rows: list[dict]) -> dict:
         | {
             "wer_per_seed": [r["wer"] for r in rows],
             "skipped_s": round(sum(r["skipped_s"] for r in rows), 2),
-            "wall_s": round(sum(r["wall_s"] for r in rows), 1),
-            "rtfx": round(sum(r["audio_s"] for r in rows) / sum(r["wall_s"] for r in rows), 2),
         }
+        | _speed(rows)
         | {k: rows[0][k] for k in ("segment_s", "cut_pause_s")}
     )
+
+
+def _speed(rows: list[dict]) -> dict:
+    """Pooled wall time and RTFx; both None when any construction resumed (its time is partial)."""
+    if any(r["wall_s"] is None for r in rows):
+        return {"wall_s": None, "rtfx": None}
+    wall = sum(r["wall_s"] for r in rows)
+    return {"wall_s": round(wall, 1), "rtfx": round(sum(r["audio_s"] for r in rows) / wall, 2)}
 
 
 @contextlib.contextmanager
@@ -295,12 +336,13 @@ def run_systems(
     ]
     if args.mid_row:
         systems.append(("silero_mid", manifests[1], "silero", args.segment_s, args.cut_pause_s, math.inf))
-    for name, manifest, segmenter, segment_s, cut, pad in systems:
+    for system in systems:
+        name, manifest, segmenter, segment_s, cut, pad = system
         run = LabelRun(
             teacher, batch_size=args.batch_size, segmenter=segmenter, segment_s=segment_s, cut_pause_s=cut
         )
         with _silero_pad(pad):
-            records, wall = run_system(manifest, run)
+            records, wall = run_system(manifest, run, _label_file(args, lines, manifest.parent, system))
         row, by_utt = score(records, lines, recordings, per_utterance=name == "per_utterance")
         attributed[name] = by_utt
         skips = [r for r in records if isinstance(r, Skip)]
@@ -313,8 +355,8 @@ def run_systems(
             },
             "skipped_s": round(sum(s.duration for s in skips), 2),
             "audio_s": round(audio_s, 1),
-            "wall_s": round(wall, 1),
-            "rtfx": round(audio_s / wall, 2),
+            "wall_s": None if wall is None else round(wall, 1),
+            "rtfx": None if wall is None else round(audio_s / wall, 2),
         }
         result[name] = row
         print(name, json.dumps(row), flush=True)
@@ -405,6 +447,12 @@ def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--an4", default=str(ROOT.parent / "shared" / "data" / "an4"))
     ap.add_argument("--split", choices=("test", "train"), default="test", help="which AN4 manifest")
+    ap.add_argument(
+        "--manifest",
+        default=None,
+        help="build the recordings from this manifest of short utterances instead of AN4 "
+        "(e.g. ../shared/data/speechocean762/test.jsonl)",
+    )
     ap.add_argument("--utterances", type=int, default=0, help="first N of the split (0: all)")
     ap.add_argument("--sample", type=int, default=0, help="N utterances drawn at random (0: no draw)")
     ap.add_argument("--sample-seed", type=int, default=7)
@@ -448,9 +496,10 @@ def _args() -> argparse.Namespace:
 
 def main() -> None:
     args = _args()
-    manifest = Path(args.an4) / f"{args.split}.jsonl"
+    manifest = Path(args.manifest) if args.manifest else Path(args.an4) / f"{args.split}.jsonl"
+    name = f"{manifest.parent.name} {manifest.stem}" if args.manifest else f"AN4 {args.split}"
     if not manifest.is_file():
-        print(f"skipped: AN4 {args.split} not found at {manifest} (it sits in ../shared beside the checkout)")
+        print(f"skipped: {name} not found at {manifest} (the data sits in ../shared beside the checkout)")
         return
     import torch
 
@@ -469,7 +518,7 @@ def main() -> None:
     teacher = load_teacher(args.model)
     per_seed, attributed, audio_s = [], [], 0.0
     for seed in args.seeds:
-        work = WORK / f"{args.split}_seed{seed}"
+        work = WORK / f"{name.replace(' ', '_')}_seed{seed}"
         recordings, lines = build(args, utts, seed, work)
         manifests = (_write(work / "utterances.jsonl", lines), _write(work / "recordings.jsonl", recordings))
         seconds = sum(r["duration"] for r in recordings)
@@ -487,7 +536,7 @@ def main() -> None:
         "definitions": DEFINITIONS,
         "normaliser": NORMALISER,
         "model": args.model,
-        "data": f"AN4 {args.split} ({manifest})"
+        "data": f"{name} ({manifest})"
         + (f", {args.sample} drawn (seed {args.sample_seed})" if args.sample else ""),
         "utterances": len(utts),
         "recordings": len(recordings),

@@ -1,0 +1,45 @@
+"""benchmarks/long_form.py: recordings built from any manifest keep each utterance's place."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pytest
+
+from asr_distill.audio import load_audio
+from asr_distill.manifest import read_manifest
+from asr_distill.records import Utterance
+from asr_distill.testing.bench import load_benchmark
+
+lf = load_benchmark("long_form")
+FIXTURE = Path(__file__).parent / "fixtures" / "an4" / "manifest.jsonl"
+
+
+def test_a_missing_manifest_is_skipped_by_name_and_nothing_is_written(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "long.json"
+    missing = tmp_path / "speechocean762" / "test.jsonl"
+    monkeypatch.setattr(sys, "argv", ["long_form.py", "--manifest", str(missing), "--out", str(out)])
+    lf.main()
+    said = capsys.readouterr().out
+    assert said.startswith("skipped: speechocean762 test not found") and str(missing) in said
+    assert not out.exists()
+
+
+def test_recordings_built_from_a_manifest_hold_each_utterance_at_its_recorded_span(tmp_path):
+    utts = [u for u in read_manifest(FIXTURE) if isinstance(u, Utterance)][:4]
+    args = argparse.Namespace(recordings=2, pause_s=(0.3, 0.6), snr_db=60.0)
+    recordings, lines = lf.build(args, utts, seed=0, work=tmp_path)
+    assert [r["id"] for r in recordings] == ["rec0", "rec1"]
+    assert [d["id"] for d in lines] == [u.id for u in utts]
+    for u, d in zip(utts, lines, strict=True):
+        rec = next(r for r in recordings if r["id"] == d["recording"])
+        assert 0 <= d["offset"] and d["offset"] + d["duration"] <= rec["duration"] + 1e-6
+        assert d["duration"] == pytest.approx(u.duration, abs=0.01)
+        # at 60 dB SNR the span cut back out of the recording is the clip itself
+        clip = load_audio(u.audio_filepath, u.offset, u.duration)
+        span = load_audio(d["audio_filepath"], d["offset"], d["duration"])
+        n = min(len(clip), len(span))
+        assert abs(len(clip) - len(span)) <= 16
+        assert float(((clip[:n] - span[:n]) ** 2).mean()) < 1e-3 * float((clip[:n] ** 2).mean())
