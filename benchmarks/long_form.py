@@ -79,6 +79,10 @@ DEFINITIONS = {
         "recording's alignment; largest: the utterances whose errors differ most, with the words "
         "each system wrote there in each construction"
     ),
+    "vs_per_utterance": (
+        "every other row (energy, and any extra silero rows) against per_utterance, the same paired "
+        "bootstrap as silero_vs_per_utterance, with the 3 largest differences"
+    ),
     "pooled rows": (
         "the top-level rows sum errors and counts over every seed's construction; per_seed has each"
     ),
@@ -532,6 +536,11 @@ def main() -> None:
         "bar": _bars(result),
         "bar_per_seed": {row["seed"]: _bars(row) for row in per_seed},
         "silero_vs_per_utterance": compare(attributed, "silero", "per_utterance", lines),
+        "vs_per_utterance": {
+            row: compare(attributed, row, "per_utterance", lines, top=3)
+            for row in attributed[0]
+            if row not in ("per_utterance", "silero")
+        },
         "per_seed": per_seed,
         "definitions": DEFINITIONS,
         "normaliser": NORMALISER,
