@@ -83,6 +83,7 @@ DEFINITIONS = {
         "every other row (energy, and any extra silero rows) against per_utterance, the same paired "
         "bootstrap as silero_vs_per_utterance, with the 3 largest differences"
     ),
+    "vs_energy": "every silero row against the energy rule, the same paired bootstrap",
     "pooled rows": (
         "the top-level rows sum errors and counts over every seed's construction; per_seed has each"
     ),
@@ -540,6 +541,11 @@ def main() -> None:
             row: compare(attributed, row, "per_utterance", lines, top=3)
             for row in attributed[0]
             if row not in ("per_utterance", "silero")
+        },
+        "vs_energy": {
+            row: compare(attributed, row, "energy", lines, top=3)
+            for row in attributed[0]
+            if row.startswith("silero")
         },
         "per_seed": per_seed,
         "definitions": DEFINITIONS,

@@ -43,3 +43,25 @@ def test_recordings_built_from_a_manifest_hold_each_utterance_at_its_recorded_sp
         n = min(len(clip), len(span))
         assert abs(len(clip) - len(span)) <= 16
         assert float(((clip[:n] - span[:n]) ** 2).mean()) < 1e-3 * float((clip[:n] ** 2).mean())
+
+
+def _errors(subs: list[int], hyp: str = "x") -> dict:
+    return {
+        f"u{i}": {"substitutions": s, "deletions": 0, "insertions": 0, "ref_words": 4, "hyp": [hyp]}
+        for i, s in enumerate(subs)
+    }
+
+
+def test_compare_pairs_utterances_over_constructions_and_names_the_largest_differences():
+    lines = [{"id": f"u{i}", "text": "a b c d"} for i in range(30)]
+    # "a" makes one error fewer than "b" on every utterance in each of two constructions
+    seeds = [{"a": _errors([0] * 30, "A"), "b": _errors([1] * 30, "B")} for _ in range(2)]
+    for seed in seeds:  # but four errors on u3, where "b" makes one
+        seed["a"]["u3"]["substitutions"] = 4
+    cmp = lf.compare(seeds, "a", "b", lines, top=2)
+    assert cmp["delta"] == pytest.approx(100 * (8 - 60) / 240, abs=1e-3)
+    assert cmp["delta_ci"][1] < 0 and cmp["p_not_better"] < 0.05
+    assert (cmp["utterances_worse"], cmp["utterances_better"]) == (1, 29)
+    assert (cmp["errors_added"], cmp["errors_removed"]) == (6, 58)
+    assert cmp["largest"][0]["id"] == "u3" and cmp["largest"][0]["errors_minus"] == 6
+    assert cmp["largest"][0]["a"] == ["A", "A"] and cmp["largest"][0]["b"] == ["B", "B"]
