@@ -1,4 +1,4 @@
-"""benchmarks/long_form.py: recordings built from any manifest keep each utterance's place."""
+"""benchmarks/long_form.py: recordings keep each utterance's place, and rows compare pairwise."""
 
 from __future__ import annotations
 
