@@ -378,6 +378,18 @@ def load_audio(path: str | os.PathLike, offset: float = 0.0, duration: float | N
     return _check_content(samples, _where(path, offset, duration))
 
 
+def write_wav(path: str | os.PathLike, samples: np.ndarray) -> None:
+    """Write 16 kHz 16-bit PCM under a temporary name, then rename.
+
+    A killed job leaves no truncated file that a rerun would take as finished.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    sf.write(tmp, samples, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    os.replace(tmp, path)
+
+
 def _import_audioread():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # aifc/audioop/sunau on Python 3.11+

