@@ -85,6 +85,7 @@ def _config(tmp: Path) -> dict:
         ({"label": {"min_window": 12}}, "label.min_window: expected one of 10, 15, 20, 30, got 12"),
         ({"label": {"beam_size": 0}}, "label: beam_size must be >= 1"),
         ({"label": {"workers": 0}}, "label.workers: must be >= 1, got 0"),
+        ({"label": {"pack_s": 45}}, "label.pack_s must be in (0, 30] seconds, got 45"),
         ({"evaluate": {"sets": {"in_domain": "x.jsonl"}}}, "evaluate.sets: 'in_domain' cannot name a set"),
         ({"evaluate": {"sets": ["x.jsonl"]}}, "evaluate.sets: expected a mapping"),
         ({"export": {"wise_alpha": 1.5}}, "export.wise_alpha must be in [0, 1], got 1.5"),
@@ -173,6 +174,19 @@ def test_every_labeling_option_of_the_cli_reaches_the_label_stage(tmp_path, monk
     assert teacher.options.language is None and teacher.options.beam_size == 5
     assert second.options.beam_size is None  # the second model decodes greedily
     assert config_from_dict(_config(tmp_path)).label.options() == LabelOptions()  # defaults: the CLI's
+
+
+def test_the_label_stage_packs_when_asked(tmp_path):
+    """label.pack_s: the fixture clips, given one speaker, come back one label each from shared windows."""
+    cfg = _config(tmp_path)
+    lines = [{k: v for k, v in d.items() if k != "speaker"} for d in fixture_lines()]
+    cfg["data"]["train"] = str(write_manifest(tmp_path / "data" / "one_speaker.jsonl", lines))
+    cfg["label"] |= {"pack_s": 30}
+    result = run(cfg, stop="label")
+    assert [s.status for s in result.stages] == ["ran"]
+    labels = [json.loads(x) for x in (tmp_path / "run" / "label" / "labels.jsonl").read_text().splitlines()]
+    assert sorted(d["id"] for d in labels) == sorted(d["id"] for d in lines)
+    assert sum("packed" in d["provenance"]["decoding"] for d in labels) >= 6  # all but a clip left alone
 
 
 def test_paths_resolve_against_the_config_folder(tmp_path):

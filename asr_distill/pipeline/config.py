@@ -80,7 +80,8 @@ class LabelConfig:
     ``language: auto`` detects per clip, and ``progress`` is the opposite of
     ``--no-progress`` (off here: a pipeline's log is read later). The second model decodes
     with the same settings, greedily. ``--shard`` has no key: label shards apart and name
-    the merged file in ``labels``.
+    the merged file in ``labels``. ``pack_s`` (``--pack-s``) packs the teacher's and the second
+    model's windows alike, so their agreement compares like with like.
     """
 
     teacher: str = DEFAULT_TEACHER
@@ -105,9 +106,12 @@ class LabelConfig:
     cut_pause_s: float | None = None
     engine: Literal[ENGINES] = "local"
     ray_address: str | None = None
+    pack_s: float | None = None
 
     def __post_init__(self) -> None:
         check_segmenting(self.segmenter, self.segment_s, self.cut_pause_s)
+        if self.pack_s is not None and not 0 < self.pack_s <= MAX_SEGMENT_S:
+            raise ValueError(f"label.pack_s must be in (0, {MAX_SEGMENT_S:g}] seconds, got {self.pack_s}")
 
     def options(self, greedy: bool = False) -> LabelOptions:
         """Decoding options as ``asr-distill label`` builds them from its flags.

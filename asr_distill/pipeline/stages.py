@@ -43,7 +43,7 @@ def _stage_label(p: Paths) -> dict[str, Any]:
             raise FileNotFoundError(f"label.labels: {cfg.labels} does not exist (merge the shards first)")
         notes: dict[str, Any] = {"labels": cfg.labels, "decoded": 0}
     else:
-        stats = label_pool(p, cfg.teacher, p.labels, cfg.options())
+        stats = label_pool(p, cfg.teacher, p.labels, cfg.options(), pack=True)
         notes = {
             "labels": str(p.labels),
             "decoded": stats.labeled,
@@ -51,17 +51,19 @@ def _stage_label(p: Paths) -> dict[str, Any]:
             "rtfx": round(stats.rtfx, 2),
         }
     if cfg.second and not cfg.second_labels:
-        stats2 = label_pool(p, cfg.second, p.second, cfg.options(greedy=True))
+        stats2 = label_pool(p, cfg.second, p.second, cfg.options(greedy=True), pack=True)
         notes["second"] = {"labels": str(p.second), "decoded": stats2.labeled, "rtfx": round(stats2.rtfx, 2)}
     return notes
 
 
 def label_pool(
-    p: Paths, teacher: str, out: Path, options: LabelOptions, backend: str | None = None
+    p: Paths, teacher: str, out: Path, options: LabelOptions, backend: str | None = None, pack: bool = False
 ) -> LabelStats | ParallelStats:
     """One model over the pool, as ``asr-distill label`` runs it with the same options.
 
-    ``backend`` overrides ``label.backend`` (a student ``.pt`` decodes with openai-whisper's).
+    ``backend`` overrides ``label.backend`` (a student ``.pt`` decodes with openai-whisper's);
+    ``pack`` applies ``label.pack_s`` (the label stage's two models; a round's student decodes
+    each utterance alone).
     """
     import dataclasses
 
@@ -69,7 +71,7 @@ def label_pool(
 
     cfg = p.cfg.label
     run = (dataclasses.replace(cfg, backend=backend) if backend else cfg).run(teacher, options)
-    return label_job(p.cfg.data.train, out, run, cfg.placement())
+    return label_job(p.cfg.data.train, out, run, cfg.placement(), pack_s=cfg.pack_s if pack else None)
 
 
 # --- filter and review --------------------------------------------------------------------------
