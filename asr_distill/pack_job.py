@@ -8,7 +8,10 @@ resumes: a window already written, labeled or split is not redone.
 
 A member whose audio cannot be used is skipped with its reason and the window joins the
 others; a window the teacher skips becomes the same skip for each of its members; a window
-of one utterance is its own manifest line, labeled (and, when long, segmented) as usual.
+of one utterance is its own manifest line, labeled (and, when long, segmented) as usual. A
+member the window's label gives no words (Whisper skips a whole sentence now and then, 7% of
+them on a speechocean762 pool sample) is decoded again on its own, so packing never turns
+speech into an empty label.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from .records import Skip, TeacherLabel, Utterance
 
 WINDOW_LABELS = "labels.jsonl"
 WINDOW_MANIFEST = "windows.jsonl"
+ALONE_MANIFEST = "alone.jsonl"  # members a window gave no words, decoded again each on its own
+ALONE_LABELS = "alone_labels.jsonl"
 
 
 def windows_dir(out: str | os.PathLike) -> Path:
@@ -72,8 +77,10 @@ def label_packed_to_file(
         raise ValueError(f"a packed window holds at most {MAX_SEGMENT_S:g} s, got {max_s}")
     out, work = Path(out), windows_dir(out)
     check_output_files(out, [manifest], force=force)
-    for path in (work / WINDOW_MANIFEST, work / WINDOW_LABELS, skips_path(work / WINDOW_LABELS)):
-        check_output(path, inputs=[manifest], kind="manifest" if path.name == WINDOW_MANIFEST else "labels")
+    for name in (WINDOW_MANIFEST, ALONE_MANIFEST, WINDOW_LABELS, ALONE_LABELS):
+        kind = "manifest" if name in (WINDOW_MANIFEST, ALONE_MANIFEST) else "labels"
+        for path in (work / name, *([skips_path(work / name)] if kind == "labels" else [])):
+            check_output(path, inputs=[manifest], kind=kind)
     start = time.perf_counter()
     run = replace(run, options=replace(run.options, word_timestamps=True))
     records = list(read_input(manifest))
@@ -86,7 +93,9 @@ def label_packed_to_file(
         atomic_write_jsonl(work / WINDOW_MANIFEST, [w for w, _ in windows])
         label_to_file(work / WINDOW_MANIFEST, work / WINDOW_LABELS, run)
         planned = {p.id for p in packs if len(p.members) > 1}
-        labeled, audio_s = _split_into(files, {w["id"]: p for w, p in windows}, planned, work, gap_s)
+        labeled, audio_s, empty = _split_into(files, {w["id"]: p for w, p in windows}, planned, work, gap_s)
+        n, seconds = _decode_alone(files, empty, work, run)
+    labeled, audio_s = labeled + n, audio_s + seconds
     skipped = len(fresh) + len(unusable)
     return LabelStats(labeled, skipped, files.already_done, audio_s, time.perf_counter() - start)
 
@@ -100,9 +109,7 @@ def _write_windows(packs: list[Pack], work: Path, gap_s: float) -> tuple[list[tu
     windows, unusable = [], []
     for pack in packs:
         if len(pack.members) == 1:
-            u = pack.members[0]
-            line = {"id": u.id, "audio_filepath": u.audio_filepath, "duration": u.duration}
-            windows.append(({**line, "offset": u.offset, "text": u.text, "speaker": u.speaker}, pack))
+            windows.append((_line(pack.members[0]), pack))
             continue
         window, skips = _window(pack, work, gap_s)
         windows += window
@@ -134,21 +141,40 @@ def _write_new_skips(files: LabelFiles, skips: list[Skip]) -> None:
     files.skips.write([s for s in skips if (s.id, s.reason) not in files.done_skips])
 
 
+def _line(u: Utterance) -> dict:
+    """``u`` as a manifest line of its own (its file, offset and transcript)."""
+    return {
+        "id": u.id,
+        "audio_filepath": u.audio_filepath,
+        "duration": u.duration,
+        "offset": u.offset,
+        "text": u.text,
+        "speaker": u.speaker,
+    }
+
+
 def _split_into(
     files: LabelFiles, windows: dict[str, Pack], planned: set[str], work: Path, gap_s: float
-) -> tuple[int, float]:
-    """Each window's label split per member, or passed on whole, into ``out``; returns labels and seconds.
+) -> tuple[int, float, list[tuple[Utterance, str]]]:
+    """Each window's label split per member, or passed on whole, into ``out``.
 
+    Returns the labels and seconds written, and the members their window gave no words, with
+    the window's id: Whisper sometimes skips a whole sentence of a long window, and an empty
+    label would be a deletion, so these are decoded again alone (``_decode_alone``).
     ``windows`` are this run's windows by id; a window of an earlier run whose members are all
     done (in ``planned`` but not in ``windows``) is passed over.
     """
-    labeled, audio_s = 0, 0.0
+    labeled, audio_s, empty = 0, 0.0, []
     for lab in _read(work / WINDOW_LABELS, TeacherLabel):
         pack = windows.get(lab.id)
         if lab.id in planned and pack is None:
             continue
-        parts = [lab] if pack is None or len(pack.members) == 1 else _split(lab, pack, gap_s)
-        new = [p for p in parts if p.id not in files.done]
+        whole = pack is None or len(pack.members) == 1
+        parts = [(lab, None)] if whole else list(zip(_split(lab, pack, gap_s), pack.members, strict=True))
+        new = [p for p, member in parts if p.id not in files.done and (member is None or p.text.strip())]
+        empty += [
+            (m, lab.id) for p, m in parts if m is not None and p.id not in files.done and not p.text.strip()
+        ]
         files.labels.write(new)
         labeled += len(new)
         audio_s += sum(p.duration for p in new)
@@ -159,7 +185,32 @@ def _split_into(
         members = [skip] if pack is None or len(pack.members) == 1 else pack.members
         msg = f"window {skip.id}: {skip.message}"
         _write_new_skips(files, [skip if m is skip else Skip.of(m, skip.reason, msg) for m in members])
-    return labeled, audio_s
+    return labeled, audio_s, empty
+
+
+def _decode_alone(
+    files: LabelFiles, empty: list[tuple[Utterance, str]], work: Path, run: LabelRun
+) -> tuple[int, float]:
+    """The members their windows gave no words, each labeled on its own into ``out`` (resumable).
+
+    Their provenance names the window and says why they were decoded alone.
+    """
+    if not empty:
+        return 0, 0.0
+    window_of = {u.id: w for u, w in empty}
+    atomic_write_jsonl(work / ALONE_MANIFEST, [_line(u) for u, _ in empty])
+    label_to_file(work / ALONE_MANIFEST, work / ALONE_LABELS, run)
+    labels = []
+    for lab in _read(work / ALONE_LABELS, TeacherLabel):
+        if lab.id in window_of and lab.id not in files.done:
+            prov = lab.provenance
+            packed = {"window": window_of[lab.id], "decoded_alone": "no words in its window"}
+            labels.append(
+                replace(lab, provenance=replace(prov, decoding={**prov.decoding, "packed": packed}))
+            )
+    files.labels.write(labels)
+    _write_new_skips(files, [s for s in _read(skips_path(work / ALONE_LABELS), Skip) if s.id in window_of])
+    return len(labels), sum(lab.duration for lab in labels)
 
 
 def _split(label: TeacherLabel, pack: Pack, gap_s: float) -> list[TeacherLabel]:

@@ -2,6 +2,8 @@
 
     python benchmarks/pack_labels.py --manifest ../shared/data/speechocean762/pool.jsonl \
         --every-speaker 4 --out benchmarks/results/pack_labels.json
+    python benchmarks/pack_labels.py ... --speaker-offset 1 --work .cache/bench_pack_1 \
+        --out benchmarks/results/pack_labels_speakers1.json      # the same on other speakers
 
 Labels a pool twice with the same teacher (greedy, default settings): each utterance alone,
 and with each speaker's consecutive utterances packed into windows of up to ``--pack-s``
@@ -36,10 +38,10 @@ NORMALISER = "format_insensitive"
 CHILD_MAX_AGE = 15  # speechocean762's children are 6-15
 
 
-def subset(manifest: Path, every: int, out: Path) -> Path:
-    """Every ``every``-th speaker of ``manifest`` with all their utterances, paths made absolute."""
+def subset(manifest: Path, every: int, out: Path, offset: int = 0) -> Path:
+    """Every ``every``-th speaker from the ``offset``-th, with all their utterances, paths made absolute."""
     rows = list(read_jsonl(manifest))
-    speakers = sorted({str(r.get("speaker")) for r in rows})[::every]
+    speakers = sorted({str(r.get("speaker")) for r in rows})[offset::every]
     keep = [
         r | {"audio_filepath": str((manifest.parent / r["audio_filepath"]).resolve())}
         for r in rows
@@ -51,11 +53,15 @@ def subset(manifest: Path, every: int, out: Path) -> Path:
 
 
 def label(manifest: Path, out: Path, teacher: str, pack_s: float | None) -> float | None:
-    """Label into ``out`` (resuming); the RTFx of this call when it labeled everything itself."""
+    """Label into ``out`` (resuming); the RTFx of this call when it labeled everything itself.
+
+    A resumed call (``out`` or its windows already there) reports None: its speed is a part's.
+    """
     from asr_distill.label import LabelRun
     from asr_distill.label_job import label_job
+    from asr_distill.pack_job import windows_dir
 
-    had = out.exists() and out.stat().st_size > 0
+    had = (out.exists() and out.stat().st_size > 0) or windows_dir(out).exists()
     stats = label_job(manifest, out, LabelRun(teacher, progress=True), pack_s=pack_s)
     return None if had else round(stats.rtfx, 2)
 
@@ -95,6 +101,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--manifest", type=Path, default=ROOT.parent / "shared/data/speechocean762/pool.jsonl")
     ap.add_argument("--every-speaker", type=int, default=4)
+    ap.add_argument("--speaker-offset", type=int, default=0, help="another subset of speakers: 1..N-1")
     ap.add_argument("--teacher", default="base")
     ap.add_argument("--second", default="tiny.en")
     ap.add_argument("--pack-s", type=float, default=30.0)
@@ -104,7 +111,7 @@ def main(argv=None) -> int:
     if not args.manifest.is_file():
         print(f"skipped: {args.manifest} not found (the speechocean762 data sits beside the checkout)")
         return 0
-    pool = subset(args.manifest, args.every_speaker, args.work / "pool.jsonl")
+    pool = subset(args.manifest, args.every_speaker, args.work / "pool.jsonl", args.speaker_offset)
     files = {k: args.work / f"{k}.jsonl" for k in ("alone", "packed", "second")}
     start = time.time()
     rtfx = {
@@ -128,6 +135,7 @@ def main(argv=None) -> int:
     result = {
         "manifest": str(args.manifest),
         "every_speaker": args.every_speaker,
+        "speaker_offset": args.speaker_offset,
         "utterances": len(ids),
         "audio_s": round(sum(by_id[i]["duration"] for i in ids), 1),
         "teacher": args.teacher,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from asr_distill.audio import SAMPLE_RATE
 from asr_distill.pack import join_audio, plan_packs, split_label
 from asr_distill.records import Provenance, TeacherLabel, TokenScore, Utterance, WordTiming
+from asr_distill.testing.labels import make_label
 
 PROV = Provenance("base", "ab" * 32, "whisper", {"word_timestamps": True}, "0.1")
 
@@ -47,21 +50,11 @@ def test_joined_audio_puts_each_clip_at_its_planned_span():
 
 def _window_label(words: list[tuple[str, float, float]], token_texts: list[str]) -> TeacherLabel:
     tokens = tuple(TokenScore(t, -0.1 * (i + 1), 0.5) for i, t in enumerate(token_texts))
-    return TeacherLabel(
-        id="pack:u0",
-        audio_filepath="/tmp/pack.wav",
-        offset=0.0,
-        duration=12.0,
-        text="".join(w for w, _, _ in words),
-        language="en",
-        avg_logprob=-0.3,
-        no_speech_prob=0.01,
-        compression_ratio=1.0,
-        temperature=0.0,
-        tokens=tokens,
-        provenance=PROV,
-        words=tuple(WordTiming(w, s, e, 0.9) for w, s, e in words),
+    text = "".join(w for w, _, _ in words)
+    label = make_label(
+        text, id="pack:u0", duration=12.0, avg_logprob=-0.3, tokens=tokens, no_speech_prob=0.01
     )
+    return replace(label, provenance=PROV, words=tuple(WordTiming(w, s, e, 0.9) for w, s, e in words))
 
 
 def test_a_window_label_splits_into_one_label_per_utterance_with_its_own_words_and_tokens():

@@ -8,6 +8,7 @@ out (with its reason) a member whose audio is unusable.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,32 @@ def test_the_cli_refuses_packing_with_the_ray_engine_in_one_line(tmp_path):
     r = subprocess.run([*cmd, "--pack-s", "30", "--engine", "ray"], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: packed labeling")
     assert json.loads(manifest.read_text().splitlines()[0])["text"]  # the input is untouched
+
+
+def test_a_member_its_window_gave_no_words_is_decoded_alone(packed, tiny_teacher, tmp_path):
+    """Whisper now and then skips a whole sentence of a window: that member is decoded again alone."""
+    manifest, out, _ = packed
+    work = windows_dir(tmp_path / "labels.jsonl")
+    shutil.copytree(windows_dir(out), work)
+    window = next(d for d in read_jsonl(work / "windows.jsonl") if "members" in d)
+    lost = window["members"][1][0]
+
+    def nearest(w: dict) -> str:  # the member a word goes to: the span nearest its middle
+        t = (w["start"] + w["end"]) / 2
+        return min(window["members"], key=lambda m: max(m[1] - t, t - m[2], 0.0))[0]
+
+    lines = []
+    for d in read_jsonl(work / "labels.jsonl"):
+        if d["id"] == window["id"]:  # as if the teacher had heard nothing in the second member's span
+            d["words"] = [w for w in d["words"] if nearest(w) != lost]
+        lines.append(d)
+    write_manifest(work / "labels.jsonl", lines)
+    stats = label_packed_to_file(manifest, tmp_path / "labels.jsonl", LabelRun(tiny_teacher, batch_size=8))
+    labels = {d["id"]: d for d in read_jsonl(tmp_path / "labels.jsonl")}
+    assert stats.labeled == 8 and set(labels) == {d["id"] for d in read_jsonl(out)}
+    packed_as = labels[lost]["provenance"]["decoding"]["packed"]
+    assert packed_as == {"window": window["id"], "decoded_alone": "no words in its window"}
+    assert labels[lost]["text"].strip() and labels[lost]["words"]
+    assert [d["id"] for d in read_jsonl(work / "alone.jsonl")] == [lost]
+    others = [m[0] for m in window["members"] if m[0] != lost]
+    assert all(labels[i]["provenance"]["decoding"]["packed"]["window"] == window["id"] for i in others)

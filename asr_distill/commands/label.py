@@ -2,7 +2,8 @@
 
 Pseudo-label audio with a Whisper teacher. Writes OUT (one TeacherLabel per line, NeMo-compatible)
 and OUT's .skips.jsonl (inputs that could not be used, with the reason). A rerun resumes: ids
-already in OUT are skipped.
+already in OUT are skipped. With --pack-s, the shared windows' audio and labels are kept in
+OUT's .windows/ folder (delete it once OUT is complete).
 """
 
 from __future__ import annotations
