@@ -4,6 +4,8 @@
         --every-speaker 4 --out benchmarks/results/pack_labels.json
     python benchmarks/pack_labels.py ... --speaker-offset 1 --work .cache/bench_pack_1 \
         --out benchmarks/results/pack_labels_speakers1.json      # the same on other speakers
+    python benchmarks/pack_labels.py --manifest ../shared/data/an4/train.jsonl --filter-pool an4 \
+        --work .cache/bench_pack_an4 --out benchmarks/results/pack_labels_an4.json   # out of domain
 
 Labels a pool twice with the same teacher (greedy, default settings): each utterance alone,
 and with each speaker's consecutive utterances packed into windows of up to ``--pack-s``
@@ -86,11 +88,16 @@ def compare(alone: list, packed: list, names=("packed", "alone")) -> dict:
     }
 
 
-def filtered(labels: Path, second: Path) -> dict:
-    """The speechocean recipe's filter on ``labels`` (tiny.en agreement): kept WER per budget."""
+def filtered(labels: Path, second: Path, pool: str) -> dict:
+    """``pool``'s filter on ``labels`` (tiny.en agreement): kept WER per budget.
+
+    ``an4``: the default filter (as ``label_quality`` runs AN4 train); another pool: its recipe's.
+    """
     from label_quality import pool_figures
 
-    config, source = recipe_filter("speechocean762")
+    from asr_distill.quality.filter import FilterConfig
+
+    config, source = (FilterConfig(), "FilterConfig()") if pool == "an4" else recipe_filter(pool)
     f = pool_figures(labels, second, config)
     budgets = {f"keep_{k}": {x: f[f"keep_{k}"][x] for x in ("wer_kept", "retention")} for k in POOL_KEEPS}
     ratio = {k: round(v["wer_kept"] / f["wer_all"], 3) for k, v in budgets.items()}
@@ -102,6 +109,7 @@ def main(argv=None) -> int:
     ap.add_argument("--manifest", type=Path, default=ROOT.parent / "shared/data/speechocean762/pool.jsonl")
     ap.add_argument("--every-speaker", type=int, default=4)
     ap.add_argument("--speaker-offset", type=int, default=0, help="another subset of speakers: 1..N-1")
+    ap.add_argument("--filter-pool", choices=("speechocean762", "support", "an4"), default="speechocean762")
     ap.add_argument("--teacher", default="base")
     ap.add_argument("--second", default="tiny.en")
     ap.add_argument("--pack-s", type=float, default=30.0)
@@ -109,7 +117,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/pack_labels.json")
     args = ap.parse_args(argv)
     if not args.manifest.is_file():
-        print(f"skipped: {args.manifest} not found (the speechocean762 data sits beside the checkout)")
+        print(f"skipped: {args.manifest} not found (the shared data sits beside the checkout)")
         return 0
     pool = subset(args.manifest, args.every_speaker, args.work / "pool.jsonl", args.speaker_offset)
     files = {k: args.work / f"{k}.jsonl" for k in ("alone", "packed", "second")}
@@ -136,6 +144,7 @@ def main(argv=None) -> int:
         "manifest": str(args.manifest),
         "every_speaker": args.every_speaker,
         "speaker_offset": args.speaker_offset,
+        "filter_pool": args.filter_pool,
         "utterances": len(ids),
         "audio_s": round(sum(by_id[i]["duration"] for i in ids), 1),
         "teacher": args.teacher,
@@ -145,7 +154,7 @@ def main(argv=None) -> int:
         "by_age": {
             g: compare([alone[k] for k in ks], [packed[k] for k in ks]) for g, ks in groups.items() if ks
         },
-        "filter": {k: filtered(files[k], files["second"]) for k in ("alone", "packed")},
+        "filter": {k: filtered(files[k], files["second"], args.filter_pool) for k in ("alone", "packed")},
         "rtfx": rtfx,
         "machine": _machine(),
         "wall_s": round(time.time() - start, 1),
