@@ -7,10 +7,8 @@ out (with its reason) a member whose audio is unusable.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,9 @@ from asr_distill.label import LabelRun, skips_path
 from asr_distill.label_job import Placement, label_job
 from asr_distill.metrics import word_error_rate
 from asr_distill.pack_job import label_packed_to_file, windows_dir
+from asr_distill.testing.cli import label_command
+
+TEXT = {"capture_output": True, "text": True, "timeout": 300}
 
 
 def _manifest(tmp_path: Path, extra: list[dict] = ()) -> Path:
@@ -91,13 +92,16 @@ def test_packing_refuses_what_would_cut_a_speaker_apart(tmp_path, tiny_teacher):
     assert not (tmp_path / "o.jsonl").exists()
 
 
-def test_the_cli_refuses_packing_with_the_ray_engine_in_one_line(tmp_path):
+def test_the_cli_labels_packed_and_refuses_packing_with_the_ray_engine(tmp_path):
     manifest = _manifest(tmp_path)
     out = tmp_path / "o.jsonl"
-    cmd = [sys.executable, "-m", "asr_distill.cli", "label", str(manifest), "--out", str(out)]
-    r = subprocess.run([*cmd, "--pack-s", "30", "--engine", "ray"], capture_output=True, text=True)
-    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: packed labeling")
-    assert json.loads(manifest.read_text().splitlines()[0])["text"]  # the input is untouched
+    refused = subprocess.run([*label_command(manifest, out), "--pack-s", "30", "--engine", "ray"], **TEXT)
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith("error: packed")
+    assert not out.exists()
+    done = subprocess.run([*label_command(manifest, out), "--pack-s", "30", "--no-progress"], **TEXT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("labeled 8 (already done 0), skipped 0") and "label WER" in done.stdout
+    assert len(out.read_text().splitlines()) == 8 and (windows_dir(out) / "windows.jsonl").is_file()
 
 
 def test_a_member_its_window_gave_no_words_is_decoded_alone(packed, tiny_teacher, tmp_path):
