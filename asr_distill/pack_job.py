@@ -77,10 +77,10 @@ def label_packed_to_file(
         raise ValueError(f"a packed window holds at most {MAX_SEGMENT_S:g} s, got {max_s}")
     out, work = Path(out), windows_dir(out)
     check_output_files(out, [manifest], force=force)
-    for name in (WINDOW_MANIFEST, ALONE_MANIFEST, WINDOW_LABELS, ALONE_LABELS):
-        kind = "manifest" if name in (WINDOW_MANIFEST, ALONE_MANIFEST) else "labels"
-        for path in (work / name, *([skips_path(work / name)] if kind == "labels" else [])):
-            check_output(path, inputs=[manifest], kind=kind)
+    for name in (WINDOW_MANIFEST, ALONE_MANIFEST):
+        check_output(work / name, inputs=[manifest], kind="manifest")
+    for name in (WINDOW_LABELS, ALONE_LABELS):
+        check_output_files(work / name, [manifest])
     start = time.perf_counter()
     run = replace(run, options=replace(run.options, word_timestamps=True))
     records = list(read_input(manifest))
@@ -112,13 +112,16 @@ def _write_windows(packs: list[Pack], work: Path, gap_s: float) -> tuple[list[tu
             windows.append((_line(pack.members[0]), pack))
             continue
         window, skips = _window(pack, work, gap_s)
-        windows += window
+        windows += [window] if window else []
         unusable += skips
     return windows, unusable
 
 
-def _window(pack: Pack, work: Path, gap_s: float) -> tuple[list[tuple[dict, Pack]], list[Skip]]:
-    """A pack's joined audio (written once) and its manifest line, leaving out unusable members."""
+def _window(pack: Pack, work: Path, gap_s: float) -> tuple[tuple[dict, Pack] | None, list[Skip]]:
+    """A pack's manifest line and its usable members' pack (audio written once), and the unusable.
+
+    None instead of the line when no member is usable.
+    """
     clips, kept, unusable = [], [], []
     for u in pack.members:
         try:
@@ -127,14 +130,14 @@ def _window(pack: Pack, work: Path, gap_s: float) -> tuple[list[tuple[dict, Pack
         except AudioError as e:
             unusable.append(Skip.of(u, e.reason, f"left out of window {pack.id}: {e}"))
     if not kept:
-        return [], unusable
+        return None, unusable
     joined = pack_of(pack.id, kept, gap_s, [len(c) / SAMPLE_RATE for c in clips])
     wav = work / f"{hashlib.sha1(pack.id.encode()).hexdigest()[:20]}.wav"
     if not wav.exists():
         write_wav(wav, join_audio(clips, gap_s))
     members = [[u.id, *span] for u, span in zip(kept, joined.spans, strict=True)]
     line = {"id": pack.id, "audio_filepath": str(wav.resolve()), "duration": joined.duration}
-    return [({**line, "members": members}, joined)], unusable
+    return ({**line, "members": members}, joined), unusable
 
 
 def _write_new_skips(files: LabelFiles, skips: list[Skip]) -> None:
@@ -171,10 +174,9 @@ def _split_into(
             continue
         whole = pack is None or len(pack.members) == 1
         parts = [(lab, None)] if whole else list(zip(_split(lab, pack, gap_s), pack.members, strict=True))
-        new = [p for p, member in parts if p.id not in files.done and (member is None or p.text.strip())]
-        empty += [
-            (m, lab.id) for p, m in parts if m is not None and p.id not in files.done and not p.text.strip()
-        ]
+        parts = [(p, m) for p, m in parts if p.id not in files.done]
+        new = [p for p, m in parts if m is None or p.text.strip()]
+        empty += [(m, lab.id) for p, m in parts if m is not None and not p.text.strip()]
         files.labels.write(new)
         labeled += len(new)
         audio_s += sum(p.duration for p in new)
@@ -203,11 +205,8 @@ def _decode_alone(
     labels = []
     for lab in _read(work / ALONE_LABELS, TeacherLabel):
         if lab.id in window_of and lab.id not in files.done:
-            prov = lab.provenance
-            packed = {"window": window_of[lab.id], "decoded_alone": "no words in its window"}
-            labels.append(
-                replace(lab, provenance=replace(prov, decoding={**prov.decoding, "packed": packed}))
-            )
+            why = {"window": window_of[lab.id], "decoded_alone": "no words in its window"}
+            labels.append(_noting_packed(lab, why))
     files.labels.write(labels)
     _write_new_skips(files, [s for s in _read(skips_path(work / ALONE_LABELS), Skip) if s.id in window_of])
     return len(labels), sum(lab.duration for lab in labels)
@@ -215,10 +214,14 @@ def _decode_alone(
 
 def _split(label: TeacherLabel, pack: Pack, gap_s: float) -> list[TeacherLabel]:
     """``pack.split_label``, the provenance saying which window each label was decoded in."""
-    prov = label.provenance
-    packed = {"window": pack.id, "gap_s": gap_s, "window_s": pack.duration}
-    prov = replace(prov, decoding={**prov.decoding, "packed": packed})
-    return [replace(p, provenance=prov) for p in split_label(label, pack)]
+    where = {"window": pack.id, "gap_s": gap_s, "window_s": pack.duration}
+    return [_noting_packed(p, where) for p in split_label(label, pack)]
+
+
+def _noting_packed(label: TeacherLabel, packed: dict) -> TeacherLabel:
+    """``label`` with ``packed`` (its window, and why it was decoded as it was) in its provenance."""
+    decoding = {**label.provenance.decoding, "packed": packed}
+    return replace(label, provenance=replace(label.provenance, decoding=decoding))
 
 
 def _read(path: Path, kind: type) -> Iterator:
