@@ -71,7 +71,7 @@ RECIPES = ("support", "speechocean")
 SEEDS = (0, 1, 2)
 SIZES = {"smoke": "config_smoke.yaml", "small": "config_small.yaml", "full": "config.yaml"}
 # pipeline sections a variant may change besides training, with an example for --help
-STAGE_OVERRIDES = {"filter": "normaliser=none", "export": "wise_alpha=0.5"}
+STAGE_OVERRIDES = {"label": "pack_s=30", "filter": "normaliser=none", "export": "wise_alpha=0.5"}
 NORMALISER = "format_insensitive"
 SUPPORT_TEST_SEED = 2  # run.sh: `synth --seed 2` makes the test calls
 SUPPORT_TRAIN_SEED = 1  # run.sh: `synth --seed 1` makes the train calls (this benchmark's seed 0)
@@ -283,7 +283,7 @@ def pipeline_config(
 
     ``{out}`` in the recipe's paths is the shared data root (run.sh's ``--out``); the run
     itself writes to ``seed<N>/`` (``<variant>-seed<N>/`` for a variant, whose
-    ``train_overrides`` and ``stage_overrides``, ``{"filter" | "export": {key: value}}``, go on
+    ``train_overrides`` and ``stage_overrides``, ``{"label" | "filter" | "export": {key: value}}``, go on
     top of the recipe's). tiny.en is always evaluated (the bars compare with it).
     """
     cfg = yaml.safe_load((RECIPES_DIR / recipe / SIZES[size]).read_text(encoding="utf-8"))

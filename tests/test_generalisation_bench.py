@@ -402,7 +402,7 @@ def test_a_variant_runs_beside_the_recipe_with_its_overrides(tmp_path):
         root,
         1,
         variant="wise",
-        stage_overrides={"export": quarter, "filter": written},
+        stage_overrides={"export": quarter, "filter": written, "label": {"pack_s": 30}},
     )
     assert wise["export"]["wise_alpha"] == 0.25
     assert (plain.get("export") or {}).get("wise_alpha") != 0.25
@@ -411,7 +411,8 @@ def test_a_variant_runs_beside_the_recipe_with_its_overrides(tmp_path):
 
     built = config_from_dict(wise, base_dir=gen.RECIPES_DIR / "speechocean")
     assert built.export.wise_alpha == 0.25 and built.filter.normaliser == "whisper_basic"
-    with pytest.raises(ValueError, match="stage overrides are for filter, export"):
+    assert built.label.pack_s == 30 and (plain.get("label") or {}).get("pack_s") is None
+    with pytest.raises(ValueError, match="stage overrides are for label, filter, export"):
         gen.pipeline_config("speechocean", "small", root, 1, variant="x", stage_overrides={"train": {}})
 
 
