@@ -109,7 +109,7 @@ def _write_windows(packs: list[Pack], work: Path, gap_s: float) -> tuple[list[tu
     windows, unusable = [], []
     for pack in packs:
         if len(pack.members) == 1:
-            windows.append((_line(pack.members[0]), pack))
+            windows.append((pack.members[0].to_dict(), pack))
             continue
         window, skips = _window(pack, work, gap_s)
         windows += [window] if window else []
@@ -142,18 +142,6 @@ def _window(pack: Pack, work: Path, gap_s: float) -> tuple[tuple[dict, Pack] | N
 
 def _write_new_skips(files: LabelFiles, skips: list[Skip]) -> None:
     files.skips.write([s for s in skips if (s.id, s.reason) not in files.done_skips])
-
-
-def _line(u: Utterance) -> dict:
-    """``u`` as a manifest line of its own (its file, offset and transcript)."""
-    return {
-        "id": u.id,
-        "audio_filepath": u.audio_filepath,
-        "duration": u.duration,
-        "offset": u.offset,
-        "text": u.text,
-        "speaker": u.speaker,
-    }
 
 
 def _split_into(
@@ -200,7 +188,7 @@ def _decode_alone(
     if not empty:
         return 0, 0.0
     window_of = {u.id: w for u, w in empty}
-    atomic_write_jsonl(work / ALONE_MANIFEST, [_line(u) for u, _ in empty])
+    atomic_write_jsonl(work / ALONE_MANIFEST, [u.to_dict() for u, _ in empty])
     label_to_file(work / ALONE_MANIFEST, work / ALONE_LABELS, run)
     labels = []
     for lab in _read(work / ALONE_LABELS, TeacherLabel):

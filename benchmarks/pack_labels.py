@@ -151,9 +151,7 @@ def main(argv=None) -> int:
         "pack_s": args.pack_s,
         "normaliser": NORMALISER,
         **compare(alone, packed),
-        "by_age": {
-            g: compare([alone[k] for k in ks], [packed[k] for k in ks]) for g, ks in groups.items() if ks
-        },
+        "by_age": {g: compare([alone[k] for k in ks], [packed[k] for k in ks]) for g, ks in groups.items()},
         "filter": {k: filtered(files[k], files["second"], args.filter_pool) for k in ("alone", "packed")},
         "rtfx": rtfx,
         "machine": _machine(),
