@@ -304,7 +304,7 @@ def pipeline_config(
         overrides["trainer.max_time"] = max_time
     cfg["train"] = train | {"overrides": overrides}
     for stage, settings in (stage_overrides or {}).items():
-        if stage not in STAGE_OVERRIDES:
+        if stage not in (*STAGE_OVERRIDES, "train"):  # train: its section's own keys (--members)
             raise ValueError(f"stage overrides are for {', '.join(STAGE_OVERRIDES)}, not {stage!r}")
         cfg[stage] = dict(cfg.get(stage) or {}) | dict(settings)
     return cfg
@@ -723,6 +723,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="the variant's train override (YAML value), e.g. model.lwf_weight=1.0; repeatable",
     )
+    ap.add_argument(
+        "--members",
+        type=int,
+        default=1,
+        metavar="K",
+        help="the variant trains K students per seed and exports their average (train.members)",
+    )
     for stage, example in STAGE_OVERRIDES.items():
         ap.add_argument(
             f"--{stage}-override",
@@ -738,6 +745,8 @@ def main(argv: list[str] | None = None) -> int:
         for stage in STAGE_OVERRIDES
         if (parsed := parse_overrides(getattr(args, f"{stage}_override"), f"--{stage}-override"))
     }
+    if args.members != 1:
+        stages["train"] = {"members": args.members}
     if (overrides or stages) and not args.variant:
         ap.error("an override needs --variant (the recipe's own seeds keep the recipe's settings)")
     if args.result is None:  # a run of some recipes does not replace the file of all of them

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import fixture_lines, write_manifest
 
 from asr_distill.jsonl import OutputLockedError, exclusive_lock
@@ -86,6 +87,7 @@ def _config(tmp: Path) -> dict:
         ({"label": {"beam_size": 0}}, "label: beam_size must be >= 1"),
         ({"label": {"workers": 0}}, "label.workers: must be >= 1, got 0"),
         ({"label": {"pack_s": 45}}, "label.pack_s must be in (0, 30] seconds, got 45"),
+        ({"train": {"members": 0}}, "train.members must be a whole number >= 1, got 0"),
         ({"evaluate": {"sets": {"in_domain": "x.jsonl"}}}, "evaluate.sets: 'in_domain' cannot name a set"),
         ({"evaluate": {"sets": ["x.jsonl"]}}, "evaluate.sets: expected a mapping"),
         ({"export": {"wise_alpha": 1.5}}, "export.wise_alpha must be in [0, 1], got 1.5"),
@@ -346,6 +348,11 @@ def test_the_training_config_counts_by_content_not_by_comments(tmp_path):
     assert stage_settings(config_from_dict(cfg), "train") == digest
     student.write_text(student.read_text().replace("seed_everything: 0", "seed_everything: 1"))
     assert stage_settings(config_from_dict(cfg), "train") != digest
+    student.write_text(student.read_text().replace("seed_everything: 1", "seed_everything: 0"))
+    cfg["train"]["members"] = 1  # a key added since: at its default, finished runs stay finished
+    assert stage_settings(config_from_dict(cfg), "train") == digest
+    cfg["train"]["members"] = 2
+    assert stage_settings(config_from_dict(cfg), "train") != digest
 
 
 @pytest.mark.slow
@@ -365,3 +372,62 @@ def test_a_second_run_on_the_same_root_is_refused(tmp_path):
         with pytest.raises(OutputLockedError, match="another process"):
             run(cfg)
     assert not (Path(cfg.out) / "label").exists()  # refused before any stage started
+
+
+@pytest.mark.slow
+def test_a_soup_trains_each_member_once_and_exports_their_mean(tmp_path):
+    """``train.members: 2``: two seeds on one feature cache, resumed per member, averaged at export."""
+    import yaml
+
+    from asr_distill.cli import main
+    from asr_distill.pipeline.layout import best_checkpoint
+    from asr_distill.safe_load import load_checkpoint
+    from asr_distill.student.export import load_student_checkpoint
+
+    cfg = _config(tmp_path)
+    cfg["train"]["members"] = 2
+    cfg["evaluate"] = {"enabled": False}
+    run(cfg, stop="export")
+    first, second = Path(cfg["out"]) / "train", Path(cfg["out"]) / "train" / "member1"
+    configs = [yaml.safe_load((d / "student.yaml").read_text()) for d in (first, second)]
+    assert configs[1]["seed_everything"] == configs[0]["seed_everything"] + 1000
+    assert configs[1]["data"]["seed"] == configs[0]["data"].get("seed", 0) + 1000
+    assert configs[1]["data"]["cache_dir"] == configs[0]["data"]["cache_dir"]  # features computed once
+    ckpts = [best_checkpoint(d / "checkpoints") for d in (first, second)]
+    members = [dict(load_student_checkpoint(c).model.named_parameters()) for c in ckpts]
+    exported = load_checkpoint(Path(cfg["out"]) / "export" / "student.pt")
+    assert exported["asr_distill"]["soup_of"] == [str(c.resolve()) for c in ckpts]
+    differ = [n for n, w in members[0].items() if not torch.equal(w, members[1][n])]
+    assert differ  # two seeds, two students
+    for name in differ:
+        mean = (members[0][name] + members[1][name]) / 2
+        assert torch.allclose(exported["model_state_dict"][name], mean, atol=1e-6), name
+
+    # a member lost is trained again, alone: the finished one is not resumed into more epochs
+    lines = len((first / "train.log").read_text().splitlines())
+    shutil.rmtree(second / "checkpoints")
+    (second / ".trained").unlink()
+    assert dict(plan(cfg))["train"] == "outputs missing"
+    run(cfg, stop="export")
+    assert len((first / "train.log").read_text().splitlines()) == lines
+    assert best_checkpoint(second / "checkpoints").is_file()
+    assert {s.status for s in run(cfg, stop="export").stages} <= {"skipped", "disabled"}
+
+    # the CLI makes the same soup from the two checkpoints
+    out = tmp_path / "soup.pt"
+    assert main(["export", *map(str, ckpts), "--out", str(out)]) == 0
+    soup = load_checkpoint(out)
+    for name in differ:
+        assert torch.equal(soup["model_state_dict"][name], exported["model_state_dict"][name]), name
+
+
+def test_averaging_students_is_their_mean_and_refuses_other_shapes():
+    from asr_distill.student.regularise import average_into
+
+    torch.manual_seed(0)
+    a, b, c = (torch.nn.Linear(3, 2) for _ in range(3))
+    want = (a.weight + b.weight + c.weight).detach() / 3
+    assert average_into(a, [b, c]) == 2
+    assert torch.allclose(a.weight, want)
+    with pytest.raises(ValueError, match="lacks weight of shape"):
+        average_into(torch.nn.Linear(4, 2), [b])

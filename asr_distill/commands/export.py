@@ -17,7 +17,12 @@ SUMMARY = "export a trained student: openai-whisper .pt (and CTranslate2, ONNX, 
 def add_parser(sub) -> None:
     """Add ``export`` to the CLI's subcommands."""
     p = subcommand(sub, "export", _cmd_export, SUMMARY, __doc__)
-    p.add_argument("ckpt", help="Lightning checkpoint written by asr-distill train (RUN/checkpoints/*.ckpt)")
+    p.add_argument(
+        "ckpt",
+        nargs="+",
+        help="Lightning checkpoint written by asr-distill train (RUN/checkpoints/*.ckpt); several "
+        "students of one start trained on the same labels are averaged weight by weight (a model soup)",
+    )
     add_out(p, "output .pt")
     p.add_argument("--ct2", default=None, metavar="DIR", help="also write a CTranslate2 folder here")
     p.add_argument(
@@ -55,9 +60,9 @@ def _fraction(value: str) -> float:
 
 def _outputs(args) -> list[tuple[str, str, list[str]]]:
     """``(path, kind, inputs)`` of each output: the ``.pt``, and each other format asked for."""
-    found = [(args.out, "export", [args.ckpt])]
+    found = [(args.out, "export", list(args.ckpt))]
     others = [(args.ct2, "export_ct2"), (args.onnx, "export_onnx"), (args.ggml, "export_ggml")]
-    return found + [(out, kind, [args.ckpt, args.out]) for out, kind in others if out]
+    return found + [(out, kind, [*args.ckpt, args.out]) for out, kind in others if out]
 
 
 def _force(args, out: str, kind: str) -> bool:
@@ -73,15 +78,19 @@ def _cmd_export(args) -> int:
     from pathlib import Path
 
     from ..outputs import check_output, guard_output
-    from ..student.export import export_ct2, export_whisper_pt, load_student_checkpoint, tokenizer_ct2_dir
+    from ..student.export import export_ct2, export_whisper_pt, load_student_soup, tokenizer_ct2_dir
 
-    ckpt = Path(args.ckpt)
-    if not ckpt.is_file():
-        raise SystemExit(f"error: checkpoint {ckpt} does not exist")
+    ckpts = [Path(c) for c in args.ckpt]
+    for ckpt in ckpts:
+        if not ckpt.is_file():
+            raise SystemExit(f"error: checkpoint {ckpt} does not exist")
     for out, kind, inputs in _outputs(args):  # refuse before the (slow) load, then lock after it
         check_output(out, inputs=inputs, kind=kind, force=_force(args, out, kind))
-    module = load_student_checkpoint(ckpt, wise_alpha=args.wise_alpha)
-    desc = module.describe() | {"exported_from": str(ckpt.resolve())}
+    try:
+        module = load_student_soup(ckpts, wise_alpha=args.wise_alpha)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    desc = module.describe() | {"exported_from": str(ckpts[0].resolve())}
     with ExitStack() as stack:
         for out, kind, inputs in _outputs(args):
             stack.enter_context(guard_output(out, inputs=inputs, kind=kind, force=_force(args, out, kind)))

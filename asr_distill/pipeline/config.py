@@ -182,6 +182,9 @@ class ReviewConfig(ReviewOptions):
     edits: str | None = None
 
 
+MEMBER_SEED_STEP = 1000  # soup member i trains with seed_everything + this * i
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Training the student, from its LightningCLI YAML (``config``).
@@ -190,12 +193,23 @@ class TrainConfig:
     ``overrides``: dotted keys applied last (``{"trainer.max_epochs": 3}``). ``launcher``: a
     command the training process is started under, e.g. ``[srun]`` inside a SLURM job with
     one task per GPU, so Lightning runs DDP across them.
+
+    ``members`` > 1 trains that many students on the same labels, member ``i`` with
+    ``seed_everything`` and ``data.seed`` + ``MEMBER_SEED_STEP`` * i (in ``train/`` and ``train/member<i>/``,
+    sharing one feature cache), and the export averages them weight by weight (a uniform
+    model soup) before any WiSE-FT mix: ``members`` times the training for a student with
+    less of any one seed's noise.
     """
 
     enabled: bool = True
     config: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     launcher: list[str] = field(default_factory=list)
+    members: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.members, bool) or not isinstance(self.members, int) or self.members < 1:
+            raise ValueError(f"train.members must be a whole number >= 1, got {self.members!r}")
 
 
 @dataclass(frozen=True)

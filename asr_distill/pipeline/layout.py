@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DONE = ".done"
+MEMBER_DONE = ".trained"  # in a soup member's folder once its training ended (see ``stages``)
 STAGES = ("label", "filter", "review", "train", "export", "evaluate", "rounds", "report")
 # What each round >= 2 does, in OUT/round<k>/: the previous student labels the pool, then as round 1.
 ROUND_STAGES = ("label_student", "filter", "train", "export", "evaluate")
@@ -94,6 +95,11 @@ class Paths:
     def checkpoints(self) -> Path:
         """Lightning's checkpoint folder for the student."""
         return self.train_dir / "checkpoints"
+
+    @property
+    def member_dirs(self) -> list[Path]:
+        """Each trained student's folder: ``train/``, then ``train/member<i>/`` (``train.members``)."""
+        return [self.train_dir] + [self.train_dir / f"member{i}" for i in range(1, self.cfg.train.members)]
 
     @property
     def student_pt(self) -> Path:
@@ -166,7 +172,7 @@ def stage_outputs(p: Paths, stage: str) -> list[Path]:
         "label_student": [p.label_dir / "labels.jsonl"],
         "filter": [p.filter_dir / "kept.jsonl", p.filter_dir / "filter_report.json"],
         "review": [p.review_dir / "kept.jsonl"] if p.cfg.review.edits else [],
-        "train": [p.checkpoints],
+        "train": [d / "checkpoints" for d in p.member_dirs],
         "export": [p.student_pt],
         "evaluate": [p.eval_dir / SUMMARY_NAME],
         "rounds": [p.rounds_json],
@@ -194,7 +200,8 @@ def clear_stale(p: Paths, stage: str) -> None:
     doomed: list[Path] = []
     if stage == "train":
         logs = ("metrics.csv", "hparams.yaml", "logs")
-        doomed = [p.checkpoints, *(p.train_dir / name for name in logs)]
+        members = sorted(p.train_dir.glob("member[0-9]*"))  # every earlier soup member, however many
+        doomed = [p.checkpoints, p.train_dir / MEMBER_DONE, *(p.train_dir / name for name in logs), *members]
     elif stage == "evaluate":
         doomed = [p.eval_dir / SUMMARY_NAME, p.eval_dir / TABLE_NAME]
     elif stage == "label_student":
@@ -211,6 +218,8 @@ def clear_stale(p: Paths, stage: str) -> None:
 
 # Keys that change how a stage runs, not what it writes: a change of these alone reruns nothing.
 _OPERATIONAL = frozenset({"progress", "threads", "workers", "device", "labels", "second_labels"})
+# Keys added after runs were made, left out of the digest at their default: those runs stay finished.
+_ADDED_DEFAULTS = {"members": 1}
 
 
 def stage_settings(cfg: PipelineConfig, stage: str) -> str:
@@ -226,7 +235,13 @@ def stage_settings(cfg: PipelineConfig, stage: str) -> str:
 
     def plain(section: Any) -> Any:
         d = dataclasses.asdict(section) if dataclasses.is_dataclass(section) else section
-        return {k: v for k, v in d.items() if k not in _OPERATIONAL} if isinstance(d, dict) else d
+        if not isinstance(d, dict):
+            return d
+        return {
+            k: v
+            for k, v in d.items()
+            if k not in _OPERATIONAL and not (k in _ADDED_DEFAULTS and v == _ADDED_DEFAULTS[k])
+        }
 
     settings: dict[str, Any] = {
         "label": {"pool": cfg.data.train, "label": plain(cfg.label)},

@@ -117,10 +117,10 @@ def plan(config: str | os.PathLike | Mapping[str, Any] | PipelineConfig) -> list
         newer = _newer_upstream(p, stage)
         if not p.done(stage).is_file():
             why = "not done"
+        elif settings_changed(p, stage):  # first, as ``run`` judges it: a rerun from scratch
+            why = "stale: its settings changed"
         elif not finished(p, stage):
             why = "outputs missing"
-        elif settings_changed(p, stage):
-            why = "stale: its settings changed"
         elif newer is not None:
             why = f"stale: {newer} is newer"
         elif rerun:
@@ -188,7 +188,9 @@ def _run_locked(cfg: PipelineConfig, p: Paths, start: str | None, stop: str | No
         marker = p.done(stage)
         newer = _newer_upstream(p, stage)
         done = finished(p, stage)
-        changed = done and settings_changed(p, stage)
+        # a marker naming other settings is stale even where outputs are missing (more soup
+        # members asked of a finished training): rerun from scratch, not as a resume
+        changed = marker.is_file() and settings_changed(p, stage)
         if done and not (force or upstream_ran or changed) and newer is None:
             log.info("stage %s: done before (%s), skipped", stage, marker)
             statuses.append(StageStatus(stage, "skipped"))

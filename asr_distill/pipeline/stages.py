@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..jsonl import atomic_write_text
 from ..proc import tie_to_parent
-from .config import ConfigError
+from .config import MEMBER_SEED_STEP, ConfigError
 from .datacard import write_data_card
-from .layout import Paths, best_checkpoint, export_checkpoint, stage_seconds
+from .layout import MEMBER_DONE, Paths, best_checkpoint, export_checkpoint, stage_seconds
 
 if TYPE_CHECKING:
     from ..label import LabelStats
@@ -115,24 +115,55 @@ def _stage_review(p: Paths) -> dict[str, Any]:
 
 
 def _stage_train(p: Paths) -> dict[str, Any]:
-    import yaml
-
+    """Train the student, or each member of a soup (``train.members``), each resumable on its own."""
     from ..student.config import student_config
 
-    cfg = student_config(
-        p.cfg.train.config, p.train_dir, p.training_manifest, p.cfg.label.teacher, p.cfg.train.overrides
-    )
-    atomic_write_text(p.train_yaml, yaml.safe_dump(cfg, sort_keys=False))
+    members = p.member_dirs
+    cache = None
+    for i, root in enumerate(members):
+        cfg = student_config(
+            p.cfg.train.config, root, p.training_manifest, p.cfg.label.teacher, p.cfg.train.overrides
+        )
+        cache = cache or cfg["data"]["cache_dir"]
+        if len(members) == 1:
+            _train(cfg, p.train_yaml, p.cfg.train.launcher)
+        elif not (root / MEMBER_DONE).is_file():  # a finished member is not resumed into more epochs
+            _train(member_config(cfg, i, cache), root / "student.yaml", p.cfg.train.launcher)
+            atomic_write_text(root / MEMBER_DONE, "")
+    notes = {"checkpoint": str(best_checkpoint(p.checkpoints)), "config": str(p.train_yaml)}
+    return notes | ({"members": [str(d) for d in members]} if len(members) > 1 else {})
+
+
+def member_config(cfg: dict[str, Any], i: int, cache_dir: str) -> dict[str, Any]:
+    """Soup member ``i``'s student config: its own seeds, the first member's feature cache.
+
+    Both seeds move: ``seed_everything`` and ``data.seed`` (batch order and augmented copies,
+    which decide most of how two runs differ; with only the first, two members can come out
+    the same).
+    """
+
+    def moved(seed: Any) -> int:
+        return (seed if isinstance(seed, int) and not isinstance(seed, bool) else 0) + MEMBER_SEED_STEP * i
+
+    data = {**cfg["data"], "cache_dir": cache_dir, "seed": moved(cfg["data"].get("seed"))}
+    return {**cfg, "seed_everything": moved(cfg.get("seed_everything")), "data": data}
+
+
+def _train(cfg: dict[str, Any], yaml_path: Path, launcher: list[str]) -> None:
+    """One training in a process of its own, from the config written to ``yaml_path``."""
+    import yaml
+
+    atomic_write_text(yaml_path, yaml.safe_dump(cfg, sort_keys=False))
     cmd = [
-        *p.cfg.train.launcher,
+        *launcher,
         sys.executable,
         "-m",
         "asr_distill.cli",
         "train",
         "--config",
-        str(p.train_yaml),
+        str(yaml_path),
     ]
-    log_path = p.train_dir / "train.log"
+    log_path = yaml_path.parent / "train.log"
     log.info("training: %s (log: %s)", shlex.join(cmd), log_path)
     # A process of its own: Lightning's global state and threads end with it, and a
     # crash leaves its checkpoints for the rerun to resume from.
@@ -147,7 +178,6 @@ def _stage_train(p: Paths) -> dict[str, Any]:
     if rc != 0:
         tail = "".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines(True)[-15:])
         raise RuntimeError(f"training failed (exit {rc}); see {log_path}; last lines:\n{tail}")
-    return {"checkpoint": str(best_checkpoint(p.checkpoints)), "config": str(p.train_yaml)}
 
 
 def _child_env() -> dict[str, str]:
@@ -157,10 +187,11 @@ def _child_env() -> dict[str, str]:
 
 
 def _stage_export(p: Paths) -> dict[str, Any]:
-    from ..student.export import export_ct2, export_whisper_pt, load_student_checkpoint, tokenizer_ct2_dir
+    from ..student.export import export_ct2, export_whisper_pt, load_student_soup, tokenizer_ct2_dir
 
-    ckpt = export_checkpoint(p.checkpoints, p.cfg.export.checkpoint)
-    module = load_student_checkpoint(ckpt, wise_alpha=p.cfg.export.wise_alpha)
+    ckpts = [export_checkpoint(d / "checkpoints", p.cfg.export.checkpoint) for d in p.member_dirs]
+    ckpt = ckpts[0]
+    module = load_student_soup(ckpts, wise_alpha=p.cfg.export.wise_alpha)
     judged = module.hparams.get("val_wise_alpha", 1.0)
     if p.cfg.export.checkpoint == "best" and judged != p.cfg.export.wise_alpha:
         log.warning(
@@ -172,6 +203,8 @@ def _stage_export(p: Paths) -> dict[str, Any]:
     desc = module.describe() | {"exported_from": str(ckpt.resolve())}
     out = export_whisper_pt(module.model, p.student_pt, desc, half=p.cfg.export.half)
     notes: dict[str, Any] = {"student": str(out), "checkpoint": str(ckpt), "wise_alpha": module.wise_alpha}
+    if len(ckpts) > 1:
+        notes["soup_of"] = [str(c) for c in ckpts]
     if p.cfg.export.ct2:
         side = tokenizer_ct2_dir(module)
         if side is None:

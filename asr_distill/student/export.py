@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -53,11 +54,46 @@ def load_student_checkpoint(ckpt: str | os.PathLike, map_location: str = "cpu", 
     with checkpoint_globals():
         module = StudentModule.load_from_checkpoint(str(ckpt), map_location=map_location, weights_only=True)
     module.merge_adapters()
+    return _wise(module, wise_alpha).eval()
+
+
+def _wise(module, wise_alpha: float):
+    """``module`` keeping ``wise_alpha`` of training's change (WiSE-FT), recorded in ``describe()``."""
     if wise_alpha != 1.0:
         moved = module.interpolate_to_start(wise_alpha)
         module.wise_alpha = wise_alpha
         log.info("kept %.2f of the training's change in %d tensors (WiSE-FT)", wise_alpha, moved)
-    return module.eval()
+    return module
+
+
+SOUP_KEYS = ("teacher", "init", "decoder_layers", "encoder_layers")  # what makes two students one start
+
+
+def load_student_soup(ckpts: Sequence[str | os.PathLike], map_location: str = "cpu", wise_alpha: float = 1.0):
+    """Students of one start trained on the same labels, averaged weight by weight, then WiSE-FT.
+
+    A uniform model soup: the first checkpoint's module with every weight the mean over all
+    of them (adapters merged first), ``describe()["soup_of"]`` naming them. One checkpoint is
+    ``load_student_checkpoint``.
+
+    Raises:
+        ValueError: no checkpoint, or students that did not start from the same model.
+    """
+    from .regularise import average_into
+
+    if not ckpts:
+        raise ValueError("a soup needs at least one checkpoint")
+    modules = [load_student_checkpoint(c, map_location) for c in ckpts]
+    first = modules[0]
+    for c, m in zip(ckpts[1:], modules[1:], strict=True):
+        differ = [k for k in SOUP_KEYS if m.hparams.get(k) != first.hparams.get(k)]
+        if differ:
+            raise ValueError(f"{c} did not start where {ckpts[0]} did ({', '.join(differ)} differ): no soup")
+    if len(modules) > 1:
+        average_into(first.model, [m.model for m in modules[1:]])
+        first.soup_of = [str(Path(c).resolve()) for c in ckpts]
+        log.info("averaged %d students (a uniform soup)", len(modules))
+    return _wise(first, wise_alpha).eval()
 
 
 def _default_alignment_heads(dims: ModelDimensions) -> torch.Tensor:

@@ -307,6 +307,7 @@ class StudentModule(L.LightningModule):
         self._val: list[tuple[str, str, str]] = []  # (validation set, reference, hypothesis)
         self.label_provenance: dict | None = None
         self.wise_alpha = 1.0  # the fraction of training's change kept at export (WiSE-FT)
+        self.soup_of: list[str] = []  # the checkpoints averaged into this one at export (a soup)
 
     def _setup_training(self, model: Whisper) -> None:
         """What trains, and the frozen references the anti-forgetting terms compare against.
@@ -384,6 +385,7 @@ class StudentModule(L.LightningModule):
             "training_config": dict(self.hparams),
             "label_provenance": self.label_provenance,
             "wise_alpha": self.wise_alpha,
+            "soup_of": self.soup_of,
         }
 
     # -- Lightning hooks --------------------------------------------------------------------

@@ -97,6 +97,31 @@ def _mix(model: torch.nn.Module, start: dict[str, torch.Tensor], alpha: float) -
     return moved
 
 
+def average_into(model: torch.nn.Module, others: list[torch.nn.Module]) -> int:
+    """Set each weight of ``model`` to the mean of its own and ``others``' (a uniform model soup).
+
+    Students fine-tuned from one start on the same labels stay in one basin, so their mean
+    is a model too; it keeps what they share and averages out what each seed's run did
+    alone. Returns how many tensors were averaged.
+
+    Raises:
+        ValueError: another model lacks a parameter or shapes it otherwise.
+    """
+    refs = [dict(o.named_parameters()) for o in others]
+    params = list(model.named_parameters())
+    for name, p in params:
+        for ref in refs:
+            if name not in ref or ref[name].shape != p.shape:
+                raise ValueError(f"cannot average: a student lacks {name} of shape {tuple(p.shape)}")
+    with torch.no_grad():
+        for name, p in params:
+            total = p.detach().clone()
+            for ref in refs:
+                total += ref[name].to(device=p.device, dtype=p.dtype)
+            p.copy_(total / (len(refs) + 1))
+    return len(params)
+
+
 def wise_swap_in(
     model: torch.nn.Module, start: dict[str, torch.Tensor], alpha: float
 ) -> dict[str, torch.Tensor]:
