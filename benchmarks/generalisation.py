@@ -304,8 +304,9 @@ def pipeline_config(
         overrides["trainer.max_time"] = max_time
     cfg["train"] = train | {"overrides": overrides}
     for stage, settings in (stage_overrides or {}).items():
-        if stage not in (*STAGE_OVERRIDES, "train"):  # train: its section's own keys (--members)
-            raise ValueError(f"stage overrides are for {', '.join(STAGE_OVERRIDES)}, not {stage!r}")
+        sections = (*STAGE_OVERRIDES, "train")  # train: its section's own keys (--members)
+        if stage not in sections:
+            raise ValueError(f"stage overrides are for {', '.join(sections)}, not {stage!r}")
         cfg[stage] = dict(cfg.get(stage) or {}) | dict(settings)
     return cfg
 

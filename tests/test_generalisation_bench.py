@@ -402,7 +402,12 @@ def test_a_variant_runs_beside_the_recipe_with_its_overrides(tmp_path):
         root,
         1,
         variant="wise",
-        stage_overrides={"export": quarter, "filter": written, "label": {"pack_s": 30}},
+        stage_overrides={
+            "export": quarter,
+            "filter": written,
+            "label": {"pack_s": 30},
+            "train": {"members": 3},
+        },
     )
     assert wise["export"]["wise_alpha"] == 0.25
     assert (plain.get("export") or {}).get("wise_alpha") != 0.25
@@ -412,8 +417,10 @@ def test_a_variant_runs_beside_the_recipe_with_its_overrides(tmp_path):
     built = config_from_dict(wise, base_dir=gen.RECIPES_DIR / "speechocean")
     assert built.export.wise_alpha == 0.25 and built.filter.normaliser == "whisper_basic"
     assert built.label.pack_s == 30 and (plain.get("label") or {}).get("pack_s") is None
-    with pytest.raises(ValueError, match="stage overrides are for label, filter, export"):
-        gen.pipeline_config("speechocean", "small", root, 1, variant="x", stage_overrides={"train": {}})
+    assert built.train.members == 3 and built.train.overrides["seed_everything"] == 1  # --members 3
+    assert config_from_dict(plain, base_dir=gen.RECIPES_DIR / "speechocean").train.members == 1
+    with pytest.raises(ValueError, match="stage overrides are for label, filter, export, train"):
+        gen.pipeline_config("speechocean", "small", root, 1, variant="x", stage_overrides={"evaluate": {}})
 
 
 def test_a_variant_is_compared_with_the_recipes_student_of_its_seed(tmp_path):

@@ -5,6 +5,10 @@ as a CTranslate2 folder that faster_whisper.WhisperModel opens; with --onnx as a
 (encoder + decoder with a key/value cache) that onnxruntime runs; with --ggml as a whisper.cpp
 model file. Each carries the student's self-description (tokenizer, normaliser, window policy,
 training config, label provenance), and asr-distill evaluate takes each as a model.
+
+Several checkpoints (students of one start trained on the same labels with other seeds) are
+averaged weight by weight first, a uniform model soup; --wise-alpha then mixes the soup with
+the starting model. The pipeline's train.members does both for a run.
 """
 
 from __future__ import annotations
