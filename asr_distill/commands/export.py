@@ -90,10 +90,7 @@ def _cmd_export(args) -> int:
             raise SystemExit(f"error: checkpoint {ckpt} does not exist")
     for out, kind, inputs in _outputs(args):  # refuse before the (slow) load, then lock after it
         check_output(out, inputs=inputs, kind=kind, force=_force(args, out, kind))
-    try:
-        module = load_student_soup(ckpts, wise_alpha=args.wise_alpha)
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+    module = load_student_soup(ckpts, wise_alpha=args.wise_alpha)  # ValueError: one line, exit 2
     desc = module.describe() | {"exported_from": str(ckpts[0].resolve())}
     with ExitStack() as stack:
         for out, kind, inputs in _outputs(args):
