@@ -182,7 +182,7 @@ class ReviewConfig(ReviewOptions):
     edits: str | None = None
 
 
-MEMBER_SEED_STEP = 1000  # soup member i trains with seed_everything + this * i
+MEMBER_SEED_STEP = 1000  # soup member i trains with seed_everything and data.seed + this * i
 
 
 @dataclass(frozen=True)
