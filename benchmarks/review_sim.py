@@ -31,7 +31,7 @@ from pathlib import Path
 
 from asr_distill.jsonl import atomic_write_text
 from asr_distill.quality.filter import read_pseudo_labels
-from asr_distill.quality.review_queue import PAD_S
+from asr_distill.quality.review_queue import PAD, Pad
 from asr_distill.quality.review_sim import MODES, confidence_table, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,9 +59,12 @@ def cli(*argv: str) -> None:
 
 
 def opinion_file(d: Path, opinion: str) -> Path:
-    """Where ``MODEL[:BEAM]``'s labels of the subset go (tiny.en greedy keeps its old name: runs resume)."""
+    """Where ``MODEL[:BEAM]``'s labels of the subset go (tiny.en greedy keeps its old name: runs resume).
+
+    A checkpoint's labels are named after its file name, not its folder.
+    """
     model, _, beam = opinion.partition(":")
-    stem = model.replace(".", "_") + (f"_beam{beam}" if beam else "")
+    stem = Path(model).name.replace(".", "_") + (f"_beam{beam}" if beam else "")
     return d / f"{stem}.jsonl"
 
 
@@ -99,13 +102,13 @@ def prepare(
     return filtered
 
 
-def pad_sweep(labels, budgets: list[float], pads: list[float]) -> dict:
-    """Word review's ratio to utterance review at each budget with another pad either side of a run."""
+def pad_sweep(labels, budgets: list[float], pads: list[Pad]) -> dict:
+    """Word review's ratio to utterance review at each budget with other pads before and after a run."""
     base = [simulate(labels, "utterance", b).removed_per_min for b in budgets]
     out = {}
     for pad in pads:
         word = [simulate(labels, "word", b, pad=pad).removed_per_min for b in budgets]
-        out[f"{pad:g}"] = [round(w / u, 3) if u else None for w, u in zip(word, base, strict=True)]
+        out[str(pad)] = [round(w / u, 3) if u else None for w, u in zip(word, base, strict=True)]
     return out
 
 
@@ -119,7 +122,7 @@ def compare(labels, budgets: list[float]) -> dict:
     return {"budgets_min": budgets, "modes": rows, "ratio_word_vs_utterance": ratios}
 
 
-def evaluate(filtered: Path, pads: list[float] = ()) -> dict:
+def evaluate(filtered: Path, pads: list[Pad] = ()) -> dict:
     """The simulation on the kept labels and on all labels, at fixed budgets and the whole word queue.
 
     Each part also gets its word-confidence table (how often a word of each confidence is
@@ -158,10 +161,10 @@ def main(argv=None) -> int:
     )
     ap.add_argument(
         "--sweep-pad",
-        type=float,
+        type=Pad.parse,
         nargs="*",
         default=[],
-        help="also the word/utterance ratios with these seconds played either side of a run",
+        help="also the word/utterance ratios with these pads: SECONDS either side of a run, or BEFORE:AFTER",
     )
     ap.add_argument(
         "--opinion",
@@ -197,7 +200,7 @@ def main(argv=None) -> int:
         "teacher": "base (--word-timestamps)",
         "second_opinion": opinions[0],
         "opinions": list(opinions),
-        "pad_s": PAD_S,
+        "pad_s": PAD._asdict(),  # played before and after a doubtful run
         "ratio_word_vs_utterance_all": headline,
         "ratio_word_vs_utterance_kept": kept,  # the review stage's input: the filter's kept labels
         "corpora": corpora,

@@ -1,7 +1,7 @@
 """How far Whisper's word timestamps sit from where the words are: the pad a review span needs.
 
-The review page plays each doubtful word padded by ``review_queue.PAD_S`` either side, so the
-pad must cover the error of the word's timing. Piper speech has known word boundaries: the
+The review page plays each doubtful word padded by ``review_queue.PAD`` (seconds before and
+after it), so the pad must cover the error of the word's timing. Piper speech has known word boundaries: the
 voice's own phoneme durations (``include_alignments``, which patches the ONNX model in memory)
 place every phoneme, so each word runs from its first phoneme's start to its last phoneme's
 end. The read prompts of the speechocean762 pool (the text of the review benchmark's pool)
@@ -13,7 +13,8 @@ one (the rest are counted, not used). For each word:
 - ``end_early``: the true end minus Whisper's end (> 0: the span stops early);
 - ``pad_needed``: ``max(start_late, end_early, 0)``, the least pad that plays the whole word.
 
-``coverage`` is the share of words a pad plays whole, at each pad of ``--pads``. Synthetic
+``coverage`` is the share of words a pad plays whole, at each pad of :data:`PADS`: ``"0.3"``
+is 0.3 s either side, ``"0:0.3"`` none before and 0.3 s after. Synthetic
 speech is clean and steady: on real accented or children's speech Whisper's timings are
 unlikely to be closer, so read the figures as a floor for the pad.
 
@@ -34,12 +35,15 @@ from pathlib import Path
 import numpy as np
 
 from asr_distill.jsonl import atomic_write_text
+from asr_distill.quality.review_queue import PAD, Pad
 
 ROOT = Path(__file__).resolve().parents[1]
 POOL = ROOT.parent / "shared" / "data" / "speechocean762" / "pool.jsonl"
 RESULTS = ROOT / "benchmarks" / "results" / "word_boundaries.json"
 WORK = ROOT / ".cache" / "bench_word_boundaries"
-PADS = (0.0, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
+PADS = tuple(Pad(x, x) for x in (0.0, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)) + tuple(
+    Pad(b, a) for b in (0.0, 0.05) for a in (0.2, 0.25, 0.3, 0.35, 0.4)
+)
 # Piper's phonemes that are not part of a word: word gaps, pauses, sentence start and end
 _NOT_WORD = {" ", "^", "$", *string.punctuation}
 
@@ -116,6 +120,11 @@ def errors(labels, texts: dict[str, str], spans: dict[str, list]) -> tuple[np.nd
     return np.asarray(rows, dtype=float).reshape(-1, 2), counts
 
 
+def played(err: np.ndarray, pad: Pad) -> np.ndarray:
+    """Which words ``pad`` plays whole: starts late by at most ``before``, ends early by at most ``after``."""
+    return (err[:, 0] <= pad.before + 1e-9) & (err[:, 1] <= pad.after + 1e-9)
+
+
 def summary(err: np.ndarray, pads=PADS) -> dict:
     """Percentiles of each error and the share of words each pad plays whole."""
     need = np.maximum(err.max(axis=1), 0.0)
@@ -128,7 +137,7 @@ def summary(err: np.ndarray, pads=PADS) -> dict:
         "start_late": pct(err[:, 0]),
         "end_early": pct(err[:, 1]),
         "pad_needed": pct(need) | {"max": round(float(need.max()), 3)},
-        "coverage": {f"{p:g}": round(float((need <= p + 1e-9).mean()), 4) for p in pads},
+        "coverage": {str(p): round(float(played(err, p).mean()), 4) for p in pads},
     }
 
 
@@ -143,7 +152,6 @@ def main() -> None:
         print(f"skipped: the speechocean762 pool is not at {args.pool} (it sits in ../shared)")
         return
     from asr_distill.label import LabelRun, label
-    from asr_distill.quality.review_queue import PAD_S
     from asr_distill.records import TeacherLabel
     from asr_distill.teacher import load_teacher
     from asr_distill.teacher.options import LabelOptions
@@ -158,7 +166,7 @@ def main() -> None:
         "data": f"Piper (joe-us) reading every {args.every}th distinct speechocean762 pool prompt",
         **counts,
         **summary(err),
-        "review_pad_s": PAD_S,
+        "review_pad_s": PAD._asdict(),
         "command": "python " + " ".join(sys.argv),
     }
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")

@@ -11,6 +11,7 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from asr_distill.quality.filter import FilterConfig, filter_labels, read_labels, read_pseudo_labels
@@ -340,22 +341,43 @@ def test_written_timings_match_by_characters_or_give_up():
 
 
 def test_doubtful_words_spans_and_listening():
-    from asr_distill.quality.review_queue import PAD_S, queue_entry
+    from asr_distill.quality.review_queue import PAD, Pad, queue_entry
 
     timings = [(" enter", 0.2, 0.6), (" five", 0.7, 1.1), (" six", 1.2, 1.5), (" please", 2.6, 3.9)]
     p = _label("enter five six please", "enter nine six please", [0.9, 0.1, 0.3, 0.95], timings)
     e = queue_entry(p)
     assert [w.doubtful for w in e.words] == [False, True, True, False]
     assert e.runs == ((1, 2),) and e.expected_errors == pytest.approx(0.9 + 0.7)
-    assert e.listen == ((0.7 - PAD_S, 1.5 + PAD_S),) and e.listen_s == pytest.approx(0.8 + 2 * PAD_S)
+    before, after = PAD
+    assert e.listen == ((0.7 - before, 1.5 + after),) and e.listen_s == pytest.approx(0.8 + before + after)
+    wide = queue_entry(p, pad=Pad(0.25, 0.5))  # each side its own pad
+    assert wide.listen[0] == pytest.approx((0.45, 2.0)) and wide.listen_s == pytest.approx(1.55)
     untimed = queue_entry(_label("enter five six please", "x", [0.9, 0.1, 0.3, 0.95]))
     assert untimed.runs == ((1, 2),) and untimed.listen == ((0.0, 4.0),)  # no timings: the whole clip
-    two = queue_entry(_label("enter five six please", "x", [0.1, 0.9, 0.9, 0.2], timings))
-    assert two.listen == ((0.0, 0.6 + PAD_S), (2.6 - PAD_S, 4.0))  # padded, clipped to the clip
+    two = queue_entry(_label("enter five six please", "x", [0.1, 0.9, 0.9, 0.2], timings), pad=Pad(0.3, 0.3))
+    assert np.allclose(two.listen, ((0.0, 0.9), (2.3, 4.0)))  # padded, clipped to the clip
     whole = queue_entry(p, "utterance")
     assert whole.listen == ((0.0, 4.0),) and whole.expected_errors == pytest.approx(0.1 + 0.9 + 0.7 + 0.05)
     with pytest.raises(ValueError, match="unit"):
         queue_entry(p, "sentence")
+
+
+@pytest.mark.parametrize(
+    "text, pad",
+    [("0.3", (0.3, 0.3)), ("0:0.3", (0.0, 0.3)), ("0.05:1", (0.05, 1.0)), ("2", (2.0, 2.0))],
+)
+def test_a_pad_reads_as_seconds_or_before_after(text, pad):
+    from asr_distill.quality.review_queue import Pad
+
+    assert Pad.parse(text) == pad and Pad.parse(str(Pad.parse(text))) == pad
+
+
+@pytest.mark.parametrize("text", ["", "a", "0.3:", "-0.1", "0:0.3:1", "nan", "inf:0"])
+def test_a_bad_pad_is_refused_by_name(text):
+    from asr_distill.quality.review_queue import Pad
+
+    with pytest.raises(ValueError, match="BEFORE:AFTER"):
+        Pad.parse(text)
 
 
 def test_highlights_follow_a_corrected_text():
@@ -475,19 +497,20 @@ class MarkParser(PageParser):
 
 
 def test_simulated_reviewer_fixes_only_highlighted_words():
+    from asr_distill.quality.review_queue import Pad
     from asr_distill.quality.review_sim import simulate
 
     timings = [(" enter", 0.2, 0.6), (" five", 0.7, 1.1), (" six", 1.2, 1.5), (" please", 2.6, 3.9)]
     # "five" is wrong and doubtful; "now" is missing far from any highlight
     p = _label("enter five six please", "enter nine six now please", [0.9, 0.1, 0.9, 0.95], timings)
-    word = simulate([p], "word", 1.0, pad=0.5)
+    word = simulate([p], "word", 1.0, pad=Pad(0.5, 0.5))
     assert (word.errors_before, word.errors_removed, word.items) == (2, 1, 1)
     assert word.listened_min == pytest.approx((0.4 + 1.0) / 60, abs=1e-4)
     whole = simulate([p], "utterance", 1.0)
     assert (whole.errors_removed, whole.listened_min) == (2, round(4.0 / 60, 4))
     assert word.removed_per_min == pytest.approx(1 / (1.4 / 60), rel=1e-2)
     assert whole.removed_per_min == pytest.approx(2 / (4 / 60), rel=1e-2)
-    assert simulate([p], "word", 0.01, pad=0.5).items == 0  # 1.4 s does not fit in 0.6 s
+    assert simulate([p], "word", 0.01, pad=Pad(0.5, 0.5)).items == 0  # 1.4 s does not fit in 0.6 s
     with pytest.raises(ValueError, match="ref_text"):
         simulate([_label("a", None, [0.1])], "word", 1.0)
 

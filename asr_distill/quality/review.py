@@ -28,7 +28,7 @@ from .correct import Correction
 from .edits import ReviewEdit, read_edits, spreadsheet_cell
 from .filter import PseudoLabel, ReviewEntry, Verdict
 from .review_page import ReviewItem, render_html
-from .review_queue import PAD_S, QueueEntry, review_queue, run_interval
+from .review_queue import PAD, Pad, QueueEntry, review_queue, run_interval
 
 REJECT_REASON = "review_rejected"
 TSV_FIELDS = (
@@ -147,7 +147,7 @@ def audio_url(audio_filepath: str, page_dir: Path, offset: float, duration: floa
     return url
 
 
-def _item(e: QueueEntry, page_dir: Path, pad: float = PAD_S) -> ReviewItem:
+def _item(e: QueueEntry, page_dir: Path, pad: Pad = PAD) -> ReviewItem:
     """A queue entry as a page row: each doubtful run with the stretch of audio it plays."""
     p = e.label
     plays = []

@@ -8,7 +8,8 @@ confidence as the chance the word is right, a doubtful word carries ``1 - confid
 
 Listening is what a review costs, so the queue ranks labels by expected errors fixed per
 second of audio played: with word timings (``PseudoLabel.words``) a reviewer hears each
-run of doubtful words padded by :data:`PAD_S` either side; without them, the whole clip.
+run of doubtful words padded by :data:`PAD` (more after it than before); without them, the
+whole clip.
 Labels without word confidences follow, least confident first (the whole-utterance order).
 """
 
@@ -17,15 +18,40 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..records import PseudoLabel, WordTiming
 from .consensus import DOUBTFUL_CONFIDENCE, spoken_words
 
-# Seconds played either side of a doubtful run: enough to hear the whole word although
-# Whisper's word timing is off (benchmarks/word_boundaries.py, Piper speech with known word
-# boundaries: 0.3 s plays 99.5% of words whole or more, 0.2 s about 95%), and every second of
-# pad is listening time (0.3 s instead of 0.5 s: 15-25% more errors fixed per minute).
-PAD_S = 0.3
+
+class Pad(NamedTuple):
+    """Seconds played before and after a doubtful run (the pad of a span the page plays)."""
+
+    before: float
+    after: float
+
+    @classmethod
+    def parse(cls, text: str) -> Pad:
+        """``"0.3"`` (both sides) or ``"0:0.3"`` (before:after); a ValueError names the bad text."""
+        parts = text.split(":")
+        try:
+            values = [float(x) for x in parts]
+        except ValueError:
+            values = []
+        if len(values) not in (1, 2) or any(not math.isfinite(v) or v < 0 for v in values):
+            raise ValueError(f"a pad is SECONDS or BEFORE:AFTER seconds, >= 0; got {text!r}")
+        return cls(values[0], values[-1])
+
+    def __str__(self) -> str:
+        return f"{self.before:g}" if self.before == self.after else f"{self.before:g}:{self.after:g}"
+
+
+# Enough to hear the whole word although Whisper's word timing is off, and no more: every
+# second of pad is listening time. benchmarks/word_boundaries.py (Piper speech with known word
+# boundaries) finds Whisper's word spans start early (99% of starts) and end early (median
+# 0.06 s, 99th percentile 0.27 s): 0.05 s before a run and 0.3 s after it play 99.5% of words
+# whole, as 0.3 s either side did (99.6%), for 0.25 s less per run.
+PAD = Pad(0.05, 0.3)
 # "word": doubtful words, ranked by expected errors fixed per second of listening;
 # "utterance": whole clips, least confident first (review before word confidences existed).
 UNITS = ("word", "utterance")
@@ -181,17 +207,18 @@ def doubtful_runs(words: Sequence[LabelWord]) -> tuple[tuple[int, int], ...]:
 
 
 def run_interval(
-    words: Sequence[LabelWord], run: tuple[int, int], duration: float, pad: float = PAD_S
+    words: Sequence[LabelWord], run: tuple[int, int], duration: float, pad: Pad = PAD
 ) -> tuple[float, float] | None:
     """The padded stretch of the clip that holds ``run`` (None: a word of it has no timing)."""
     span = words[run[0] : run[1] + 1]
     if any(w.start is None for w in span):
         return None
-    return max(0.0, min(w.start for w in span) - pad), min(duration, max(w.end for w in span) + pad)
+    start, end = min(w.start for w in span), max(w.end for w in span)
+    return max(0.0, start - pad.before), min(duration, end + pad.after)
 
 
 def listening(
-    words: Sequence[LabelWord], runs: Sequence[tuple[int, int]], duration: float, pad: float = PAD_S
+    words: Sequence[LabelWord], runs: Sequence[tuple[int, int]], duration: float, pad: Pad = PAD
 ) -> tuple[tuple[float, float], ...]:
     """What a reviewer of ``runs`` hears: padded runs merged, or the whole clip when a run has no timing."""
     spans = [run_interval(words, r, duration, pad) for r in runs]
@@ -207,7 +234,7 @@ def listening(
 
 
 def queue_entry(
-    p: PseudoLabel, unit: str = "word", threshold: float = DOUBTFUL_CONFIDENCE, pad: float = PAD_S
+    p: PseudoLabel, unit: str = "word", threshold: float = DOUBTFUL_CONFIDENCE, pad: Pad = PAD
 ) -> QueueEntry:
     """One label as the queue holds it: the words highlighted and what reviewing them costs.
 
@@ -242,7 +269,7 @@ def review_queue(
     labels: Sequence[PseudoLabel],
     unit: str = "word",
     threshold: float = DOUBTFUL_CONFIDENCE,
-    pad: float = PAD_S,
+    pad: Pad = PAD,
 ) -> list[QueueEntry]:
     """Every label in the order to review it: the most expected errors fixed per second heard first.
 
@@ -255,7 +282,8 @@ def review_queue(
 
 
 __all__ = [
-    "PAD_S",
+    "Pad",
+    "PAD",
     "UNITS",
     "LabelWord",
     "QueueEntry",

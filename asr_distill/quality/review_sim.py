@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from ..normalise import get_normaliser
 from ..records import PseudoLabel
 from .consensus import DOUBTFUL_CONFIDENCE, NORMALISER, spoken_words
-from .review_queue import PAD_S, QueueEntry, review_queue, spoken_confidences
+from .review_queue import PAD, Pad, QueueEntry, review_queue, spoken_confidences
 
 MODES = ("utterance", "utterance_queue", "word")
 # Word-confidence bins of :func:`confidence_table` (lower edges; the last bin holds 1.0).
@@ -160,7 +160,7 @@ def simulate(
     budget_min: float,
     *,
     threshold: float = DOUBTFUL_CONFIDENCE,
-    pad: float = PAD_S,
+    pad: Pad = PAD,
 ) -> SimResult:
     """Review ``labels`` in ``mode`` until ``budget_min`` minutes of audio have been played.
 
