@@ -355,6 +355,20 @@ def test_the_training_config_counts_by_content_not_by_comments(tmp_path):
     assert stage_settings(config_from_dict(cfg), "train") != digest
 
 
+def test_the_review_pad_reruns_review_only_when_it_is_set(tmp_path):
+    from asr_distill.pipeline.layout import stage_settings
+
+    cfg = _config(tmp_path)
+    digest = stage_settings(config_from_dict(cfg), "review")
+    cfg["review"] = {**cfg.get("review", {}), "pad": None}  # added since: unset, finished runs stay finished
+    assert stage_settings(config_from_dict(cfg), "review") == digest
+    cfg["review"]["pad"] = "0.1:0.5"
+    assert stage_settings(config_from_dict(cfg), "review") != digest
+    cfg["review"]["pad"] = "0.1:"
+    with pytest.raises(ValueError, match="BEFORE:AFTER"):
+        config_from_dict(cfg)
+
+
 @pytest.mark.slow
 def test_forced_training_starts_over_instead_of_resuming(finished_run):
     cfg, _ = finished_run

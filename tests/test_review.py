@@ -423,11 +423,50 @@ def test_select_by_listening_budget():
         ReviewOptions(unit="sentence")
 
 
-def test_cli_units_are_the_queues():
-    from asr_distill.commands.review import UNITS
+def test_cli_units_and_pad_are_the_queues():
+    from asr_distill.commands import review
     from asr_distill.quality import review_queue
 
-    assert UNITS == review_queue.UNITS
+    assert review.UNITS == review_queue.UNITS
+    assert review.PAD == str(review_queue.PAD)
+
+
+def test_review_export_pad_sets_what_the_page_plays(timed_labels, tmp_path, capsys):
+    """``--pad`` widens every played span by what it adds; the report names it; a bad pad is refused."""
+    from asr_distill.cli import main
+    from asr_distill.jsonl import atomic_write_jsonl
+    from asr_distill.quality.review_queue import PAD
+
+    kept = tmp_path / "kept.jsonl"
+    atomic_write_jsonl(kept, timed_labels)
+    runs = {}
+    for name, extra in (("default", []), ("wide", ["--pad", "0.5:1"])):
+        out = tmp_path / name
+        assert main(["review", "export", str(kept), "--out", str(out), "--k", "4", *extra]) == 0
+        report = json.loads((out / "review_report.json").read_text())
+        runs[name] = (report, (out / "review.html").read_text())
+    assert runs["default"][0]["pad_s"] == PAD._asdict()
+    assert runs["wide"][0]["pad_s"] == {"before": 0.5, "after": 1.0}
+    assert runs["wide"][0]["listen_min"] > runs["default"][0]["listen_min"]
+    spans = {}  # (label id, run) -> the stretch played; the pad also moves labels in the queue's order
+    for name, (_, page) in runs.items():
+        parser = MarkParser()
+        parser.feed(page)
+        spans[name] = {
+            (row["data-id"], *r[:2]): tuple(r[2:])
+            for row in parser.row_attrs
+            for r in json.loads(row["data-runs"])
+        }
+    both = spans["default"].keys() & spans["wide"].keys()
+    assert both, "no run on both pages"
+    for run in both:
+        (a, b), (wa, wb) = spans["default"][run], spans["wide"][run]
+        assert wa == pytest.approx(max(0.0, a - 0.5 + PAD.before), abs=2e-3) and wb >= b
+        assert wb - wa > b - a
+    capsys.readouterr()
+    bad = ["review", "export", str(kept), "--out", str(tmp_path / "bad"), "--k", "4", "--pad", "-1"]
+    assert main(bad) == 2 and "BEFORE:AFTER" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()  # refused before the folder is made
 
 
 def test_page_highlights_exactly_the_doubtful_words_and_plays_their_spans(timed_labels, tmp_path):

@@ -14,6 +14,7 @@ from pathlib import Path
 from . import add_force, description, subcommand
 
 UNITS = ("word", "utterance")  # quality.review_queue.UNITS, spelled out so --help imports nothing heavy
+PAD = "0.05:0.3"  # quality.review_queue.PAD, likewise
 
 FORCE_HELP = "write into an existing --out folder that holds files this step did not write"
 KIND = "review_dir"
@@ -44,6 +45,12 @@ def add_parser(sub) -> None:
         help="word: highlight and play the doubtful words, ranked by expected errors fixed per second "
         "heard (needs filter --second; labels without word confidences come last); "
         "utterance: whole clips, least confident first",
+    )
+    e.add_argument(
+        "--pad",
+        help="seconds played around each doubtful run: SECONDS either side, or BEFORE:AFTER "
+        f"(default {PAD}: Whisper's word spans start early and end early; widen it where "
+        "word timings are worse)",
     )
     add_force(e, FORCE_HELP)
     i = subcommand(
@@ -79,7 +86,11 @@ def run_export(args) -> int:
     from ..quality.stage import ReviewOptions, run_review_export
 
     options = ReviewOptions(
-        k=args.k, band=tuple(args.band) if args.band else None, minutes=args.minutes, unit=args.unit
+        k=args.k,
+        band=tuple(args.band) if args.band else None,
+        minutes=args.minutes,
+        unit=args.unit,
+        pad=args.pad,
     )
     kept = _kept(args)
     with guard_output(args.out, inputs=[kept], kind=KIND, force=_force(args)):

@@ -219,7 +219,7 @@ def clear_stale(p: Paths, stage: str) -> None:
 # Keys that change how a stage runs, not what it writes: a change of these alone reruns nothing.
 _OPERATIONAL = frozenset({"progress", "threads", "workers", "device", "labels", "second_labels"})
 # Keys added after runs were made, left out of the digest at their default: those runs stay finished.
-_ADDED_DEFAULTS = {"members": 1}
+_ADDED_DEFAULTS = {"members": 1, "pad": None}
 
 
 def stage_settings(cfg: PipelineConfig, stage: str) -> str:

@@ -88,6 +88,7 @@ def select_entries(
     band: tuple[float, float] | None = None,
     minutes: float | None = None,
     unit: str = "word",
+    pad: Pad = PAD,
 ) -> list[QueueEntry]:
     """The head of the review queue: ``k`` labels, a score band, or a listening budget.
 
@@ -110,7 +111,7 @@ def select_entries(
         raise ValueError(f"minutes must be >= 0, got {minutes}")
     if band is not None:
         labels = [p for p in labels if p.score is not None and band[0] <= p.score < band[1]]
-    queue = review_queue(labels, unit)
+    queue = review_queue(labels, unit, pad=pad)
     if k is not None:
         return queue[:k]
     if band is not None:
@@ -221,19 +222,20 @@ def export_review(
     band: tuple[float, float] | None = None,
     minutes: float | None = None,
     unit: str = "word",
+    pad: Pad = PAD,
 ) -> ReviewExport:
     """Write ``review.tsv`` and ``review.html`` in ``out_dir`` for the head of the review queue.
 
     The review load is the audio of the exported clips, in minutes, per hour of ``labels``;
-    ``listen_min`` is what the page plays (for ``unit="word"``: the padded doubtful runs).
+    ``listen_min`` is what the page plays (for ``unit="word"``: the doubtful runs with ``pad``).
     """
     from ..jsonl import atomic_write_text
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    chosen = select_entries(labels, k=k, band=band, minutes=minutes, unit=unit)
+    chosen = select_entries(labels, k=k, band=band, minutes=minutes, unit=unit, pad=pad)
     selection = _selection(len(chosen), k, band, minutes, unit)
-    items = [_item(e, out) for e in chosen]
+    items = [_item(e, out, pad) for e in chosen]
     tsv, page = out / "review.tsv", out / "review.html"
     atomic_write_text(tsv, render_tsv(items))
     atomic_write_text(page, render_html(items, selection))

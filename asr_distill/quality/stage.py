@@ -28,7 +28,7 @@ from .edits import check_reviewer
 from .filter import FilterResult, PseudoLabel, filter_labels, read_labels, read_pseudo_labels
 from .filter_report import DEFAULT_REVIEW_FRACTION
 from .review import ReviewExport, ReviewImport, apply_review, export_review, read_edits
-from .review_queue import UNITS
+from .review_queue import PAD, UNITS, Pad
 from .rules import CONFIDENCE_RULE, MIN_AGREEMENT, FilterConfig, check_confidence_choice
 
 log = logging.getLogger(__name__)
@@ -256,6 +256,9 @@ class ReviewOptions:
             errors fixed per second of listening) or ``utterance`` (whole clips, least
             confident first).
         reviewer: who reviewed, for the audit (None: the name the review page saved).
+        pad: seconds the page plays around each doubtful run, ``SECONDS`` either side or
+            ``BEFORE:AFTER`` (None: :data:`~asr_distill.quality.review_queue.PAD`, measured
+            on speech with known word boundaries; widen it where word timings are worse).
     """
 
     k: int | None = None
@@ -263,6 +266,7 @@ class ReviewOptions:
     minutes: float | None = None
     unit: str = "word"
     reviewer: str | None = None
+    pad: str | None = None
 
     def __post_init__(self) -> None:
         if sum(x is not None for x in (self.k, self.band, self.minutes)) > 1:
@@ -271,6 +275,11 @@ class ReviewOptions:
             raise ValueError(f"unit must be one of {UNITS}, got {self.unit!r}")
         if self.minutes is not None and not self.minutes >= 0:
             raise ValueError(f"minutes must be >= 0, got {self.minutes}")
+        self.span_pad()  # a bad pad fails here, before any work
+
+    def span_pad(self) -> Pad:
+        """The pad as seconds before and after a run."""
+        return PAD if self.pad is None else Pad.parse(str(self.pad))
 
 
 def run_review_export(kept: Path, out: Path, options: ReviewOptions) -> ReviewExport:
@@ -286,8 +295,9 @@ def run_review_export(kept: Path, out: Path, options: ReviewOptions) -> ReviewEx
     if k is None and options.band is None and options.minutes is None:
         k = math.ceil(DEFAULT_REVIEW_FRACTION * len(labels))
     band = tuple(options.band) if options.band else None
-    r = export_review(labels, out, k=k, band=band, minutes=options.minutes, unit=options.unit)
-    report = {**r.__dict__, "kept": str(kept)}
+    pad = options.span_pad()
+    r = export_review(labels, out, k=k, band=band, minutes=options.minutes, unit=options.unit, pad=pad)
+    report = {**r.__dict__, "pad_s": pad._asdict(), "kept": str(kept)}
     atomic_write_text(Path(out) / "review_report.json", json.dumps(report, indent=1) + "\n")
     return r
 
