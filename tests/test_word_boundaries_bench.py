@@ -7,6 +7,7 @@ from types import SimpleNamespace as NS
 import numpy as np
 import pytest
 
+from asr_distill.quality.review_queue import Pad
 from asr_distill.testing.bench import load_benchmark
 
 wb = load_benchmark("word_boundaries")
@@ -50,6 +51,8 @@ def test_pad_needed_is_the_larger_miss_and_coverage_counts_whole_words():
     err, counts = wb.errors(labels, texts, truth)
     assert counts == {"prompts": 3, "matched": 1, "other_words": 2, "no_alignment": 0}
     assert err == pytest.approx(np.array([[-0.1, 0.2], [0.1, 0.0]]))
-    s = wb.summary(err, pads=(0.0, 0.1, 0.2))
+    pads = [Pad(x, x) for x in (0.0, 0.1, 0.2)] + [Pad(0.0, 0.2), Pad(0.1, 0.2)]
+    s = wb.summary(err, pads=pads)
     assert s["words"] == 2 and s["pad_needed"]["max"] == pytest.approx(0.2)
-    assert s["coverage"] == {"0": 0.0, "0.1": 0.5, "0.2": 1.0}
+    # the first word starts early and ends 0.2 s early; the second starts 0.1 s late
+    assert s["coverage"] == {"0": 0.0, "0.1": 0.5, "0.2": 1.0, "0:0.2": 0.5, "0.1:0.2": 1.0}
