@@ -303,8 +303,8 @@ def pipeline_config(
     if max_time is not None:
         overrides["trainer.max_time"] = max_time
     cfg["train"] = train | {"overrides": overrides}
+    sections = (*STAGE_OVERRIDES, "train")  # train: its section's own keys (--members)
     for stage, settings in (stage_overrides or {}).items():
-        sections = (*STAGE_OVERRIDES, "train")  # train: its section's own keys (--members)
         if stage not in sections:
             raise ValueError(f"stage overrides are for {', '.join(sections)}, not {stage!r}")
         cfg[stage] = dict(cfg.get(stage) or {}) | dict(settings)

@@ -11,7 +11,8 @@ one (the rest are counted, not used). For each word:
 
 - ``start_late``: Whisper's start minus the true start (seconds; > 0: the span begins late);
 - ``end_early``: the true end minus Whisper's end (> 0: the span stops early);
-- ``pad_needed``: ``max(start_late, end_early, 0)``, the least pad that plays the whole word.
+- ``pad_needed``: ``max(start_late, end_early, 0)``, the least pad either side that plays the
+  whole word (a pad of two sides plays it when each side covers its own miss).
 
 ``coverage`` is the share of words a pad plays whole, at each pad of :data:`PADS`: ``"0.3"``
 is 0.3 s either side, ``"0:0.3"`` none before and 0.3 s after. Synthetic
