@@ -1,6 +1,6 @@
 """The student's data switches for keeping general competence, each checked on the fixture clips.
 
-Waveform augmentation (speed, noise, reverb, telephone) on real AN4 audio; replay of
+Waveform augmentation (speed, pitch, noise, reverb, telephone) on real AN4 audio; replay of
 general-domain items at a ratio, marked in the batches; validation over named sets. The
 training tests run a few real steps with tiny.en as teacher and starting model.
 """
@@ -74,12 +74,30 @@ def test_telephone_removes_the_band_above_4khz(clip):
     assert high_share(clip) > 1e-3 and high_share(out) < 0.05 * high_share(clip)
 
 
+def test_pitch_raises_the_voice_by_a_ratio_in_range_and_keeps_the_tempo():
+    t = np.arange(16000 * 2) / 16000
+    tone = (0.3 * np.sin(2 * np.pi * 200 * t) * (t < 1)).astype(np.float32)  # 1 s of 200 Hz, 1 s silence
+    aug = WaveAugment(("pitch",), prob=1.0, pitch=(1.2, 1.3))
+    for seed in range(4):
+        out = aug(tone, random.Random(seed))
+        spectrum = np.abs(np.fft.rfft(out[:16000]))
+        peak = np.fft.rfftfreq(16000, 1 / 16000)[np.argmax(spectrum)]
+        assert peak in (240.0, 250.0), peak  # 6:5 or 5:4 of 200 Hz
+        assert len(out) == len(tone) and np.abs(out[16000 + 1600 :]).max() < 0.02  # the pause stays a pause
+    with pytest.raises(ValueError, match="pitch range"):
+        WaveAugment(("pitch",), pitch=(1.4, 1.5))
+
+
 def test_augment_signature_names_every_setting():
     base = WaveAugment(("noise", "speed"), 0.5)
     assert base.signature() == WaveAugment(("speed", "noise"), 0.5).signature()  # order is EFFECTS'
     others = [WaveAugment(("noise",), 0.5), WaveAugment(("noise", "speed"), 0.6)]
     others.append(WaveAugment(("noise", "speed"), 0.5, snr_db=(0.0, 10.0)))
     assert len({base.signature(), *(o.signature() for o in others)}) == 4
+    # the pitch range names the folder only where pitch is applied: older copies keep their folders
+    assert WaveAugment(("noise", "speed"), 0.5, pitch=(1.1, 1.2)).signature() == base.signature()
+    voiced = WaveAugment(("pitch",), 0.5)
+    assert voiced.signature() != WaveAugment(("pitch",), 0.5, pitch=(1.1, 1.2)).signature()
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,8 @@
 A student trained on clean read speech forgets how phones, rooms and noise sound. Each
 effect here is one small function on a 16 kHz clip ``(N,)``; ``WaveAugment`` chains the
 ones a config names, each with probability ``prob``, in the order sound travels: the
-talker's rate (speed), the room (reverb), the background (noise), the line (telephone).
+talker's rate (speed) and voice (pitch), the room (reverb), the background (noise), the
+line (telephone).
 
 Every random choice comes from the ``random.Random`` the caller passes, so the feature
 cache seeds one per (clip, copy) and a cached copy is the same waveform on every rerun.
@@ -16,6 +17,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -29,6 +31,10 @@ TELEPHONE_HIGH = (3100.0, 3600.0)
 MU_LAW_LEVELS = 256  # G.711's 8 bits
 SPEED_STEP = 0.05  # factors on a grid: 1.05 is a 21:20 resampling, 1.0734 would be a huge one
 NOISE_COLOURS = ("white", "pink", "brown")
+# Pitch factors as small-integer ratios (about 1, 2, 3, 4 and 5 semitones up): resampling by
+# 5:4 is quick, by 2**(4/12) it would be a huge filter (torchaudio's pitch_shift: seconds a clip).
+PITCH_RATIOS = (Fraction(17, 16), Fraction(9, 8), Fraction(6, 5), Fraction(5, 4), Fraction(4, 3))
+STFT_FFT, STFT_HOP = 512, 128
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,8 @@ class WaveAugment:
         speed: range of speed factors (1.1 is 10% faster, and 10% shorter).
         snr_db: range of signal-to-noise ratios for the generated noise.
         rt60_s: range of reverberation times of the synthetic rooms.
+        pitch: range of factors a voice's pitch and formants are raised by (``PITCH_RATIOS``
+            within it): one adult voice made to sound like women's and children's.
     """
 
     names: tuple[str, ...]
@@ -48,6 +56,7 @@ class WaveAugment:
     speed: tuple[float, float] = (0.9, 1.1)
     snr_db: tuple[float, float] = (5.0, 25.0)
     rt60_s: tuple[float, float] = (0.2, 0.8)
+    pitch: tuple[float, float] = (1.05, 1.35)
 
     def __post_init__(self):
         unknown = [n for n in self.names if n not in EFFECTS]
@@ -60,6 +69,10 @@ class WaveAugment:
         lo, hi = self.speed
         if not 0.5 <= lo <= hi <= 2.0:
             raise ValueError(f"augment speed range must lie within [0.5, 2.0], got {self.speed}")
+        if not pitch_ratios(*self.pitch):
+            raise ValueError(
+                f"augment pitch range {self.pitch} holds none of {[float(r) for r in PITCH_RATIOS]}"
+            )
 
     def __call__(self, audio: np.ndarray, rng: random.Random, max_samples: int | None = None) -> np.ndarray:
         """An augmented copy of ``audio`` ``(N,)``; speed changes never make it longer than ``max_samples``.
@@ -80,7 +93,7 @@ class WaveAugment:
     def signature(self) -> str:
         """Names the settings in the cache folder, so changed effects never reuse old copies."""
         names = "+".join(n for n in EFFECTS if n in self.names)
-        ranges = (self.speed, self.snr_db, self.rt60_s)
+        ranges = (self.speed, self.snr_db, self.rt60_s) + ((self.pitch,) if "pitch" in self.names else ())
         return f"{names}-p{self.prob:g}-" + "-".join(f"{lo:g}_{hi:g}" for lo, hi in ranges)
 
 
@@ -99,6 +112,29 @@ def speed(aug: WaveAugment, x: torch.Tensor, rng: random.Random, limit: float) -
     if factor == 1.0:
         return x
     return AF.speed(x, SAMPLE_RATE, factor)[0]
+
+
+def pitch_ratios(lo: float, hi: float) -> list[Fraction]:
+    """The ``PITCH_RATIOS`` within ``[lo, hi]``."""
+    return [r for r in PITCH_RATIOS if lo - 1e-9 <= r <= hi + 1e-9]
+
+
+def pitch(aug: WaveAugment, x: torch.Tensor, rng: random.Random, limit: float) -> torch.Tensor:
+    """A higher voice at the same tempo: stretched by the phase vocoder, then resampled shorter.
+
+    Resampling raises the pitch and the formants together, as a shorter vocal tract does
+    (vocal tract length perturbation, Jaitly and Hinton 2013, the usual aid for children's speech).
+    """
+    r = rng.choice(pitch_ratios(*aug.pitch))
+    n, window = x.shape[-1], torch.hann_window(STFT_FFT)
+    if n < STFT_FFT:
+        return x
+    spec = torch.stft(x, STFT_FFT, STFT_HOP, window=window, return_complex=True)
+    advance = torch.linspace(0, math.pi * STFT_HOP, spec.shape[-2])[..., None]
+    longer = AF.phase_vocoder(spec, 1 / float(r), advance)
+    y = torch.istft(longer, STFT_FFT, STFT_HOP, window=window, length=round(n * float(r)))
+    y = AF.resample(y, r.numerator, r.denominator)
+    return torch.nn.functional.pad(y, (0, max(0, n - y.shape[-1])))[..., :n]
 
 
 def coloured_noise(n: int, colour: str, gen: np.random.Generator) -> torch.Tensor:
@@ -154,7 +190,13 @@ def telephone(aug: WaveAugment, x: torch.Tensor, rng: random.Random, limit: floa
 
 Effect = Callable[[WaveAugment, torch.Tensor, random.Random, float], torch.Tensor]
 # Applied in this order: the talker, the room, the background, the line.
-EFFECTS: dict[str, Effect] = {"speed": speed, "reverb": reverb, "noise": noise, "telephone": telephone}
+EFFECTS: dict[str, Effect] = {
+    "speed": speed,
+    "pitch": pitch,
+    "reverb": reverb,
+    "noise": noise,
+    "telephone": telephone,
+}
 
 
 def wave_augment(names: Sequence[str] | None, prob: float) -> WaveAugment | None:

@@ -517,7 +517,7 @@ class StudentDataModule(L.LightningDataModule):
             so the student keeps what it knew; batches mark them in ``replay``.
         replay_ratio: replay items per epoch, as a share of the training items (0.2: one
             replay item for five in-domain ones), drawn afresh each epoch.
-        augment: waveform effects for training items (``augment.EFFECTS``: speed, noise,
+        augment: waveform effects for training items (``augment.EFFECTS``: speed, pitch, noise,
             reverb, telephone); validation is never augmented.
         augment_prob: chance each named effect is applied to a clip.
         val_manifests: more validation sets by name (e.g. general speech); ``val/wer`` is
