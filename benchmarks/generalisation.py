@@ -149,6 +149,24 @@ def copy_training(src: Path, dst: Path) -> list[str]:
     return copied
 
 
+def training_differences(donor: Path, cfg: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Train settings (overrides, members) where ``cfg`` and the donor run's recorded config differ.
+
+    A variant that only changes the export, started ``--train-from`` another variant, would
+    otherwise train again from the labels with the recipe's settings and report that training
+    under the variant's name; the caller refuses it instead.
+    """
+    recorded = json.loads((donor / "pipeline_config.json").read_text())["train"]
+    ours = dict(cfg.get("train") or {})
+    theirs = {**recorded.get("overrides", {}), "members": recorded.get("members", 1)}
+    mine = {**ours.get("overrides", {}), "members": ours.get("members", 1)}
+    return {
+        k: (theirs.get(k), mine.get(k))
+        for k in sorted(theirs.keys() | mine.keys())
+        if theirs.get(k) != mine.get(k)
+    }
+
+
 def prepare_data(recipe: str, size: str, root: Path) -> None:
     """Stage 0 of the recipe's run.sh (skipped there when done): pool, test and out-of-domain sets."""
     env = dict(os.environ)
@@ -760,6 +778,20 @@ def main(argv: list[str] | None = None) -> int:
     missing = []
     for recipe in args.recipes:
         root = Path(args.out_dir).resolve() / f"{recipe}-{args.size}"  # donors stay valid from any config dir
+        if args.train_from not in (None, "recipe") and not (
+            args.only_collect or overrides or "train" in stages
+        ):
+            for seed in args.seeds:  # an export variant: it must share the donor's training
+                donor = seed_dir(root, seed, args.train_from)
+                cfg = pipeline_config(
+                    recipe, args.size, root, seed, args.max_time, args.variant, None, stages
+                )
+                if (donor / "pipeline_config.json").is_file() and (diff := training_differences(donor, cfg)):
+                    ap.error(
+                        f"--train-from {args.train_from}: its training differs from this variant's "
+                        f"({', '.join(f'{k}: {a!r} there, {b!r} here' for k, (a, b) in diff.items())}); "
+                        "repeat its --train-override/--members, or this seed would train again"
+                    )
         if not args.only_collect:
             prepare_data(recipe, args.size, root)
         seeds = []

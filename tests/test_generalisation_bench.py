@@ -489,6 +489,38 @@ def test_an_export_variant_starts_from_another_variants_training(tmp_path):
     assert (dst / "train" / "feature_cache" / "clip.pt").samefile(cached)
 
 
+def test_an_export_variant_names_the_training_it_would_not_share(tmp_path):
+    """An export-only variant from another variant's seed must repeat that variant's training settings."""
+    root = tmp_path / "support-small"
+    lwf = {"model.lwf_weight": 1.0}
+    donor = gen.pipeline_config("support", "small", root, 0, variant="lwf1", train_overrides=lwf)
+    (root / "lwf1-seed0").mkdir(parents=True)
+    (root / "lwf1-seed0" / "pipeline_config.json").write_text(json.dumps(donor))
+    export = {"export": {"wise_alpha": 1.0}}
+    bare = gen.pipeline_config("support", "small", root, 0, variant="lwf1_w10", stage_overrides=export)
+    assert gen.training_differences(root / "lwf1-seed0", bare) == {"model.lwf_weight": (1.0, None)}
+    same = gen.pipeline_config("support", "small", root, 0, None, "lwf1_w10", lwf, export)
+    assert gen.training_differences(root / "lwf1-seed0", same) == {}
+    with pytest.raises(SystemExit):
+        gen.main(
+            [
+                "--recipes",
+                "support",
+                "--seeds",
+                "0",
+                "--variant",
+                "lwf1_w10",
+                "--train-from",
+                "lwf1",
+                "--export-override",
+                "wise_alpha=1.0",
+                "--out-dir",
+                str(tmp_path),
+            ]
+        )
+    assert not (root / "lwf1_w10-seed0").exists()
+
+
 def test_a_variant_can_be_paired_with_another_variant_instead_of_the_recipes_seed(tmp_path):
     """--compare-to: when a recipe's seedN folders hold an older setting, pair with the shipped one."""
     from asr_distill.evaluate.artefacts import save_transcription
