@@ -776,12 +776,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     recipes: dict[str, dict[str, Any]] = {}
     missing = []
+    export_variant = stages and not (overrides or "train" in stages)  # shares its donor's training
     for recipe in args.recipes:
         root = Path(args.out_dir).resolve() / f"{recipe}-{args.size}"  # donors stay valid from any config dir
-        if args.train_from not in (None, "recipe") and not (
-            args.only_collect or overrides or "train" in stages
-        ):
-            for seed in args.seeds:  # an export variant: it must share the donor's training
+        if args.train_from not in (None, "recipe") and export_variant and not args.only_collect:
+            for seed in args.seeds:  # a variant of later stages: it must share the donor's training
                 donor = seed_dir(root, seed, args.train_from)
                 cfg = pipeline_config(
                     recipe, args.size, root, seed, args.max_time, args.variant, None, stages
