@@ -4,10 +4,10 @@ The review page plays each doubtful word padded by ``review_queue.PAD`` (seconds
 after it), so the pad must cover the error of the word's timing. Piper speech has known word
 boundaries: the voice's own phoneme durations (``include_alignments``, which patches the ONNX
 model in memory) place every phoneme, so each word runs from its first phoneme's start to its
-last phoneme's end. The read prompts of the speechocean762 pool (the text of the review benchmark's pool)
-are synthesised and labeled by the teacher with ``word_timestamps``, as ``label
---word-timestamps`` does; a prompt counts where Whisper's words are the prompt's words one for
-one (the rest are counted, not used). For each word:
+last phoneme's end. The read prompts of the speechocean762 pool (the text of the review
+benchmark's pool) are synthesised and labeled by the teacher with ``word_timestamps``, as
+``label --word-timestamps`` does; a prompt counts where Whisper's words are the prompt's words
+one for one (the rest are counted, not used). For each word:
 
 - ``start_late``: Whisper's start minus the true start (seconds; > 0: the span begins late);
 - ``end_early``: the true end minus Whisper's end (> 0: the span stops early);
