@@ -419,8 +419,25 @@ def test_a_variant_runs_beside_the_recipe_with_its_overrides(tmp_path):
     assert built.label.pack_s == 30 and (plain.get("label") or {}).get("pack_s") is None
     assert built.train.members == 3 and built.train.overrides["seed_everything"] == 1  # --members 3
     assert config_from_dict(plain, base_dir=gen.RECIPES_DIR / "speechocean").train.members == 1
-    with pytest.raises(ValueError, match="stage overrides are for label, filter, export, train"):
-        gen.pipeline_config("speechocean", "small", root, 1, variant="x", stage_overrides={"evaluate": {}})
+    with pytest.raises(ValueError, match="stage overrides are for label, filter, export, evaluate, train"):
+        gen.pipeline_config("speechocean", "small", root, 1, variant="x", stage_overrides={"report": {}})
+
+
+def test_an_evaluate_variant_scores_on_a_bigger_set_and_keeps_the_others(tmp_path):
+    root = tmp_path / "support-small"
+    whole = gen.parse_overrides(["sets={speechocean762: '{out}/data/ood/all.jsonl'}"], "--evaluate-override")
+    plain = gen.pipeline_config("support", "small", root, 0)
+    cfg = gen.pipeline_config("support", "small", root, 0, variant="all", stage_overrides={"evaluate": whole})
+    shared = str(root.resolve())
+    assert cfg["evaluate"]["sets"]["speechocean762"] == f"{shared}/data/ood/all.jsonl"
+    assert cfg["evaluate"]["sets"]["an4"] == plain["evaluate"]["sets"]["an4"] == f"{shared}/data/ood/an4.jsonl"
+    assert plain["evaluate"]["sets"]["speechocean762"] == f"{shared}/data/ood/speechocean762.jsonl"
+    assert cfg["evaluate"]["normaliser"] == gen.NORMALISER and cfg["train"] == plain["train"]
+    assert whole == {"sets": {"speechocean762": "{out}/data/ood/all.jsonl"}}  # the caller's dict is untouched
+    with pytest.raises(ValueError, match="cannot change it"):
+        gen.pipeline_config(
+            "support", "small", root, 0, variant="x", stage_overrides={"evaluate": {"normaliser": "none"}}
+        )
 
 
 def test_a_variant_is_compared_with_the_recipes_student_of_its_seed(tmp_path):
