@@ -322,7 +322,7 @@ def pipeline_config(
     evaluate = dict(cfg.get("evaluate") or {})
     more_sets = (stage_overrides.get("evaluate") or {}).pop("sets", None) or {}
     if "normaliser" in (stage_overrides.get("evaluate") or {}):
-        raise ValueError(f"the bars are on the {NORMALISER} normaliser; an evaluate override cannot change it")
+        raise ValueError(f"the bars use the {NORMALISER} normaliser; an evaluate override cannot change it")
     sets = {k: str(v).replace("{out}", shared) for k, v in ((evaluate.get("sets") or {}) | more_sets).items()}
     models = dict(evaluate.get("models") or {})
     models.setdefault("tiny.en", "tiny.en")

@@ -430,7 +430,8 @@ def test_an_evaluate_variant_scores_on_a_bigger_set_and_keeps_the_others(tmp_pat
     cfg = gen.pipeline_config("support", "small", root, 0, variant="all", stage_overrides={"evaluate": whole})
     shared = str(root.resolve())
     assert cfg["evaluate"]["sets"]["speechocean762"] == f"{shared}/data/ood/all.jsonl"
-    assert cfg["evaluate"]["sets"]["an4"] == plain["evaluate"]["sets"]["an4"] == f"{shared}/data/ood/an4.jsonl"
+    an4 = f"{shared}/data/ood/an4.jsonl"
+    assert cfg["evaluate"]["sets"]["an4"] == plain["evaluate"]["sets"]["an4"] == an4
     assert plain["evaluate"]["sets"]["speechocean762"] == f"{shared}/data/ood/speechocean762.jsonl"
     assert cfg["evaluate"]["normaliser"] == gen.NORMALISER and cfg["train"] == plain["train"]
     assert whole == {"sets": {"speechocean762": "{out}/data/ood/all.jsonl"}}  # the caller's dict is untouched
