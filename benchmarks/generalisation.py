@@ -438,7 +438,8 @@ def against_recipe(variant_dir: Path, recipe_dir: Path) -> dict[str, Any]:
     """The variant's student against the recipe's own student of the same seed, set by set.
 
     Paired bootstrap over utterances (``evaluate``'s): ``p`` is the one-sided p that the
-    variant is not better, so p > 0.95 means significantly worse. Sets either side lacks are
+    variant is not better, so p > 0.95 means significantly worse. Sets either side lacks, and
+    sets the two decoded from other utterances (a variant scored on a bigger test set), are
     left out; an empty dict when the recipe's seed has not run.
     """
     from asr_distill.evaluate.bootstrap import paired_bootstrap
@@ -448,7 +449,7 @@ def against_recipe(variant_dir: Path, recipe_dir: Path) -> dict[str, Any]:
     for folder in sorted((variant_dir / "eval").glob("student*")):
         name = folder.name.partition("@")[2] or IN_DOMAIN
         ours, theirs = load_transcription(folder), load_transcription(recipe_dir / "eval" / folder.name)
-        if ours is None or theirs is None:
+        if ours is None or theirs is None or sorted(ours.ids) != sorted(theirs.ids):
             continue
         a, b = (
             score_utterances(t.refs, t.hyps, NORMALISER, ids=t.ids, durations=t.durations)

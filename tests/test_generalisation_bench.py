@@ -457,6 +457,11 @@ def test_a_variant_is_compared_with_the_recipes_student_of_its_seed(tmp_path):
     saved(tmp_path / "plain", "student", worse)
     saved(tmp_path / "variant", "student", refs)
     saved(tmp_path / "variant", "student@an4", refs)  # the recipe's seed has no an4 decoding
+    saved(tmp_path / "plain", "student@so", worse)
+    more = Transcription(
+        "student", "s.pt", 1, (*ids, "u40"), (*refs, "x"), (*refs, "x"), (2.0,) * 41, (None,) * 41, 82.0, 1.0
+    )
+    save_transcription(more, tmp_path / "variant" / "eval" / "student@so")  # a bigger set: not paired
     out = gen.against_recipe(tmp_path / "variant", tmp_path / "plain")
     assert set(out) == {"in_domain"}
     assert out["in_domain"]["variant"] == 0.0 and out["in_domain"]["recipe"] > 10  # one word in each
