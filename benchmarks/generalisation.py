@@ -320,8 +320,9 @@ def pipeline_config(
     cfg["data"] = cfg["data"] | {"train": str(pool_path(recipe, root, seed).resolve()), "test": test}
     stage_overrides = {stage: dict(settings) for stage, settings in (stage_overrides or {}).items()}
     evaluate = dict(cfg.get("evaluate") or {})
-    more_sets = (stage_overrides.get("evaluate") or {}).pop("sets", None) or {}
-    if "normaliser" in (stage_overrides.get("evaluate") or {}):
+    evaluate_changes = stage_overrides.get("evaluate", {})
+    more_sets = evaluate_changes.pop("sets", None) or {}
+    if "normaliser" in evaluate_changes:
         raise ValueError(f"the bars use the {NORMALISER} normaliser; an evaluate override cannot change it")
     sets = {k: str(v).replace("{out}", shared) for k, v in ((evaluate.get("sets") or {}) | more_sets).items()}
     models = dict(evaluate.get("models") or {})
