@@ -178,6 +178,20 @@ def test_every_labeling_option_of_the_cli_reaches_the_label_stage(tmp_path, monk
     assert config_from_dict(_config(tmp_path)).label.options() == LabelOptions()  # defaults: the CLI's
 
 
+def test_sampling_keys_mean_what_the_cli_flags_mean():
+    """``temperature``, ``best_of``: the teacher samples as ``label --temperature``; the second is greedy."""
+    from asr_distill.cli import build_parser
+    from asr_distill.commands.label import _options
+
+    args = build_parser().parse_args(
+        ["label", "in.jsonl", "--out", "o.jsonl", "--temperature", "0.7", "--best-of", "1"]
+    )
+    cfg = LabelConfig(temperature=[0.7], best_of=1)
+    assert cfg.options() == _options(args)
+    assert cfg.options().temperatures == (0.7,) and cfg.options().best_of == 1
+    assert cfg.options(greedy=True).temperatures == LabelOptions().temperatures
+
+
 def test_the_label_stage_packs_when_asked(tmp_path):
     """label.pack_s: the fixture clips, given one speaker, come back one label each from shared windows."""
     cfg = _config(tmp_path)

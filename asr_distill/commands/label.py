@@ -64,6 +64,22 @@ def add_parser(sub) -> None:
         "holds on a GPU (default: auto)",
     )
     p.add_argument("--beam-size", type=int, default=None, help="beam search width (default: greedy)")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="T",
+        help="sample at T instead of greedy decoding, e.g. the teacher at a temperature as a second "
+        "opinion for the filter's consensus (one value: no fallback; several: the fallback ladder; "
+        "default: greedy, then transcribe's ladder 0.2-1.0 where a check fails)",
+    )
+    p.add_argument(
+        "--best-of",
+        type=int,
+        default=5,
+        help="candidates sampled at each temperature, the likeliest kept (1: a plain sample; default 5)",
+    )
     p.add_argument("--language", default="en", help="language code, or 'auto' to detect per clip")
     p.add_argument(
         "--word-timestamps",
@@ -149,7 +165,10 @@ def _add_job_options(p) -> None:
         "threads each); resume with the same N",
     )
     p.add_argument(
-        "--seed", type=int, default=DEFAULT_SEED, help="seed for temperature-fallback sampling (per batch)"
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help="seed for sampling (--temperature and fallback; per batch)",
     )
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
     p.add_argument(
@@ -199,13 +218,16 @@ def _resolve_input(path: Path, out: Path, written: Path, force: bool) -> Path:
 
 
 def _options(args):
-    from ..teacher.options import ContextFloor, LabelOptions
+    from ..teacher.options import LabelOptions
 
-    return LabelOptions(
+    return LabelOptions.from_flags(
         beam_size=args.beam_size,
-        language=None if args.language == "auto" else args.language,
-        windows=ContextFloor(args.min_window, short=not args.full_context),
+        language=args.language,
+        min_window=args.min_window,
+        full_context=args.full_context,
         word_timestamps=args.word_timestamps,
+        temperature=args.temperature,
+        best_of=args.best_of,
     )
 
 

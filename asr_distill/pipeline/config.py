@@ -30,7 +30,6 @@ from ..teacher.options import (
     ENGINES,
     PRECISIONS,
     SHORT_WINDOWS_S,
-    ContextFloor,
     LabelOptions,
     check_batch_size,
 )
@@ -88,6 +87,8 @@ class LabelConfig:
     second: str | None = "tiny.en"
     batch_size: int | Literal["auto"] = AUTO_BATCH
     beam_size: int | None = None
+    temperature: list[float] | None = None
+    best_of: int = 5
     backend: Literal[BACKENDS] = "whisper"
     labels: str | None = None
     second_labels: str | None = None
@@ -117,17 +118,20 @@ class LabelConfig:
         """Decoding options as ``asr-distill label`` builds them from its flags.
 
         Args:
-            greedy: no beam search whatever ``beam_size`` says, and no word timings (the
-                second model).
+            greedy: no beam search or sampling whatever ``beam_size`` and ``temperature``
+                say, and no word timings (the second model).
 
         Raises:
             ValueError: from :class:`LabelOptions`, e.g. a ``min_window`` it has no step for.
         """
-        return LabelOptions(
+        return LabelOptions.from_flags(
             beam_size=None if greedy else self.beam_size,
-            language=None if self.language == "auto" else self.language,
-            windows=ContextFloor(self.min_window, short=not self.full_context),
+            language=self.language,
+            min_window=self.min_window,
+            full_context=self.full_context,
             word_timestamps=self.word_timestamps and not greedy,
+            temperature=None if greedy else self.temperature,
+            best_of=self.best_of,
         )
 
     def run(self, teacher: str, options: LabelOptions) -> LabelRun:

@@ -172,6 +172,34 @@ class LabelOptions:
         if self.best_of < 1:
             raise ValueError(f"best_of must be >= 1, got {self.best_of}")
 
+    @classmethod
+    def from_flags(
+        cls,
+        *,
+        beam_size: int | None = None,
+        language: str = "en",
+        min_window: float = DEFAULT_MIN_WINDOW_S,
+        full_context: bool = False,
+        word_timestamps: bool = False,
+        temperature: tuple[float, ...] | None = None,
+        best_of: int = 5,
+    ) -> LabelOptions:
+        """Options as ``asr-distill label`` and the pipeline's ``label`` keys name them.
+
+        ``language="auto"`` detects per clip. ``temperature`` works as ``whisper``'s CLI: one
+        value samples at it (the teacher at a temperature, a second opinion that differs from
+        greedy where the model is unsure), several are the fallback ladder; None keeps greedy
+        with transcribe's ladder.
+        """
+        return cls(
+            beam_size=beam_size,
+            best_of=best_of,
+            temperatures=tuple(temperature) if temperature is not None else cls.temperatures,
+            language=None if language == "auto" else language,
+            windows=ContextFloor(min_window, short=not full_context),
+            word_timestamps=word_timestamps,
+        )
+
     def token_cap(self, duration: float) -> int:
         """Most tokens an utterance of this length may produce before it counts as a loop."""
         cap = TOKENS_BASE + math.ceil(TOKENS_PER_S * duration)
