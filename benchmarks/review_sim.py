@@ -30,6 +30,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from asr_distill.jsonl import atomic_write_text
+from asr_distill.quality.consensus import DOUBTFUL_CONFIDENCE
 from asr_distill.quality.filter import read_pseudo_labels
 from asr_distill.quality.review_queue import PAD, Pad
 from asr_distill.quality.review_sim import MODES, confidence_table, simulate
@@ -58,14 +59,32 @@ def cli(*argv: str) -> None:
     subprocess.run(cmd, check=True)
 
 
+def parse_opinion(opinion: str) -> tuple[str, tuple[str, ...], str]:
+    """``MODEL``, ``MODEL:BEAM`` or ``MODEL@T[/SEED]`` as (model, ``label`` flags, file stem).
+
+    ``@T`` samples at temperature T, one plain sample per clip (``--best-of 1``), seeded
+    with SEED (default 0): several seeds are several opinions of the same model.
+    """
+    head, _, sampled = opinion.partition("@")
+    model, _, beam = head.partition(":")
+    stem = Path(model).name.replace(".", "_")
+    flags: tuple[str, ...] = ()
+    if beam:
+        flags, stem = ("--beam-size", beam), f"{stem}_beam{beam}"
+    if sampled:
+        t, _, seed = sampled.partition("/")
+        seed = seed or "0"
+        flags += ("--temperature", t, "--best-of", "1", "--seed", seed)
+        stem += f"_t{t}_s{seed}"
+    return model, flags, stem
+
+
 def opinion_file(d: Path, opinion: str) -> Path:
-    """Where ``MODEL[:BEAM]``'s labels of the subset go (tiny.en greedy keeps its old name: runs resume).
+    """Where an opinion's labels of the subset go (tiny.en greedy keeps its old name: runs resume).
 
     A checkpoint's labels are named after its file name, not its folder.
     """
-    model, _, beam = opinion.partition(":")
-    stem = Path(model).name.replace(".", "_") + (f"_beam{beam}" if beam else "")
-    return d / f"{stem}.jsonl"
+    return d / f"{parse_opinion(opinion)[2]}.jsonl"
 
 
 def prepare(
@@ -77,7 +96,8 @@ def prepare(
 ) -> Path:
     """Label (base with word timings, each second opinion) and filter; returns the filter's folder.
 
-    ``opinions`` are ``MODEL`` or ``MODEL:BEAM`` (beam search width): the first is what the
+    ``opinions`` are ``MODEL``, ``MODEL:BEAM`` (beam search width) or ``MODEL@T[/SEED]``
+    (a sample at temperature T, see :func:`parse_opinion`): the first is what the
     filter's agreement score compares with, all of them vote on each word's confidence.
     ``keep_at_least`` is the filter's retention floor (``--keep-at-least``), as a recipe sets it.
     Reruns resume.
@@ -92,9 +112,8 @@ def prepare(
     cli("label", str(manifest), "--out", str(base), "--model", "base", "--word-timestamps")
     seconds = []
     for opinion in opinions:
-        model, _, beam = opinion.partition(":")
+        model, extra, _ = parse_opinion(opinion)
         out = opinion_file(d, opinion)
-        extra = ("--beam-size", beam) if beam else ()
         cli("label", str(manifest), "--out", str(out), "--model", model, *extra)
         seconds += ["--second", str(out)]
     floor = () if keep_at_least is None else ("--keep-at-least", str(keep_at_least))
@@ -112,6 +131,19 @@ def pad_sweep(labels, budgets: list[float], pads: list[Pad]) -> dict:
     return out
 
 
+def threshold_sweep(labels, budgets: list[float], thresholds: list[float]) -> dict:
+    """Word review's ratio to utterance review at each budget with other doubtful-word thresholds.
+
+    Utterance review's order does not depend on the threshold; word review's queue does.
+    """
+    base = [simulate(labels, "utterance", b).removed_per_min for b in budgets]
+    out = {}
+    for t in thresholds:
+        word = [simulate(labels, "word", b, threshold=t).removed_per_min for b in budgets]
+        out[f"{t:g}"] = [round(w / u, 3) if u else None for w, u in zip(word, base, strict=True)]
+    return out
+
+
 def compare(labels, budgets: list[float]) -> dict:
     """Every mode at every budget, and word vs utterance removed-per-minute ratios."""
     rows = {m: [asdict(simulate(labels, m, b)) for b in budgets] for m in MODES}
@@ -122,12 +154,12 @@ def compare(labels, budgets: list[float]) -> dict:
     return {"budgets_min": budgets, "modes": rows, "ratio_word_vs_utterance": ratios}
 
 
-def evaluate(filtered: Path, pads: list[Pad] = ()) -> dict:
+def evaluate(filtered: Path, pads: list[Pad] = (), thresholds: list[float] = ()) -> dict:
     """The simulation on the kept labels and on all labels, at fixed budgets and the whole word queue.
 
     Each part also gets its word-confidence table (how often a word of each confidence is
-    wrong, and how many of the errors the queue can reach) and, with ``pads``, the ratios
-    at other pads.
+    wrong, and how many of the errors the queue can reach) and, with ``pads`` or
+    ``thresholds``, the ratios at other pads or doubtful-word thresholds.
     """
     kept = read_pseudo_labels(filtered / "kept.jsonl")
     every = kept + read_pseudo_labels(filtered / "dropped.jsonl")
@@ -146,6 +178,8 @@ def evaluate(filtered: Path, pads: list[Pad] = ()) -> dict:
         }
         if pads:
             out[name]["ratio_by_pad"] = pad_sweep(labels, budgets, pads)
+        if thresholds:
+            out[name]["ratio_by_threshold"] = threshold_sweep(labels, budgets, thresholds)
     return out
 
 
@@ -169,8 +203,17 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--opinion",
         action="append",
-        help="a second opinion, MODEL or MODEL:BEAM (repeatable; default tiny.en): the first is the "
-        "filter's agreement partner, all vote on each word's confidence",
+        help="a second opinion, MODEL, MODEL:BEAM or MODEL@TEMPERATURE[/SEED] (a plain sample; "
+        "repeatable; default tiny.en): the first is the filter's agreement partner, all vote on each "
+        "word's confidence",
+    )
+    ap.add_argument(
+        "--sweep-threshold",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also the word/utterance ratios with these doubtful-word thresholds (the queue's is "
+        f"{DOUBTFUL_CONFIDENCE:g})",
     )
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "review_sim")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "review_sim.json")
@@ -190,7 +233,7 @@ def main(argv=None) -> int:
         corpora[corpus] = {
             "every": every,
             "keep_at_least": floor or None,
-            **evaluate(filtered, args.sweep_pad),
+            **evaluate(filtered, args.sweep_pad, args.sweep_threshold),
         }
     headline = {c: r["all"]["ratio_word_vs_utterance"] for c, r in corpora.items()}
     kept = {c: r["kept"]["ratio_word_vs_utterance"] for c, r in corpora.items()}
@@ -201,6 +244,7 @@ def main(argv=None) -> int:
         "second_opinion": opinions[0],
         "opinions": list(opinions),
         "pad_s": PAD._asdict(),  # played before and after a doubtful run
+        "doubtful_below": DOUBTFUL_CONFIDENCE,  # a word's confidence under this is highlighted
         "ratio_word_vs_utterance_all": headline,
         "ratio_word_vs_utterance_kept": kept,  # the review stage's input: the filter's kept labels
         "corpora": corpora,

@@ -15,21 +15,23 @@ def test_each_opinion_is_labeled_once_and_all_vote_in_the_filter(tmp_path, monke
     monkeypatch.setitem(rs.POOLS, "an4", pool)
     calls = []
     monkeypatch.setattr(rs, "cli", lambda *argv: calls.append(argv))
-    filtered = rs.prepare("an4", 2, tmp_path / "work", 0.6, ("tiny.en", "base:5"))
+    filtered = rs.prepare("an4", 2, tmp_path / "work", 0.6, ("tiny.en", "base:5", "base@0.8/2"))
     d = tmp_path / "work" / "an4"
     assert len((d / "subset.jsonl").read_text().splitlines()) == 3
     labels = [c for c in calls if c[0] == "label"]
     assert [c[c.index("--out") + 1] for c in labels] == [
-        str(d / n) for n in ("base.jsonl", "tiny_en.jsonl", "base_beam5.jsonl")
+        str(d / n) for n in ("base.jsonl", "tiny_en.jsonl", "base_beam5.jsonl", "base_t0.8_s2.jsonl")
     ]
     assert labels[2][-2:] == ("--beam-size", "5") and "--beam-size" not in labels[1]
+    assert labels[3][-7:] == ("base", "--temperature", "0.8", "--best-of", "1", "--seed", "2")
     (filt,) = [c for c in calls if c[0] == "filter"]
     seconds = [filt[i + 1] for i, a in enumerate(filt) if a == "--second"]
     assert seconds == [
         str(d / "tiny_en.jsonl"),
         str(d / "base_beam5.jsonl"),
+        str(d / "base_t0.8_s2.jsonl"),
     ]  # the first is the agreement partner
-    assert filtered == d / "filtered_floor0.6_tiny_en+base_beam5"
+    assert filtered == d / "filtered_floor0.6_tiny_en+base_beam5+base_t0.8_s2"
     assert (
         rs.prepare("an4", 2, tmp_path / "work", 0.6) == d / "filtered_floor0.6"
     )  # the one-opinion run's folder
