@@ -87,6 +87,15 @@ def _config(tmp: Path) -> dict:
         ({"label": {"beam_size": 0}}, "label: beam_size must be >= 1"),
         ({"label": {"workers": 0}}, "label.workers: must be >= 1, got 0"),
         ({"label": {"pack_s": 45}}, "label.pack_s must be in (0, 30] seconds, got 45"),
+        (
+            {"label": {"opinions": [{"model": "base", "beam_size": 2, "temperature": [0.7]}]}},
+            "label: opinions[0]: beam search needs temperatures starting at 0.0",
+        ),
+        (
+            {"label": {"opinions": [{"model": "base", "beam_size": 5}, {"model": "base", "beam_size": 5}]}},
+            "label: opinions: the same decoding twice",
+        ),
+        ({"label": {"opinions": [{"modl": "base"}]}}, "unknown key label.opinions[0].modl"),
         ({"train": {"members": 0}}, "train.members must be a whole number >= 1, got 0"),
         ({"evaluate": {"sets": {"in_domain": "x.jsonl"}}}, "evaluate.sets: 'in_domain' cannot name a set"),
         ({"evaluate": {"sets": ["x.jsonl"]}}, "evaluate.sets: expected a mapping"),
@@ -190,6 +199,28 @@ def test_sampling_keys_mean_what_the_cli_flags_mean():
     assert cfg.options() == _options(args)
     assert cfg.options().temperatures == (0.7,) and cfg.options().best_of == 1
     assert cfg.options(greedy=True).temperatures == LabelOptions().temperatures
+
+
+def test_opinions_are_decoded_once_each_and_all_vote_in_the_filter(tmp_path):
+    """label.opinions: two samples of tiny.en at 1.0 (two seeds) label the pool; both vote in the filter."""
+    cfg = _config(tmp_path)
+    sample = {"model": "tiny.en", "temperature": [1.0], "best_of": 1}
+    cfg["label"] |= {"opinions": [sample | {"seed": 1}, sample | {"seed": 2}]}
+    result = run(cfg, stop="filter")
+    assert [s.status for s in result.stages] == ["ran", "ran"]
+    label_dir = tmp_path / "run" / "label"
+    files = [label_dir / f"opinion{i}_tiny_en_t1_best1_s{i + 1}.jsonl" for i in range(2)]
+    texts = []
+    for f in files:
+        rows = [json.loads(x) for x in f.read_text().splitlines()]
+        assert len(rows) == 8 and {d["temperature"] for d in rows} == {1.0}
+        texts.append([d["text"] for d in rows])
+    assert texts[0] != texts[1]  # another seed, another opinion
+    report = json.loads((tmp_path / "run" / "filter" / "filter_report.json").read_text())
+    assert report["second_labels"] == [str(f) for f in files]
+    kept = [json.loads(x) for x in (tmp_path / "run" / "filter" / "kept.jsonl").read_text().splitlines()]
+    assert kept and all(d["word_confidence"] for d in kept)  # the consensus of both, word by word
+    assert run(cfg, stop="filter").stages[0].status == "skipped"  # resumable like every stage
 
 
 def test_the_label_stage_packs_when_asked(tmp_path):

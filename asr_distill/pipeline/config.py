@@ -68,6 +68,33 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class Opinion:
+    """One more decoding of the pool that votes on the teacher's words, after ``second``.
+
+    ``model`` is a name or a checkpoint as ``teacher`` is; ``beam_size``, ``temperature``,
+    ``best_of`` and ``seed`` mean what ``asr-distill label``'s flags mean, so the teacher
+    with beam search is ``{model: base, beam_size: 5}`` and the teacher at a temperature
+    ``{model: base, temperature: [0.7], best_of: 1, seed: 1}`` (another seed, another
+    opinion). Every opinion decodes with the label stage's other settings.
+    """
+
+    model: str
+    beam_size: int | None = None
+    temperature: list[float] | None = None
+    best_of: int = 5
+    seed: int = 0
+
+    def stem(self) -> str:
+        """A file name that tells opinions apart: model, beam, temperature and seed."""
+        name = Path(self.model).name.replace(".", "_")
+        if self.beam_size:
+            name += f"_beam{self.beam_size}"
+        if self.temperature is not None:
+            name += "_t" + "-".join(f"{t:g}" for t in self.temperature) + f"_best{self.best_of}_s{self.seed}"
+        return name
+
+
+@dataclass(frozen=True)
 class LabelConfig:
     """The teacher, an optional second model, and how both decode.
 
@@ -80,7 +107,9 @@ class LabelConfig:
     ``--no-progress`` (off here: a pipeline's log is read later). The second model decodes
     with the same settings, greedily. ``--shard`` has no key: label shards apart and name
     the merged file in ``labels``. ``pack_s`` (``--pack-s``) packs the teacher's and the second
-    model's windows alike, so their agreement compares like with like.
+    model's windows alike, so their agreement compares like with like. ``opinions`` are more
+    decodings of the pool (:class:`Opinion`) that vote on each word with the second model's:
+    the consensus confidence the filter's ``consensus_*`` scores and the review queue read.
     """
 
     teacher: str = DEFAULT_TEACHER
@@ -108,9 +137,18 @@ class LabelConfig:
     engine: Literal[ENGINES] = "local"
     ray_address: str | None = None
     pack_s: float | None = None
+    opinions: list[Opinion] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         check_segmenting(self.segmenter, self.segment_s, self.cut_pause_s)
+        stems = [o.stem() for o in self.opinions]
+        if len(set(stems)) != len(stems):
+            raise ValueError(f"opinions: the same decoding twice ({stems}); give each another seed")
+        for i, opinion in enumerate(self.opinions):
+            try:
+                self.opinion_options(opinion)
+            except ValueError as e:
+                raise ValueError(f"opinions[{i}]: {e}") from None
         if self.pack_s is not None and not 0 < self.pack_s <= MAX_SEGMENT_S:
             raise ValueError(f"label.pack_s must be in (0, {MAX_SEGMENT_S:g}] seconds, got {self.pack_s}")
 
@@ -134,7 +172,18 @@ class LabelConfig:
             best_of=self.best_of,
         )
 
-    def run(self, teacher: str, options: LabelOptions) -> LabelRun:
+    def opinion_options(self, opinion: Opinion) -> LabelOptions:
+        """How ``opinion`` decodes: these settings with its beam, temperature and best-of, no word timings."""
+        return dataclasses.replace(
+            self,
+            beam_size=opinion.beam_size,
+            temperature=opinion.temperature,
+            best_of=opinion.best_of,
+            word_timestamps=False,
+            opinions=[],
+        ).options()
+
+    def run(self, teacher: str, options: LabelOptions, seed: int | None = None) -> LabelRun:
         """How ``teacher`` labels the pool with ``options``: these settings as a :class:`LabelRun`.
 
         Raises:
@@ -147,7 +196,7 @@ class LabelConfig:
             self.backend,
             options,
             self.batch_size,
-            seed=self.seed,
+            seed=self.seed if seed is None else seed,
             progress=self.progress,
             device=self.device,
             precision=self.precision,
@@ -557,6 +606,7 @@ def _resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
             second=model(cfg.label.second) if cfg.label.second else None,
             labels=p(cfg.label.labels),
             second_labels=p(cfg.label.second_labels),
+            opinions=[r(o, model=model(o.model)) for o in cfg.label.opinions],
         ),
         filter=r(cfg.filter, lexicon=p(cfg.filter.lexicon)),
         review=r(cfg.review, edits=p(cfg.review.edits)),

@@ -69,9 +69,18 @@ class Paths:
         return self.label_dir / "second.jsonl" if self.cfg.label.second else None
 
     @property
+    def opinion_labels(self) -> list[Path]:
+        """Each of ``label.opinions``' decodings of the pool, in the config's order."""
+        return [
+            self.label_dir / f"opinion{i}_{o.stem()}.jsonl" for i, o in enumerate(self.cfg.label.opinions)
+        ]
+
+    @property
     def opinions(self) -> Path | list[Path] | None:
-        """What the filter weighs the teacher's labels against: here the second model's."""
-        return self.second
+        """What the filter weighs the teacher's labels against: the second model's, then the opinions'."""
+        if not self.cfg.label.opinions:
+            return self.second
+        return ([self.second] if self.second is not None else []) + self.opinion_labels
 
     @property
     def previous(self) -> Paths | None:
@@ -149,10 +158,15 @@ class RoundPaths(Paths):
         return self.label_dir / "labels.jsonl"
 
     @property
+    def opinion_labels(self) -> list[Path]:
+        """Round 1's decodings of ``label.opinions``."""
+        return self.first.opinion_labels
+
+    @property
     def opinions(self) -> list[Path]:
-        """The second model's labels first (pairwise scores read it), then each student's, oldest first."""
+        """The second model's labels first (pairwise scores read it), round 1's opinions, each student's."""
         students = [RoundPaths(self.cfg, j).student_labels for j in range(2, self.round_no + 1)]
-        return ([self.second] if self.second is not None else []) + students
+        return ([self.second] if self.second is not None else []) + self.opinion_labels + students
 
     @property
     def previous(self) -> Paths:

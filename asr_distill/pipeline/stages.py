@@ -53,24 +53,35 @@ def _stage_label(p: Paths) -> dict[str, Any]:
     if cfg.second and not cfg.second_labels:
         stats2 = label_pool(p, cfg.second, p.second, cfg.options(greedy=True), pack=True)
         notes["second"] = {"labels": str(p.second), "decoded": stats2.labeled, "rtfx": round(stats2.rtfx, 2)}
+    for opinion, out in zip(cfg.opinions, p.opinion_labels, strict=True):
+        stats3 = label_pool(p, opinion.model, out, cfg.opinion_options(opinion), pack=True, seed=opinion.seed)
+        notes.setdefault("opinions", []).append(
+            {"labels": str(out), "decoded": stats3.labeled, "rtfx": round(stats3.rtfx, 2)}
+        )
     return notes
 
 
 def label_pool(
-    p: Paths, teacher: str, out: Path, options: LabelOptions, backend: str | None = None, pack: bool = False
+    p: Paths,
+    teacher: str,
+    out: Path,
+    options: LabelOptions,
+    backend: str | None = None,
+    pack: bool = False,
+    seed: int | None = None,
 ) -> LabelStats | ParallelStats:
     """One model over the pool, as ``asr-distill label`` runs it with the same options.
 
     ``backend`` overrides ``label.backend`` (a student ``.pt`` decodes with openai-whisper's);
-    ``pack`` applies ``label.pack_s`` (the label stage's two models; a round's student decodes
-    each utterance alone).
+    ``pack`` applies ``label.pack_s`` (the label stage's models; a round's student decodes
+    each utterance alone); ``seed`` overrides ``label.seed`` (an opinion sampled at a temperature).
     """
     import dataclasses
 
     from ..label_job import label_job
 
     cfg = p.cfg.label
-    run = (dataclasses.replace(cfg, backend=backend) if backend else cfg).run(teacher, options)
+    run = (dataclasses.replace(cfg, backend=backend) if backend else cfg).run(teacher, options, seed)
     return label_job(p.cfg.data.train, out, run, cfg.placement(), pack_s=cfg.pack_s if pack else None)
 
 
