@@ -182,7 +182,7 @@ def round_paths(cfg: PipelineConfig, k: int) -> Paths:
 def stage_outputs(p: Paths, stage: str) -> list[Path]:
     """The files a finished stage must have left; a marker without them does not count."""
     return {
-        "label": [p.labels] + ([p.second] if p.second is not None else []),
+        "label": [p.labels] + ([p.second] if p.second is not None else []) + p.opinion_labels,
         "label_student": [p.label_dir / "labels.jsonl"],
         "filter": [p.filter_dir / "kept.jsonl", p.filter_dir / "filter_report.json"],
         "review": [p.review_dir / "kept.jsonl"] if p.cfg.review.edits else [],
