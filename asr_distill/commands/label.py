@@ -63,29 +63,7 @@ def add_parser(sub) -> None:
         help=f"clips per batch, or auto: {DEFAULT_BATCH_SIZE} on a CPU, as many as the free memory "
         "holds on a GPU (default: auto)",
     )
-    p.add_argument("--beam-size", type=int, default=None, help="beam search width (default: greedy)")
-    p.add_argument(
-        "--temperature",
-        type=float,
-        nargs="+",
-        default=None,
-        metavar="T",
-        help="sample at T instead of greedy decoding, e.g. the teacher at a temperature as a second "
-        "opinion for the filter's consensus (one value: no fallback; several: the fallback ladder; "
-        "default: greedy, then transcribe's ladder 0.2-1.0 where a check fails)",
-    )
-    p.add_argument(
-        "--best-of",
-        type=int,
-        default=5,
-        help="candidates sampled at each temperature, the likeliest kept (1: a plain sample; default 5)",
-    )
-    p.add_argument("--language", default="en", help="language code, or 'auto' to detect per clip")
-    p.add_argument(
-        "--word-timestamps",
-        action="store_true",
-        help="add each word's start, end and probability to the label (one more decoder pass)",
-    )
+    _add_decoding_options(p)
     p.add_argument(
         "--segmenter",
         choices=SEGMENTERS,
@@ -120,6 +98,33 @@ def add_parser(sub) -> None:
     )
     _add_speed_options(p)
     _add_job_options(p)
+
+
+def _add_decoding_options(p) -> None:
+    """How the teacher searches: beam, sampling, language, word timings."""
+    p.add_argument("--beam-size", type=int, default=None, help="beam search width (default: greedy)")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="T",
+        help="sample at T instead of greedy decoding, e.g. the teacher at a temperature as a second "
+        "opinion for the filter's consensus (one value: no fallback; several: the fallback ladder; "
+        "default: greedy, then transcribe's ladder 0.2-1.0 where a check fails)",
+    )
+    p.add_argument(
+        "--best-of",
+        type=int,
+        default=5,
+        help="candidates sampled at each temperature, the likeliest kept (1: a plain sample; default 5)",
+    )
+    p.add_argument("--language", default="en", help="language code, or 'auto' to detect per clip")
+    p.add_argument(
+        "--word-timestamps",
+        action="store_true",
+        help="add each word's start, end and probability to the label (one more decoder pass)",
+    )
 
 
 def _add_speed_options(p) -> None:
