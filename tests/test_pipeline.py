@@ -221,7 +221,7 @@ def test_opinions_are_decoded_once_each_and_all_vote_in_the_filter(tmp_path):
     kept = [json.loads(x) for x in (tmp_path / "run" / "filter" / "kept.jsonl").read_text().splitlines()]
     assert kept and all(d["word_confidence"] for d in kept)  # the consensus of both, word by word
     assert run(cfg, stop="filter").stages[0].status == "skipped"  # resumable like every stage
-    files[1].unlink()  # an opinion lost: the label stage decodes it again (and only it)
+    files[1].unlink()  # an opinion lost: the label stage runs again, the other files resume
     assert [s.status for s in run(cfg, stop="filter").stages] == ["ran", "ran"]
     assert [d["text"] for d in map(json.loads, files[1].read_text().splitlines())] == texts[1]  # seeded
 

@@ -7,6 +7,7 @@ This module imports neither torch nor whisper: the command line reads its consta
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, Protocol, runtime_checkable
 
@@ -181,12 +182,12 @@ class LabelOptions:
         min_window: float = DEFAULT_MIN_WINDOW_S,
         full_context: bool = False,
         word_timestamps: bool = False,
-        temperature: tuple[float, ...] | None = None,
+        temperature: Sequence[float] | None = None,
         best_of: int = 5,
     ) -> LabelOptions:
         """Options as ``asr-distill label`` and the pipeline's ``label`` keys name them.
 
-        ``language="auto"`` detects per clip. ``temperature`` works as ``whisper``'s CLI: one
+        ``language="auto"`` detects per clip. ``temperature`` works as ``transcribe``'s: one
         value samples at it (the teacher at a temperature, a second opinion that differs from
         greedy where the model is unsure), several are the fallback ladder; None keeps greedy
         with transcribe's ladder.
