@@ -19,6 +19,7 @@ from ..teacher.options import (
     AUTO_BATCH,
     BACKENDS,
     DEFAULT_BATCH_SIZE,
+    DEFAULT_BEST_OF,
     DEFAULT_MIN_WINDOW_S,
     DEFAULT_SEED,
     DEFAULT_TEACHER,
@@ -116,8 +117,9 @@ def _add_decoding_options(p) -> None:
     p.add_argument(
         "--best-of",
         type=int,
-        default=5,
-        help="candidates sampled at each temperature, the likeliest kept (1: a plain sample; default 5)",
+        default=DEFAULT_BEST_OF,
+        help="candidates sampled at each temperature, the likeliest kept (1: a plain sample; "
+        "default %(default)s)",
     )
     p.add_argument("--language", default="en", help="language code, or 'auto' to detect per clip")
     p.add_argument(

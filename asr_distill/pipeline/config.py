@@ -25,6 +25,7 @@ from ..quality.stage import FilterOptions, ReviewOptions
 from ..teacher.options import (
     AUTO_BATCH,
     BACKENDS,
+    DEFAULT_BEST_OF,
     DEFAULT_MIN_WINDOW_S,
     DEFAULT_TEACHER,
     ENGINES,
@@ -81,7 +82,7 @@ class Opinion:
     model: str
     beam_size: int | None = None
     temperature: list[float] | None = None
-    best_of: int = 5
+    best_of: int = DEFAULT_BEST_OF
     seed: int = 0
 
     def stem(self) -> str:
@@ -117,7 +118,7 @@ class LabelConfig:
     batch_size: int | Literal["auto"] = AUTO_BATCH
     beam_size: int | None = None
     temperature: list[float] | None = None
-    best_of: int = 5
+    best_of: int = DEFAULT_BEST_OF
     backend: Literal[BACKENDS] = "whisper"
     labels: str | None = None
     second_labels: str | None = None

@@ -26,6 +26,7 @@ DEFAULT_BATCH_SIZE = 8  # clips per batch on a CPU (the fastest size measured on
 AUTO_BATCH = "auto"  # a batch size chosen from free GPU memory (``teacher.batching``)
 MAX_AUTO_BATCH = 256  # measured on an H200: batch 512 was no faster (label_throughput_gpu)
 DEFAULT_SEED = 0  # temperature-fallback sampling seed (per batch, see label.batch_seed)
+DEFAULT_BEST_OF = 5  # candidates sampled at a temperature, the likeliest kept (transcribe's)
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class DecodePass:
     task: str = "transcribe"
     temperature: float = 0.0
     beam_size: int | None = None
-    best_of: int = 5
+    best_of: int = DEFAULT_BEST_OF
     max_tokens: int = 224
     entropy_alpha: float = ENTROPY_ALPHA
     timestamps: bool = True
@@ -142,7 +143,7 @@ class LabelOptions:
     """
 
     beam_size: int | None = None
-    best_of: int = 5
+    best_of: int = DEFAULT_BEST_OF
     temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     compression_ratio_threshold: float | None = 2.4
     logprob_threshold: float | None = -1.0
@@ -183,7 +184,7 @@ class LabelOptions:
         full_context: bool = False,
         word_timestamps: bool = False,
         temperature: Sequence[float] | None = None,
-        best_of: int = 5,
+        best_of: int = DEFAULT_BEST_OF,
     ) -> LabelOptions:
         """Options as ``asr-distill label`` and the pipeline's ``label`` keys name them.
 
