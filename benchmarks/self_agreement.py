@@ -1,0 +1,217 @@
+"""How often the 30 s teacher agrees with itself when the audio changes inaudibly.
+
+    python benchmarks/self_agreement.py [--test-first N] [--threads 2]
+
+The short-window bar asks a teacher decoding in a short window to write exactly the 30 s
+teacher's text on >= 97% of speechocean762 test and AN4 test (``short_window``). That target
+is only as steady as the 30 s teacher itself. This measures how steady: base in its full 30 s
+context (the reference, as ``short_window.py`` runs it) labels each test set again after
+changes a listener cannot hear, and each rerun's exact agreement with the reference (after
+Whisper's English normaliser) is the ceiling that changing the window has to live under:
+
+- ``shift_5ms``: 5 ms of digital silence before each clip (80 samples: half a mel hop, so
+  every spectrogram frame moves; the content is the same).
+- ``noise_60db``: white noise 60 dB below each clip's RMS (seeded by the clip's id).
+- ``batch_4``: the same audio in batches of 4 instead of 8 (only the floating-point order of
+  the batched products changes).
+- ``base_w20``: the shipped 20 s floor, in the same run, for scale.
+
+Every system decodes as the labeler does by default (greedy, temperature fallback seeded per
+batch, float32 encoder here), one after another on the same machine. WER against the
+references is reported too, so it shows whether a change moved accuracy or only written forms.
+Perturbed audio and labels are kept under ``runs/self_agreement/`` and resumed. Writes
+``benchmarks/results/self_agreement.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from asr_distill.audio import load_audio, write_wav
+from asr_distill.jsonl import atomic_write_text, read_jsonl
+from asr_distill.label import LabelRun, label_to_file
+from asr_distill.metrics import word_error_rate
+from asr_distill.teacher import load_teacher
+from asr_distill.teacher.options import FULL_CONTEXT, ContextFloor, LabelOptions
+from asr_distill.teacher.precision import machine
+from asr_distill.teacher.short_window import agreement
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+WORK = ROOT / "runs" / "self_agreement"
+RESULTS = ROOT / "benchmarks" / "results" / "self_agreement.json"
+REFERENCE = "full_30s"
+BAR = 0.97  # short_window's bar, for the verdict below
+SHIFT_SAMPLES = 80  # 5 ms at 16 kHz: half of the 10 ms mel hop
+NOISE_DB = 60.0
+EXAMPLES = 10
+
+
+def _shift(samples: np.ndarray, _: str) -> np.ndarray:
+    return np.concatenate([np.zeros(SHIFT_SAMPLES, np.float32), samples])
+
+
+def _noise(samples: np.ndarray, utt: str) -> np.ndarray:
+    rng = np.random.default_rng(zlib.crc32(utt.encode()))
+    rms = float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) or 1e-4
+    noise = rng.standard_normal(len(samples)) * rms * 10 ** (-NOISE_DB / 20)
+    return (samples + noise).astype(np.float32)
+
+
+PERTURB: dict[str, Callable[[np.ndarray, str], np.ndarray]] = {"shift_5ms": _shift, "noise_60db": _noise}
+
+
+def _subset(src: Path, first: int | None, out: Path) -> Path:
+    """The first ``first`` lines of ``src`` (all when None), with absolute audio paths and ids."""
+    lines = [json.loads(x) for x in src.read_text().splitlines() if x.strip()][: first or None]
+    for d in lines:
+        d["audio_filepath"] = str((src.parent / d["audio_filepath"]).resolve())
+        d.setdefault("id", d.get("utt_id") or Path(d["audio_filepath"]).stem)
+    atomic_write_text(out, "".join(json.dumps(d) + "\n" for d in lines))
+    return out
+
+
+def _perturbed(manifest: Path, name: str) -> Path:
+    """``manifest`` with every clip rewritten by ``PERTURB[name]`` (kept: a rerun writes none again)."""
+    out_dir = manifest.with_name(f"{manifest.stem}.{name}")
+    lines = []
+    for d in read_jsonl(manifest):
+        wav = out_dir / f"{d['id']}.wav"
+        if not wav.is_file():
+            write_wav(wav, PERTURB[name](load_audio(d["audio_filepath"]), d["id"]))
+        lines.append({**d, "audio_filepath": str(wav)})
+    out = out_dir.with_suffix(".jsonl")
+    atomic_write_text(out, "".join(json.dumps(d) + "\n" for d in lines))
+    return out
+
+
+def _label(manifest: Path, name: str, run: LabelRun, work: Path) -> tuple[Path, dict]:
+    """Label (resuming) into ``work``; RTFx kept from the run that labeled the whole file at once."""
+    out = work / f"{manifest.stem.split('.')[0]}.{name}.labels.jsonl"
+    timing = out.with_name(f"{out.stem}.timing.json")
+    if timing.is_file():
+        return out, json.loads(timing.read_text())
+    stats = label_to_file(manifest, out, run)
+    row = {"audio_s": round(stats.audio_s, 2), "wall_s": round(stats.wall_s, 2), "rtfx": round(stats.rtfx, 2)}
+    row["partial"] = stats.already_done > 0
+    atomic_write_text(timing, json.dumps(row, indent=2) + "\n")
+    print(f"{manifest.stem} {name}: {row}", flush=True)
+    return out, row
+
+
+def _systems(teacher, args) -> dict[str, tuple[str | None, LabelRun]]:
+    """Each system: the perturbation its audio gets (None: as recorded) and how it labels."""
+    full = LabelOptions(windows=FULL_CONTEXT)
+
+    def run(options: LabelOptions = full, batch: int = args.batch_size) -> LabelRun:
+        return LabelRun(teacher, options=options, batch_size=batch, precision=args.precision)
+
+    return {
+        REFERENCE: (None, run()),
+        "shift_5ms": ("shift_5ms", run()),
+        "noise_60db": ("noise_60db", run()),
+        "batch_4": (None, run(batch=4)),
+        "base_w20": (None, run(LabelOptions(windows=ContextFloor(20.0)))),
+    }
+
+
+def _measure(manifest: Path, systems: dict, work: Path) -> dict:
+    paths, timing = {}, {}
+    for name, (perturbation, run) in systems.items():
+        source = _perturbed(manifest, perturbation) if perturbation else manifest
+        paths[name], timing[name] = _label(source, name, run, work)
+    ref = {d["id"]: d for d in read_jsonl(paths[REFERENCE])}
+    out = {"utterances": len(ref), "agreement": {}, "wer": {}, "rtfx": timing, "examples": {}}
+    refs = [ref[i]["ref_text"] or "" for i in ref]
+    for name, path in paths.items():
+        labels = {d["id"]: d for d in read_jsonl(path)}
+        if name != REFERENCE:
+            a = agreement(paths[REFERENCE], path, "whisper_en")
+            out["agreement"][name] = a.to_dict()
+            out["examples"][name] = [
+                {"id": i, REFERENCE: ref[i]["text"], name: labels[i]["text"]} for i in a.differing[:EXAMPLES]
+            ]
+        hyps = [labels[i]["text"] for i in ref]
+        out["wer"][name] = {
+            n: round(word_error_rate(refs, hyps, n).wer, 2) for n in ("format_insensitive", "whisper_en")
+        }
+    return out
+
+
+def _args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--teacher", default="base")
+    ap.add_argument("--so762", type=Path, default=DATA / "speechocean762")
+    ap.add_argument("--an4", type=Path, default=DATA / "an4")
+    ap.add_argument("--test-first", type=int, default=None, help="test clips per set (default: all)")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--precision", default="fp32", help="encoder dtype for every labeling (default fp32)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--work", type=Path, default=WORK, help="perturbed audio and labels (resumed)")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = _args()
+    for d in (args.so762, args.an4):
+        if not (d / "test.jsonl").is_file():
+            sys.exit(f"{d / 'test.jsonl'} not found: this benchmark needs the shared speech data")
+    torch.set_num_threads(args.threads)
+    args.work.mkdir(parents=True, exist_ok=True)
+    teacher = load_teacher(args.teacher)
+    systems = _systems(teacher, args)
+    m = args.test_first or "all"
+    sets = {
+        "speechocean762": _subset(
+            args.so762 / "test.jsonl", args.test_first, args.work / f"so762_test.first-{m}.jsonl"
+        ),
+        "an4": _subset(args.an4 / "test.jsonl", args.test_first, args.work / f"an4_test.first-{m}.jsonl"),
+    }
+    measured = {name: _measure(path, systems, args.work) for name, path in sets.items()}
+    ceiling = {
+        name: max(r["agreement"][s]["fraction"] for s in ("shift_5ms", "noise_60db", "batch_4"))
+        for name, r in measured.items()
+    }
+    result = {
+        "reference": REFERENCE,
+        "normaliser": "whisper_en",
+        "agreement": {name: r["agreement"] for name, r in measured.items()},
+        "best_inaudible_agreement": ceiling,
+        "short_window_bar": BAR,
+        "bar_reachable_by_this_measure": {name: f >= BAR for name, f in ceiling.items()},
+        "whole_test_sets": args.test_first is None,
+        "wer": {name: r["wer"] for name, r in measured.items()},
+        "rtfx": {name: r["rtfx"] for name, r in measured.items()},
+        "test_sets": {name: r["utterances"] for name, r in measured.items()},
+        "examples": {name: r["examples"] for name, r in measured.items()},
+        "perturbations": {"shift_samples": SHIFT_SAMPLES, "noise_db_below_rms": NOISE_DB},
+        "teacher": {"name": teacher.name, "weights_sha256": teacher.weights_sha256},
+        "precision": args.precision,
+        "batch_size": args.batch_size,
+        "machine": machine(),
+        "command": "python " + " ".join(sys.argv),
+    }
+    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    print(
+        json.dumps(
+            {
+                "agreement": {
+                    n: {s: a["fraction"] for s, a in r["agreement"].items()} for n, r in measured.items()
+                }
+            }
+        )
+    )
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
