@@ -37,22 +37,18 @@ import torch
 
 from asr_distill.audio import load_audio, write_wav
 from asr_distill.jsonl import atomic_write_text, read_jsonl
-from asr_distill.label import LabelRun, label_to_file
-from asr_distill.metrics import word_error_rate
+from asr_distill.label import LabelRun
 from asr_distill.teacher import load_teacher
 from asr_distill.teacher.options import FULL_CONTEXT, ContextFloor, LabelOptions
 from asr_distill.teacher.precision import machine
-from asr_distill.teacher.short_window import agreement
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from short_window import BAR, DATA, REFERENCE, ROOT, compare, label_timed, subset  # noqa: E402  (one labeling and comparison)
+
 WORK = ROOT / "runs" / "self_agreement"
 RESULTS = ROOT / "benchmarks" / "results" / "self_agreement.json"
-REFERENCE = "full_30s"
-BAR = 0.97  # short_window's bar, for the verdict below
 SHIFT_SAMPLES = 80  # 5 ms at 16 kHz: half of the 10 ms mel hop
 NOISE_DB = 60.0
-EXAMPLES = 10
 
 
 def _shift(samples: np.ndarray, _: str) -> np.ndarray:
@@ -69,16 +65,6 @@ def _noise(samples: np.ndarray, utt: str) -> np.ndarray:
 PERTURB: dict[str, Callable[[np.ndarray, str], np.ndarray]] = {"shift_5ms": _shift, "noise_60db": _noise}
 
 
-def _subset(src: Path, first: int | None, out: Path) -> Path:
-    """The first ``first`` lines of ``src`` (all when None), with absolute audio paths and ids."""
-    lines = [json.loads(x) for x in src.read_text().splitlines() if x.strip()][: first or None]
-    for d in lines:
-        d["audio_filepath"] = str((src.parent / d["audio_filepath"]).resolve())
-        d.setdefault("id", d.get("utt_id") or Path(d["audio_filepath"]).stem)
-    atomic_write_text(out, "".join(json.dumps(d) + "\n" for d in lines))
-    return out
-
-
 def _perturbed(manifest: Path, name: str) -> Path:
     """``manifest`` with every clip rewritten by ``PERTURB[name]`` (kept: a rerun writes none again)."""
     out_dir = manifest.with_name(f"{manifest.stem}.{name}")
@@ -91,20 +77,6 @@ def _perturbed(manifest: Path, name: str) -> Path:
     out = out_dir.with_suffix(".jsonl")
     atomic_write_text(out, "".join(json.dumps(d) + "\n" for d in lines))
     return out
-
-
-def _label(manifest: Path, name: str, run: LabelRun, work: Path) -> tuple[Path, dict]:
-    """Label (resuming) into ``work``; RTFx kept from the run that labeled the whole file at once."""
-    out = work / f"{manifest.stem.split('.')[0]}.{name}.labels.jsonl"
-    timing = out.with_name(f"{out.stem}.timing.json")
-    if timing.is_file():
-        return out, json.loads(timing.read_text())
-    stats = label_to_file(manifest, out, run)
-    row = {"audio_s": round(stats.audio_s, 2), "wall_s": round(stats.wall_s, 2), "rtfx": round(stats.rtfx, 2)}
-    row["partial"] = stats.already_done > 0
-    atomic_write_text(timing, json.dumps(row, indent=2) + "\n")
-    print(f"{manifest.stem} {name}: {row}", flush=True)
-    return out, row
 
 
 def _systems(teacher, args) -> dict[str, tuple[str | None, LabelRun]]:
@@ -124,26 +96,13 @@ def _systems(teacher, args) -> dict[str, tuple[str | None, LabelRun]]:
 
 
 def _measure(manifest: Path, systems: dict, work: Path) -> dict:
+    """Label ``manifest`` (perturbed where a system asks) with every system; compare with the reference."""
     paths, timing = {}, {}
     for name, (perturbation, run) in systems.items():
         source = _perturbed(manifest, perturbation) if perturbation else manifest
-        paths[name], timing[name] = _label(source, name, run, work)
-    ref = {d["id"]: d for d in read_jsonl(paths[REFERENCE])}
-    out = {"utterances": len(ref), "agreement": {}, "wer": {}, "rtfx": timing, "examples": {}}
-    refs = [ref[i]["ref_text"] or "" for i in ref]
-    for name, path in paths.items():
-        labels = {d["id"]: d for d in read_jsonl(path)}
-        if name != REFERENCE:
-            a = agreement(paths[REFERENCE], path, "whisper_en")
-            out["agreement"][name] = a.to_dict()
-            out["examples"][name] = [
-                {"id": i, REFERENCE: ref[i]["text"], name: labels[i]["text"]} for i in a.differing[:EXAMPLES]
-            ]
-        hyps = [labels[i]["text"] for i in ref]
-        out["wer"][name] = {
-            n: round(word_error_rate(refs, hyps, n).wer, 2) for n in ("format_insensitive", "whisper_en")
-        }
-    return out
+        out = work / f"{manifest.stem.split('.')[0]}.{name}.labels.jsonl"
+        paths[name], timing[name] = label_timed(source, out, run)
+    return compare(paths, timing, REFERENCE)
 
 
 def _args() -> argparse.Namespace:
@@ -171,10 +130,10 @@ def main() -> None:
     systems = _systems(teacher, args)
     m = args.test_first or "all"
     sets = {
-        "speechocean762": _subset(
+        "speechocean762": subset(
             args.so762 / "test.jsonl", args.test_first, args.work / f"so762_test.first-{m}.jsonl"
         ),
-        "an4": _subset(args.an4 / "test.jsonl", args.test_first, args.work / f"an4_test.first-{m}.jsonl"),
+        "an4": subset(args.an4 / "test.jsonl", args.test_first, args.work / f"an4_test.first-{m}.jsonl"),
     }
     measured = {name: _measure(path, systems, args.work) for name, path in sets.items()}
     ceiling = {

@@ -47,12 +47,16 @@ REFERENCE = "full_30s"
 EXAMPLES = 10  # differing utterances shown per system, with both texts
 
 
-def _subset(src: Path, first: int | None, out: Path) -> Path:
-    """The first ``first`` lines of ``src`` (all when None), with absolute audio paths."""
-    lines = [json.loads(x) for x in src.read_text().splitlines() if x.strip()]
-    lines = lines[:first] if first else lines
+def subset(src: Path, first: int | None, out: Path) -> Path:
+    """The first ``first`` lines of ``src`` (all when None), with absolute audio paths.
+
+    Each line gets an explicit ``id`` (its ``utt_id``, else its audio file's stem), so copies
+    of the audio elsewhere (``self_agreement.py``) keep the ids.
+    """
+    lines = [json.loads(x) for x in src.read_text().splitlines() if x.strip()][: first or None]
     for d in lines:
         d["audio_filepath"] = str((src.parent / d["audio_filepath"]).resolve())
+        d.setdefault("id", d.get("utt_id") or Path(d["audio_filepath"]).stem)
     atomic_write_text(out, "".join(json.dumps(d) + "\n" for d in lines))
     return out
 
@@ -60,7 +64,7 @@ def _subset(src: Path, first: int | None, out: Path) -> Path:
 def _derived_teacher(parent: Teacher, args) -> tuple[Teacher, dict]:
     """The adapted teacher under ``WORK``: reused when its provenance matches, else adapted now."""
     n = args.adapt_first or "all"
-    pool = _subset(args.so762 / "pool.jsonl", args.adapt_first, WORK / f"pool.first-{n}.jsonl")
+    pool = subset(args.so762 / "pool.jsonl", args.adapt_first, WORK / f"pool.first-{n}.jsonl")
     data = targets(parent, pool, WORK / f"pool.first-{n}.targets.jsonl", precision=args.precision)
     config = AdaptConfig(
         window_s=10.0,
@@ -104,43 +108,49 @@ def _systems(parent: Teacher, derived: Teacher) -> dict[str, tuple[Teacher, Labe
     }
 
 
-def _label(manifest: Path, name: str, teacher: Teacher, options: LabelOptions, args) -> tuple[Path, dict]:
-    """Label (resuming) into ``WORK``; RTFx kept from the run that labeled the whole file at once."""
-    out = manifest.with_name(f"{manifest.stem}.{name}.jsonl")
+def label_timed(manifest: Path, out: Path, run: LabelRun) -> tuple[Path, dict]:
+    """Label ``manifest`` into ``out`` (resuming); RTFx kept from the run that labeled it all at once."""
     timing = out.with_name(f"{out.stem}.timing.json")
     if timing.is_file():
         return out, json.loads(timing.read_text())
-    run = LabelRun(teacher, options=options, batch_size=args.batch_size, precision=args.precision)
     stats = label_to_file(manifest, out, run)
     row = {"audio_s": round(stats.audio_s, 2), "wall_s": round(stats.wall_s, 2), "rtfx": round(stats.rtfx, 2)}
     row["partial"] = stats.already_done > 0  # a resumed run: the RTFx covers only what it labeled
     atomic_write_text(timing, json.dumps(row, indent=2) + "\n")
-    print(f"{manifest.stem} {name}: {row}", flush=True)
+    print(f"{manifest.stem} -> {out.name}: {row}", flush=True)
     return out, row
 
 
-def _measure(manifest: Path, systems: dict, args) -> dict:
-    """Agreement with the reference, WER against the transcripts, RTFx: per system, on one test set."""
-    paths, timing = {}, {}
-    for name, (teacher, options) in systems.items():
-        paths[name], timing[name] = _label(manifest, name, teacher, options, args)
-    ref = {d["id"]: d for d in read_jsonl(paths[REFERENCE])}
+def compare(paths: dict[str, Path], timing: dict[str, dict], reference: str = REFERENCE) -> dict:
+    """Agreement with ``paths[reference]``, WER against the transcripts, RTFx: per system, on one set."""
+    ref = {d["id"]: d for d in read_jsonl(paths[reference])}
     out = {"utterances": len(ref), "audio_s": round(sum(d["duration"] for d in ref.values()), 2)}
     out["agreement"], out["wer"], out["rtfx"], out["examples"] = {}, {}, timing, {}
+    refs = [ref[i]["ref_text"] or "" for i in ref]
     for name, path in paths.items():
         labels = {d["id"]: d for d in read_jsonl(path)}
-        if name != REFERENCE:
-            a = agreement(paths[REFERENCE], path, "whisper_en")
+        if name != reference:
+            a = agreement(paths[reference], path, "whisper_en")
             out["agreement"][name] = a.to_dict()
             out["examples"][name] = [
-                {"id": i, REFERENCE: ref[i]["text"], name: labels[i]["text"]} for i in a.differing[:EXAMPLES]
+                {"id": i, reference: ref[i]["text"], name: labels[i]["text"]} for i in a.differing[:EXAMPLES]
             ]
-        refs = [ref[i]["ref_text"] or "" for i in ref]
         hyps = [labels[i]["text"] for i in ref]
         out["wer"][name] = {
             n: round(word_error_rate(refs, hyps, n).wer, 2) for n in ("format_insensitive", "whisper_en")
         }
     return out
+
+
+def _measure(manifest: Path, systems: dict, args) -> dict:
+    """Label ``manifest`` with every system, then compare them with the 30 s teacher."""
+    paths, timing = {}, {}
+    for name, (teacher, options) in systems.items():
+        run = LabelRun(teacher, options=options, batch_size=args.batch_size, precision=args.precision)
+        paths[name], timing[name] = label_timed(
+            manifest, manifest.with_name(f"{manifest.stem}.{name}.jsonl"), run
+        )
+    return compare(paths, timing)
 
 
 def _args() -> argparse.Namespace:
@@ -172,10 +182,10 @@ def main() -> None:
     systems = _systems(parent, derived)
     m = args.test_first or "all"
     sets = {
-        "speechocean762": _subset(
+        "speechocean762": subset(
             args.so762 / "test.jsonl", args.test_first, WORK / f"so762_test.first-{m}.jsonl"
         ),
-        "an4": _subset(args.an4 / "test.jsonl", args.test_first, WORK / f"an4_test.first-{m}.jsonl"),
+        "an4": subset(args.an4 / "test.jsonl", args.test_first, WORK / f"an4_test.first-{m}.jsonl"),
     }
     measured = {name: _measure(path, systems, args) for name, path in sets.items()}
     fractions = {name: r["agreement"]["adapted_w10"]["fraction"] for name, r in measured.items()}
