@@ -102,7 +102,23 @@ def _measure(manifest: Path, systems: dict, work: Path) -> dict:
         source = _perturbed(manifest, perturbation) if perturbation else manifest
         out = work / f"{manifest.stem.split('.')[0]}.{name}.labels.jsonl"
         paths[name], timing[name] = label_timed(source, out, run)
-    return compare(paths, timing, REFERENCE)
+    result = compare(paths, timing, REFERENCE)
+    result["differing_both_greedy"] = _both_greedy(paths, result["agreement"])
+    return result
+
+
+def _both_greedy(paths: dict[str, Path], agreements: dict[str, dict]) -> dict[str, int]:
+    """Per system, how many differing utterances both decodings wrote greedily (no fallback sampling).
+
+    Fallback samples with a seed drawn from the batch's ids, so ``batch_4`` samples anew
+    where it falls back; a difference between two greedy decodings is the model's own.
+    """
+    temps = {name: {d["id"]: d.get("temperature") for d in read_jsonl(p)} for name, p in paths.items()}
+    ref = temps[REFERENCE]
+    return {
+        name: sum(ref[i] == 0.0 and temps[name][i] == 0.0 for i in a["differing"])
+        for name, a in agreements.items()
+    }
 
 
 def _args() -> argparse.Namespace:
@@ -145,6 +161,7 @@ def main() -> None:
         "normaliser": "whisper_en",
         "agreement": {name: r["agreement"] for name, r in measured.items()},
         "best_inaudible_agreement": ceiling,
+        "differing_both_greedy": {name: r["differing_both_greedy"] for name, r in measured.items()},
         "short_window_bar": BAR,
         "bar_reachable_by_this_measure": {name: f >= BAR for name, f in ceiling.items()},
         "whole_test_sets": args.test_first is None,
