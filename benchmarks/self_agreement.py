@@ -37,6 +37,8 @@ import numpy as np
 import torch
 
 from asr_distill.audio import load_audio, write_wav
+from asr_distill.evaluate.bootstrap import paired_bootstrap
+from asr_distill.evaluate.scoring import score_utterances
 from asr_distill.jsonl import atomic_write_text, read_jsonl
 from asr_distill.label import LabelRun
 from asr_distill.teacher import load_teacher
@@ -50,6 +52,7 @@ WORK = ROOT / "runs" / "self_agreement"
 RESULTS = ROOT / "benchmarks" / "results" / "self_agreement.json"
 SHIFT_SAMPLES = 80  # 5 ms at 16 kHz: half of the 10 ms mel hop
 NOISE_DB = 60.0
+NORMALISER = "format_insensitive"  # the WER deltas' (the bars' normaliser in the other issues)
 
 
 def _shift(samples: np.ndarray, _: str) -> np.ndarray:
@@ -106,7 +109,34 @@ def _measure(manifest: Path, systems: dict, work: Path) -> dict:
         paths[name], timing[name] = label_timed(source, out, run)
     result = compare(paths, timing, REFERENCE)
     result["differing_both_greedy"] = _both_greedy(paths, result["agreement"])
+    result["vs_reference"] = _vs_reference(paths)
     return result
+
+
+def _vs_reference(paths: dict[str, Path]) -> dict[str, dict]:
+    """Each system's WER against the reference decoding's, paired bootstrap over utterances.
+
+    An inaudible change that moves WER by as much as a compared setting does marks the
+    size of difference such a comparison cannot tell from the teacher's own noise.
+    """
+    texts = {name: {d["id"]: d for d in read_jsonl(p)} for name, p in paths.items()}
+    ref = texts[REFERENCE]
+    ids = list(ref)
+
+    def scores(name: str):
+        refs, hyps = [ref[i]["ref_text"] or "" for i in ids], [texts[name][i]["text"] for i in ids]
+        return score_utterances(refs, hyps, NORMALISER, ids=ids)
+
+    base, out = scores(REFERENCE), {}
+    for name in paths:
+        if name != REFERENCE:
+            c = paired_bootstrap(scores(name), base, names=(name, REFERENCE), normaliser=NORMALISER)
+            out[name] = {
+                "delta": c.delta,
+                "delta_ci": [c.delta_ci.low, c.delta_ci.high],
+                "p_not_better": c.p_value,
+            }
+    return out
 
 
 def _both_greedy(paths: dict[str, Path], agreements: dict[str, dict]) -> dict[str, int]:
@@ -164,6 +194,7 @@ def main() -> None:
         "agreement": {name: r["agreement"] for name, r in measured.items()},
         "best_inaudible_agreement": ceiling,
         "differing_both_greedy": {name: r["differing_both_greedy"] for name, r in measured.items()},
+        "wer_vs_reference": {name: r["vs_reference"] for name, r in measured.items()},
         "short_window_bar": BAR,
         "bar_reachable_by_this_measure": {name: f >= BAR for name, f in ceiling.items()},
         "whole_test_sets": args.test_first is None,
