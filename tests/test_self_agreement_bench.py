@@ -64,3 +64,19 @@ def test_a_difference_counts_as_greedy_only_when_neither_decoding_fell_back(tmp_
         "batch_4": write(tmp_path / "b.jsonl", [("a", 0.0), ("b", 0.2), ("c", 0.0)]),
     }
     assert sa._both_greedy(paths, {"batch_4": {"differing": ["a", "b", "c"]}}) == {"batch_4": 1}
+
+
+def test_perturbed_audio_goes_to_its_own_manifest_and_the_source_is_left_alone(tmp_path):
+    from asr_distill.audio import load_audio, write_wav
+
+    write_wav(tmp_path / "a.wav", _tone())
+    src = tmp_path / "set.first-all.jsonl"
+    src.write_text(
+        json.dumps({"id": "u1", "audio_filepath": str(tmp_path / "a.wav"), "duration": 1.0}) + "\n"
+    )
+    before = src.read_text()
+    out = sa._perturbed(src, "shift_5ms")
+    assert src.read_text() == before
+    assert out.name == "set.first-all.shift_5ms.jsonl"
+    (line,) = [json.loads(x) for x in out.read_text().splitlines()]
+    assert line["id"] == "u1" and len(load_audio(line["audio_filepath"])) == 16000 + sa.SHIFT_SAMPLES
