@@ -12,8 +12,9 @@ Whisper's English normaliser) is the ceiling that changing the window has to liv
 - ``shift_5ms``: 5 ms of digital silence before each clip (80 samples: half a mel hop, so
   every spectrogram frame moves; the content is the same).
 - ``noise_60db``: white noise 60 dB below each clip's RMS (seeded by the clip's id).
-- ``batch_4``: the same audio in batches of 4 instead of 8 (only the floating-point order of
-  the batched products changes).
+- ``batch_4``: the same audio in batches of 4 instead of 8 (the floating-point order of the
+  batched products changes, and so do fallback sampling's seeds, which come from each batch's
+  ids: ``differing_both_greedy`` tells those apart).
 - ``base_w20`` and ``base_w15``: the shipped 20 s floor and ``--min-window 15`` (a third
   faster in ``label_throughput``), in the same run, for scale.
 
