@@ -47,7 +47,7 @@ from asr_distill.teacher.options import FULL_CONTEXT, ContextFloor, LabelOptions
 from asr_distill.teacher.precision import machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from short_window import BAR, DATA, REFERENCE, ROOT, compare, label_timed, subset  # noqa: E402  (one labeling and comparison)
+from short_window import BAR, REFERENCE, ROOT, add_labeling_args, compare, label_timed, subset  # noqa: E402  (one labeling and comparison)
 
 WORK = ROOT / "runs" / "self_agreement"
 RESULTS = ROOT / "benchmarks" / "results" / "self_agreement.json"
@@ -111,27 +111,27 @@ def _measure(manifest: Path, systems: dict, work: Path) -> dict:
         out = work / f"{manifest.stem.split('.')[0]}.{name}.labels.jsonl"
         paths[name], timing[name] = label_timed(source, out, run)
     result = compare(paths, timing, REFERENCE)
-    result["differing_both_greedy"] = _both_greedy(paths, result["agreement"])
-    result["vs_reference"] = _vs_reference(paths)
+    labels = {name: {d["id"]: d for d in read_jsonl(p)} for name, p in paths.items()}
+    result["differing_both_greedy"] = _both_greedy(labels, result["agreement"])
+    result["vs_reference"] = _vs_reference(labels)
     return result
 
 
-def _vs_reference(paths: dict[str, Path]) -> dict[str, dict]:
+def _vs_reference(labels: dict[str, dict[str, dict]]) -> dict[str, dict]:
     """Each system's WER against the reference decoding's, paired bootstrap over utterances.
 
     An inaudible change that moves WER by as much as a compared setting does marks the
     size of difference such a comparison cannot tell from the teacher's own noise.
     """
-    texts = {name: {d["id"]: d for d in read_jsonl(p)} for name, p in paths.items()}
-    ref = texts[REFERENCE]
+    ref = labels[REFERENCE]
     ids = list(ref)
 
     def scores(name: str):
-        refs, hyps = [ref[i]["ref_text"] or "" for i in ids], [texts[name][i]["text"] for i in ids]
+        refs, hyps = [ref[i]["ref_text"] or "" for i in ids], [labels[name][i]["text"] for i in ids]
         return score_utterances(refs, hyps, NORMALISER, ids=ids)
 
     base, out = scores(REFERENCE), {}
-    for name in paths:
+    for name in labels:
         if name != REFERENCE:
             c = paired_bootstrap(scores(name), base, names=(name, REFERENCE), normaliser=NORMALISER)
             out[name] = {
@@ -142,29 +142,25 @@ def _vs_reference(paths: dict[str, Path]) -> dict[str, dict]:
     return out
 
 
-def _both_greedy(paths: dict[str, Path], agreements: dict[str, dict]) -> dict[str, int]:
+def _both_greedy(labels: dict[str, dict[str, dict]], agreements: dict[str, dict]) -> dict[str, int]:
     """Per system, how many differing utterances both decodings wrote greedily (no fallback sampling).
 
     Fallback samples with a seed drawn from the batch's ids, so ``batch_4`` samples anew
     where it falls back; a difference between two greedy decodings is the model's own.
     """
-    temps = {name: {d["id"]: d.get("temperature") for d in read_jsonl(p)} for name, p in paths.items()}
-    ref = temps[REFERENCE]
+
+    def greedy(name: str, i: str) -> bool:
+        return labels[name][i].get("temperature") == 0.0
+
     return {
-        name: sum(ref[i] == 0.0 and temps[name][i] == 0.0 for i in a["differing"])
+        name: sum(greedy(REFERENCE, i) and greedy(name, i) for i in a["differing"])
         for name, a in agreements.items()
     }
 
 
 def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--teacher", default="base")
-    ap.add_argument("--so762", type=Path, default=DATA / "speechocean762")
-    ap.add_argument("--an4", type=Path, default=DATA / "an4")
-    ap.add_argument("--test-first", type=int, default=None, help="test clips per set (default: all)")
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--precision", default="fp32", help="encoder dtype for every labeling (default fp32)")
-    ap.add_argument("--threads", type=int, default=2)
+    add_labeling_args(ap)
     ap.add_argument("--systems", nargs="+", default=SYSTEMS, choices=SYSTEMS, help="besides the reference")
     ap.add_argument("--work", type=Path, default=WORK, help="perturbed audio and labels (resumed)")
     ap.add_argument("--out", type=Path, default=RESULTS)

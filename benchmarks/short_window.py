@@ -153,22 +153,27 @@ def _measure(manifest: Path, systems: dict, args) -> dict:
     return compare(paths, timing)
 
 
-def _args() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_labeling_args(ap: argparse.ArgumentParser) -> None:
+    """The flags every labeling of the two test sets takes here and in ``self_agreement.py``."""
     ap.add_argument("--teacher", default="base")
     ap.add_argument("--so762", type=Path, default=DATA / "speechocean762")
     ap.add_argument("--an4", type=Path, default=DATA / "an4")
-    ap.add_argument("--adapt-first", type=int, default=None, help="pool clips adapted on (default: all)")
     ap.add_argument("--test-first", type=int, default=None, help="test clips per set (default: all)")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--precision", default="fp32", help="encoder dtype for every labeling (default fp32)")
+    ap.add_argument("--threads", type=int, default=2)
+
+
+def _args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_labeling_args(ap)
+    ap.add_argument("--adapt-first", type=int, default=None, help="pool clips adapted on (default: all)")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--lora-rank", type=int, default=8)
     ap.add_argument("--train-encoder-layers", type=int, default=0)
     ap.add_argument("--kl-weight", type=float, default=0.0)
-    ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--precision", default="fp32", help="encoder dtype for every labeling (default fp32)")
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=RESULTS)
     return ap.parse_args()
 

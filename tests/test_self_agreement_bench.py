@@ -54,16 +54,15 @@ def test_agreement_with_the_reference_counts_utterances_whose_normalised_text_di
     assert out["wer"]["shift_5ms"]["format_insensitive"] == round(100 / 9, 2)
 
 
-def test_a_difference_counts_as_greedy_only_when_neither_decoding_fell_back(tmp_path):
-    def write(path, rows):
-        path.write_text("".join(json.dumps({"id": i, "temperature": t}) + "\n" for i, t in rows))
-        return path
+def test_a_difference_counts_as_greedy_only_when_neither_decoding_fell_back():
+    def labels(rows):
+        return {i: {"id": i, "temperature": t} for i, t in rows}
 
-    paths = {
-        sa.REFERENCE: write(tmp_path / "r.jsonl", [("a", 0.0), ("b", 0.0), ("c", 0.4)]),
-        "batch_4": write(tmp_path / "b.jsonl", [("a", 0.0), ("b", 0.2), ("c", 0.0)]),
+    loaded = {
+        sa.REFERENCE: labels([("a", 0.0), ("b", 0.0), ("c", 0.4)]),
+        "batch_4": labels([("a", 0.0), ("b", 0.2), ("c", 0.0)]),
     }
-    assert sa._both_greedy(paths, {"batch_4": {"differing": ["a", "b", "c"]}}) == {"batch_4": 1}
+    assert sa._both_greedy(loaded, {"batch_4": {"differing": ["a", "b", "c"]}}) == {"batch_4": 1}
 
 
 def test_perturbed_audio_goes_to_its_own_manifest_and_the_source_is_left_alone(tmp_path):
