@@ -114,6 +114,19 @@ def test_bad_configs_name_the_key(tmp_path, change, message):
     assert message in str(e.value)
 
 
+def test_opinions_are_told_apart_by_decoding_not_file_name(tmp_path):
+    """Two checkpoints named alike in two folders are two opinions; one checkpoint named twice is refused."""
+    from asr_distill.pipeline.layout import Paths
+
+    cfg = _config(tmp_path)
+    cfg["label"] |= {"opinions": [{"model": "round1/student.pt"}, {"model": "round2/student.pt"}]}
+    files = Paths(config_from_dict(cfg)).opinion_labels
+    assert len(set(files)) == 2
+    cfg["label"] |= {"opinions": [{"model": "round1/student.pt"}, {"model": "./round1/student.pt"}]}
+    with pytest.raises(ConfigError, match=r"opinions\[0\] and opinions\[1\]"):
+        config_from_dict(cfg)
+
+
 def test_export_takes_the_last_checkpoint_when_asked(tmp_path):
     """``export.checkpoint: last`` is the end of training; without a last.ckpt it says so."""
     from asr_distill.pipeline.layout import export_checkpoint

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import re
 import types
 import typing
@@ -94,6 +95,15 @@ class Opinion:
             name += "_t" + "-".join(f"{t:g}" for t in self.temperature) + f"_best{self.best_of}_s{self.seed}"
         return name
 
+    def decoding(self) -> tuple:
+        """What makes two opinions the same decoding: the model, as a path when it is one, and its settings.
+
+        Not :meth:`stem`: two checkpoints with one file name in two folders share a stem but
+        decode differently (the layout's file names carry the opinion's index as well).
+        """
+        temperature = None if self.temperature is None else tuple(self.temperature)
+        return (os.path.normpath(self.model), self.beam_size, temperature, self.best_of, self.seed)
+
 
 @dataclass(frozen=True)
 class LabelConfig:
@@ -142,9 +152,14 @@ class LabelConfig:
 
     def __post_init__(self) -> None:
         check_segmenting(self.segmenter, self.segment_s, self.cut_pause_s)
-        stems = [o.stem() for o in self.opinions]
-        if len(set(stems)) != len(stems):
-            raise ValueError(f"opinions: the same decoding twice ({stems}); give each another seed")
+        seen: dict[tuple, int] = {}
+        for i, opinion in enumerate(self.opinions):
+            j = seen.setdefault(opinion.decoding(), i)
+            if j != i:
+                raise ValueError(
+                    f"opinions: the same decoding twice (opinions[{j}] and opinions[{i}]: {opinion.stem()}); "
+                    "give one another seed or setting"
+                )
         for i, opinion in enumerate(self.opinions):
             try:
                 self.opinion_options(opinion)
