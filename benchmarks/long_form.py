@@ -84,6 +84,12 @@ DEFINITIONS = {
         "bootstrap as silero_vs_per_utterance, with the 3 largest differences"
     ),
     "vs_energy": "every silero row against the energy rule, the same paired bootstrap",
+    "per_utterance_shift": (
+        "rows per_utterance_shift_Xms: each utterance alone, as per_utterance, but its span starts X "
+        "ms earlier (negative: later) in the same recording and ends where it ended; an inaudible "
+        "change of the clip, to measure how far per_utterance itself moves"
+    ),
+    "silero_vs_shifted": "silero against each per_utterance_shift row, the same paired bootstrap",
     "pooled rows": (
         "the top-level rows sum errors and counts over every seed's construction; per_seed has each"
     ),
@@ -119,6 +125,19 @@ def build(args, utts: list, seed: int, work: Path) -> tuple[list[dict], list[dic
                 | {"text": u.text}
             )
     return recordings, lines
+
+
+def shifted(lines: list[dict], ms: float) -> list[dict]:
+    """Each utterance's span starting ``ms`` milliseconds earlier (negative: later), same end."""
+    out = []
+    for d in lines:
+        start = max(0.0, d["offset"] - ms / 1000.0)
+        out.append(d | {"offset": start, "duration": d["offset"] + d["duration"] - start})
+    return out
+
+
+def _shift_name(ms: float) -> str:
+    return f"per_utterance_shift_{ms:g}ms"
 
 
 def _write(path: Path, lines: list[dict]) -> Path:
@@ -341,6 +360,11 @@ def run_systems(
     ]
     if args.mid_row:
         systems.append(("silero_mid", manifests[1], "silero", args.segment_s, args.cut_pause_s, math.inf))
+    work = manifests[0].parent
+    for ms in args.shift_ms:
+        # named explicitly: a suffix swap on "utterances.jsonl" could name the unshifted manifest
+        path = _write(work / f"utterances_shift_{ms:g}ms.jsonl", shifted(lines, ms))
+        systems.append((_shift_name(ms), path, "energy", args.segment_s, None, None))
     for system in systems:
         name, manifest, segmenter, segment_s, cut, pad = system
         run = LabelRun(
@@ -348,7 +372,8 @@ def run_systems(
         )
         with _silero_pad(pad):
             records, wall = run_system(manifest, run, _label_file(args, lines, manifest.parent, system))
-        row, by_utt = score(records, lines, recordings, per_utterance=name == "per_utterance")
+        alone = name.startswith("per_utterance")
+        row, by_utt = score(records, lines, recordings, per_utterance=alone)
         attributed[name] = by_utt
         skips = [r for r in records if isinstance(r, Skip)]
         row |= {
@@ -473,6 +498,13 @@ def _args() -> argparse.Namespace:
         action="store_true",
         help="a silero row cut in the middle of each pause, nothing left out (the behaviour before trimming)",
     )
+    ap.add_argument(
+        "--shift-ms",
+        type=float,
+        nargs="*",
+        default=[],
+        help="more per-utterance rows, each span starting this many ms earlier (negative: later)",
+    )
     ap.add_argument("--recordings", type=int, default=3)
     ap.add_argument("--pause-s", type=float, nargs=2, default=(0.3, 2.0))
     ap.add_argument("--snr-db", type=float, default=15.0)
@@ -546,6 +578,10 @@ def main() -> None:
             row: compare(attributed, row, "energy", lines, top=3)
             for row in attributed[0]
             if row.startswith("silero")
+        },
+        "silero_vs_shifted": {
+            _shift_name(ms): compare(attributed, "silero", _shift_name(ms), lines, top=3)
+            for ms in args.shift_ms
         },
         "per_seed": per_seed,
         "definitions": DEFINITIONS,

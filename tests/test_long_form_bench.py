@@ -65,3 +65,17 @@ def test_compare_pairs_utterances_over_constructions_and_names_the_largest_diffe
     assert (cmp["errors_added"], cmp["errors_removed"]) == (6, 58)
     assert cmp["largest"][0]["id"] == "u3" and cmp["largest"][0]["errors_minus"] == 6
     assert cmp["largest"][0]["a"] == ["A", "A"] and cmp["largest"][0]["b"] == ["B", "B"]
+
+
+def test_a_shifted_span_starts_earlier_or_later_and_ends_where_it_ended():
+    lines = [
+        {"id": "a", "recording": "rec0", "offset": 0.002, "duration": 1.0},
+        {"id": "b", "recording": "rec0", "offset": 2.5, "duration": 0.8},
+    ]
+    earlier = lf.shifted(lines, 5)
+    assert [d["offset"] for d in earlier] == pytest.approx([0.0, 2.495])  # no span before the recording
+    assert [d["offset"] + d["duration"] for d in earlier] == pytest.approx([1.002, 3.3])
+    later = lf.shifted(lines, -5)
+    assert [d["offset"] for d in later] == pytest.approx([0.007, 2.505])
+    assert [d["duration"] for d in later] == pytest.approx([0.995, 0.795])
+    assert lines[0]["offset"] == 0.002  # the utterances' own spans are left as they were
