@@ -56,6 +56,20 @@ def copy_figures(evaluation: dict, students: list[str]) -> dict:
     return out
 
 
+def rows(copies: dict) -> list[dict]:
+    """One flat row per copy and model (the same keys in each), for the rendered table."""
+    out = []
+    for copy, fig in copies.items():
+        models = {BASELINE: fig["tiny_en"], TEACHER: fig["teacher"]} | fig["students"]
+        for name, f in models.items():
+            bar = f.get("bar", {})
+            out.append(
+                {"copy": copy, "model": name, "wer": f["wer"], "insertions": f["insertions"]}
+                | {k: bar.get(k) for k in ("delta_vs_tiny_en", "p_student_vs_tiny_en", "pass")}
+            )
+    return out
+
+
 def flips(copies: dict, students: list[str]) -> dict:
     """Per student: the bar's verdict on each copy, and whether the copies disagree."""
     verdicts = {s: {c: copies[c]["students"][s]["bar"]["pass"] for c in copies} for s in students}
@@ -107,8 +121,9 @@ def main() -> None:
     summary = json.loads((work / "eval" / "summary.json").read_text(encoding="utf-8"))
     copies = {c: copy_figures(summary["sets"]["in_domain" if c == "as_recorded" else c], names) for c in sets}
     result = {
-        "copies": copies,
+        "rows": rows(copies),
         "flips": flips(copies, names),
+        "copies": copies,
         "bar": f"student <= {OOD_MAX_DELTA} points worse than tiny.en, not significantly worse, "
         "insertions <= tiny.en's (generalisation.out_of_domain)",
         "normaliser": NORMALISER,

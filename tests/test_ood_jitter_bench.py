@@ -61,3 +61,11 @@ def test_missing_students_are_skipped_by_path_and_nothing_is_written(tmp_path, m
     said = capsys.readouterr().out
     assert said.startswith("skipped: no student checkpoint") and str(gone) in said
     assert not out.exists()
+
+
+def test_rows_hold_every_model_of_every_copy_with_the_same_keys():
+    copies = {"as_recorded": oj.copy_figures(_copy(3.67, 0.83), ["s0"])}
+    rows = oj.rows(copies)
+    assert [r["model"] for r in rows] == ["tiny.en", "teacher", "s0"]
+    assert len({tuple(r) for r in rows}) == 1  # one column set for the table
+    assert rows[0]["pass"] is None and rows[2]["pass"] is False and rows[2]["delta_vs_tiny_en"] == 0.51
