@@ -5,12 +5,12 @@
 The generalisation bar out of domain (``generalisation.out_of_domain``) asks each seed's
 student to be at most 0.3 points worse than tiny.en on AN4 test (130 utterances, 792
 reference words: 0.3 points is 2.4 words), not significantly worse, with no more
-insertions. This evaluates tiny.en, the teacher (base) and each student, with the evaluation's guarded search
-and the bar's normaliser, on AN4 test as recorded and on two copies a listener cannot tell
-apart from it (``self_agreement``'s perturbations: 5 ms of digital silence before each clip,
-white noise 60 dB under each clip), and checks the bar per student per copy with the
-generalisation benchmark's own rule. A verdict that flips between copies is decided by
-the decoding's own noise, not by what the student learned.
+insertions. This evaluates tiny.en, the teacher (base) and each student, with the
+evaluation's guarded search and the bar's normaliser, on AN4 test as recorded and on two
+copies a listener cannot tell apart from it (``self_agreement``'s perturbations: 5 ms of
+digital silence before each clip, white noise 60 dB under each clip), and checks the bar
+per student per copy with the generalisation benchmark's own rule. A verdict that flips
+between copies is decided by the decoding's own noise, not by what the student learned.
 
 Default students: the speechocean recipe's seeds 0-2 from ``generalisation.py``
 (``runs/generalisation/speechocean-small/seed<k>/export/student.pt``). Decodings are kept
@@ -32,7 +32,7 @@ from asr_distill.teacher.precision import machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generalisation import NORMALISER, OOD_MAX_DELTA, model_figures, out_of_domain  # noqa: E402
-from self_agreement import _perturbed  # noqa: E402  (the same inaudible copies)
+from self_agreement import perturbed  # noqa: E402  (the same inaudible copies)
 from short_window import subset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,7 +108,7 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     local = subset(manifest, None, work / "an4_test.jsonl")  # the copies go beside it, not the data
-    sets = {"as_recorded": local} | {c: _perturbed(local, c) for c in COPIES}
+    sets = {"as_recorded": local} | {c: perturbed(local, c) for c in COPIES}
     models = [(BASELINE, BASELINE), (TEACHER, "base")] + [(name, path) for name, path in students]
     evaluate(
         models,

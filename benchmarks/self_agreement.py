@@ -72,7 +72,7 @@ def _noise(samples: np.ndarray, utt: str) -> np.ndarray:
 PERTURB: dict[str, Callable[[np.ndarray, str], np.ndarray]] = {"shift_5ms": _shift, "noise_60db": _noise}
 
 
-def _perturbed(manifest: Path, name: str) -> Path:
+def perturbed(manifest: Path, name: str) -> Path:
     """``manifest`` with every clip rewritten by ``PERTURB[name]`` (kept: a rerun writes none again)."""
     out_dir = manifest.with_name(f"{manifest.stem}.{name}")
     lines = []
@@ -107,7 +107,7 @@ def _measure(manifest: Path, systems: dict, work: Path) -> dict:
     """Label ``manifest`` (perturbed where a system asks) with every system; compare with the reference."""
     paths, timing = {}, {}
     for name, (perturbation, run) in systems.items():
-        source = _perturbed(manifest, perturbation) if perturbation else manifest
+        source = perturbed(manifest, perturbation) if perturbation else manifest
         out = work / f"{manifest.stem.split('.')[0]}.{name}.labels.jsonl"
         paths[name], timing[name] = label_timed(source, out, run)
     result = compare(paths, timing, REFERENCE)

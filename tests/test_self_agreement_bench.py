@@ -74,7 +74,7 @@ def test_perturbed_audio_goes_to_its_own_manifest_and_the_source_is_left_alone(t
         json.dumps({"id": "u1", "audio_filepath": str(tmp_path / "a.wav"), "duration": 1.0}) + "\n"
     )
     before = src.read_text()
-    out = sa._perturbed(src, "shift_5ms")
+    out = sa.perturbed(src, "shift_5ms")
     assert src.read_text() == before
     assert out.name == "set.first-all.shift_5ms.jsonl"
     (line,) = [json.loads(x) for x in out.read_text().splitlines()]
