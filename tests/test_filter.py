@@ -407,6 +407,8 @@ def test_label_wer_measures_teacher_and_pseudo_labels_alike():
     pseudo = filter_labels(labels, config=FilterConfig(score="avg_logprob", threshold=-5)).kept
     assert label_wer(pseudo, "format_insensitive").wer == 25.0
     assert label_wer([make_label()]) is None
+    # an unlabeled pool's empty transcripts: no reference word, no WER (not inf)
+    assert label_wer([make_label("enter", id="d", ref_text=""), make_label("", id="e", ref_text=" ")]) is None
 
 
 def test_filter_cli_refuses_two_threshold_choices(capsys):

@@ -108,7 +108,10 @@ class Labelled(Protocol):
 
 
 def label_wer(labels: Iterable[Labelled], normaliser: str = DEFAULT_NORMALISER) -> WerResult | None:
-    """WER of the labels' texts against their references (None when none has one).
+    """WER of the labels' texts against their references (None when none has a word).
+
+    An unlabeled pool often carries ``"text": ""`` on every line (NeMo's convention): with
+    no reference word the WER is undefined, so None, not ``inf``.
 
     For measuring labels (all vs kept), never for choosing them (that is calibration's job).
     A label whose reference or text is too long to align (:func:`too_long_to_align`) is left
@@ -133,7 +136,8 @@ def label_wer(labels: Iterable[Labelled], normaliser: str = DEFAULT_NORMALISER) 
         )
     if not pairs:
         return None
-    return word_error_rate([r for r, _ in pairs], [h for _, h in pairs], normaliser)
+    result = word_error_rate([r for r, _ in pairs], [h for _, h in pairs], normaliser)
+    return result if result.ref_words else None
 
 
 def review_load(kept: Sequence[PseudoLabel], fraction: float) -> float:
