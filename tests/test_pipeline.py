@@ -153,6 +153,38 @@ def test_a_bad_yaml_config_exits_2_naming_the_key(tmp_path, capsys):
     assert "filter.keep: expected a number or null, got 'lots'" in capsys.readouterr().err
 
 
+def test_a_run_lists_every_missing_input_and_unknown_model_before_any_work(tmp_path, capsys):
+    """Preflight: the stages about to run are checked against the world, all problems at once."""
+    from asr_distill.cli import main
+    from asr_distill.pipeline import preflight
+
+    cfg = _config(tmp_path)
+    cfg["data"]["test"] = str(tmp_path / "gone_test.jsonl")
+    cfg["label"]["teacher"] = "bse"
+    cfg["evaluate"]["models"] = {
+        "typo": "smal",
+        "mine": "ckpts/student.pt",
+        "made": "{out}/round1/student.pt",
+    }
+    with pytest.raises(ConfigError) as e:
+        run(cfg)
+    lines = str(e.value).splitlines()[1:]
+    assert [x.split(":")[0].strip() for x in lines] == [
+        "label.teacher",
+        "data.test",
+        "evaluate.models.typo",
+        "evaluate.models.mine",
+    ]  # the teacher once, though label and evaluate both use it; {out}'s files are the run's own
+    assert not (tmp_path / "run").exists()  # nothing written
+    # only the stages that will run are checked: a finished label stage needs no teacher
+    later = config_from_dict(cfg)
+    assert [x.split(":")[0] for x in preflight.problems(later, ["filter", "train"])] == []
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(json.dumps(cfg))
+    assert main(["run", str(config), "--check"]) == 2
+    assert "label.teacher: 'bse' is neither" in capsys.readouterr().err
+
+
 def test_a_null_section_takes_its_defaults(tmp_path):
     cfg = config_from_dict(_config(tmp_path) | {"review": None})
     assert cfg.review == ReviewConfig()

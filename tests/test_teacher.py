@@ -74,6 +74,19 @@ def test_unknown_name_lists_offline_options():
         load_teacher("no-such-model")
 
 
+def test_model_problem_says_what_load_teacher_would_refuse_without_loading(tiny_teacher, tmp_path):
+    from asr_distill.teacher.resolve import model_problem
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "s.pt").write_bytes(b"not read")  # a file is taken on trust: loading it is the stage's job
+    assert model_problem("tiny.en") is None and model_problem("large-v3") is None  # packaged; downloadable
+    assert model_problem(tmp_path / "s.pt") is None
+    assert model_problem(tiny_teacher.ct2_dir) is None
+    assert "without model.bin" in model_problem(tmp_path / "empty")
+    assert model_problem("runs/x/student.pt") == "runs/x/student.pt does not exist"
+    assert "neither a file" in model_problem("tiny.eng")
+
+
 def test_directory_without_model_bin(tmp_path):
     with pytest.raises(TeacherNotFoundError, match="without model.bin"):
         load_teacher(tmp_path)

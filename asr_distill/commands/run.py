@@ -42,6 +42,7 @@ def run(args) -> int:
     from ..jsonl import OutputLockedError, OutputNotWritableError
     from ..pipeline import ConfigError, load_config, plan
     from ..pipeline import run as run_pipeline
+    from ..pipeline.runner import check
 
     try:
         cfg = load_config(args.config, out=args.out)
@@ -50,11 +51,20 @@ def run(args) -> int:
         return 2  # a usage error, as argparse's own
     if args.check:
         print(json.dumps(dataclasses.asdict(cfg), indent=1))
-        for stage, why in plan(cfg):
+        stages = plan(cfg)
+        for stage, why in stages:
             print(f"  {stage:9s} {why}")
+        try:
+            check(cfg, [stage for stage, why in stages if why not in ("done", "disabled")])
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         return 0
     try:
         result = run_pipeline(cfg, start=args.start, stop=args.stop, force=args.force)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except (OutputLockedError, OutputNotWritableError):
         raise  # the CLI prints these and exits with 2
     except (RuntimeError, FileNotFoundError) as e:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..jsonl import atomic_write_text
 from ..outputs import guard_output
+from . import preflight
 from .config import ConfigError, PipelineConfig, config_from_dict, load_config
 from .layout import STAGES, Paths, clear_stale, finished, mark_done, settings_changed, stage_settings
 from .rounds import run_rounds
@@ -132,6 +133,13 @@ def plan(config: str | os.PathLike | Mapping[str, Any] | PipelineConfig) -> list
     return out
 
 
+def check(cfg: PipelineConfig, stages: list[str]) -> None:
+    """Raise :class:`ConfigError` listing every missing input and unresolvable model of these stages."""
+    found = preflight.problems(cfg, stages)
+    if found:
+        raise ConfigError("the config names what is not there:\n" + "\n".join(f"  {x}" for x in found))
+
+
 def run(
     config: str | os.PathLike | Mapping[str, Any] | PipelineConfig,
     *,
@@ -158,13 +166,17 @@ def run(
         A :class:`RunResult` saying which stages ran and which were skipped.
 
     Raises:
-        ConfigError: for a bad config, before any work starts.
+        ConfigError: for a bad config, or one naming inputs or models that are not there
+            (:mod:`.preflight`, for the stages that will run), before any work starts.
         UnsafeOutputError: the output root holds files a run did not write (see ``force``),
             or is a file; before anything is written.
         OutputLockedError: another run writes the same root.
         RuntimeError: when a stage fails; its marker is not written, so a rerun retries it.
     """
     cfg = _as_config(config)
+    selected = _stage_range(start, stop)
+    to_run = [s for s, why in plan(cfg) if s in selected and why != "disabled" and (force or why != "done")]
+    check(cfg, to_run)
     p = Paths(cfg)
     inputs = [x for x in (cfg.data.train, cfg.data.test, cfg.label.labels, *cfg.evaluate.sets.values()) if x]
     with guard_output(p.root, inputs=inputs, kind="run_dir", force=force):

