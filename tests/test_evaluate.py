@@ -214,9 +214,9 @@ def test_named_sets_through_evaluate_with_a_regression_and_an_absent_set(tmp_pat
         IN_DOMAIN: tmp_path / "test.jsonl",
     }
     out = tmp_path / "eval"
-    suite = evaluate(
-        ["base", "student=s.pt"], sets, out, scoring=Scoring(resamples=200), baselines={"student": "base"}
-    )
+    (tmp_path / "s.pt").write_bytes(b"not read: transcribe is faked")
+    models = ["base", f"student={tmp_path / 's.pt'}"]
+    suite = evaluate(models, sets, out, scoring=Scoring(resamples=200), baselines={"student": "base"})
     assert list(suite.sets) == [IN_DOMAIN, "ood"] and "does not exist" in suite.skipped["absent"]
     assert [(r.set, r.model) for r in suite.regressions] == [("ood", "student")]
     assert suite.sets["ood"].results[1].wer == 100.0 and suite.primary.results[1].wer == 0.0
@@ -277,6 +277,36 @@ def test_saved_hypotheses_are_reused_only_for_the_same_set_and_model_files(tmp_p
     student.write_bytes(b"weights 2")  # a re-export
     os.utime(student, ns=(1, 1))
     assert run() == [("student", "ood"), ("student", "test")]
+
+
+def test_unloadable_models_and_sets_without_transcripts_stop_or_skip_before_decoding(tmp_path, monkeypatch):
+    """A typo in the last model fails before the first is decoded; an unlabeled pool is no test set."""
+    import asr_distill.evaluate as ev_module
+    from asr_distill.evaluate import evaluate
+    from asr_distill.teacher.errors import TeacherNotFoundError
+
+    calls = []
+    monkeypatch.setattr(
+        ev_module, "transcribe", lambda *a, **kw: calls.append(a) or _fake_transcribe(*a, **kw)
+    )
+    refs, _ = _pairs(10, (0,), seed=5)
+    for name, texts in (("test", refs), ("pool", [""] * 10)):
+        lines = [
+            json.dumps({"id": f"{name}{i}", "audio_filepath": "x.wav", "text": t})
+            for i, t in enumerate(texts)
+        ]
+        (tmp_path / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(TeacherNotFoundError) as e:
+        evaluate(
+            ["base", "smal", "s=ckpt/student.pt"], tmp_path / "test.jsonl", scoring=Scoring(resamples=20)
+        )
+    assert "smal: 'smal' is neither" in str(e.value) and "s: ckpt/student.pt does not exist" in str(e.value)
+    assert calls == []
+    sets = {IN_DOMAIN: tmp_path / "test.jsonl", "pool": tmp_path / "pool.jsonl"}
+    suite = evaluate(["base"], sets, scoring=Scoring(resamples=20))
+    assert list(suite.sets) == [IN_DOMAIN] and "no reference transcript" in suite.skipped["pool"]
+    with pytest.raises(ValueError, match="no reference transcript"):
+        evaluate(["base"], tmp_path / "pool.jsonl", scoring=Scoring(resamples=20))
 
 
 def test_a_single_manifest_summary_from_before_named_sets_still_reads(tmp_path):

@@ -43,6 +43,7 @@ from ..records import (
     UtteranceScore,
 )
 from ..safe_load import load_checkpoint
+from ..teacher.errors import TeacherNotFoundError
 from .artefacts import (
     TIMING_NAME,
     decoding_inputs,
@@ -59,7 +60,15 @@ from .artefacts import (
     write_summary,
 )
 from .bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap_wer, paired_bootstrap
-from .decoding import EVAL_TEMPERATURES, guarded, is_ggml_model, measure, resolve_device, transcribe
+from .decoding import (
+    EVAL_TEMPERATURES,
+    guarded,
+    is_ggml_model,
+    measure,
+    model_problem,
+    resolve_device,
+    transcribe,
+)
 from .options import Decoding, Scoring
 from .scoring import (
     DURATION_EDGES_S,
@@ -153,11 +162,18 @@ def evaluate(
         first (the reference system, e.g. the teacher) and the last with each other one.
 
     Raises:
+        TeacherNotFoundError: some models cannot be loaded (:func:`model_problem`), all named
+            before any is decoded.
         FileNotFoundError: the in-domain (first) set's manifest is missing.
         ValueError: repeated model names, an unknown normaliser or baseline.
     """
     scoring, decoding = scoring or Scoring(), decoding or Decoding()
     pairs = _model_pairs(models)
+    unloadable = [f"  {name}: {why}" for name, model in pairs if (why := model_problem(model))]
+    if unloadable:
+        raise TeacherNotFoundError(
+            "nothing decoded; these models cannot be loaded:\n" + "\n".join(unloadable)
+        )
     present, skipped = available(named_sets(sets))
     base = resolve_baselines(pairs, baselines)
     out = Path(out_dir) if out_dir is not None else None

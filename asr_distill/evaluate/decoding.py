@@ -127,6 +127,20 @@ def transcribe(
     )
 
 
+def model_problem(model: Any) -> str | None:
+    """Why :func:`transcribe` could not load ``model``, found without loading it (None: it could).
+
+    Everything ``load_teacher`` takes, an ONNX export folder, a GGML file, or a loaded
+    ``Teacher``; for failing a long evaluation before its first model, not after it.
+    """
+    from ..student.onnx import is_onnx_export
+    from ..teacher.resolve import model_problem as teacher_problem
+
+    if not isinstance(model, str | os.PathLike) or is_onnx_export(model):
+        return None
+    return teacher_problem(model)
+
+
 def is_ggml_model(model: Any) -> bool:
     """Whether ``model`` is a whisper.cpp GGML file (decoded by ``student.ggml``, not by PyTorch)."""
     if not isinstance(model, str | os.PathLike) or not os.path.isfile(model):
@@ -237,4 +251,12 @@ def _scorable(t: Transcription) -> Transcription:
     )
 
 
-__all__ = ["EVAL_TEMPERATURES", "guarded", "is_ggml_model", "measure", "resolve_device", "transcribe"]
+__all__ = [
+    "EVAL_TEMPERATURES",
+    "guarded",
+    "is_ggml_model",
+    "measure",
+    "model_problem",
+    "resolve_device",
+    "transcribe",
+]

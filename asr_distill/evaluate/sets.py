@@ -92,19 +92,37 @@ def named_sets(sets: str | Path | Mapping[str, str | Path]) -> dict[str, Path]:
 def available(sets: Mapping[str, Path]) -> tuple[dict[str, Path], dict[str, str]]:
     """The sets whose manifests exist, and why each other one is skipped (logged).
 
+    A set whose manifest has no reference transcript at all (an unlabeled pool) is skipped too.
+
     Raises:
         FileNotFoundError: the in-domain (first) set is missing: there is nothing to compare on.
+        ValueError: the in-domain set has no reference transcript.
     """
     present, skipped = {}, {}
     for k, (name, path) in enumerate(sets.items()):
-        if path.is_file():
+        if not path.is_file():
+            why = f"manifest {path} does not exist"
+        elif not _has_references(path):
+            why = f"manifest {path} has no reference transcript (every text is empty): nothing to score"
+        else:
             present[name] = path
             continue
         if k == 0:
-            raise FileNotFoundError(f"test set {name}: manifest {path} does not exist")
-        skipped[name] = f"manifest {path} does not exist"
-        log.warning("skipping test set %s: %s", name, skipped[name])
+            error = FileNotFoundError if not path.is_file() else ValueError
+            raise error(f"test set {name}: {why}")
+        skipped[name] = why
+        log.warning("skipping test set %s: %s", name, why)
     return present, skipped
+
+
+def _has_references(path: Path) -> bool:
+    """Whether any line of the manifest has a non-empty ``text`` (an unlabeled pool has none)."""
+    from ..jsonl import iter_jsonl
+
+    return any(
+        isinstance(d, dict) and isinstance(d.get("text"), str) and d["text"].strip()
+        for _, d in iter_jsonl(path)
+    )
 
 
 def started_from(model: Any) -> str | None:

@@ -26,7 +26,8 @@ def _input(cfg: PipelineConfig, key: str, value: str | None) -> list[str]:
 
 
 def _model(cfg: PipelineConfig, key: str, value: str | None) -> list[str]:
-    from ..teacher.resolve import model_problem
+    # evaluation's check: it also knows ONNX folders and GGML files (a teacher is one of them too)
+    from ..evaluate.decoding import model_problem
 
     if value is None or _made_by_run(cfg, value):
         return []
