@@ -4,8 +4,8 @@ Loading the config checks its shape; this checks the world it points at. Without
 ``evaluate.models`` or a missing test manifest surfaces after hours of labeling and training.
 Every problem is listed at once, and nothing is loaded: models are resolved by name and path
 only (:func:`~asr_distill.evaluate.decoding.model_problem`, which knows every kind a stage
-takes). Files the run itself writes (under
-its output root: a round's student, an exported checkpoint) are not checked.
+takes). Files the run itself writes (under its output root: a round's student, an exported
+checkpoint) are not checked.
 """
 
 from __future__ import annotations
