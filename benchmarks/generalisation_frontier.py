@@ -160,7 +160,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
     out = Path(args.out)
-    paths = [p for p in Path(args.results).glob("generalisation*.json") if p.resolve() != out.resolve()]
+    mine = {out.resolve(), OUT.resolve()}  # this script's own output is not a generalisation run
+    paths = [p for p in Path(args.results).glob("generalisation*.json") if p.resolve() not in mine]
     if not paths:
         print(f"skipped: no generalisation results under {args.results}")
         return

@@ -29,7 +29,8 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--check",
         action="store_true",
-        help="only check the config, print it resolved and say what each stage would do",
+        help="only check the config and that the files and models it names are there, "
+        "print it resolved and say what each stage would do (exit 2 on a problem)",
     )
 
 

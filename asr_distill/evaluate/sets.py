@@ -101,14 +101,14 @@ def available(sets: Mapping[str, Path]) -> tuple[dict[str, Path], dict[str, str]
     present, skipped = {}, {}
     for k, (name, path) in enumerate(sets.items()):
         if not path.is_file():
-            why = f"manifest {path} does not exist"
+            why, error = f"manifest {path} does not exist", FileNotFoundError
         elif not _has_references(path):
             why = f"manifest {path} has no reference transcript (every text is empty): nothing to score"
+            error = ValueError
         else:
             present[name] = path
             continue
         if k == 0:
-            error = FileNotFoundError if not path.is_file() else ValueError
             raise error(f"test set {name}: {why}")
         skipped[name] = why
         log.warning("skipping test set %s: %s", name, why)
