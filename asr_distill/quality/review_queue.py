@@ -121,24 +121,33 @@ def index_map(src: Sequence[str], dst: Sequence[str]) -> list[int | None]:
     return out
 
 
+def written_owners(text: str, timings: Sequence[WordTiming]) -> list[list[WordTiming]] | None:
+    """The word timings under each written word of ``text`` (None: they spell other characters).
+
+    Timings and words are matched character by character (spaces ignored), so a timing
+    holding "GMEF." or two timings splitting one written word both map.
+    """
+    written = text.split()
+    if not timings or "".join("".join(t.word.split()) for t in timings) != "".join(written):
+        return None
+    owner = [i for i, t in enumerate(timings) for ch in t.word if not ch.isspace()]
+    out, pos = [], 0
+    for w in written:
+        out.append([timings[i] for i in sorted(set(owner[pos : pos + len(w)]))])
+        pos += len(w)
+    return out
+
+
 def written_timings(text: str, timings: Sequence[WordTiming]) -> list[tuple[float, float] | None]:
     """``(start, end)`` of each written word of ``text`` from word timings of the same decoding.
 
-    Timings and words are matched character by character (spaces ignored), so a timing
-    holding "GMEF." or two timings splitting one written word both map; when the
-    characters differ, every word is None (play the whole clip rather than a wrong span).
+    When the timings spell other characters, every word is None (play the whole clip
+    rather than a wrong span).
     """
-    written = text.split()
-    owner = [i for i, t in enumerate(timings) for ch in t.word if not ch.isspace()]
-    if not timings or "".join("".join(t.word.split()) for t in timings) != "".join(written):
-        return [None] * len(written)
-    out: list[tuple[float, float] | None] = []
-    pos = 0
-    for w in written:
-        mine = [timings[i] for i in sorted(set(owner[pos : pos + len(w)]))]
-        out.append((min(t.start for t in mine), max(t.end for t in mine)))
-        pos += len(w)
-    return out
+    owners = written_owners(text, timings)
+    if owners is None:
+        return [None] * len(text.split())
+    return [(min(t.start for t in mine), max(t.end for t in mine)) for mine in owners]
 
 
 def _carried(p: PseudoLabel, t_spoken: Sequence[str], sources: Sequence[int | None]) -> list[float | None]:
@@ -295,5 +304,6 @@ __all__ = [
     "review_queue",
     "run_interval",
     "spoken_confidences",
+    "written_owners",
     "written_timings",
 ]
