@@ -34,17 +34,19 @@ from asr_distill.quality.consensus import DOUBTFUL_CONFIDENCE
 from asr_distill.quality.filter import read_pseudo_labels
 from asr_distill.quality.review_queue import PAD, Pad
 from asr_distill.quality.review_sim import MODES, confidence_table, simulate
+from asr_distill.quality.word_calibration import WordCalibration, fit_word_calibration, read_transcribed
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 POOLS = {"an4": DATA / "an4" / "train.jsonl", "speechocean762": DATA / "speechocean762" / "pool.jsonl"}
 BUDGETS_MIN = (0.5, 1.0, 2.0)
 BAR = 2.0
+CALIBRATION_OFFSET = 2  # the transcribed subset that fits the word calibration starts at line 2 by default
 
 
-def subset(pool: Path, every: int, out: Path) -> Path:
-    """Every ``every``-th line of ``pool`` with absolute audio paths (the first line included)."""
-    lines = [json.loads(x) for x in pool.read_text().splitlines() if x.strip()][::every]
+def subset(pool: Path, every: int, out: Path, offset: int = 0) -> Path:
+    """Every ``every``-th line of ``pool`` from line ``offset`` (0: the first), with absolute audio paths."""
+    lines = [json.loads(x) for x in pool.read_text().splitlines() if x.strip()][offset::every]
     for d in lines:
         d["audio_filepath"] = str((pool.parent / d["audio_filepath"]).resolve())
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -93,6 +95,7 @@ def prepare(
     work: Path,
     keep_at_least: float | None = None,
     opinions: tuple[str, ...] = ("tiny.en",),
+    offset: int = 0,
 ) -> Path:
     """Label (base with word timings, each second opinion) and filter; returns the filter's folder.
 
@@ -100,10 +103,11 @@ def prepare(
     (a sample at temperature T, see :func:`parse_opinion`): the first is what the
     filter's agreement score compares with, all of them vote on each word's confidence.
     ``keep_at_least`` is the filter's retention floor (``--keep-at-least``), as a recipe sets it.
+    ``offset`` starts the subset at another line (a disjoint subset, in a folder of its own).
     Reruns resume.
     """
-    d = work / corpus
-    manifest = subset(POOLS[corpus], every, d / "subset.jsonl")
+    d = work / (f"{corpus}_from{offset}" if offset else corpus)
+    manifest = subset(POOLS[corpus], every, d / "subset.jsonl", offset)
     base = d / "base.jsonl"
     name = "filtered" if keep_at_least is None else f"filtered_floor{keep_at_least:g}"
     if tuple(opinions) != ("tiny.en",):
@@ -145,21 +149,44 @@ def threshold_sweep(labels, budgets: list[float], thresholds: list[float]) -> di
 
 
 def compare(labels, budgets: list[float]) -> dict:
-    """Every mode at every budget, and word vs utterance removed-per-minute ratios."""
+    """Every mode at every budget, word vs utterance removed-per-minute ratios, and their ceiling.
+
+    The ceiling is the ratio word review would reach if every highlighted word it played
+    were wrong: what better flags alone could buy with the same spans.
+    """
     rows = {m: [asdict(simulate(labels, m, b)) for b in budgets] for m in MODES}
-    ratios = []
+    ratios, ceiling = [], []
     for u, w in zip(rows["utterance"], rows["word"], strict=True):
         rate = u["removed_per_min"]
         ratios.append(round(w["removed_per_min"] / rate, 3) if rate else None)
-    return {"budgets_min": budgets, "modes": rows, "ratio_word_vs_utterance": ratios}
+        heard = w["changeable"] / w["listened_min"] if w["listened_min"] else 0.0
+        ceiling.append(round(heard / rate, 3) if rate else None)
+    return {
+        "budgets_min": budgets,
+        "modes": rows,
+        "ratio_word_vs_utterance": ratios,
+        "ceiling_word_vs_utterance": ceiling,
+    }
 
 
-def evaluate(filtered: Path, pads: list[Pad] = (), thresholds: list[float] = ()) -> dict:
+def calibrate(filtered: Path) -> WordCalibration:
+    """The word calibration fitted on a filter's labels, kept and dropped (they carry transcripts)."""
+    return fit_word_calibration(read_transcribed(filtered))
+
+
+def evaluate(
+    filtered: Path,
+    pads: list[Pad] = (),
+    thresholds: list[float] = (),
+    calibration: WordCalibration | None = None,
+) -> dict:
     """The simulation on the kept labels and on all labels, at fixed budgets and the whole word queue.
 
     Each part also gets its word-confidence table (how often a word of each confidence is
     wrong, and how many of the errors the queue can reach) and, with ``pads`` or
-    ``thresholds``, the ratios at other pads or doubtful-word thresholds.
+    ``thresholds``, the ratios at other pads or doubtful-word thresholds. With a
+    ``calibration`` (fitted on other labels), ``calibrated`` holds the same comparison and
+    table with every word confidence replaced by the calibrated one.
     """
     kept = read_pseudo_labels(filtered / "kept.jsonl")
     every = kept + read_pseudo_labels(filtered / "dropped.jsonl")
@@ -180,7 +207,21 @@ def evaluate(filtered: Path, pads: list[Pad] = (), thresholds: list[float] = ())
             out[name]["ratio_by_pad"] = pad_sweep(labels, budgets, pads)
         if thresholds:
             out[name]["ratio_by_threshold"] = threshold_sweep(labels, budgets, thresholds)
+        if calibration is not None:
+            tuned = calibration.apply(labels, pool=every)  # a word's share is its share of the pool
+            tuned_budgets = sorted({*BUDGETS_MIN, round(simulate(tuned, "word", 1e9).listened_min, 3)})
+            out[name]["calibrated"] = {**compare(tuned, tuned_budgets), "confidence": confidence_table(tuned)}
     return out
+
+
+def check_disjoint(every: int, calibrate_every: int, offset: int, ap: argparse.ArgumentParser) -> None:
+    """Refuse a calibration subset that shares a line with the reviewed one."""
+    reviewed = set(range(0, every * calibrate_every, every))
+    if reviewed & set(range(offset % calibrate_every, every * calibrate_every, calibrate_every)):
+        ap.error(
+            f"--calibrate-every {calibrate_every} from line {offset} shares lines with --every {every}: "
+            "pick another"
+        )
 
 
 def main(argv=None) -> int:
@@ -215,6 +256,19 @@ def main(argv=None) -> int:
         help="also the word/utterance ratios with these doubtful-word thresholds (the queue's is "
         f"{DOUBTFUL_CONFIDENCE:g})",
     )
+    ap.add_argument(
+        "--calibrate-every",
+        type=int,
+        help="also fit the word confidence on a transcribed subset disjoint from the reviewed one "
+        "(every Nth pool line from --calibrate-from, labeled and filtered alike) and simulate "
+        "review with it",
+    )
+    ap.add_argument(
+        "--calibrate-from",
+        type=int,
+        default=CALIBRATION_OFFSET,
+        help="the pool line the calibration subset starts at (another gives another subset)",
+    )
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "review_sim")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "review_sim.json")
     args = ap.parse_args(argv)
@@ -230,13 +284,31 @@ def main(argv=None) -> int:
     corpora = {}
     for corpus, every, floor in zip(args.corpus, args.every, floors, strict=True):
         filtered = prepare(corpus, every, args.work, floor or None, opinions)
+        cal, fitted = None, {}
+        if args.calibrate_every:
+            check_disjoint(every, args.calibrate_every, args.calibrate_from, ap)
+            dev = prepare(
+                corpus, args.calibrate_every, args.work, floor or None, opinions, args.calibrate_from
+            )
+            cal = calibrate(dev)
+            fitted = {
+                "calibration": {"every": args.calibrate_every, "offset": args.calibrate_from, **asdict(cal)}
+            }
         corpora[corpus] = {
             "every": every,
             "keep_at_least": floor or None,
-            **evaluate(filtered, args.sweep_pad, args.sweep_threshold),
+            **fitted,
+            **evaluate(filtered, args.sweep_pad, args.sweep_threshold, cal),
         }
     headline = {c: r["all"]["ratio_word_vs_utterance"] for c, r in corpora.items()}
     kept = {c: r["kept"]["ratio_word_vs_utterance"] for c, r in corpora.items()}
+    tuned = {
+        f"ratio_word_vs_utterance_calibrated_{part}": {
+            c: r[part]["calibrated"]["ratio_word_vs_utterance"] for c, r in corpora.items()
+        }
+        for part in ("all", "kept")
+        if args.calibrate_every
+    }
     result = {
         "bar": f"word review removes >= {BAR}x the label errors per minute listened of utterance review",
         "normaliser": "format_insensitive",
@@ -247,6 +319,7 @@ def main(argv=None) -> int:
         "doubtful_below": DOUBTFUL_CONFIDENCE,  # a word's confidence under this is highlighted
         "ratio_word_vs_utterance_all": headline,
         "ratio_word_vs_utterance_kept": kept,  # the review stage's input: the filter's kept labels
+        **tuned,
         "corpora": corpora,
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
         "command": "python " + " ".join(sys.argv),

@@ -179,6 +179,14 @@ def test_a_run_lists_every_missing_input_and_unknown_model_before_any_work(tmp_p
     # only the stages that will run are checked: a finished label stage needs no teacher
     later = config_from_dict(cfg)
     assert [x.split(":")[0] for x in preflight.problems(later, ["filter", "train"])] == []
+    # review's own inputs: the reviewer's edits and the transcribed clips that fit the word confidence
+    cfg["review"] = {"enabled": True, "edits": "gone_edits.json", "calibrate_on": "gone_dev"}
+    reviewed = config_from_dict(cfg)
+    assert [x.split(":")[0] for x in preflight.problems(reviewed, ["review"])] == [
+        "review.edits",
+        "review.calibrate_on",
+    ]
+    del cfg["review"]
     config = tmp_path / "pipeline.yaml"
     config.write_text(json.dumps(cfg))
     assert main(["run", str(config), "--check"]) == 2

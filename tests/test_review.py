@@ -469,6 +469,41 @@ def test_review_export_pad_sets_what_the_page_plays(timed_labels, tmp_path, caps
     assert not (tmp_path / "bad").exists()  # refused before the folder is made
 
 
+def test_review_export_calibrates_word_confidence_on_transcribed_labels(timed_labels, tmp_path, capsys):
+    """``--calibrate-on`` ranks by confidences refitted on transcribed labels, saved with the page."""
+    from asr_distill.cli import main
+    from asr_distill.jsonl import atomic_write_jsonl
+    from asr_distill.quality.word_calibration import WordCalibration
+
+    kept = tmp_path / "kept.jsonl"
+    atomic_write_jsonl(kept, timed_labels)
+    out = tmp_path / "calibrated"
+    assert (
+        main(["review", "export", str(kept), "--out", str(out), "--k", "4", "--calibrate-on", str(kept)]) == 0
+    )
+    report = json.loads((out / "review_report.json").read_text())
+    known = sum(c is not None for p in timed_labels for c in p.word_confidence)
+    assert report["word_calibration"] == {
+        "fitted_on": str(kept),
+        "words": known,
+        "wrong": report["word_calibration"]["wrong"],
+    }
+    cal = WordCalibration.load(out / "word_calibration.json")
+    assert 0 < cal.wrong < known
+    # the page is the one the calibrated confidences give
+    by_hand = tmp_path / "by_hand.jsonl"
+    atomic_write_jsonl(by_hand, cal.apply(timed_labels))
+    assert main(["review", "export", str(by_hand), "--out", str(tmp_path / "plain"), "--k", "4"]) == 0
+    assert (out / "review.tsv").read_text() == (tmp_path / "plain" / "review.tsv").read_text()
+    # labels without transcripts cannot fit it: refused with the file named
+    unheard = tmp_path / "unheard.jsonl"
+    atomic_write_jsonl(unheard, [dataclasses.replace(p, ref_text=None) for p in timed_labels])
+    capsys.readouterr()
+    bad = ["review", "export", str(kept), "--out", str(tmp_path / "bad"), "--calibrate-on", str(unheard)]
+    assert main(bad) == 2
+    assert f"calibrate_on {unheard}" in capsys.readouterr().err
+
+
 def test_page_highlights_exactly_the_doubtful_words_and_plays_their_spans(timed_labels, tmp_path):
     from asr_distill.quality.review import select_entries
     from asr_distill.testing.review import ODD_WORD
@@ -547,6 +582,7 @@ def test_simulated_reviewer_fixes_only_highlighted_words():
     assert word.listened_min == pytest.approx((0.4 + 1.0) / 60, abs=1e-4)
     whole = simulate([p], "utterance", 1.0)
     assert (whole.errors_removed, whole.listened_min) == (2, round(4.0 / 60, 4))
+    assert (word.changeable, whole.changeable) == (1, 4)  # "five" alone; every word of the clip
     assert word.removed_per_min == pytest.approx(1 / (1.4 / 60), rel=1e-2)
     assert whole.removed_per_min == pytest.approx(2 / (4 / 60), rel=1e-2)
     assert simulate([p], "word", 0.01, pad=Pad(0.5, 0.5)).items == 0  # 1.4 s does not fit in 0.6 s

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+from pathlib import Path
+
+import pytest
 
 from asr_distill.testing.bench import load_benchmark
 
@@ -35,3 +39,22 @@ def test_each_opinion_is_labeled_once_and_all_vote_in_the_filter(tmp_path, monke
     assert (
         rs.prepare("an4", 2, tmp_path / "work", 0.6) == d / "filtered_floor0.6"
     )  # the one-opinion run's folder
+
+
+def test_calibration_subset_is_disjoint_and_labeled_in_its_own_folder(tmp_path, monkeypatch):
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text(
+        "".join(json.dumps({"audio_filepath": f"{i}.wav", "text": "a"}) + "\n" for i in range(45))
+    )
+    monkeypatch.setitem(rs.POOLS, "an4", pool)
+    monkeypatch.setattr(rs, "cli", lambda *argv: None)
+    dev = rs.prepare("an4", 20, tmp_path / "work", None, ("tiny.en",), rs.CALIBRATION_OFFSET)
+    assert dev == tmp_path / "work" / f"an4_from{rs.CALIBRATION_OFFSET}" / "filtered"
+    lines = [json.loads(x)["audio_filepath"] for x in (dev.parent / "subset.jsonl").read_text().splitlines()]
+    assert [Path(x).name for x in lines] == ["2.wav", "22.wav", "42.wav"]
+    ap = argparse.ArgumentParser()
+    rs.check_disjoint(5, 20, 2, ap)  # lines 0, 5, 10, ... against 2, 22, 42, ...
+    rs.check_disjoint(5, 20, 3, ap)
+    for every, offset in ((2, 2), (5, 10), (5, 45)):
+        with pytest.raises(SystemExit):
+            rs.check_disjoint(every, 20, offset, ap)  # a line in both

@@ -52,6 +52,13 @@ def add_parser(sub) -> None:
         f"(default {PAD}: Whisper's word spans start early and end early; widen it where "
         "word timings are worse)",
     )
+    e.add_argument(
+        "--calibrate-on",
+        metavar="LABELS",
+        help="transcribed clips of the same pool, labeled and filtered alike (a filter's --out folder "
+        "or its kept.jsonl): the word confidences that flag and rank are refitted on them "
+        "(word_calibration.json is written beside the page)",
+    )
     add_force(e, FORCE_HELP)
     i = subcommand(
         rsub, "import", run_import, "apply a reviewer's edits (review_edits.json or the edited review.tsv)"
@@ -91,8 +98,11 @@ def run_export(args) -> int:
         minutes=args.minutes,
         unit=args.unit,
         pad=args.pad,
+        calibrate_on=args.calibrate_on,
     )
     kept = _kept(args)
+    if args.calibrate_on and not Path(args.calibrate_on).exists():
+        raise SystemExit(f"error: --calibrate-on {args.calibrate_on} does not exist")
     with guard_output(args.out, inputs=[kept], kind=KIND, force=_force(args)):
         r = run_review_export(kept, Path(args.out), options)
     print(

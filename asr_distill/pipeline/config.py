@@ -625,7 +625,7 @@ def _resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
             opinions=[r(o, model=model(o.model)) for o in cfg.label.opinions],
         ),
         filter=r(cfg.filter, lexicon=p(cfg.filter.lexicon)),
-        review=r(cfg.review, edits=p(cfg.review.edits)),
+        review=r(cfg.review, edits=p(cfg.review.edits), calibrate_on=p(cfg.review.calibrate_on)),
         train=r(
             cfg.train,
             config=p(cfg.train.config),

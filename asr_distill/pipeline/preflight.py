@@ -60,6 +60,10 @@ def _evaluate(cfg: PipelineConfig) -> list[str]:
 CHECKS = {
     "label": _label,
     "filter": lambda cfg: _input(cfg, "filter.lexicon", cfg.filter.lexicon),
+    "review": lambda cfg: (
+        _input(cfg, "review.edits", cfg.review.edits)
+        + _input(cfg, "review.calibrate_on", cfg.review.calibrate_on)
+    ),
     "train": lambda cfg: _input(cfg, "train.config", cfg.train.config),
     "evaluate": _evaluate,
 }

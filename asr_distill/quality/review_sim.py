@@ -50,6 +50,9 @@ class SimResult:
         wer_before: label WER (percent) before review.
         wer_after: label WER (percent) after review.
         removed_per_min: errors removed per minute listened.
+        changeable: the words the reviewer could change: every word of a clip heard whole,
+            the highlighted ones in ``word`` mode. Per minute listened, the most errors it
+            could remove if every one were wrong (the reference words it may add aside).
     """
 
     mode: str
@@ -62,6 +65,7 @@ class SimResult:
     wer_before: float
     wer_after: float
     removed_per_min: float
+    changeable: int = 0
 
 
 def _edits(a: Sequence[str], b: Sequence[str]) -> int:
@@ -70,12 +74,18 @@ def _edits(a: Sequence[str], b: Sequence[str]) -> int:
     return Levenshtein.distance(list(a), list(b))
 
 
+def highlighted(entry: QueueEntry) -> set[int]:
+    """The indices of the label's spoken words under a highlighted written word."""
+    spans = spoken_words(entry.label.text)[1]
+    return {j for j, (a, b) in enumerate(spans) if any(w.doubtful for w in entry.words[a : b + 1])}
+
+
 def fix_highlighted(entry: QueueEntry, ref: Sequence[str]) -> list[str]:
     """The label's normalised words after a perfect reviewer changed only the highlighted ones."""
     from rapidfuzz.distance import Levenshtein
 
-    hyp, spans = spoken_words(entry.label.text)
-    hot = {j for j, (a, b) in enumerate(spans) if any(w.doubtful for w in entry.words[a : b + 1])}
+    hyp = spoken_words(entry.label.text)[0]
+    hot = highlighted(entry)
     out: list[str] = []
     for op in Levenshtein.opcodes(list(hyp), list(ref)):
         h, r = list(range(op.src_start, op.src_end)), list(ref[op.dest_start : op.dest_end])
@@ -179,7 +189,7 @@ def simulate(
     before = {p.id: _edits(refs[p.id], spoken_words(p.text)[0]) for p in labels}
     unit = "utterance" if mode == "utterance" else "word"
     queue = review_queue(labels, unit, threshold, pad)
-    listened, removed, items = 0.0, 0, 0
+    listened, removed, items, changeable = 0.0, 0, 0, 0
     for e in queue:
         if mode == "word" and not e.runs:
             break  # the rest have nothing highlighted (the queue puts them last)
@@ -189,6 +199,7 @@ def simulate(
         listened += seconds
         items += 1
         removed += before[e.label.id] - _reviewed_errors(e, refs[e.label.id], mode)
+        changeable += len(highlighted(e)) if mode == "word" else len(spoken_words(e.label.text)[0])
     words, total = sum(len(r) for r in refs.values()), sum(before.values())
     return SimResult(
         mode,
@@ -201,6 +212,7 @@ def simulate(
         round(100 * total / words, 3) if words else 0.0,
         round(100 * (total - removed) / words, 3) if words else 0.0,
         round(removed / (listened / 60), 3) if listened else 0.0,
+        changeable,
     )
 
 
@@ -210,6 +222,7 @@ __all__ = [
     "SimResult",
     "confidence_table",
     "fix_highlighted",
+    "highlighted",
     "simulate",
     "wrong_words",
 ]

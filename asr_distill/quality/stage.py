@@ -259,6 +259,10 @@ class ReviewOptions:
         pad: seconds the page plays around each doubtful run, ``SECONDS`` either side or
             ``BEFORE:AFTER`` (None: :data:`~asr_distill.quality.review_queue.PAD`, measured
             on speech with known word boundaries; widen it where word timings are worse).
+        calibrate_on: transcribed clips of the same pool, labeled and filtered alike (a
+            filter's output folder, or its kept/dropped file; labels carry ``ref_text``):
+            the word confidences that flag and rank are refitted on them
+            (:mod:`~asr_distill.quality.word_calibration`). The labels keep their own.
     """
 
     k: int | None = None
@@ -267,6 +271,7 @@ class ReviewOptions:
     unit: str = "word"
     reviewer: str | None = None
     pad: str | None = None
+    calibrate_on: str | None = None
 
     def __post_init__(self) -> None:
         if sum(x is not None for x in (self.k, self.band, self.minutes)) > 1:
@@ -291,15 +296,40 @@ def run_review_export(kept: Path, out: Path, options: ReviewOptions) -> ReviewEx
         options: which labels to export.
     """
     labels = read_pseudo_labels(kept)
+    fitted: dict[str, Any] = {}
+    if options.calibrate_on:
+        labels, fitted = _calibrated(labels, kept, Path(options.calibrate_on), Path(out))
     k = options.k
     if k is None and options.band is None and options.minutes is None:
         k = math.ceil(DEFAULT_REVIEW_FRACTION * len(labels))
     band = tuple(options.band) if options.band else None
     pad = options.span_pad()
     r = export_review(labels, out, k=k, band=band, minutes=options.minutes, unit=options.unit, pad=pad)
-    report = {**r.__dict__, "pad_s": pad._asdict(), "kept": str(kept)}
+    report = {**r.__dict__, "pad_s": pad._asdict(), "kept": str(kept), **fitted}
     atomic_write_text(Path(out) / "review_report.json", json.dumps(report, indent=1) + "\n")
     return r
+
+
+def _calibrated(
+    labels: list[PseudoLabel], kept: Path, transcribed: Path, out: Path
+) -> tuple[list[PseudoLabel], dict[str, Any]]:
+    """``labels`` with word confidences fitted on ``transcribed``; the fit is saved in ``out``.
+
+    A word's share of the pool counts the filter's dropped labels too (beside ``kept``).
+    """
+    from .word_calibration import fit_word_calibration, read_transcribed
+
+    dev = read_transcribed(transcribed)
+    try:
+        cal = fit_word_calibration(dev)
+    except ValueError as e:
+        raise ValueError(f"calibrate_on {transcribed}: {e}") from None
+    beside = kept.with_name("dropped.jsonl")
+    pool = labels + (read_pseudo_labels(beside) if beside.is_file() else [])
+    out.mkdir(parents=True, exist_ok=True)
+    cal.save(out / "word_calibration.json")
+    note = {"fitted_on": str(transcribed), "words": cal.words, "wrong": cal.wrong}
+    return cal.apply(labels, pool=pool), {"word_calibration": note}
 
 
 def run_review_import(

@@ -68,9 +68,15 @@ class WordCalibration:
         z = (x - np.asarray(self.mean)) / np.asarray(self.scale)
         return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.coef) + self.intercept)))
 
-    def apply(self, labels: Sequence[PseudoLabel]) -> list[PseudoLabel]:
-        """``labels`` with each known word confidence replaced by the calibrated chance it is right."""
-        rows = word_features(labels)
+    def apply(
+        self, labels: Sequence[PseudoLabel], pool: Sequence[PseudoLabel] | None = None
+    ) -> list[PseudoLabel]:
+        """``labels`` with each known word confidence replaced by the calibrated chance it is right.
+
+        ``pool``: the labels whose words give each word's share (default: ``labels``; the
+        filter's kept and dropped labels together when only the kept are reviewed).
+        """
+        rows = word_features(labels, pool)
         out = []
         for p, x in zip(labels, rows, strict=True):
             if x is None:
@@ -127,12 +133,38 @@ def _label_rows(p: PseudoLabel, share: dict[str, float], floor: float) -> np.nda
     return np.asarray(rows, dtype=float) if rows else None
 
 
-def word_features(labels: Sequence[PseudoLabel]) -> list[np.ndarray | None]:
-    """One row of :data:`FEATURES` per spoken teacher word with a confidence, per label (None: none)."""
-    counts = Counter(w for p in labels for w in spoken_words(p.teacher_text)[0])
+def word_features(
+    labels: Sequence[PseudoLabel], pool: Sequence[PseudoLabel] | None = None
+) -> list[np.ndarray | None]:
+    """One row of :data:`FEATURES` per spoken teacher word with a confidence, per label (None: none).
+
+    A word's share is counted over ``pool`` (default: ``labels``).
+    """
+    counts = Counter(w for p in (labels if pool is None else pool) for w in spoken_words(p.teacher_text)[0])
     total = sum(counts.values()) or 1
     share = {w: n / total for w, n in counts.items()}
     return [_label_rows(p, share, 0.5 / total) for p in labels]
+
+
+def read_transcribed(path: str | Path) -> list[PseudoLabel]:
+    """Labels to fit on: a filter's output folder (kept.jsonl and dropped.jsonl) or one such file.
+
+    Raises:
+        FileNotFoundError: naming what is missing.
+    """
+    from .filter import read_pseudo_labels
+
+    path = Path(path)
+    if path.is_dir():
+        files = [path / n for n in ("kept.jsonl", "dropped.jsonl") if (path / n).is_file()]
+        if not files:
+            raise FileNotFoundError(
+                f"{path}: no kept.jsonl or dropped.jsonl (give a folder `asr-distill filter` wrote)"
+            )
+        return [p for f in files for p in read_pseudo_labels(f)]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist (give the filter's output of transcribed clips)")
+    return read_pseudo_labels(path)
 
 
 def fit_word_calibration(labels: Sequence[PseudoLabel]) -> WordCalibration:
@@ -171,4 +203,4 @@ def fit_word_calibration(labels: Sequence[PseudoLabel]) -> WordCalibration:
     )
 
 
-__all__ = ["FEATURES", "WordCalibration", "fit_word_calibration", "word_features"]
+__all__ = ["FEATURES", "WordCalibration", "fit_word_calibration", "read_transcribed", "word_features"]
