@@ -25,6 +25,7 @@ from asr_distill.quality.review import (
     select_entries,
 )
 from asr_distill.quality.stage import ReviewOptions, run_review_export, run_review_import
+from asr_distill.testing.review import hand_label as _label
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -296,32 +297,6 @@ def timed_labels(tmp_path_factory, an4_fixture, tiny_teacher):
 
     path = timed_label_file(an4_fixture, tmp_path_factory.mktemp("timed") / "labels.jsonl", tiny_teacher)
     return doubtful_labels(path)
-
-
-def _label(text, ref, confidences, timings=(), **kw):
-    """A pseudo-label whose word confidences and timings a test sets by hand."""
-    from asr_distill.quality.filter import PseudoLabel
-    from asr_distill.records import Provenance, WordTiming
-
-    return PseudoLabel(
-        id=kw.pop("id", "u1"),
-        audio_filepath="/data/u1.flac",
-        offset=0.0,
-        duration=kw.pop("duration", 4.0),
-        text=kw.pop("label_text", text),
-        teacher_text=text,
-        language="en",
-        score_name="avg_logprob",
-        score=kw.pop("score", -0.3),
-        scores={},
-        corrections=(),
-        filter_history=(),
-        drop_reasons=(),
-        provenance=Provenance("base", "0" * 64, "whisper", {}, "0"),
-        ref_text=ref,
-        word_confidence=tuple(confidences),
-        words=tuple(WordTiming(w, s, e, 0.9) for w, s, e in timings),
-    )
 
 
 def test_written_timings_match_by_characters_or_give_up():

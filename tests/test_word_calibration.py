@@ -12,34 +12,17 @@ from asr_distill.quality.word_calibration import (
     fit_word_calibration,
     word_features,
 )
-from asr_distill.records import Provenance, PseudoLabel, WordTiming
+from asr_distill.testing.review import hand_label
 
 
 def _label(i, text, ref, confidences, probabilities=None):
     words = text.split()
     probabilities = probabilities or [0.9] * len(words)
-    return PseudoLabel(
-        id=f"u{i}",
-        audio_filepath=f"/data/u{i}.flac",
-        offset=0.0,
-        duration=2.0,
-        text=text,
-        teacher_text=text,
-        language="en",
-        score_name="agreement",
-        score=1.0,
-        scores={},
-        corrections=(),
-        filter_history=(),
-        drop_reasons=(),
-        provenance=Provenance("base", "0" * 64, "whisper", {}, "0"),
-        ref_text=ref,
-        word_confidence=tuple(confidences),
-        words=tuple(
-            WordTiming(f" {w}", 0.4 * k, 0.4 * k + 0.3, p)
-            for k, (w, p) in enumerate(zip(words, probabilities, strict=True))
-        ),
-    )
+    timings = [
+        (f" {w}", 0.4 * k, 0.4 * k + 0.3, p)
+        for k, (w, p) in enumerate(zip(words, probabilities, strict=True))
+    ]
+    return hand_label(text, ref, confidences, timings, id=f"u{i}", duration=2.0)
 
 
 def _pool(n=40):

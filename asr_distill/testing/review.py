@@ -47,3 +47,32 @@ def timed_label_file(manifest: Path, out: Path, teacher) -> Path:
 
 
 __all__ = ["ODD_WORD", "disagreeing_opinion", "doubtful_labels", "timed_label_file"]
+
+
+def hand_label(text: str, ref: str | None, confidences, timings=(), **kw) -> PseudoLabel:
+    """A pseudo-label whose word confidences and timings a test sets by hand.
+
+    ``timings``: ``(word, start, end)`` (probability 0.9) or ``(word, start, end, probability)``.
+    ``kw`` may set ``id``, ``duration``, ``label_text`` (a corrected text) and ``score``.
+    """
+    from asr_distill.records import Provenance, WordTiming
+
+    return PseudoLabel(
+        id=kw.pop("id", "u1"),
+        audio_filepath="/data/u1.flac",
+        offset=0.0,
+        duration=kw.pop("duration", 4.0),
+        text=kw.pop("label_text", text),
+        teacher_text=text,
+        language="en",
+        score_name="avg_logprob",
+        score=kw.pop("score", -0.3),
+        scores={},
+        corrections=(),
+        filter_history=(),
+        drop_reasons=(),
+        provenance=Provenance("base", "0" * 64, "whisper", {}, "0"),
+        ref_text=ref,
+        word_confidence=tuple(confidences),
+        words=tuple(WordTiming(*t) if len(t) == 4 else WordTiming(*t, 0.9) for t in timings),
+    )
