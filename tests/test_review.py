@@ -470,6 +470,10 @@ def test_review_export_calibrates_word_confidence_on_transcribed_labels(timed_la
     atomic_write_jsonl(by_hand, cal.apply(timed_labels))
     assert main(["review", "export", str(by_hand), "--out", str(tmp_path / "plain"), "--k", "4"]) == 0
     assert (out / "review.tsv").read_text() == (tmp_path / "plain" / "review.tsv").read_text()
+    # the saved fit is reused as it is
+    again = ["--calibrate-on", str(out / "word_calibration.json")]
+    assert main(["review", "export", str(kept), "--out", str(tmp_path / "again"), "--k", "4", *again]) == 0
+    assert (tmp_path / "again" / "review.tsv").read_text() == (out / "review.tsv").read_text()
     # labels without transcripts cannot fit it: refused with the file named
     unheard = tmp_path / "unheard.jsonl"
     atomic_write_jsonl(unheard, [dataclasses.replace(p, ref_text=None) for p in timed_labels])

@@ -74,9 +74,14 @@ def test_saved_calibration_loads_back_and_refuses_other_files(tmp_path):
     path.write_text(json.dumps(other))
     with pytest.raises(ValueError, match="word_calibration.json: fitted on features"):
         WordCalibration.load(path)
-    path.write_text("not json")
-    with pytest.raises(ValueError, match="not a word calibration"):
-        WordCalibration.load(path)
+    for bad in (
+        "not json",
+        "[1, 2]",
+        json.dumps(json.loads(path.read_text()) | {"features": list(FEATURES)} | {"coef": [1.0]}),
+    ):
+        path.write_text(bad)
+        with pytest.raises(ValueError, match="not a word calibration"):
+            WordCalibration.load(path)
 
 
 def test_fitting_needs_transcripts_with_right_and_wrong_words():

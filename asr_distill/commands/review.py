@@ -57,7 +57,7 @@ def add_parser(sub) -> None:
         metavar="LABELS",
         help="transcribed clips of the same pool, labeled and filtered alike (a filter's --out folder "
         "or its kept.jsonl): the word confidences that flag and rank are refitted on them "
-        "(word_calibration.json is written beside the page)",
+        "(word_calibration.json is written beside the page; give that file to reuse the fit)",
     )
     add_force(e, FORCE_HELP)
     i = subcommand(

@@ -262,7 +262,8 @@ class ReviewOptions:
         calibrate_on: transcribed clips of the same pool, labeled and filtered alike (a
             filter's output folder, or its kept/dropped file; labels carry ``ref_text``):
             the word confidences that flag and rank are refitted on them
-            (:mod:`~asr_distill.quality.word_calibration`). The labels keep their own.
+            (:mod:`~asr_distill.quality.word_calibration`), or the ``word_calibration.json``
+            an earlier export saved. The labels keep their own.
     """
 
     k: int | None = None
@@ -313,15 +314,17 @@ def run_review_export(kept: Path, out: Path, options: ReviewOptions) -> ReviewEx
 def _calibrated(
     labels: list[PseudoLabel], kept: Path, transcribed: Path, out: Path
 ) -> tuple[list[PseudoLabel], dict[str, Any]]:
-    """``labels`` with word confidences fitted on ``transcribed``; the fit is saved in ``out``.
+    """``labels`` with word confidences fitted on ``transcribed`` (or saved in it); the fit goes in ``out``.
 
     A word's share of the pool counts the filter's dropped labels too (beside ``kept``).
     """
-    from .word_calibration import fit_word_calibration, read_transcribed
+    from .word_calibration import WordCalibration, fit_word_calibration, read_transcribed
 
-    dev = read_transcribed(transcribed)
     try:
-        cal = fit_word_calibration(dev)
+        if transcribed.suffix == ".json":
+            cal = WordCalibration.load(transcribed)
+        else:
+            cal = fit_word_calibration(read_transcribed(transcribed))
     except ValueError as e:
         raise ValueError(f"calibrate_on {transcribed}: {e}") from None
     beside = kept.with_name("dropped.jsonl")

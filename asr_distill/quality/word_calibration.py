@@ -97,10 +97,12 @@ class WordCalibration:
         try:
             d = json.loads(Path(path).read_text())
             cal = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-        except (json.JSONDecodeError, TypeError) as e:
+        except (json.JSONDecodeError, TypeError, AttributeError) as e:
             raise ValueError(f"{path}: not a word calibration ({e})") from e
         if cal.features != FEATURES:
             raise ValueError(f"{path}: fitted on features {cal.features}, this version computes {FEATURES}")
+        if not len(cal.mean) == len(cal.scale) == len(cal.coef) == len(FEATURES):
+            raise ValueError(f"{path}: not a word calibration (one mean, scale and weight per feature)")
         return cal
 
 
