@@ -11,7 +11,13 @@ each mode: ``utterance`` (today: whole clips, least confident first, label repla
 reference), ``utterance_queue`` (whole clips in the word queue's order) and ``word`` (only
 the highlighted words changed, only their padded spans heard). Pools: ``kept`` (what the
 review stage gets) and ``all`` (kept + dropped). The bar: word review removes at least 2x
-the label errors per minute listened of whole-utterance review.
+the label errors per minute listened of whole-utterance review. Beside each ratio, its
+ceiling: the ratio if every highlighted word played were wrong.
+
+``--calibrate-every N`` also labels and filters a disjoint subset (every Nth line from
+``--calibrate-from``) as a user's transcribed clips, fits the word confidence on it
+(:mod:`asr_distill.quality.word_calibration`, what ``review export --calibrate-on`` does) and
+repeats the simulation with the fitted confidences (``calibrated``).
 
 Writes ``benchmarks/results/review_sim.json``; errors are word edits under the
 ``format_insensitive`` normaliser.
