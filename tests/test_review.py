@@ -470,6 +470,8 @@ def test_review_export_calibrates_word_confidence_on_transcribed_labels(timed_la
     atomic_write_jsonl(by_hand, cal.apply(timed_labels))
     assert main(["review", "export", str(by_hand), "--out", str(tmp_path / "plain"), "--k", "4"]) == 0
     assert (out / "review.tsv").read_text() == (tmp_path / "plain" / "review.tsv").read_text()
+    # the page shows each word's confidence: the fitted one
+    assert (out / "review.html").read_text() == (tmp_path / "plain" / "review.html").read_text()
     # the saved fit is reused as it is
     again = ["--calibrate-on", str(out / "word_calibration.json")]
     assert main(["review", "export", str(kept), "--out", str(tmp_path / "again"), "--k", "4", *again]) == 0
