@@ -175,6 +175,12 @@ def compare(labels, budgets: list[float]) -> dict:
     }
 
 
+def queue_budgets(labels) -> tuple[float, list[float]]:
+    """Minutes the whole word queue plays (every highlighted run heard), and the budgets with it."""
+    whole = simulate(labels, "word", 1e9).listened_min
+    return whole, sorted({*BUDGETS_MIN, round(whole, 3)})
+
+
 def calibrate(filtered: Path) -> WordCalibration:
     """The word calibration fitted on a filter's labels, kept and dropped (they carry transcripts)."""
     return fit_word_calibration(read_transcribed(filtered))
@@ -198,14 +204,13 @@ def evaluate(
     every = kept + read_pseudo_labels(filtered / "dropped.jsonl")
     out = {}
     for name, labels in (("kept", kept), ("all", every)):
-        whole = simulate(labels, "word", 1e9)  # the word queue to its end: every highlighted run heard
-        budgets = sorted({*BUDGETS_MIN, round(whole.listened_min, 3)})
+        whole, budgets = queue_budgets(labels)
         out[name] = {
             "labels": len(labels),
             "audio_min": round(sum(p.duration for p in labels) / 60, 3),
             "with_word_timings": sum(bool(p.words) for p in labels),
             "with_word_confidence": sum(bool(p.word_confidence) for p in labels),
-            "word_queue_min": whole.listened_min,
+            "word_queue_min": whole,
             **compare(labels, budgets),
             "confidence": confidence_table(labels),
         }
@@ -215,7 +220,7 @@ def evaluate(
             out[name]["ratio_by_threshold"] = threshold_sweep(labels, budgets, thresholds)
         if calibration is not None:
             tuned = calibration.apply(labels, pool=every)  # a word's share is its share of the pool
-            tuned_budgets = sorted({*BUDGETS_MIN, round(simulate(tuned, "word", 1e9).listened_min, 3)})
+            tuned_budgets = queue_budgets(tuned)[1]
             out[name]["calibrated"] = {**compare(tuned, tuned_budgets), "confidence": confidence_table(tuned)}
     return out
 
